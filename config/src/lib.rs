@@ -1,0 +1,129 @@
+//! Rampart's configuration file: one TOML document read by both processes.
+//!
+//! The dataplane reads only `[dataplane]` (EAL cores, memory, file prefix,
+//! shared-memory path) once at start; the control process reads all of it and
+//! compiles ports, segments and policy into the image it publishes. Every
+//! error names the file, the line, the field and what was expected, so an
+//! operator can fix it without reading code. This crate knows nothing of DPDK
+//! or shared memory.
+
+mod model;
+mod validate;
+
+pub use model::*;
+pub use validate::{warnings, ConfigError, Warning, MAX_PORTS, MAX_WORKERS};
+
+use std::path::Path;
+
+/// The default configuration `make demo` runs with (and the documented example).
+pub const DEMO_CONFIG: &str = include_str!("../demo.toml");
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        field: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Parses and validates configuration text; `file` is used in error messages.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        ConfigError {
+            file: file.to_string(),
+            line,
+            field: if field == "." { String::new() } else { field },
+            message: inner.message().to_string(),
+        }
+    })?;
+    config.source = ConfigSource { file: file.to_string(), text: text.to_string() };
+    validate::validate(&config)?;
+    Ok(config)
+}
+
+/// 1-based line number of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        parse("t.toml", text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn demo_config_is_valid() {
+        let c = parse("demo.toml", DEMO_CONFIG).unwrap();
+        assert_eq!(c.ports.len(), 3);
+        assert!(!c.ports[2].enabled);
+        assert_eq!(c.ports[0].attachment(), Attachment::Segment("lan".into()));
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = err("[dataplane]\nmemory_mb = = 3\n");
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn type_error_names_field_and_line() {
+        let e = err("[dataplane]\nworker_cores = [1]\nmemory_mb = \"lots\"\n");
+        assert_eq!(e.field, "dataplane.memory_mb");
+        assert_eq!(e.line, 3);
+        assert!(e.to_string().starts_with("t.toml:3: field `dataplane.memory_mb`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_rejected() {
+        let e = err("[dataplane]\nworker_core = [1]\n");
+        assert!(e.message.contains("unknown field"), "{e}");
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn unknown_segment_names_port_field_and_line() {
+        let e = err("[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/tmp/a\"\nsegment = \"wan\"\n");
+        assert_eq!(e.field, "ports[0].segment");
+        assert_eq!(e.line, 7);
+        assert!(e.message.contains("unknown segment \"wan\""));
+    }
+
+    #[test]
+    fn wire_must_be_symmetric() {
+        let e = err("[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nwire = \"b\"\n[[ports]]\nname = \"b\"\nkind = \"device\"\ndevice = \"net_null1\"\n");
+        assert_eq!(e.field, "ports[0].wire");
+        let ok = parse("t", "[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nwire = \"b\"\n[[ports]]\nname = \"b\"\nkind = \"device\"\ndevice = \"net_null1\"\nwire = \"a\"\n");
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn bad_mac_duplicate_names_and_missing_socket() {
+        let base = "[[segments]]\nname = \"lan\"\n";
+        let e = err(&format!("{base}[[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/s\"\nsegment = \"lan\"\nmacs = [\"zz\"]\n"));
+        assert_eq!((e.field.as_str(), e.line), ("ports[0].macs[0]", 8));
+        let e = err(&format!("{base}[[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/s\"\nsegment = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/t\"\nsegment = \"lan\"\n"));
+        assert_eq!((e.field.as_str(), e.line), ("ports[1].name", 9));
+        let e = err(&format!("{base}[[ports]]\nname = \"a\"\nkind = \"vhost-client\"\nsegment = \"lan\"\n"));
+        assert_eq!(e.field, "ports[0].socket");
+        let e = err("[dataplane]\nworker_cores = []\n");
+        assert_eq!((e.field.as_str(), e.line), ("dataplane.worker_cores", 1));
+    }
+
+    #[test]
+    fn mac_parser() {
+        assert_eq!(parse_mac("52:54:00:00:00:0a"), Some([0x52, 0x54, 0, 0, 0, 0x0a]));
+        assert_eq!(parse_mac("52:54:00:00:00"), None);
+        assert_eq!(parse_mac("52:54:00:00:00:0a:01"), None);
+        assert_eq!(parse_mac("5:54:00:00:00:0a"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! The configuration's shape: what an operator writes, with its defaults.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    #[serde(default)]
+    pub control: Control,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Where this configuration came from (for error messages on reload).
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub file: String,
+    pub text: String,
+}
+
+/// EAL and process settings of the dataplane; users never type EAL flags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dataplane {
+    /// CPU of the main lcore, which applies policy and attaches ports; it sleeps between polls.
+    pub main_core: u32,
+    /// One worker lcore per listed CPU; workers poll ports run-to-completion.
+    pub worker_cores: Vec<u32>,
+    /// Memory for packet buffers, in MiB.
+    pub memory_mb: u32,
+    /// DPDK file prefix; distinct per dataplane running on one host.
+    pub file_prefix: String,
+    /// Use hugepages (production); `false` runs EAL with `--no-huge` (tests).
+    pub hugepages: bool,
+    /// Path of the shared-memory segment shared with the control process.
+    pub shm: String,
+    /// Packet buffers in the pool.
+    pub mbufs: u32,
+    /// Microseconds an idle worker sleeps between empty polls once it has been idle a while.
+    pub idle_sleep_us: u32,
+    /// Octal file mode of the shared-memory segment and vhost-user sockets.
+    pub file_mode: u32,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            main_core: 0,
+            worker_cores: vec![1],
+            memory_mb: 512,
+            file_prefix: "rampart".into(),
+            hugepages: true,
+            shm: "/dev/shm/rampart".into(),
+            mbufs: 16383,
+            idle_sleep_us: 50,
+            file_mode: 0o600,
+        }
+    }
+}
+
+/// Control process settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// Unix socket of the admin API (`rampartctl` talks to it).
+    pub socket: String,
+    /// Listen address of the Prometheus endpoint; loopback unless you mean otherwise.
+    pub metrics: String,
+    /// Event log (JSON lines, eve.json-style).
+    pub event_log: String,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: "/run/rampart/control.sock".into(),
+            metrics: "127.0.0.1:9477".into(),
+            event_log: "/var/log/rampart/eve.json".into(),
+        }
+    }
+}
+
+/// Global policy defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    pub default_action: DefaultAction,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { default_action: DefaultAction::Forward }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultAction {
+    Forward,
+    Drop,
+}
+
+/// An L2 segment: a learning switch among its ports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: Spanned<String>,
+}
+
+/// A port: a guest's vhost-user socket or any DPDK device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub name: Spanned<String>,
+    pub kind: Spanned<PortKind>,
+    /// vhost-user socket path (vhost kinds).
+    pub socket: Option<Spanned<String>>,
+    /// DPDK device string, e.g. `net_tap0,iface=rp0` (device kind).
+    pub device: Option<Spanned<String>>,
+    /// Segment this port switches in (exclusive with `wire`).
+    pub segment: Option<Spanned<String>>,
+    /// Peer port of a bump-in-the-wire pair (exclusive with `segment`).
+    pub wire: Option<Spanned<String>>,
+    /// Static MAC bindings of the guest; learned from traffic otherwise.
+    #[serde(default)]
+    pub macs: Vec<Spanned<String>>,
+    /// Admin state; a disabled port drops everything it receives.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Queue pairs (guest multiqueue); defaults to the number of workers.
+    pub queues: Option<Spanned<u16>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortKind {
+    /// Rampart creates the socket; QEMU connects (and reconnects).
+    VhostServer,
+    /// QEMU creates the socket (`server=on`); Rampart connects and reconnects.
+    VhostClient,
+    /// Any DPDK device string (`net_tap`, `net_pcap`, `net_ring`, PCI address).
+    Device,
+}
+
+/// A port's forwarding attachment after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    Segment(String),
+    Wire(String),
+}
+
+impl Port {
+    pub fn attachment(&self) -> Attachment {
+        match (&self.segment, &self.wire) {
+            (Some(s), _) => Attachment::Segment(s.get_ref().clone()),
+            (None, Some(w)) => Attachment::Wire(w.get_ref().clone()),
+            (None, None) => unreachable!("validated: every port has a segment or a wire peer"),
+        }
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}

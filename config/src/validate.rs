@@ -1,0 +1,195 @@
+//! Semantic checks that serde cannot express: references between ports and
+//! segments, uniqueness, limits. The first error wins and names its line.
+
+use crate::{line_of, parse_mac, Config, PortKind};
+use std::collections::{HashMap, HashSet};
+use toml::Spanned;
+
+/// Most ports one dataplane serves (the shared-memory counter layout holds this many).
+pub const MAX_PORTS: usize = 64;
+/// Most worker lcores.
+pub const MAX_WORKERS: usize = 16;
+
+/// A configuration error: where it is and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {}{message}", if field.is_empty() { String::new() } else { format!("field `{field}`: ") })]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// Something legal but probably not meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub String);
+
+struct Checker<'a> {
+    config: &'a Config,
+}
+
+impl Checker<'_> {
+    fn err<T>(&self, span: Option<std::ops::Range<usize>>, field: String, message: String) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.config.source.file.clone(),
+            line: span.map(|s| line_of(&self.config.source.text, s.start)).unwrap_or(0),
+            field,
+            message,
+        })
+    }
+
+    fn at<T, U>(&self, s: &Spanned<U>, field: String, message: String) -> Result<T, ConfigError> {
+        self.err(Some(s.span()), field, message)
+    }
+
+    /// The line of a `[dataplane]`-style table header, for fields that have no span of their own.
+    fn table_span(&self, table: &str) -> Option<std::ops::Range<usize>> {
+        let header = format!("[{table}]");
+        self.config.source.text.find(&header).map(|i| i..i + header.len())
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
+    let c = Checker { config };
+    let dp = &config.dataplane;
+    let dps = c.table_span("dataplane");
+    if dp.worker_cores.is_empty() || dp.worker_cores.len() > MAX_WORKERS {
+        return c.err(dps, "dataplane.worker_cores".into(), format!("expected 1 to {MAX_WORKERS} CPU numbers"));
+    }
+    let mut seen = HashSet::new();
+    for cpu in &dp.worker_cores {
+        if !seen.insert(cpu) {
+            return c.err(dps, "dataplane.worker_cores".into(), format!("CPU {cpu} is listed twice"));
+        }
+    }
+    if dp.memory_mb < 64 {
+        return c.err(dps, "dataplane.memory_mb".into(), "expected at least 64 (MiB)".into());
+    }
+    if dp.mbufs < 1024 {
+        return c.err(dps, "dataplane.mbufs".into(), "expected at least 1024".into());
+    }
+    if !valid_name(&dp.file_prefix) {
+        return c.err(dps, "dataplane.file_prefix".into(), "expected 1-32 characters of [A-Za-z0-9_-]".into());
+    }
+    if !dp.shm.starts_with('/') {
+        return c.err(dps, "dataplane.shm".into(), "expected an absolute path".into());
+    }
+    if dp.file_mode & !0o660 != 0 {
+        return c.err(dps, "dataplane.file_mode".into(), "expected 0o600 or 0o660 (no world access)".into());
+    }
+
+    let mut segments = HashSet::new();
+    for (i, s) in config.segments.iter().enumerate() {
+        let field = format!("segments[{i}].name");
+        if !valid_name(s.name.get_ref()) {
+            return c.at(&s.name, field, "expected 1-32 characters of [A-Za-z0-9_-]".into());
+        }
+        if !segments.insert(s.name.get_ref().as_str()) {
+            return c.at(&s.name, field, format!("segment \"{}\" is defined twice", s.name.get_ref()));
+        }
+    }
+
+    if config.ports.len() > MAX_PORTS {
+        return c.err(None, "ports".into(), format!("at most {MAX_PORTS} ports are supported"));
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in config.ports.iter().enumerate() {
+        if !valid_name(p.name.get_ref()) {
+            return c.at(&p.name, format!("ports[{i}].name"), "expected 1-32 characters of [A-Za-z0-9_-]".into());
+        }
+        if names.insert(p.name.get_ref(), i).is_some() {
+            return c.at(&p.name, format!("ports[{i}].name"), format!("port \"{}\" is defined twice", p.name.get_ref()));
+        }
+    }
+    let mut sockets = HashSet::new();
+    for (i, p) in config.ports.iter().enumerate() {
+        let f = |name: &str| format!("ports[{i}].{name}");
+        match p.kind.get_ref() {
+            PortKind::VhostServer | PortKind::VhostClient => {
+                let Some(sock) = &p.socket else {
+                    return c.at(&p.kind, f("socket"), "a vhost port needs `socket = \"/path/to/vhost.sock\"`".into());
+                };
+                if !sock.get_ref().starts_with('/') || sock.get_ref().contains(',') {
+                    return c.at(sock, f("socket"), "expected an absolute path without commas".into());
+                }
+                if !sockets.insert(sock.get_ref().as_str()) {
+                    return c.at(sock, f("socket"), "this socket path is used by another port".into());
+                }
+                if let Some(d) = &p.device {
+                    return c.at(d, f("device"), "`device` is for kind = \"device\"; a vhost port has only `socket`".into());
+                }
+            }
+            PortKind::Device => {
+                let Some(dev) = &p.device else {
+                    return c.at(&p.kind, f("device"), "a device port needs `device = \"net_tap0,iface=x\"` (any DPDK device string)".into());
+                };
+                if dev.get_ref().trim().is_empty() {
+                    return c.at(dev, f("device"), "expected a DPDK device string".into());
+                }
+                if let Some(s) = &p.socket {
+                    return c.at(s, f("socket"), "`socket` is for vhost ports; a device port has only `device`".into());
+                }
+            }
+        }
+        if let Some(q) = &p.queues {
+            if *q.get_ref() == 0 || *q.get_ref() as usize > MAX_WORKERS {
+                return c.at(q, f("queues"), format!("expected 1 to {MAX_WORKERS}"));
+            }
+        }
+        for (j, m) in p.macs.iter().enumerate() {
+            if parse_mac(m.get_ref()).is_none() {
+                return c.at(m, format!("ports[{i}].macs[{j}]"), "expected a MAC address like 52:54:00:12:34:56".into());
+            }
+        }
+        match (&p.segment, &p.wire) {
+            (Some(s), Some(_)) => {
+                return c.at(s, f("segment"), "a port is either in a `segment` or one end of a `wire`, not both".into())
+            }
+            (None, None) => {
+                return c.at(&p.name, f("segment"), "expected `segment = \"NAME\"` or `wire = \"PEER-PORT\"`".into())
+            }
+            (Some(s), None) => {
+                if !segments.contains(s.get_ref().as_str()) {
+                    let known: Vec<_> = segments.iter().copied().collect();
+                    return c.at(s, f("segment"), format!("unknown segment \"{}\" (defined: {})", s.get_ref(), known.join(", ")));
+                }
+            }
+            (None, Some(w)) => {
+                let Some(&j) = names.get(w.get_ref().as_str()) else {
+                    return c.at(w, f("wire"), format!("unknown port \"{}\"", w.get_ref()));
+                };
+                if j == i {
+                    return c.at(w, f("wire"), "a port cannot be wired to itself".into());
+                }
+                let peer = &config.ports[j];
+                let back = peer.wire.as_ref().map(|x| x.get_ref().as_str());
+                if peer.segment.is_some() || back != Some(p.name.get_ref().as_str()) {
+                    return c.at(w, f("wire"), format!("port \"{}\" must say `wire = \"{}\"` too", w.get_ref(), p.name.get_ref()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Legal but suspicious settings worth telling the operator about.
+pub fn warnings(config: &Config) -> Vec<Warning> {
+    let mut out = Vec::new();
+    if config.dataplane.worker_cores.contains(&config.dataplane.main_core) {
+        out.push(Warning(format!(
+            "dataplane.main_core {} is also a worker core: the worker shares its CPU with the main lcore",
+            config.dataplane.main_core
+        )));
+    }
+    for s in &config.segments {
+        let n = config.ports.iter().filter(|p| p.segment.as_ref().map(|x| x.get_ref()) == Some(s.name.get_ref())).count();
+        if n < 2 {
+            out.push(Warning(format!("segment \"{}\" has {n} port(s): nothing to switch between", s.name.get_ref())));
+        }
+    }
+    out
+}

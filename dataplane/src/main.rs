@@ -1,0 +1,112 @@
+//! `rampart-dataplane --config FILE`: starts EAL from the config's
+//! `[dataplane]` section, creates the shared-memory segment, launches the
+//! workers and serves the control process until SIGINT/SIGTERM.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use rampart_dataplane::{dpdk, manager::Manager, worker::Worker, Shared};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(version, about = "Rampart's DPDK dataplane (configured over shared memory by `rampartctl run`)")]
+struct Args {
+    /// Configuration file; only its [dataplane] section is read here.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn hugepages_ready() -> Result<()> {
+    let free: u64 = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let mounted = std::fs::read_to_string("/proc/mounts").map(|m| m.lines().any(|l| l.contains("hugetlbfs"))).unwrap_or(false);
+    if free == 0 || !mounted {
+        bail!(
+            "no free 2 MB hugepages ({free} free, hugetlbfs {}mounted).\n  Fix: `make hugepages` (or: echo 1024 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; mkdir -p /dev/hugepages; mount -t hugetlbfs nodev /dev/hugepages),\n  or set `hugepages = false` in [dataplane] for tests",
+            if mounted { "" } else { "not " }
+        );
+    }
+    Ok(())
+}
+
+fn eal_args(dp: &rampart_config::Dataplane) -> Vec<String> {
+    let mut lcores = format!("0@{}", dp.main_core);
+    for (i, cpu) in dp.worker_cores.iter().enumerate() {
+        lcores.push_str(&format!(",{}@{}", i + 1, cpu));
+    }
+    let mut args = vec!["rampart-dataplane".to_string(), "--lcores".into(), lcores, "--file-prefix".into(), dp.file_prefix.clone()];
+    if dp.hugepages {
+        args.extend(["-m".into(), dp.memory_mb.to_string()]);
+    } else {
+        args.extend(["--no-huge".into(), "-m".into(), dp.memory_mb.to_string()]);
+    }
+    args.extend(["--log-level".into(), "*:warning".into(), "--no-telemetry".into()]);
+    args
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let config = rampart_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dp = config.dataplane;
+    if dp.hugepages {
+        hugepages_ready()?;
+    }
+    let eal = eal_args(&dp);
+    eprintln!("rampart-dataplane: EAL {}", eal[1..].join(" "));
+    dpdk::eal_init(&eal)?;
+    let workers = dpdk::worker_lcores();
+    if workers.len() != dp.worker_cores.len() {
+        bail!("EAL started {} worker lcores, the config asks for {}", workers.len(), dp.worker_cores.len());
+    }
+    // SAFETY: installing async-signal-safe handlers that only store an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+    let shm_path = PathBuf::from(&dp.shm);
+    let segment = rampart_shm::Segment::create(&shm_path, dp.file_mode, workers.len() as u32, dpdk::tsc_hz(), dpdk::rdtsc())
+        .with_context(|| "creating the shared-memory segment")?;
+    let pool = dpdk::Mempool::create("rampart_pool", dp.mbufs)?;
+    let shared = Arc::new(Shared {
+        segment,
+        runtime: AtomicPtr::new(std::ptr::null_mut()),
+        worker_epoch: std::array::from_fn(|_| AtomicU64::new(0)),
+        stop: AtomicBool::new(false),
+        workers: workers.len(),
+        idle_sleep_us: dp.idle_sleep_us,
+    });
+    for (i, &lcore) in workers.iter().enumerate() {
+        let w = Worker::new(i, shared.clone());
+        dpdk::launch(lcore, move || w.run())?;
+    }
+    eprintln!(
+        "rampart-dataplane: {} worker(s) running; shared memory at {}; waiting for `rampartctl run` to publish a policy",
+        workers.len(),
+        dp.shm
+    );
+    let mut manager = Manager::new(shared.clone(), pool, dp.file_mode);
+    let stopper = shared.clone();
+    std::thread::spawn(move || {
+        while !STOP.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stopper.stop.store(true, Ordering::Relaxed);
+    });
+    manager.run();
+    dpdk::wait_all_lcores();
+    manager.shutdown();
+    drop(manager);
+    eprintln!("rampart-dataplane: stopped");
+    drop(shared);
+    dpdk::eal_cleanup();
+    Ok(())
+}

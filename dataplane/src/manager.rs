@@ -1,0 +1,273 @@
+//! The main lcore: everything slow on the dataplane side, off the workers.
+//!
+//! It beats the heartbeat, fetches and validates sealed policy generations,
+//! hot-plugs the ports they add and unplugs the ones they drop, builds the
+//! next [`Runtime`], swaps it in (RCU: the old one is freed once every worker
+//! reports the new epoch), acknowledges the generation, serves the command
+//! ring and reports port state — all through the shared-memory segment.
+
+use crate::dpdk::{self, Mempool, PortId};
+use crate::runtime::Runtime;
+use crate::Shared;
+use rampart_shm::ring::{CommandKind, EventKind};
+use rampart_shm::{EventRecord, Fetched, PolicyImage, PortImage, MAIN_EVENT_RING};
+use rampart_shm::layout::PortState;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A port the dataplane has attached.
+struct Attached {
+    port_id: PortId,
+    image: PortImage,
+}
+
+pub struct Manager {
+    shared: Arc<Shared>,
+    pool: Mempool,
+    file_mode: u32,
+    attached: BTreeMap<u16, Attached>,
+    image: Option<PolicyImage>,
+    epoch: u64,
+    buf: Vec<u8>,
+}
+
+impl Manager {
+    pub fn new(shared: Arc<Shared>, pool: Mempool, file_mode: u32) -> Manager {
+        Manager { shared, pool, file_mode, attached: BTreeMap::new(), image: None, epoch: 0, buf: Vec::new() }
+    }
+
+    /// Serves until `shared.stop` is set, then detaches every port.
+    pub fn run(&mut self) {
+        let mut last_link = Instant::now();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            self.heartbeat();
+            self.poll_policy();
+            self.poll_commands();
+            if last_link.elapsed() > Duration::from_millis(200) {
+                self.report_links();
+                last_link = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// After the workers have stopped: unplug every port.
+    pub fn shutdown(&mut self) {
+        let old = self.shared.runtime.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: workers have returned (caller's contract); nobody references it.
+            drop(unsafe { Box::from_raw(old) });
+        }
+        for (slot, a) in std::mem::take(&mut self.attached) {
+            let _ = dpdk::remove_port(a.port_id, &a.image.device);
+            self.shared.segment.ports[slot as usize].set(PortState::Absent, 0, 0, "dataplane stopped");
+        }
+    }
+
+    fn heartbeat(&self) {
+        self.shared.segment.header().dataplane_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
+    }
+
+    fn event(&self, kind: EventKind, port: u16, value: u64, text: &str) {
+        let rec = EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port, value, ..Default::default() }.with_data(text.as_bytes());
+        self.shared.segment.events[MAIN_EVENT_RING].push(rec);
+    }
+
+    fn running_gen(&self) -> u64 {
+        self.image.as_ref().map(|_| self.shared.segment.applied_gen()).unwrap_or(0)
+    }
+
+    fn poll_policy(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        match self.shared.segment.fetch_policy(self.running_gen(), &mut buf) {
+            Fetched::Nothing | Fetched::Busy => {}
+            Fetched::Corrupt(gen, why) => self.reject(gen, &why),
+            Fetched::Image(gen) => match PolicyImage::decode(&buf) {
+                Ok(image) => self.apply(gen, image),
+                Err(why) => self.reject(gen, &why),
+            },
+        }
+        self.buf = buf;
+    }
+
+    fn reject(&self, gen: u64, why: &str) {
+        eprintln!("rampart-dataplane: policy generation {gen} rejected: {why}; generation {} stays in force", self.running_gen());
+        self.shared.segment.reject_policy(gen, why);
+        self.event(EventKind::PolicyRejected, u16::MAX, gen, why);
+    }
+
+    /// Applies a validated image: attach new ports, swap, then detach old ones.
+    fn apply(&mut self, gen: u64, image: PolicyImage) {
+        let same_device = |a: &PortImage, b: &PortImage| a.device == b.device && a.queues == b.queues;
+        let keep: Vec<u16> = image
+            .ports
+            .iter()
+            .filter(|p| self.attached.get(&p.slot).is_some_and(|a| same_device(&a.image, p)))
+            .map(|p| p.slot)
+            .collect();
+        let leaving: Vec<u16> = self.attached.keys().copied().filter(|s| !keep.contains(s)).collect();
+        // A changed device that reuses a DPDK device name must leave before its successor arrives.
+        let new_names: Vec<&str> = image.ports.iter().filter(|p| !keep.contains(&p.slot)).map(|p| dpdk::device_name(&p.device)).collect();
+        let clashing: Vec<u16> = leaving
+            .iter()
+            .copied()
+            .filter(|s| new_names.contains(&dpdk::device_name(&self.attached[s].image.device)))
+            .collect();
+        if !clashing.is_empty() {
+            if let Some(current) = self.image.clone() {
+                let ids = self.port_ids(&clashing);
+                self.swap(Runtime::build(self.running_gen(), &current, |s| ids.get(&s).copied(), self.current()));
+            }
+            self.detach(&clashing, gen);
+        }
+        for p in image.ports.iter().filter(|p| !keep.contains(&p.slot)) {
+            self.attach(p, gen);
+        }
+        for p in &image.ports {
+            if let Some(a) = self.attached.get_mut(&p.slot) {
+                a.image = p.clone();
+            }
+        }
+        let ids = self.port_ids(&[]);
+        self.swap(Runtime::build(gen, &image, |s| ids.get(&s).copied(), self.current()));
+        let gone: Vec<u16> = leaving.into_iter().filter(|s| !clashing.contains(s)).collect();
+        self.detach(&gone, gen);
+        self.image = Some(image);
+        self.shared.segment.set_applied(gen);
+        self.event(EventKind::PolicyApplied, u16::MAX, gen, "");
+    }
+
+    /// DPDK port ids of attached slots, leaving out `except`.
+    fn port_ids(&self, except: &[u16]) -> BTreeMap<u16, u16> {
+        self.attached.iter().filter(|(s, _)| !except.contains(s)).map(|(s, a)| (*s, a.port_id)).collect()
+    }
+
+    fn current(&self) -> Option<&Runtime> {
+        let p = self.shared.runtime.load(Ordering::Acquire);
+        // SAFETY: only this thread replaces or frees the runtime.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Publishes `rt` to the workers and frees the previous runtime once no worker can hold it.
+    fn swap(&mut self, mut rt: Runtime) {
+        self.epoch += 1;
+        rt.epoch = self.epoch;
+        let old = self.shared.runtime.swap(Box::into_raw(Box::new(rt)), Ordering::AcqRel);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let workers = self.shared.workers;
+        loop {
+            // Acquire: pairs with each worker's Release store of the epoch it now runs.
+            let done = self.shared.worker_epoch[..workers].iter().all(|e| e.load(Ordering::Acquire) >= self.epoch);
+            if done {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("rampart-dataplane: a worker did not take up the new policy within 5 s; keeping the old one allocated");
+                return;
+            }
+            self.heartbeat();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        if !old.is_null() {
+            // SAFETY: every worker reported an epoch newer than `old`'s, so none
+            // holds a reference into it; it came from Box::into_raw.
+            drop(unsafe { Box::from_raw(old) });
+        }
+    }
+
+    fn attach(&mut self, p: &PortImage, gen: u64) {
+        let status = &self.shared.segment.ports[p.slot as usize];
+        match self.try_attach(p) {
+            Ok(port_id) => {
+                status.set(PortState::Up, port_id, gen, "");
+                self.event(EventKind::PortUp, p.slot, port_id as u64, &p.name);
+                self.attached.insert(p.slot, Attached { port_id, image: p.clone() });
+            }
+            Err(msg) => {
+                eprintln!("rampart-dataplane: port {}: {msg}", p.name);
+                status.set(PortState::Error, 0, gen, &msg);
+                self.event(EventKind::PortError, p.slot, 0, &msg);
+            }
+        }
+    }
+
+    fn try_attach(&self, p: &PortImage) -> Result<PortId, String> {
+        if !p.socket.is_empty() && !p.client {
+            prepare_server_socket(&p.socket)?;
+        }
+        let port = dpdk::probe(&p.device).map_err(|e| e.to_string())?;
+        if let Err(e) = dpdk::start_port(port, p.queues, self.shared.workers as u16, &self.pool) {
+            let _ = dpdk::remove_port(port, &p.device);
+            return Err(e.to_string());
+        }
+        if !p.socket.is_empty() && !p.client {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p.socket, std::fs::Permissions::from_mode(self.file_mode))
+                .map_err(|e| format!("setting the mode of {}: {e}", p.socket))?;
+        }
+        Ok(port)
+    }
+
+    fn detach(&mut self, slots: &[u16], gen: u64) {
+        for slot in slots {
+            if let Some(a) = self.attached.remove(slot) {
+                if let Err(e) = dpdk::remove_port(a.port_id, &a.image.device) {
+                    eprintln!("rampart-dataplane: port {}: {e}", a.image.name);
+                }
+                if !a.image.socket.is_empty() && !a.image.client {
+                    let _ = std::fs::remove_file(&a.image.socket);
+                }
+                // Counters of a freed slot restart from zero for its next port.
+                for w in self.shared.segment.workers.iter() {
+                    let c = &w.ports[*slot as usize];
+                    for x in [&c.rx_packets, &c.rx_bytes, &c.tx_packets, &c.tx_bytes, &c.drop_packets, &c.drop_bytes, &c.tx_full] {
+                        x.reset();
+                    }
+                }
+                self.shared.segment.ports[*slot as usize].set(PortState::Absent, 0, gen, "removed by policy");
+                self.event(EventKind::PortDown, *slot, a.port_id as u64, &a.image.name);
+            }
+        }
+    }
+
+    fn report_links(&self) {
+        for (slot, a) in &self.attached {
+            let up = dpdk::link_up(a.port_id) as u32;
+            self.shared.segment.ports[*slot as usize].link.store(up, Ordering::Relaxed);
+        }
+    }
+
+    fn poll_commands(&mut self) {
+        while let Some((cmd, _)) = self.shared.segment.commands.pop() {
+            match CommandKind::from_u32(cmd.kind) {
+                Some(CommandKind::Ping) => self.event(EventKind::Pong, u16::MAX, cmd.value, ""),
+                Some(CommandKind::FlushMacs) => {
+                    if let Some(rt) = self.current().map(|rt| rt.flush_learned()) {
+                        self.swap(rt);
+                    }
+                }
+                None => eprintln!("rampart-dataplane: unknown command kind {} ignored", cmd.kind),
+            }
+        }
+    }
+}
+
+/// Makes `path` free for a vhost-user server socket: creates its directory,
+/// removes a stale socket, and refuses a live one or a non-socket file.
+fn prepare_server_socket(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let p = std::path::Path::new(path);
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(p) {
+        Err(_) => Ok(()),
+        Ok(m) if !m.file_type().is_socket() => Err(format!("socket path {path} is taken by a file that is not a socket; remove it or choose another `socket`")),
+        Ok(_) => match std::os::unix::net::UnixStream::connect(p) {
+            Ok(_) => Err(format!("socket path {path} is in use by another process; stop it or choose another `socket`")),
+            Err(_) => std::fs::remove_file(p).map_err(|e| format!("removing stale socket {path}: {e}")),
+        },
+    }
+}

@@ -1,0 +1,308 @@
+//! One policy generation's forwarding state, built by the main lcore from a
+//! validated [`PolicyImage`] and read by all workers until the next swap.
+//!
+//! Ports are addressed by a *local index* (their position in `ports`), so
+//! the workers' per-destination transmit buffers are small arrays; counters
+//! are addressed by the port's stable *slot*. The forwarding decision is a
+//! pure function of the runtime and the parsed packet ([`Runtime::decide`]),
+//! so it is unit-tested without DPDK.
+
+use crate::mac_table::{is_unicast, MacTable};
+use arrayvec::ArrayVec;
+use rampart_packet::Meta;
+use rampart_shm::{Attach, DropReason, PolicyImage, Verdict, MAX_PORTS};
+
+/// Highest DPDK port id + 1 that the lookup table covers (Debian's RTE_MAX_ETHPORTS).
+pub const MAX_PORT_IDS: usize = rampart_ffi::RTE_MAX_ETHPORTS as usize;
+const NO_PORT: u8 = u8::MAX;
+const MAC_TABLE_SLOTS: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fwd {
+    /// Switch inside segment n.
+    Segment(u16),
+    /// Send everything to this local port.
+    Wire(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtPort {
+    pub port_id: u16,
+    pub slot: u16,
+    pub enabled: bool,
+    /// Receive queues (one per worker that polls it).
+    pub queues: u16,
+    pub fwd: Fwd,
+}
+
+pub struct RtSegment {
+    pub name: String,
+    /// Local indexes of the segment's enabled ports.
+    pub members: ArrayVec<u8, MAX_PORTS>,
+    pub macs: MacTable,
+}
+
+/// Where a packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// To one local port.
+    Port(u8),
+    /// To every enabled member of the segment but the ingress port.
+    Flood(u16),
+    Drop(DropReason),
+}
+
+pub struct Runtime {
+    /// Policy generation this runtime implements.
+    pub gen: u64,
+    /// Swap counter (set by the main lcore): workers report the epoch they run.
+    pub epoch: u64,
+    pub default_drop: bool,
+    pub ports: ArrayVec<RtPort, MAX_PORTS>,
+    pub segments: Vec<RtSegment>,
+    local_by_port_id: [u8; MAX_PORT_IDS],
+}
+
+impl Runtime {
+    /// Builds generation `gen` from `image`. `port_id_of(slot)` gives the DPDK
+    /// port of each attached slot (ports that failed to attach are left out).
+    /// Learned MACs of `previous` carry over for ports that stay in the same segment.
+    pub fn build(gen: u64, image: &PolicyImage, port_id_of: impl Fn(u16) -> Option<u16>, previous: Option<&Runtime>) -> Runtime {
+        let mut rt = Runtime {
+            gen,
+            epoch: 0,
+            default_drop: image.default_action == Verdict::Drop,
+            ports: ArrayVec::new(),
+            segments: image
+                .segments
+                .iter()
+                .map(|s| RtSegment { name: s.name.clone(), members: ArrayVec::new(), macs: MacTable::new(MAC_TABLE_SLOTS) })
+                .collect(),
+            local_by_port_id: [NO_PORT; MAX_PORT_IDS],
+        };
+        let attached: Vec<_> = image.ports.iter().filter_map(|p| port_id_of(p.slot).map(|id| (p, id))).collect();
+        for (p, id) in &attached {
+            let local = rt.ports.len() as u8;
+            if let Some(entry) = rt.local_by_port_id.get_mut(*id as usize) {
+                *entry = local;
+            }
+            rt.ports.push(RtPort {
+                port_id: *id,
+                slot: p.slot,
+                enabled: p.enabled,
+                queues: p.queues,
+                fwd: Fwd::Segment(0), // set below, once every port has its local index
+            });
+        }
+        for (local, (p, _)) in attached.iter().enumerate() {
+            rt.ports[local].fwd = match p.attach {
+                Attach::Segment(s) => {
+                    let seg = &mut rt.segments[s as usize];
+                    if p.enabled {
+                        seg.members.push(local as u8);
+                    }
+                    for mac in &p.macs {
+                        seg.macs.bind_static(mac, local as u8);
+                    }
+                    Fwd::Segment(s)
+                }
+                Attach::Wire(peer_slot) => match rt.ports.iter().position(|q| q.slot == peer_slot) {
+                    Some(peer) => Fwd::Wire(peer as u8),
+                    None => Fwd::Wire(NO_PORT),
+                },
+            };
+        }
+        if let Some(prev) = previous {
+            for (seg_idx, seg) in rt.segments.iter().enumerate() {
+                let Some(old) = prev.segments.iter().find(|s| s.name == seg.name) else { continue };
+                for (mac, old_local) in old.macs.learned() {
+                    let Some(old_port) = prev.ports.get(old_local as usize) else { continue };
+                    if let Some(new_local) = rt.ports.iter().position(|p| p.slot == old_port.slot) {
+                        if rt.ports[new_local].fwd == Fwd::Segment(seg_idx as u16) {
+                            seg.macs.learn(&mac, new_local as u8);
+                        }
+                    }
+                }
+            }
+        }
+        rt
+    }
+
+    /// Local index of a DPDK port, if it is part of this generation.
+    #[inline(always)]
+    pub fn local_of(&self, port_id: u16) -> Option<u8> {
+        self.local_by_port_id.get(port_id as usize).copied().filter(|&l| l != NO_PORT)
+    }
+
+    /// Forget every learned MAC (command ring `FlushMacs`).
+    pub fn flush_learned(&self) -> Runtime {
+        // Rebuilding is simplest: same ports, fresh tables, static bindings only.
+        let mut rt = Runtime {
+            gen: self.gen,
+            epoch: 0,
+            default_drop: self.default_drop,
+            ports: self.ports.clone(),
+            segments: Vec::with_capacity(self.segments.len()),
+            local_by_port_id: self.local_by_port_id,
+        };
+        for s in &self.segments {
+            let macs = MacTable::new(MAC_TABLE_SLOTS);
+            for (mac, port) in s.macs.statics() {
+                macs.bind_static(&mac, port);
+            }
+            rt.segments.push(RtSegment { name: s.name.clone(), members: s.members.clone(), macs });
+        }
+        rt
+    }
+
+    /// Decides where a packet received on local port `ingress` goes; learns its source MAC.
+    #[inline(always)]
+    pub fn decide(&self, ingress: u8, meta: &Meta) -> Decision {
+        let Some(port) = self.ports.get(ingress as usize) else {
+            return Decision::Drop(DropReason::PortDetached);
+        };
+        if !port.enabled {
+            return Decision::Drop(DropReason::PortDisabled);
+        }
+        if self.default_drop {
+            return Decision::Drop(DropReason::PolicyDrop);
+        }
+        match port.fwd {
+            Fwd::Wire(peer) => match self.ports.get(peer as usize) {
+                Some(p) if p.enabled => Decision::Port(peer),
+                Some(_) => Decision::Drop(DropReason::PortDisabled),
+                None => Decision::Drop(DropReason::NoDestination),
+            },
+            Fwd::Segment(s) => {
+                let seg = &self.segments[s as usize];
+                if is_unicast(&meta.src_mac) {
+                    seg.macs.learn(&meta.src_mac, ingress);
+                }
+                if !is_unicast(&meta.dst_mac) {
+                    return self.flood_or_drop(s, seg);
+                }
+                match seg.macs.lookup(&meta.dst_mac) {
+                    Some(dst) if dst == ingress => Decision::Drop(DropReason::Hairpin),
+                    Some(dst) => match self.ports.get(dst as usize) {
+                        Some(p) if p.enabled => Decision::Port(dst),
+                        _ => Decision::Drop(DropReason::PortDisabled),
+                    },
+                    None => self.flood_or_drop(s, seg),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn flood_or_drop(&self, s: u16, seg: &RtSegment) -> Decision {
+        if seg.members.len() > 1 {
+            Decision::Flood(s)
+        } else {
+            Decision::Drop(DropReason::NoDestination)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_shm::image::IMAGE_FORMAT;
+    use rampart_shm::{PortImage, SegmentImage};
+
+    fn port(slot: u16, attach: Attach, enabled: bool, macs: Vec<[u8; 6]>) -> PortImage {
+        PortImage {
+            slot,
+            name: format!("p{slot}"),
+            device: format!("net_null{slot}"),
+            socket: String::new(),
+            client: false,
+            queues: 1,
+            attach,
+            enabled,
+            macs,
+        }
+    }
+
+    fn image() -> PolicyImage {
+        PolicyImage {
+            format: IMAGE_FORMAT,
+            default_action: Verdict::Forward,
+            segments: vec![SegmentImage { name: "lan".into() }],
+            ports: vec![
+                port(0, Attach::Segment(0), true, vec![[2, 0, 0, 0, 0, 0xa]]),
+                port(1, Attach::Segment(0), true, vec![]),
+                port(2, Attach::Segment(0), false, vec![[2, 0, 0, 0, 0, 0xc]]),
+                port(5, Attach::Wire(6), true, vec![]),
+                port(6, Attach::Wire(5), true, vec![]),
+            ],
+        }
+    }
+
+    fn meta(src: [u8; 6], dst: [u8; 6]) -> Meta {
+        let mut m = Meta::default();
+        m.src_mac = src;
+        m.dst_mac = dst;
+        m
+    }
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    fn rt() -> Runtime {
+        Runtime::build(1, &image(), |slot| Some(10 + slot), None)
+    }
+
+    #[test]
+    fn segment_switching_learns_and_floods() {
+        let rt = rt();
+        assert_eq!(rt.local_of(11), Some(1));
+        assert_eq!(rt.local_of(3), None);
+        // Unknown B: flood from A; B's reply to A goes straight to A (static binding).
+        assert_eq!(rt.decide(0, &meta(A, B)), Decision::Flood(0));
+        assert_eq!(rt.decide(1, &meta(B, A)), Decision::Port(0));
+        // Now B is learned.
+        assert_eq!(rt.decide(0, &meta(A, B)), Decision::Port(1));
+        assert_eq!(rt.decide(0, &meta(A, BCAST)), Decision::Flood(0));
+        assert_eq!(rt.segments[0].members.as_slice(), &[0, 1], "disabled port is no flood member");
+    }
+
+    #[test]
+    fn disabled_ports_neither_send_nor_receive() {
+        let rt = rt();
+        assert_eq!(rt.decide(2, &meta(C, A)), Decision::Drop(DropReason::PortDisabled));
+        assert_eq!(rt.decide(0, &meta(A, C)), Decision::Drop(DropReason::PortDisabled));
+    }
+
+    #[test]
+    fn hairpin_and_wire_pairs() {
+        let rt = rt();
+        assert_eq!(rt.decide(0, &meta(B, A)), Decision::Drop(DropReason::Hairpin));
+        assert_eq!(rt.decide(3, &meta(A, B)), Decision::Port(4));
+        assert_eq!(rt.decide(4, &meta(B, A)), Decision::Port(3));
+    }
+
+    #[test]
+    fn default_drop_and_missing_ports() {
+        let mut img = image();
+        img.default_action = Verdict::Drop;
+        let rt = Runtime::build(2, &img, |slot| Some(slot), None);
+        assert_eq!(rt.decide(0, &meta(A, B)), Decision::Drop(DropReason::PolicyDrop));
+        // Port 6 failed to attach: its wire peer has nowhere to send.
+        let rt = Runtime::build(3, &image(), |slot| (slot != 6).then_some(slot), None);
+        assert_eq!(rt.decide(3, &meta(A, B)), Decision::Drop(DropReason::NoDestination));
+        assert_eq!(rt.decide(9, &meta(A, B)), Decision::Drop(DropReason::PortDetached));
+    }
+
+    #[test]
+    fn learned_macs_survive_a_new_generation_and_flush() {
+        let old = rt();
+        old.decide(1, &meta(B, A));
+        let new = Runtime::build(2, &image(), |slot| Some(20 + slot), Some(&old));
+        assert_eq!(new.decide(0, &meta(A, B)), Decision::Port(1));
+        let flushed = new.flush_learned();
+        assert_eq!(flushed.decide(0, &meta(A, B)), Decision::Flood(0));
+        assert_eq!(flushed.decide(1, &meta(B, A)), Decision::Port(0), "static bindings stay");
+    }
+}

@@ -1,0 +1,196 @@
+//! A worker lcore: run-to-completion over its (port, queue) pairs.
+//!
+//! Per iteration: load the current [`Runtime`] (RCU: the main lcore frees an
+//! old one only after every worker has reported a newer epoch), then for each
+//! queue: `rx_burst` → parse → decide → buffer per destination → `tx_burst`.
+//! Nothing here allocates, locks or makes a system call except the idle
+//! sleep. Counters go to this worker's own block in shared memory.
+
+use crate::dpdk::{self, MbufPtr};
+use crate::runtime::{Decision, Runtime};
+use crate::Shared;
+use rampart_shm::ring::EventKind;
+use rampart_shm::{DropReason, EventRecord, WorkerCounters, MAX_PORTS};
+use std::sync::atomic::Ordering;
+
+/// Packets per receive burst.
+pub const BURST: usize = 32;
+/// How far ahead packet data is prefetched.
+const PREFETCH: usize = 4;
+/// Empty polls before the worker starts sleeping between polls.
+const IDLE_SPIN_POLLS: u32 = 1024;
+
+/// Packets waiting for one destination port.
+struct TxQueue {
+    pkts: [MbufPtr; BURST],
+    len: usize,
+    bytes: u64,
+}
+
+pub struct Worker {
+    id: usize,
+    shared: std::sync::Arc<Shared>,
+    tx: Box<[TxQueue; MAX_PORTS]>,
+    /// Destinations with packets waiting, in first-use order.
+    dirty: arrayvec::ArrayVec<u8, MAX_PORTS>,
+    drops: arrayvec::ArrayVec<MbufPtr, BURST>,
+}
+
+// SAFETY: a Worker is built on the main lcore with empty buffers and moved
+// once to its own lcore; the mbuf pointers it holds never cross threads.
+unsafe impl Send for Worker {}
+
+impl Worker {
+    pub fn new(id: usize, shared: std::sync::Arc<Shared>) -> Worker {
+        let tx = Box::new(std::array::from_fn(|_| TxQueue { pkts: [std::ptr::null_mut(); BURST], len: 0, bytes: 0 }));
+        Worker { id, shared, tx, dirty: arrayvec::ArrayVec::new(), drops: arrayvec::ArrayVec::new() }
+    }
+
+    fn counters(&self) -> &WorkerCounters {
+        &self.shared.segment.workers[self.id]
+    }
+
+    pub fn run(mut self) {
+        let shared = self.shared.clone();
+        let nworkers = shared.workers as u16;
+        let mut rx: [MbufPtr; BURST] = [std::ptr::null_mut(); BURST];
+        let mut seen_epoch = 0;
+        let mut idle_polls: u32 = 0;
+        while !shared.stop.load(Ordering::Relaxed) {
+            // Acquire: pairs with the main lcore's Release store of a fully built runtime.
+            let ptr = shared.runtime.load(Ordering::Acquire);
+            if ptr.is_null() {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+                continue;
+            }
+            // SAFETY: the main lcore keeps this runtime alive until our epoch
+            // report (below, next iteration) shows we moved past it.
+            let rt = unsafe { &*ptr };
+            if rt.epoch != seen_epoch {
+                seen_epoch = rt.epoch;
+                // Release: we no longer hold references into older runtimes.
+                shared.worker_epoch[self.id].store(seen_epoch, Ordering::Release);
+                shared.segment.ack_policy(self.id, rt.gen);
+            }
+            let mut got = 0;
+            for (local, port) in rt.ports.iter().enumerate() {
+                let mut q = self.id as u16;
+                while q < port.queues {
+                    let t0 = dpdk::rdtsc();
+                    let n = dpdk::rx_burst(port.port_id, q, &mut rx);
+                    if n > 0 {
+                        self.process(rt, local as u8, &rx[..n]);
+                        self.flush(rt);
+                        let c = &self.counters().totals;
+                        c.busy_cycles.add(dpdk::rdtsc() - t0);
+                        c.busy_packets.add(n as u64);
+                        got += n;
+                    }
+                    q += nworkers;
+                }
+            }
+            if got > 0 {
+                idle_polls = 0;
+            } else {
+                idle_polls += 1;
+                self.counters().totals.idle_polls.add(1);
+                if idle_polls > IDLE_SPIN_POLLS {
+                    self.counters().totals.sleeps.add(1);
+                    std::thread::sleep(std::time::Duration::from_micros(shared.idle_sleep_us as u64));
+                } else {
+                    dpdk::pause();
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn process(&mut self, rt: &Runtime, ingress: u8, pkts: &[MbufPtr]) {
+        let slot = rt.ports[ingress as usize].slot as usize;
+        let mut rx_bytes = 0u64;
+        for (i, &m) in pkts.iter().enumerate() {
+            if let Some(&ahead) = pkts.get(i + PREFETCH) {
+                // SAFETY: `ahead` is a valid mbuf from this burst.
+                unsafe { dpdk::prefetch_data(ahead) };
+            }
+            // SAFETY: m is a valid mbuf we own until it is sent or freed below.
+            let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
+            rx_bytes += len;
+            let decision = match rampart_packet::parse(data) {
+                Ok(meta) => rt.decide(ingress, &meta),
+                Err(e) => {
+                    self.event(EventKind::Malformed, slot, DropReason::Malformed(e).index() as u16, len, data);
+                    Decision::Drop(DropReason::Malformed(e))
+                }
+            };
+            match decision {
+                Decision::Port(dst) => self.enqueue(dst, m, len),
+                Decision::Flood(seg) => {
+                    let members = &rt.segments[seg as usize].members;
+                    let copies = members.iter().filter(|&&p| p != ingress).count();
+                    if copies > 1 {
+                        dpdk::add_refs(m, copies as u16 - 1);
+                    }
+                    for &dst in members.iter().filter(|&&p| p != ingress) {
+                        self.enqueue(dst, m, len);
+                    }
+                }
+                Decision::Drop(reason) => {
+                    self.counters().drop(slot, reason, len);
+                    self.drops.push(m);
+                }
+            }
+        }
+        let c = &self.counters().ports[slot];
+        c.rx_packets.add(pkts.len() as u64);
+        c.rx_bytes.add(rx_bytes);
+        dpdk::free_bulk(&mut self.drops);
+        self.drops.clear();
+    }
+
+    #[inline(always)]
+    fn enqueue(&mut self, dst: u8, m: MbufPtr, len: u64) {
+        let q = &mut self.tx[dst as usize];
+        if q.len == 0 {
+            self.dirty.push(dst);
+        }
+        // A burst puts at most one copy of each packet in each queue, and
+        // queues are flushed after every burst, so len < BURST here.
+        q.pkts[q.len] = m;
+        q.len += 1;
+        q.bytes += len;
+    }
+
+    #[inline(always)]
+    fn flush(&mut self, rt: &Runtime) {
+        for &dst in &self.dirty {
+            let q = &mut self.tx[dst as usize];
+            let port = &rt.ports[dst as usize];
+            let sent = dpdk::tx_burst(port.port_id, self.id as u16, &mut q.pkts[..q.len]);
+            let c = &self.shared.segment.workers[self.id];
+            let pc = &c.ports[port.slot as usize];
+            if sent < q.len {
+                let unsent = (q.len - sent) as u64;
+                pc.tx_full.add(unsent);
+                c.drops[DropReason::TxFull.index()].add(unsent);
+                for &m in &q.pkts[sent..q.len] {
+                    // SAFETY: unsent mbufs are still ours.
+                    q.bytes -= unsafe { dpdk::mbuf_pkt_len(m) } as u64;
+                }
+                dpdk::free_bulk(&mut q.pkts[sent..q.len]);
+            }
+            pc.tx_packets.add(sent as u64);
+            pc.tx_bytes.add(q.bytes);
+            q.len = 0;
+            q.bytes = 0;
+        }
+        self.dirty.clear();
+    }
+
+    fn event(&self, kind: EventKind, slot: usize, code: u16, value: u64, data: &[u8]) {
+        let rec = EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port: slot as u16, code, value, ..Default::default() }.with_data(data);
+        if !self.shared.segment.events[self.id].push(rec) {
+            self.counters().totals.events_lost.add(1);
+        }
+    }
+}

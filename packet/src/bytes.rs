@@ -1,0 +1,55 @@
+//! Panic-free big-endian reads. A read past the end yields zero; the views only expose
+//! getters after `new_checked` has proven the bytes are there, so zero is never observed on
+//! a checked view, but the code path that could panic does not exist.
+
+#[inline(always)]
+pub(crate) fn u8_at(buf: &[u8], offset: usize) -> u8 {
+    buf.get(offset).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+pub(crate) fn array_at<const N: usize>(buf: &[u8], offset: usize) -> [u8; N] {
+    match buf.get(offset..).and_then(|rest| rest.first_chunk::<N>()) {
+        Some(bytes) => *bytes,
+        None => [0; N],
+    }
+}
+
+#[inline(always)]
+pub(crate) fn be16_at(buf: &[u8], offset: usize) -> u16 {
+    u16::from_be_bytes(array_at(buf, offset))
+}
+
+#[inline(always)]
+pub(crate) fn be32_at(buf: &[u8], offset: usize) -> u32 {
+    u32::from_be_bytes(array_at(buf, offset))
+}
+
+/// `buf[start..end]`, or an empty slice if that range is not inside `buf`.
+#[inline(always)]
+pub(crate) fn slice(buf: &[u8], start: usize, end: usize) -> &[u8] {
+    buf.get(start..end).unwrap_or(&[])
+}
+
+/// `buf[start..]`, or an empty slice if `start` is past the end.
+#[inline(always)]
+pub(crate) fn tail(buf: &[u8], start: usize) -> &[u8] {
+    buf.get(start..).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_past_the_end_are_zero() {
+        let b = [1u8, 2, 3];
+        assert_eq!(u8_at(&b, 2), 3);
+        assert_eq!(u8_at(&b, 3), 0);
+        assert_eq!(be16_at(&b, 1), 0x0203);
+        assert_eq!(be16_at(&b, 2), 0);
+        assert_eq!(be32_at(&b, usize::MAX), 0);
+        assert_eq!(slice(&b, 2, 1), &[] as &[u8]);
+        assert_eq!(tail(&b, 4), &[] as &[u8]);
+    }
+}

@@ -1,0 +1,176 @@
+//! Ethernet II frame header. VLAN tags are in [`crate::vlan`].
+
+use crate::bytes::{array_at, be16_at, tail};
+use crate::ParseError;
+
+/// Byte ranges of the Ethernet II header.
+pub mod field {
+    use core::ops::{Range, RangeFrom};
+    /// Destination MAC address.
+    pub const DESTINATION: Range<usize> = 0..6;
+    /// Source MAC address.
+    pub const SOURCE: Range<usize> = 6..12;
+    /// EtherType (or TPID of the first VLAN tag).
+    pub const ETHERTYPE: Range<usize> = 12..14;
+    /// Everything after the header.
+    pub const PAYLOAD: RangeFrom<usize> = 14..;
+}
+
+/// Length of the Ethernet II header (no tags, no FCS).
+pub const HEADER_LEN: usize = field::PAYLOAD.start;
+
+/// A MAC address.
+pub type Address = [u8; 6];
+
+/// Raw EtherType values used on the hot path.
+pub mod ethertype {
+    /// IPv4.
+    pub const IPV4: u16 = 0x0800;
+    /// ARP.
+    pub const ARP: u16 = 0x0806;
+    /// 802.1Q customer VLAN tag (C-tag).
+    pub const VLAN: u16 = 0x8100;
+    /// IPv6.
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1ad service VLAN tag (S-tag, QinQ outer tag).
+    pub const QINQ: u16 = 0x88a8;
+}
+
+/// EtherType, keeping unknown values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EtherType {
+    /// 0x0800
+    Ipv4,
+    /// 0x0806
+    Arp,
+    /// 0x8100 (802.1Q)
+    Vlan,
+    /// 0x86dd
+    Ipv6,
+    /// 0x88a8 (802.1ad)
+    QinQ,
+    /// Anything else.
+    Unknown(u16),
+}
+
+impl From<u16> for EtherType {
+    #[inline]
+    fn from(value: u16) -> Self {
+        match value {
+            ethertype::IPV4 => Self::Ipv4,
+            ethertype::ARP => Self::Arp,
+            ethertype::VLAN => Self::Vlan,
+            ethertype::IPV6 => Self::Ipv6,
+            ethertype::QINQ => Self::QinQ,
+            other => Self::Unknown(other),
+        }
+    }
+}
+
+impl From<EtherType> for u16 {
+    #[inline]
+    fn from(value: EtherType) -> Self {
+        match value {
+            EtherType::Ipv4 => ethertype::IPV4,
+            EtherType::Arp => ethertype::ARP,
+            EtherType::Vlan => ethertype::VLAN,
+            EtherType::Ipv6 => ethertype::IPV6,
+            EtherType::QinQ => ethertype::QINQ,
+            EtherType::Unknown(other) => other,
+        }
+    }
+}
+
+/// Read-only view of an Ethernet II frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap without checking; getters on missing bytes return zero.
+    #[inline]
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Self { buffer }
+    }
+
+    /// Wrap after checking that the 14-byte header is present.
+    #[inline]
+    pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(ParseError::EthernetTruncated);
+        }
+        Ok(Self { buffer })
+    }
+
+    /// The wrapped buffer.
+    #[inline]
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Destination MAC address.
+    #[inline]
+    pub fn dst_addr(&self) -> Address {
+        array_at(self.buffer.as_ref(), field::DESTINATION.start)
+    }
+
+    /// Source MAC address.
+    #[inline]
+    pub fn src_addr(&self) -> Address {
+        array_at(self.buffer.as_ref(), field::SOURCE.start)
+    }
+
+    /// Raw EtherType (or first tag's TPID).
+    #[inline]
+    pub fn ethertype_raw(&self) -> u16 {
+        be16_at(self.buffer.as_ref(), field::ETHERTYPE.start)
+    }
+
+    /// EtherType (or first tag's TPID).
+    #[inline]
+    pub fn ethertype(&self) -> EtherType {
+        self.ethertype_raw().into()
+    }
+
+    /// Bytes after the header.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        tail(self.buffer.as_ref(), field::PAYLOAD.start)
+    }
+}
+
+/// True for the multicast/broadcast bit of a MAC address.
+#[inline]
+pub const fn is_multicast(addr: &Address) -> bool {
+    addr[0] & 1 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields() {
+        let mut f = [0u8; 20];
+        f[..6].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+        f[6..12].copy_from_slice(&[0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let p = Packet::new_checked(&f[..]).unwrap();
+        assert_eq!(p.dst_addr(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(p.src_addr(), [0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
+        assert_eq!(p.ethertype(), EtherType::Ipv6);
+        assert_eq!(p.payload().len(), 6);
+        assert!(is_multicast(&[0xff; 6]));
+        assert_eq!(Packet::new_checked(&f[..13]), Err(ParseError::EthernetTruncated));
+        assert_eq!(Packet::new_unchecked(&f[..3]).ethertype_raw(), 0);
+    }
+
+    #[test]
+    fn ethertype_round_trips() {
+        for v in [0x0800u16, 0x0806, 0x8100, 0x86dd, 0x88a8, 0x88cc, 0] {
+            assert_eq!(u16::from(EtherType::from(v)), v);
+        }
+        assert_eq!(EtherType::from(0x88cc), EtherType::Unknown(0x88cc));
+    }
+}

@@ -1,0 +1,46 @@
+//! Zero-copy, bounds-checked packet parsing for the Rampart dataplane.
+//!
+//! This crate turns one received frame (a plain `&[u8]`) into a small [`Meta`] record —
+//! offsets, addresses, ports, flags, fragment info — or a [`ParseError`] naming the drop
+//! reason. It is called once per packet on the hot path, so it never allocates, never panics
+//! (every read goes through `get()`; there is no `unsafe`), and never verifies checksums.
+//! It knows nothing about DPDK, mbufs, policy or flow state: the dataplane hands it bytes,
+//! and unit tests, fuzzers and benchmarks do the same. Per-protocol views in the style of
+//! smoltcp (`Packet<T: AsRef<[u8]>>` with `new_checked`, a `field` module of byte ranges,
+//! getters that return zero rather than panic) are public for the guard, the inspector and
+//! the tests; [`parse`] is the single entry point the dataplane uses.
+//!
+//! ```
+//! use rampart_packet::{parse, L3, ParseError};
+//! // 14-byte Ethernet header carrying an unknown EtherType: switched, not dropped.
+//! let frame = [0xff; 12].into_iter().chain([0x88, 0xb5]).collect::<Vec<u8>>();
+//! let meta = parse(&frame).unwrap();
+//! assert_eq!(meta.l3(), L3::Other);
+//! assert_eq!(parse(&frame[..13]), Err(ParseError::EthernetTruncated));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bytes;
+mod error;
+mod flow;
+mod meta;
+
+pub mod arp;
+pub mod ethernet;
+pub mod icmp;
+pub mod icmpv6;
+pub mod ip;
+pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
+pub mod vlan;
+
+pub use error::ParseError;
+pub use ethernet::EtherType;
+pub use flow::{Direction, FlowKey};
+pub use ip::{ipv4_mapped, IpProtocol};
+pub use meta::{parse, Meta, L3};
+pub use tcp::TcpFlags;

@@ -1,0 +1,219 @@
+//! The compiled policy image: what the control process publishes and the
+//! dataplane applies. Encoded with postcard (compact, bounds-checked
+//! decoding); the dataplane validates every cross-reference before use, so a
+//! corrupt or hostile image is rejected with a reason, never trusted.
+
+use crate::layout::{MAX_PORTS, MAX_WORKERS};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when the image's meaning changes.
+pub const IMAGE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Forward,
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentImage {
+    pub name: String,
+}
+
+/// How a port forwards what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Attach {
+    /// L2 switching inside segment `n` (index into `segments`).
+    Segment(u16),
+    /// Bump in the wire: everything goes to the port in this slot.
+    Wire(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortImage {
+    /// Counter slot, stable for the port's name while the dataplane runs.
+    pub slot: u16,
+    pub name: String,
+    /// DPDK device string to hot-plug (vhost ports are compiled to `net_vhost...`).
+    pub device: String,
+    /// vhost-user socket path, empty for other devices. In server mode the
+    /// dataplane clears a stale socket there and sets the socket's mode.
+    pub socket: String,
+    /// vhost-user client mode (the guest's QEMU owns the socket).
+    pub client: bool,
+    pub queues: u16,
+    pub attach: Attach,
+    /// Admin state: a disabled port drops all it receives.
+    pub enabled: bool,
+    /// Static MAC bindings.
+    pub macs: Vec<[u8; 6]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyImage {
+    pub format: u32,
+    pub default_action: Verdict,
+    pub segments: Vec<SegmentImage>,
+    pub ports: Vec<PortImage>,
+}
+
+impl PolicyImage {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("serialising plain data into a Vec cannot fail")
+    }
+
+    /// Decodes and validates an image; the error says what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<PolicyImage, String> {
+        let image: PolicyImage = postcard::from_bytes(bytes).map_err(|e| format!("undecodable policy image: {e}"))?;
+        image.validate()?;
+        Ok(image)
+    }
+
+    /// Checks every index and reference the dataplane will rely on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != IMAGE_FORMAT {
+            return Err(format!("image format {} (this dataplane reads {IMAGE_FORMAT})", self.format));
+        }
+        if self.ports.len() > MAX_PORTS {
+            return Err(format!("{} ports (at most {MAX_PORTS})", self.ports.len()));
+        }
+        let mut slots = [None::<usize>; MAX_PORTS];
+        for (i, p) in self.ports.iter().enumerate() {
+            let s = p.slot as usize;
+            if s >= MAX_PORTS {
+                return Err(format!("port {}: slot {s} out of range", p.name));
+            }
+            if slots[s].replace(i).is_some() {
+                return Err(format!("port {}: slot {s} used twice", p.name));
+            }
+            if p.name.is_empty() || p.device.is_empty() {
+                return Err(format!("port in slot {s}: empty name or device"));
+            }
+            if p.queues == 0 || p.queues as usize > MAX_WORKERS {
+                return Err(format!("port {}: {} queues (1..={MAX_WORKERS})", p.name, p.queues));
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name || q.device == p.device) {
+                return Err(format!("port {}: name or device repeated", p.name));
+            }
+        }
+        for p in &self.ports {
+            match p.attach {
+                Attach::Segment(seg) if seg as usize >= self.segments.len() => {
+                    return Err(format!("port {}: segment {seg} does not exist", p.name));
+                }
+                Attach::Wire(peer) => {
+                    let ok = slots.get(peer as usize).copied().flatten().map(|j| &self.ports[j]).is_some_and(|q| {
+                        q.slot != p.slot && q.attach == Attach::Wire(p.slot)
+                    });
+                    if !ok {
+                        return Err(format!("port {}: wire peer slot {peer} is missing or not wired back", p.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub(crate) fn sample() -> PolicyImage {
+        PolicyImage {
+            format: IMAGE_FORMAT,
+            default_action: Verdict::Forward,
+            segments: vec![SegmentImage { name: "lan".into() }],
+            ports: vec![
+                PortImage {
+                    slot: 0,
+                    name: "a".into(),
+                    device: "net_vhost0,iface=/tmp/a.sock".into(),
+                    socket: "/tmp/a.sock".into(),
+                    client: false,
+                    queues: 1,
+                    attach: Attach::Segment(0),
+                    enabled: true,
+                    macs: vec![[2, 0, 0, 0, 0, 1]],
+                },
+                PortImage {
+                    slot: 3,
+                    name: "b".into(),
+                    device: "net_vhost3,iface=/tmp/b.sock,client=1".into(),
+                    socket: "/tmp/b.sock".into(),
+                    client: true,
+                    queues: 1,
+                    attach: Attach::Wire(4),
+                    enabled: false,
+                    macs: vec![],
+                },
+                PortImage {
+                    slot: 4,
+                    name: "c".into(),
+                    device: "net_ring0".into(),
+                    socket: String::new(),
+                    client: false,
+                    queues: 2,
+                    attach: Attach::Wire(3),
+                    enabled: true,
+                    macs: vec![],
+                },
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::sample;
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip() {
+        let img = sample();
+        assert_eq!(PolicyImage::decode(&img.encode()).unwrap(), img);
+    }
+
+    #[test]
+    fn dangling_references_rejected() {
+        let mut img = sample();
+        img.ports[0].attach = Attach::Segment(7);
+        assert!(PolicyImage::decode(&img.encode()).unwrap_err().contains("segment 7"));
+        let mut img = sample();
+        img.ports[2].attach = Attach::Wire(0);
+        assert!(PolicyImage::decode(&img.encode()).unwrap_err().contains("wire peer"));
+        let mut img = sample();
+        img.ports[1].slot = 0;
+        assert!(PolicyImage::decode(&img.encode()).unwrap_err().contains("used twice"));
+        let mut img = sample();
+        img.ports[0].slot = 64;
+        assert!(PolicyImage::decode(&img.encode()).unwrap_err().contains("out of range"));
+        let mut img = sample();
+        img.format = 99;
+        assert!(PolicyImage::decode(&img.encode()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = PolicyImage::decode(&bytes);
+        }
+
+        #[test]
+        fn truncated_or_flipped_images_are_rejected_or_valid(cut in 0usize..200, flip in 0usize..200, bit in 0u8..8) {
+            let bytes = sample().encode();
+            let cut = cut.min(bytes.len());
+            if cut < bytes.len() {
+                prop_assert!(PolicyImage::decode(&bytes[..cut]).is_err());
+            }
+            let mut b = bytes.clone();
+            let i = flip % b.len();
+            b[i] ^= 1 << bit;
+            if let Ok(img) = PolicyImage::decode(&b) {
+                prop_assert!(img.validate().is_ok());
+            }
+        }
+    }
+}
