@@ -139,6 +139,24 @@ impl Mempool {
         Ok(Mempool(p))
     }
 
+    /// A new single-segment mbuf holding a copy of `frame`; None when the pool is empty.
+    pub fn packet(&self, frame: &[u8]) -> Option<MbufPtr> {
+        // SAFETY: the pool is valid; NULL is checked.
+        let m = unsafe { ffi::rampart_pktmbuf_alloc(self.0) };
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: m is a fresh mbuf we own; append returns NULL if there is no room.
+        let dst = unsafe { ffi::rampart_pktmbuf_append(m, frame.len() as u16) };
+        if dst.is_null() {
+            free_bulk(&mut [m]);
+            return None;
+        }
+        // SAFETY: `dst` points at frame.len() writable bytes inside m's buffer.
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), dst as *mut u8, frame.len()) };
+        Some(m)
+    }
+
     pub fn in_use(&self) -> u32 {
         // SAFETY: the pool is valid for the process lifetime.
         unsafe { ffi::rte_mempool_in_use_count(self.0) }

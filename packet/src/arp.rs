@@ -123,7 +123,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     fn addr(&self, index: usize, hardware: bool) -> &[u8] {
         let (h, p) = (self.hardware_len(), self.protocol_len());
         let start = FIXED_LEN + index * (h + p) + if hardware { 0 } else { h };
-        slice(self.buffer.as_ref(), start, start + if hardware { h } else { p })
+        slice(
+            self.buffer.as_ref(),
+            start,
+            start + if hardware { h } else { p },
+        )
     }
 
     /// Sender hardware address (empty if missing).

@@ -160,7 +160,9 @@ mod tests {
         for (i, e) in ParseError::ALL.iter().enumerate() {
             assert_eq!(e.index(), i, "{e:?}");
             let name = e.name();
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
             for other in &ParseError::ALL[..i] {
                 assert_ne!(other.name(), name);
             }

@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(p.ethertype(), EtherType::Ipv6);
         assert_eq!(p.payload().len(), 6);
         assert!(is_multicast(&[0xff; 6]));
-        assert_eq!(Packet::new_checked(&f[..13]), Err(ParseError::EthernetTruncated));
+        assert_eq!(
+            Packet::new_checked(&f[..13]),
+            Err(ParseError::EthernetTruncated)
+        );
         assert_eq!(Packet::new_unchecked(&f[..3]).ethertype_raw(), 0);
     }
 

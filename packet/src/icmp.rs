@@ -157,7 +157,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The embedded packet of an error message (possibly truncated by the sender).
     #[inline]
     pub fn inner_packet(&self) -> Option<&[u8]> {
-        self.inner_offset().map(|offset| tail(self.buffer.as_ref(), offset))
+        self.inner_offset()
+            .map(|offset| tail(self.buffer.as_ref(), offset))
     }
     /// Bytes after the 8-byte header.
     #[inline]
@@ -175,7 +176,10 @@ mod tests {
         let echo = [8, 0, 0xf7, 0xfe, 0x12, 0x34, 0, 1, b'x'];
         let p = Packet::new_checked(&echo[..]).unwrap();
         assert_eq!(p.msg_type(), Message::EchoRequest);
-        assert_eq!((p.echo_ident(), p.echo_seq_no(), p.checksum()), (0x1234, 1, 0xf7fe));
+        assert_eq!(
+            (p.echo_ident(), p.echo_seq_no(), p.checksum()),
+            (0x1234, 1, 0xf7fe)
+        );
         assert_eq!(p.inner_offset(), None);
         assert_eq!(p.payload(), b"x");
         let unreach = [3, 3, 0, 0, 0, 0, 0, 0, 0x45, 0];
@@ -184,7 +188,10 @@ mod tests {
         assert_eq!(p.code(), 3);
         assert_eq!(p.inner_offset(), Some(8));
         assert_eq!(p.inner_packet(), Some(&[0x45, 0][..]));
-        assert_eq!(Packet::new_checked(&echo[..7]), Err(ParseError::IcmpTruncated));
+        assert_eq!(
+            Packet::new_checked(&echo[..7]),
+            Err(ParseError::IcmpTruncated)
+        );
         assert!(has_ident(0) && has_ident(18) && !has_ident(3));
     }
 }

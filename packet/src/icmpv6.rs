@@ -168,7 +168,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The embedded packet of an error message (possibly truncated by the sender).
     #[inline]
     pub fn inner_packet(&self) -> Option<&[u8]> {
-        self.inner_offset().map(|offset| tail(self.buffer.as_ref(), offset))
+        self.inner_offset()
+            .map(|offset| tail(self.buffer.as_ref(), offset))
     }
     /// Target address of a Neighbor Solicitation/Advertisement or Redirect, if the message
     /// is one of those and long enough.
@@ -210,6 +211,9 @@ mod tests {
         assert_eq!(p.msg_type(), Message::NeighborSolicit);
         assert_eq!(p.nd_target().map(|a| a[15]), Some(9));
         assert_eq!(Packet::new_checked(&ns[..23]).unwrap().nd_target(), None);
-        assert_eq!(Packet::new_checked(&ns[..7]), Err(ParseError::Icmpv6Truncated));
+        assert_eq!(
+            Packet::new_checked(&ns[..7]),
+            Err(ParseError::Icmpv6Truncated)
+        );
     }
 }

@@ -198,7 +198,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Data after the header, up to the total length (padding excluded).
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        slice(self.buffer.as_ref(), self.header_len(), self.total_len() as usize)
+        slice(
+            self.buffer.as_ref(),
+            self.header_len(),
+            self.total_len() as usize,
+        )
     }
 }
 
@@ -237,15 +241,30 @@ mod tests {
     fn checks() {
         let mut buf = HDR.to_vec();
         buf.extend_from_slice(&[1, 2, 3, 4]);
-        assert_eq!(Packet::new_checked(&buf[..19]), Err(ParseError::Ipv4Truncated));
-        assert_eq!(Packet::new_checked(&buf[..23]), Err(ParseError::Ipv4Truncated));
-        assert_eq!(Packet::new_checked(&buf[..27]), Err(ParseError::Ipv4BadTotalLength));
+        assert_eq!(
+            Packet::new_checked(&buf[..19]),
+            Err(ParseError::Ipv4Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&buf[..23]),
+            Err(ParseError::Ipv4Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&buf[..27]),
+            Err(ParseError::Ipv4BadTotalLength)
+        );
         buf[0] = 0x44;
         assert_eq!(Packet::new_checked(&buf[..]), Err(ParseError::Ipv4BadIhl));
         buf[0] = 0x65;
-        assert_eq!(Packet::new_checked(&buf[..]), Err(ParseError::Ipv4BadVersion));
+        assert_eq!(
+            Packet::new_checked(&buf[..]),
+            Err(ParseError::Ipv4BadVersion)
+        );
         buf[0] = 0x46;
         buf[3] = 23;
-        assert_eq!(Packet::new_checked(&buf[..]), Err(ParseError::Ipv4BadTotalLength));
+        assert_eq!(
+            Packet::new_checked(&buf[..]),
+            Err(ParseError::Ipv4BadTotalLength)
+        );
     }
 }

@@ -128,7 +128,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Bytes after the fixed header, up to the payload length (padding excluded).
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        slice(self.buffer.as_ref(), HEADER_LEN, HEADER_LEN + self.payload_len() as usize)
+        slice(
+            self.buffer.as_ref(),
+            HEADER_LEN,
+            HEADER_LEN + self.payload_len() as usize,
+        )
     }
 }
 
@@ -276,7 +280,10 @@ pub struct ExtChain {
 /// since what follows is opaque fragment data.
 #[inline]
 pub fn walk_ext_headers(first: u8, payload: &[u8]) -> Result<ExtChain, ParseError> {
-    let mut chain = ExtChain { upper_layer: first, ..ExtChain::default() };
+    let mut chain = ExtChain {
+        upper_layer: first,
+        ..ExtChain::default()
+    };
     let mut truncated = ParseError::Ipv6ExtHeaderTruncated;
     let mut pos = 0usize;
     let mut next = first;
@@ -341,8 +348,14 @@ mod tests {
         assert_eq!(ip.src_addr()[15], 1);
         assert_eq!(ip.dst_addr()[15], 2);
         assert_eq!(ip.payload(), &[0xaa, 0xbb]);
-        assert_eq!(Packet::new_checked(&p[..41]), Err(ParseError::Ipv6BadPayloadLength));
-        assert_eq!(Packet::new_checked(&p[..39]), Err(ParseError::Ipv6Truncated));
+        assert_eq!(
+            Packet::new_checked(&p[..41]),
+            Err(ParseError::Ipv6BadPayloadLength)
+        );
+        assert_eq!(
+            Packet::new_checked(&p[..39]),
+            Err(ParseError::Ipv6Truncated)
+        );
         p[0] = 0x4a;
         assert_eq!(Packet::new_checked(&p[..]), Err(ParseError::Ipv6BadVersion));
     }
@@ -357,9 +370,23 @@ mod tests {
         assert_eq!(chain.upper_layer, 6);
         assert_eq!(chain.upper_offset, 40);
         assert_eq!(chain.count, 3);
-        assert_eq!(chain.fragment, Some(Fragment { offset: 0, more: false, ident: 7, data_offset: 40 }));
-        assert_eq!(walk_ext_headers(0, &p[..39]), Err(ParseError::Ipv6ExtHeaderTruncated));
-        assert_eq!(walk_ext_headers(0, &p[..7]), Err(ParseError::Ipv6ExtHeaderTruncated));
+        assert_eq!(
+            chain.fragment,
+            Some(Fragment {
+                offset: 0,
+                more: false,
+                ident: 7,
+                data_offset: 40
+            })
+        );
+        assert_eq!(
+            walk_ext_headers(0, &p[..39]),
+            Err(ParseError::Ipv6ExtHeaderTruncated)
+        );
+        assert_eq!(
+            walk_ext_headers(0, &p[..7]),
+            Err(ParseError::Ipv6ExtHeaderTruncated)
+        );
         assert_eq!(walk_ext_headers(6, &[]).unwrap().upper_offset, 0);
         let h = ExtHeader::new_checked(0, &p[..16]).unwrap();
         assert_eq!(h.header_len(), 16);

@@ -261,9 +261,9 @@ impl Meta {
             return 0;
         }
         match self.ip_proto {
-            protocol::TCP => (u8_at(frame, self.l4_offset as usize + tcp::field::DATA_OFF) >> 4)
-                as usize
-                * 4,
+            protocol::TCP => {
+                (u8_at(frame, self.l4_offset as usize + tcp::field::DATA_OFF) >> 4) as usize * 4
+            }
             protocol::UDP => udp::HEADER_LEN,
             _ if self.is_icmp() => icmp::HEADER_LEN,
             _ => 0,
@@ -291,7 +291,11 @@ impl Meta {
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Meta, ParseError> {
     let eth = ethernet::Packet::new_checked(frame)?;
-    let mut meta = Meta { dst_mac: eth.dst_addr(), src_mac: eth.src_addr(), ..Meta::default() };
+    let mut meta = Meta {
+        dst_mac: eth.dst_addr(),
+        src_mac: eth.src_addr(),
+        ..Meta::default()
+    };
     let mut ether_type = eth.ethertype_raw();
     let mut l3 = ethernet::HEADER_LEN;
     if ether_type == ethertype::VLAN || ether_type == ethertype::QINQ {
@@ -349,7 +353,13 @@ fn parse_ipv4(meta: &mut Meta, packet: &[u8], l3: usize) -> Result<(), ParseErro
     if ip.is_fragment() {
         let offset = ip.frag_offset();
         let more = ip.more_frags();
-        check_fragment(offset, segment.len(), more, proto, u16::MAX as usize - header_len)?;
+        check_fragment(
+            offset,
+            segment.len(),
+            more,
+            proto,
+            u16::MAX as usize - header_len,
+        )?;
         meta.frag = offset | FRAG_IS_FRAGMENT | if more { FRAG_MORE } else { 0 };
         if offset != 0 {
             meta.payload_len = segment.len() as u16;
@@ -377,7 +387,13 @@ fn parse_ipv6(meta: &mut Meta, packet: &[u8], l3: usize) -> Result<(), ParseErro
         meta.frag_id = fragment.ident;
         if fragment.offset != 0 || fragment.more {
             let data_len = payload.len().saturating_sub(fragment.data_offset);
-            check_fragment(fragment.offset, data_len, fragment.more, proto, u16::MAX as usize)?;
+            check_fragment(
+                fragment.offset,
+                data_len,
+                fragment.more,
+                proto,
+                u16::MAX as usize,
+            )?;
             meta.frag =
                 fragment.offset | FRAG_IS_FRAGMENT | if fragment.more { FRAG_MORE } else { 0 };
             if fragment.offset != 0 {
@@ -400,7 +416,7 @@ fn check_fragment(
     proto: u8,
     limit: usize,
 ) -> Result<(), ParseError> {
-    if (more && data_len % 8 != 0) || offset as usize + data_len > limit {
+    if (more && !data_len.is_multiple_of(8)) || offset as usize + data_len > limit {
         return Err(ParseError::FragmentBadLength);
     }
     if offset == 8 && proto == protocol::TCP {
@@ -418,7 +434,13 @@ fn parse_l4<const V6: bool>(
     proto: u8,
     first_fragment: bool,
 ) -> Result<(), ParseError> {
-    let cut_short = |error| if first_fragment { ParseError::FragmentTooSmall } else { error };
+    let cut_short = |error| {
+        if first_fragment {
+            ParseError::FragmentTooSmall
+        } else {
+            error
+        }
+    };
     match proto {
         protocol::TCP => {
             let tcp = tcp::Packet::new_checked(segment).map_err(cut_short)?;
@@ -439,7 +461,11 @@ fn parse_l4<const V6: bool>(
             }
             meta.src_port = udp.src_port();
             meta.dst_port = udp.dst_port();
-            let end = if first_fragment { segment.len() } else { udp_len };
+            let end = if first_fragment {
+                segment.len()
+            } else {
+                udp_len
+            };
             meta.payload_len = end.saturating_sub(udp::HEADER_LEN) as u16;
         }
         protocol::ICMP if !V6 => {

@@ -213,8 +213,14 @@ mod tests {
         assert_eq!(t.options(), &[2, 4, 5, 0xb4]);
         assert_eq!(t.payload(), b"hi");
         assert_eq!(Packet::new_checked(&s[..19]), Err(ParseError::TcpTruncated));
-        assert_eq!(Packet::new_checked(&s[..23]), Err(ParseError::TcpBadDataOffset));
+        assert_eq!(
+            Packet::new_checked(&s[..23]),
+            Err(ParseError::TcpBadDataOffset)
+        );
         s[12] = 0x40;
-        assert_eq!(Packet::new_checked(&s[..]), Err(ParseError::TcpBadDataOffset));
+        assert_eq!(
+            Packet::new_checked(&s[..]),
+            Err(ParseError::TcpBadDataOffset)
+        );
     }
 }

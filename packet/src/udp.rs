@@ -83,7 +83,9 @@ mod tests {
 
     #[test]
     fn fields_and_checks() {
-        let mut d = vec![0x00, 0x35, 0xc0, 0x00, 0x00, 0x0a, 0x12, 0x34, b'o', b'k', 0xee];
+        let mut d = vec![
+            0x00, 0x35, 0xc0, 0x00, 0x00, 0x0a, 0x12, 0x34, b'o', b'k', 0xee,
+        ];
         let u = Packet::new_checked(&d[..]).unwrap();
         assert_eq!((u.src_port(), u.dst_port()), (53, 0xc000));
         assert_eq!(u.len(), 10);

@@ -97,6 +97,9 @@ mod tests {
         assert_eq!(p.vid(), 100);
         assert_eq!(p.ethertype(), EtherType::Ipv4);
         assert_eq!(p.payload(), &[0x45]);
-        assert_eq!(Packet::new_checked(&tag[..3]), Err(ParseError::VlanTruncated));
+        assert_eq!(
+            Packet::new_checked(&tag[..3]),
+            Err(ParseError::VlanTruncated)
+        );
     }
 }

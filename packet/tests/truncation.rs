@@ -9,7 +9,10 @@ use rampart_packet::{parse, ParseError};
 /// What `frame[..cut]` must parse to.
 fn expected(sample: &Sample, cut: usize) -> Result<Expect, ParseError> {
     let l3 = match sample.layout {
-        Layout::Ipv4 { l3, .. } | Layout::Ipv6 { l3, .. } | Layout::Arp { l3 } | Layout::Other { l3 } => l3,
+        Layout::Ipv4 { l3, .. }
+        | Layout::Ipv6 { l3, .. }
+        | Layout::Arp { l3 }
+        | Layout::Other { l3 } => l3,
     };
     if cut < 14 {
         return Err(ParseError::EthernetTruncated);
@@ -18,7 +21,9 @@ fn expected(sample: &Sample, cut: usize) -> Result<Expect, ParseError> {
         return Err(ParseError::VlanTruncated);
     }
     match sample.layout {
-        Layout::Ipv4 { header_len, end, .. } => {
+        Layout::Ipv4 {
+            header_len, end, ..
+        } => {
             if cut < l3 + header_len {
                 return Err(ParseError::Ipv4Truncated);
             }
@@ -91,13 +96,13 @@ fn consistent_cut(name: &str, p: usize) -> Result<usize, ParseError> {
         "icmp_echo" | "icmp_dest_unreachable" => bad(p < 8, IcmpTruncated).map(|_| p - 8),
         "icmpv6_echo" | "icmpv6_packet_too_big" => bad(p < 8, Icmpv6Truncated).map(|_| p - 8),
         "ipv4_first_fragment" => {
-            bad(p % 8 != 0, FragmentBadLength)?;
+            bad(!p.is_multiple_of(8), FragmentBadLength)?;
             bad(p < 8, FragmentTooSmall).map(|_| p - 8)
         }
         "ipv4_later_fragment" => Ok(p),
         "ipv6_hbh_frag_udp" => {
             bad(p < 16, Ipv6ExtHeaderTruncated)?;
-            bad((p - 16) % 8 != 0, FragmentBadLength)?;
+            bad(!(p - 16).is_multiple_of(8), FragmentBadLength)?;
             bad(p < 24, FragmentTooSmall).map(|_| p - 24)
         }
         "ipv6_later_fragment" => bad(p < 8, Ipv6ExtHeaderTruncated).map(|_| p - 8),
@@ -113,14 +118,22 @@ fn consistent_cut(name: &str, p: usize) -> Result<usize, ParseError> {
 fn every_consistent_truncation_inside_the_ip_payload() {
     for sample in all() {
         let (l3, ip_header, end) = match sample.layout {
-            Layout::Ipv4 { l3, header_len, end } => (l3, header_len, end),
+            Layout::Ipv4 {
+                l3,
+                header_len,
+                end,
+            } => (l3, header_len, end),
             Layout::Ipv6 { l3, end } => (l3, 40, end),
             _ => continue,
         };
         let is_v4 = matches!(sample.layout, Layout::Ipv4 { .. });
         for new_end in l3 + ip_header..=end {
             let mut frame = sample.frame[..new_end].to_vec();
-            let len_field = if is_v4 { new_end - l3 } else { new_end - l3 - 40 } as u16;
+            let len_field = if is_v4 {
+                new_end - l3
+            } else {
+                new_end - l3 - 40
+            } as u16;
             frame[l3 + if is_v4 { 2 } else { 4 }..][..2].copy_from_slice(&len_field.to_be_bytes());
             let p = new_end - l3 - ip_header;
             let want = consistent_cut(sample.name, p).map(|n| {

@@ -26,25 +26,25 @@ macro_rules! sample_tests {
 mod parses {
     use super::common::{self, assert_sane};
 
-sample_tests!(
-    ipv4_tcp_syn,
-    ipv4_udp,
-    ipv4_options_udp,
-    vlan_ipv4_tcp,
-    qinq_ipv4_udp,
-    icmp_echo,
-    icmp_dest_unreachable,
-    ipv4_first_fragment,
-    ipv4_later_fragment,
-    ipv6_tcp,
-    ipv6_hbh_frag_udp,
-    ipv6_later_fragment,
-    ipv6_dstopts_ah_tcp,
-    icmpv6_echo,
-    icmpv6_packet_too_big,
-    arp_request,
-    lldp,
-);
+    sample_tests!(
+        ipv4_tcp_syn,
+        ipv4_udp,
+        ipv4_options_udp,
+        vlan_ipv4_tcp,
+        qinq_ipv4_udp,
+        icmp_echo,
+        icmp_dest_unreachable,
+        ipv4_first_fragment,
+        ipv4_later_fragment,
+        ipv6_tcp,
+        ipv6_hbh_frag_udp,
+        ipv6_later_fragment,
+        ipv6_dstopts_ah_tcp,
+        icmpv6_echo,
+        icmpv6_packet_too_big,
+        arp_request,
+        lldp,
+    );
 }
 
 #[test]
@@ -70,8 +70,12 @@ fn typed_accessors() {
     assert!(!m.has_ports());
     // The inner header at the advertised offset is the original (cut-short) datagram.
     let inner = ipv4::Packet::new_unchecked(&s.frame[m.icmp_inner_offset().unwrap()..]);
-    assert_eq!((inner.version(), inner.protocol(), inner.dst_addr()), (4, IpProtocol::Udp, [10, 0, 0, 2]));
-    let inner_udp = udp::Packet::new_unchecked(&s.frame[m.icmp_inner_offset().unwrap() + inner.header_len()..]);
+    assert_eq!(
+        (inner.version(), inner.protocol(), inner.dst_addr()),
+        (4, IpProtocol::Udp, [10, 0, 0, 2])
+    );
+    let inner_udp =
+        udp::Packet::new_unchecked(&s.frame[m.icmp_inner_offset().unwrap() + inner.header_len()..]);
     assert_eq!((inner_udp.src_port(), inner_udp.dst_port()), (54321, 53));
 
     let s = icmpv6_echo();
@@ -111,7 +115,10 @@ fn double_8100_tags_are_accepted_as_qinq() {
     let mut frame = ipv4_udp().frame;
     frame.splice(12..12, [0x81, 0x00, 0x00, 0x05, 0x81, 0x00, 0x00, 0x06]);
     let m = parse(&frame).unwrap();
-    assert_eq!((m.vlan(), m.inner_vlan(&frame), m.l3_offset()), (Some(5), Some(6), 22));
+    assert_eq!(
+        (m.vlan(), m.inner_vlan(&frame), m.l3_offset()),
+        (Some(5), Some(6), 22)
+    );
     assert_eq!(m.l3(), L3::Ipv4);
 }
 
@@ -152,7 +159,10 @@ fn ipv6_atomic_fragment_is_not_a_fragment() {
     let m = parse(&frame).unwrap();
     assert!(!m.is_fragment());
     assert_eq!(m.frag_id, 9);
-    assert_eq!((m.ip_proto, m.l4_offset, m.src_port, m.dst_port), (6, 62, 80, 40000));
+    assert_eq!(
+        (m.ip_proto, m.l4_offset, m.src_port, m.dst_port),
+        (6, 62, 80, 40000)
+    );
 }
 
 #[test]
@@ -173,4 +183,18 @@ fn non_ethernet_arp_parses_without_addresses() {
     assert_eq!(m.l3(), L3::Arp);
     assert_eq!((m.src_addr, m.dst_addr), ([0; 16], [0; 16]));
     assert_eq!(m.src_ip(), Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)));
+}
+
+#[test]
+fn fuzz_seed_corpus_holds_every_sample() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse");
+    for sample in common::all() {
+        let seed = std::fs::read(dir.join(sample.name)).unwrap_or_else(|e| {
+            panic!(
+                "seed {} missing ({e}); copy the sample bytes there",
+                sample.name
+            )
+        });
+        assert_eq!(seed, sample.frame, "seed {} is stale", sample.name);
+    }
 }

@@ -1,0 +1,32 @@
+# Rampart: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps hugepages build demo test test-unit test-dpdk test-vhost test-guests bench vm-image clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+hugepages:
+	@scripts/hugepages.sh
+
+build: deps
+	$(CARGO) build --release --workspace --bins
+
+demo: build hugepages
+	@scripts/demo.sh
+
+test: build hugepages
+	@tests/run.sh
+
+test-unit test-dpdk test-vhost test-guests: build hugepages
+	@tests/run.sh $(patsubst test-%,%,$@)
+
+bench: build hugepages
+	python3 bench/rig.py
+
+clean:
+	$(CARGO) clean

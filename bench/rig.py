@@ -1,0 +1,667 @@
+#!/usr/bin/env python3
+"""Rampart throughput rig (DESIGN.md §8): `python3 bench/rig.py`, stdlib only.
+
+Two CPUs: a dpdk-testpmd flowgen generator with two virtio_user ports on the
+generator CPU, the device under test (DUT) with two vhost-user server ports on
+the DUT CPU. Every DUT is measured BENCH_RUNS times per flow count, alternating
+(A B A B ...), and reported as the median Mpps the generator received back,
+the ratio to testpmd io (the limit of the rig) and the DUT's busy cycles per
+packet. See bench/README.md.
+
+Environment:
+  BENCH_DUTS     DUTs in order (default "testpmd-io rampart"); "rampart" is
+                 "rampart:pass-through", "rampart:NAME" uses bench/configs/NAME.toml
+  BENCH_FLOWS    flow counts (default "1000 100000")
+  BENCH_RUNS     runs per DUT and flow count (default 3)
+  BENCH_SECONDS  measurement window, s (default 10)
+  BENCH_WARMUP   warm-up before the window, s (default 3)
+  BENCH_GEN_CPU / BENCH_DUT_CPU   CPUs (default 0 / 1)
+  BENCH_WORKDIR  sockets, configs and logs (default /tmp/rampart-bench)
+  BENCH_BUILD    missing (default) | always | never: cargo build of the rampart binaries
+  BENCH_NICE     niceness of the processes started (default 0; -10 shields them from builds)
+  BENCH_QUEUE_SIZE / BENCH_BURST  generator virtio ring size (1024) and burst (32)
+"""
+
+import fcntl
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(REPO, "bench")
+TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
+DATAPLANE = os.path.join(REPO, "target", "release", "rampart-dataplane")
+RAMPARTCTL = os.path.join(REPO, "target", "release", "rampartctl")
+
+HUGEPAGES_NR = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+HUGEPAGES_FREE = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+HUGEDIR = "/dev/hugepages"
+DPDK_RUNDIR = "/var/run/dpdk"
+
+GEN_PREFIX = "bench-gen"
+DUT_PREFIX = "bench-dut"
+GEN_MEM_MB = 256
+TESTPMD_DUT_MEM_MB = 256
+MBUFS = 16384  # per testpmd; Rampart's default pool is 16383
+NICE = 0  # BENCH_NICE: scheduling niceness of every process the rig starts
+
+
+def env_int(name, default):
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        die(f"{name} must be an integer, got {os.environ[name]!r}")
+
+
+def env_float(name, default):
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        die(f"{name} must be a number, got {os.environ[name]!r}")
+
+
+class Fail(Exception):
+    """A failure with a message meant for the operator."""
+
+
+def die(msg):
+    print(f"bench: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def log(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+def tail(path, n=25):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        return f"    (no log: {e})"
+    return "\n".join("    | " + l for l in lines[-n:]) or "    (log is empty)"
+
+
+# --------------------------------------------------------------------------
+# Processes: everything started is recorded, and stopped by pid in cleanup().
+
+
+def _child_setup(cpu):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    if NICE:
+        os.nice(NICE)
+
+
+class Proc:
+    def __init__(self, name, cmd, logpath, cpu):
+        self.name, self.cmd, self.logpath = name, cmd, logpath
+        logf = open(logpath, "wb")
+        # Own session: a Ctrl-C on the terminal reaches only this script, which
+        # then stops the children in order (generator first).
+        self.p = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,  # testpmd without -i exits when stdin gives it a line or EOF
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: _child_setup(cpu),
+        )
+        logf.close()
+        self.pid = self.p.pid
+        RIG.procs.append(self)
+        RIG.record_pids()
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def cpu_jiffies(self):
+        """utime+stime of the process (all its threads), in clock ticks."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def check(self):
+        if not self.alive():
+            raise Fail(f"{self.name} (pid {self.pid}) exited with status {self.p.returncode}; "
+                       f"tail of {self.logpath}:\n{tail(self.logpath)}")
+
+    def stop(self, grace=8.0):
+        """Ask nicely (Enter on stdin for testpmd, then SIGINT), then SIGTERM, then SIGKILL."""
+        if self.alive():
+            try:
+                self.p.stdin.write(b"\n")
+                self.p.stdin.flush()
+            except (OSError, ValueError):
+                pass
+            for sig, wait in ((None, 1.0), (signal.SIGINT, grace), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+                if sig is not None and self.alive():
+                    try:
+                        os.kill(self.pid, sig)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    self.p.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        try:
+            self.p.stdin.close()
+        except (OSError, ValueError):
+            pass
+        if self in RIG.procs:
+            RIG.procs.remove(self)
+            RIG.record_pids()
+
+
+class Rig:
+    def __init__(self):
+        self.procs = []
+        self.workdir = None
+        self.cleanup_paths = set()
+        self.prefixes = {GEN_PREFIX, DUT_PREFIX}
+
+    def record_pids(self):
+        """Pids we started, so that a later run can stop orphans of a killed run."""
+        if not self.workdir:
+            return
+        with open(os.path.join(self.workdir, "pids.json"), "w") as f:
+            json.dump([{"pid": p.pid, "cmd": p.cmd} for p in self.procs], f)
+
+    def reap_orphans(self):
+        path = os.path.join(self.workdir, "pids.json")
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            return
+        for entry in old:
+            pid, cmd = entry["pid"], entry["cmd"]
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    live = f.read().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if [a.decode() for a in live] == cmd:
+                log(f"stopping pid {pid} left running by an earlier interrupted run: {' '.join(cmd[:3])} ...")
+                for sig in (signal.SIGINT, signal.SIGKILL):
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        break
+                    for _ in range(30):
+                        if not os.path.exists(f"/proc/{pid}"):
+                            break
+                        time.sleep(0.1)
+        os.unlink(path)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            p.stop()
+        self.clean_files()
+
+    def clean_files(self):
+        for path in list(self.cleanup_paths):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log(f"warning: could not remove {path}: {e}")
+        for prefix in self.prefixes:
+            # Hugepage files and EAL runtime dirs of our own DPDK file prefixes only.
+            for f in glob.glob(os.path.join(HUGEDIR, f"{prefix}map_*")):
+                try:
+                    os.unlink(f)
+                except OSError:
+                    pass
+            shutil.rmtree(os.path.join(DPDK_RUNDIR, prefix), ignore_errors=True)
+
+
+RIG = Rig()
+
+
+def on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------
+# Environment checks
+
+
+def ensure_hugepages(need_pages):
+    with open(HUGEPAGES_NR) as f:
+        nr = int(f.read())
+    if nr < 1024:
+        with open(HUGEPAGES_NR, "w") as f:
+            f.write("1024")
+        with open(HUGEPAGES_NR) as f:
+            nr = int(f.read())
+        log(f"hugepages: nr_hugepages set to {nr}")
+    os.makedirs(HUGEDIR, exist_ok=True)
+    if not os.path.ismount(HUGEDIR):
+        r = subprocess.run(["mount", "-t", "hugetlbfs", "nodev", HUGEDIR], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Fail(f"mounting hugetlbfs on {HUGEDIR} failed: {r.stderr.strip()}")
+        log(f"hugepages: mounted hugetlbfs on {HUGEDIR}")
+    with open(HUGEPAGES_FREE) as f:
+        free = int(f.read())
+    if free < need_pages:
+        raise Fail(f"{free} free 2 MB hugepages, the rig needs {need_pages} "
+                   f"(nr_hugepages={nr}; files in {HUGEDIR}: {sorted(os.listdir(HUGEDIR))[:10]})")
+
+
+def build_rampart(mode):
+    missing = [b for b in (DATAPLANE, RAMPARTCTL) if not os.access(b, os.X_OK)]
+    if mode == "never" or (mode == "missing" and not missing):
+        if missing:
+            raise Fail(f"missing {', '.join(missing)} and BENCH_BUILD=never")
+        return
+    log("building: cargo build --release -p rampart-dataplane -p rampart-control")
+    r = subprocess.run(["cargo", "build", "--release", "-p", "rampart-dataplane", "-p", "rampart-control"],
+                       cwd=REPO, timeout=3600)
+    if r.returncode != 0:
+        raise Fail("cargo build --release -p rampart-dataplane -p rampart-control failed")
+    missing = [b for b in (DATAPLANE, RAMPARTCTL) if not os.access(b, os.X_OK)]
+    if missing:
+        raise Fail(f"build succeeded but {', '.join(missing)} is missing")
+
+
+# --------------------------------------------------------------------------
+# DPDK telemetry (generator port counters): /var/run/dpdk/<prefix>/dpdk_telemetry.v2
+
+
+def telemetry(prefix, cmds, timeout=3.0):
+    path = os.path.join(DPDK_RUNDIR, prefix, "dpdk_telemetry.v2")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        hello = json.loads(s.recv(65536))
+        maxlen = max(int(hello.get("max_output_len", 16384)), 16384)
+        out = []
+        for c in cmds:
+            s.send(c.encode())
+            out.append(json.loads(s.recv(maxlen + 1024)))
+        return out
+    finally:
+        s.close()
+
+
+def port_stats(prefix, nports=2):
+    """[(ipackets, opackets, imissed+ierrors+oerrors)] per port."""
+    res = telemetry(prefix, [f"/ethdev/stats,{i}" for i in range(nports)])
+    out = []
+    for r in res:
+        st = r.get("/ethdev/stats")
+        if not isinstance(st, dict):
+            raise Fail(f"unexpected telemetry answer: {r}")
+        out.append((st["ipackets"], st["opackets"], st["imissed"] + st["ierrors"] + st["oerrors"]))
+    return out
+
+
+def cpu_snapshot():
+    """(busy, total) jiffies of all CPUs, and steal."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    steal = v[7] if len(v) > 7 else 0
+    total = sum(v[:8])
+    return total - idle - steal, total, steal
+
+
+# --------------------------------------------------------------------------
+# DUTs
+
+
+def wait_for(what, cond, timeout, procs, step=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in procs:
+            p.check()
+        if cond():
+            return
+        if time.monotonic() > deadline:
+            raise Fail(f"timed out after {timeout:.0f} s waiting for {what}; " + "; ".join(
+                f"tail of {p.name} log {p.logpath}:\n{tail(p.logpath)}" for p in procs))
+        time.sleep(step)
+
+
+class TestpmdIo:
+    profile = "io"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.name = "testpmd-io"
+        self.socks = [os.path.join(cfg.workdir, f"dut{i}.sock") for i in (0, 1)]
+        self.mem_pages = TESTPMD_DUT_MEM_MB // 2
+        self.proc = None
+
+    def start(self, tag):
+        for s in self.socks:
+            RIG.cleanup_paths.add(s)
+        cpu = self.cfg.dut_cpu
+        cmd = [TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "--no-pci", "-m", str(TESTPMD_DUT_MEM_MB),
+               "--file-prefix", DUT_PREFIX, "--log-level", "*:notice",
+               "--vdev", f"net_vhost0,iface={self.socks[0]}", "--vdev", f"net_vhost1,iface={self.socks[1]}",
+               "--", "--forward-mode=io", "--auto-start", "--nb-cores=1",
+               f"--total-num-mbufs={MBUFS}", "--record-core-cycles"]
+        self.proc = Proc("testpmd-io DUT", cmd, os.path.join(self.cfg.logdir, f"{tag}-dut.log"), cpu)
+        wait_for("the DUT's vhost-user sockets", lambda: all(os.path.exists(s) for s in self.socks), 30, [self.proc])
+        return [self.proc]
+
+    def busy(self):
+        return None
+
+    def stop(self):
+        """Stops the DUT; returns testpmd's own busy cycles/packet over the whole run (or None)."""
+        if self.proc is None:
+            return None
+        self.proc.stop()
+        self.proc = None
+        return None
+
+    def cycles_from_log(self, logpath):
+        try:
+            with open(logpath, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        m = re.findall(r"CPU cycles/packet=([0-9.]+)", text)
+        return float(m[-1]) if m else None
+
+
+class Rampart:
+    def __init__(self, cfg, profile):
+        self.cfg = cfg
+        self.profile = profile
+        self.name = "rampart"
+        template = os.path.join(BENCH, "configs", f"{profile}.toml")
+        if not os.path.exists(template):
+            raise Fail(f"no Rampart profile {profile!r}: {template} does not exist")
+        with open(template) as f:
+            text = f.read()
+        text = text.replace("@DUT_CPU@", str(cfg.dut_cpu)).replace("@WORKDIR@", cfg.workdir)
+        self.config = os.path.join(cfg.workdir, f"rampart-{profile}.toml")
+        with open(self.config, "w") as f:
+            f.write(text)
+        # What the harness needs from the config: the two vhost sockets (in order), shm, prefix, memory.
+        socks = re.findall(r'^\s*socket\s*=\s*"([^"]+\.sock)"', text, re.M)
+        self.control_sock = re.search(r'^\[control\][^\[]*?^\s*socket\s*=\s*"([^"]+)"', text, re.M | re.S)
+        self.control_sock = self.control_sock.group(1) if self.control_sock else None
+        self.socks = [s for s in socks if s != self.control_sock]
+        if len(self.socks) != 2:
+            raise Fail(f"{template}: expected two vhost-server port sockets, found {self.socks}")
+        self.shm = re.search(r'^\s*shm\s*=\s*"([^"]+)"', text, re.M).group(1)
+        prefix = re.search(r'^\s*file_prefix\s*=\s*"([^"]+)"', text, re.M).group(1)
+        RIG.prefixes.add(prefix)
+        mem = re.search(r'^\s*memory_mb\s*=\s*(\d+)', text, re.M)
+        self.mem_pages = (int(mem.group(1)) if mem else 512) // 2
+        self.dp = self.ctl = None
+        self.stats_warned = False
+
+    def start(self, tag):
+        for p in self.socks + [self.shm] + ([self.control_sock] if self.control_sock else []):
+            RIG.cleanup_paths.add(p)
+        RIG.clean_files()  # stale sockets / shm would confuse the DUT
+        cpu = self.cfg.dut_cpu
+        self.dp = Proc("rampart-dataplane", [DATAPLANE, "--config", self.config],
+                       os.path.join(self.cfg.logdir, f"{tag}-dataplane.log"), cpu)
+        wait_for(f"the shared-memory segment {self.shm}", lambda: os.path.exists(self.shm), 30, [self.dp])
+        self.ctl = Proc("rampartctl run", [RAMPARTCTL, "run", "--config", self.config],
+                        os.path.join(self.cfg.logdir, f"{tag}-control.log"), cpu)
+        wait_for("the vhost-user sockets (policy published, ports attached)",
+                 lambda: all(os.path.exists(s) for s in self.socks), 30, [self.dp, self.ctl])
+        return [self.dp, self.ctl]
+
+    def busy(self):
+        """(Σ busy_cycles, Σ busy_packets) over the workers, from `rampartctl stats --json`."""
+        try:
+            r = subprocess.run([RAMPARTCTL, "--config", self.config, "stats", "--json"],
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                raise ValueError(f"exit {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+            j = json.loads(r.stdout)
+            # Shape: {"workers":[...]} or the admin reply {"stats":{"workers":[...]}, ...}.
+            ws = j["workers"] if "workers" in j else j["stats"]["workers"]
+            if not ws:
+                raise ValueError("no workers in the stats reply")
+            return sum(int(w["busy_cycles"]) for w in ws), sum(int(w["busy_packets"]) for w in ws)
+        except (ValueError, KeyError, TypeError, subprocess.TimeoutExpired, OSError) as e:
+            if not self.stats_warned:
+                log(f"warning: no busy cycles from `rampartctl stats --json`: {e}")
+                self.stats_warned = True
+            return None
+
+    def stop(self):
+        for p in (self.ctl, self.dp):
+            if p is not None:
+                p.stop()
+        self.dp = self.ctl = None
+        RIG.clean_files()
+        return None
+
+
+# --------------------------------------------------------------------------
+# One measurement
+
+
+def start_generator(cfg, socks, flows, tag):
+    cpu = cfg.gen_cpu
+    cmd = [TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "--no-pci", "--single-file-segments",
+           "-m", str(GEN_MEM_MB), "--file-prefix", GEN_PREFIX, "--log-level", "*:notice",
+           "--vdev", f"net_virtio_user0,path={socks[0]},queue_size={cfg.queue_size}{cfg.virtio_args}",
+           "--vdev", f"net_virtio_user1,path={socks[1]},queue_size={cfg.queue_size}{cfg.virtio_args}",
+           "--", "--forward-mode=flowgen", f"--flowgen-flows={flows}", "--txpkts=64",
+           f"--burst={cfg.burst}", "--nb-cores=1", f"--total-num-mbufs={MBUFS}",
+           f"--rxd={cfg.queue_size}", f"--txd={cfg.queue_size}"]
+    return Proc("generator", cmd, os.path.join(cfg.logdir, f"{tag}-gen.log"), cpu)
+
+
+def measure(cfg, dut, flows, tag):
+    ensure_hugepages(GEN_MEM_MB // 2 + dut.mem_pages)
+    gen = None
+    dut_procs = []
+    try:
+        dut_procs = dut.start(tag)
+        gen = start_generator(cfg, dut.socks, flows, tag)
+        procs = dut_procs + [gen]
+        telem = os.path.join(DPDK_RUNDIR, GEN_PREFIX, "dpdk_telemetry.v2")
+
+        def forwarding():
+            if not os.path.exists(telem):
+                return False
+            try:
+                return all(rx > 0 for rx, _, _ in port_stats(GEN_PREFIX))
+            except (OSError, ValueError, KeyError):
+                return False
+
+        wait_for("packets to come back through the DUT on both generator ports", forwarding, 30, procs, 0.25)
+        time.sleep(cfg.warmup)
+        for p in procs:
+            p.check()
+
+        b0 = dut.busy()
+        c0, j0 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
+        s0, t0 = port_stats(GEN_PREFIX), time.monotonic()
+        deadline = t0 + cfg.seconds
+        while time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            for p in procs:
+                p.check()
+        s1, t1 = port_stats(GEN_PREFIX), time.monotonic()
+        c1, j1 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
+        b1 = dut.busy()
+    finally:
+        if gen is not None:
+            gen.stop()
+        dut.stop()
+
+    secs = t1 - t0
+    rx = sum(a[0] for a in s1) - sum(a[0] for a in s0)
+    tx = sum(a[1] for a in s1) - sum(a[1] for a in s0)
+    if rx <= 0:
+        raise Fail(f"{dut.name}: the generator received no packets during the window (sent {tx}); "
+                   f"logs in {cfg.logdir}")
+    cpp = None
+    if b0 is not None and b1 is not None and b1[1] > b0[1]:
+        cpp = (b1[0] - b0[0]) / (b1[1] - b0[1])
+    if isinstance(dut, TestpmdIo):
+        cpp = dut.cycles_from_log(os.path.join(cfg.logdir, f"{tag}-dut.log"))
+    busy, total, steal = (c1[0] - c0[0], c1[1] - c0[1], c1[2] - c0[2])
+    other = max(0.0, (busy - (j1 - j0)) / total * 100) if total > 0 else 0.0
+    return {
+        "mpps": rx / secs / 1e6,
+        "tx_mpps": tx / secs / 1e6,
+        "loss": 1.0 - rx / tx if tx > 0 else 0.0,
+        "cpp": cpp,
+        "other_cpu": other,
+        "steal": steal / total * 100 if total > 0 else 0.0,
+        "secs": secs,
+    }
+
+
+# --------------------------------------------------------------------------
+
+
+class Cfg:
+    pass
+
+
+def parse_duts(spec, cfg):
+    duts = []
+    for word in spec.split():
+        if word == "testpmd-io":
+            duts.append(TestpmdIo(cfg))
+        elif word == "rampart" or word.startswith("rampart:"):
+            duts.append(Rampart(cfg, word.partition(":")[2] or "pass-through"))
+        else:
+            raise Fail(f"unknown DUT {word!r} in BENCH_DUTS (known: testpmd-io, rampart, rampart:PROFILE)")
+    if not duts:
+        raise Fail("BENCH_DUTS is empty")
+    return duts
+
+
+def fmt(x, spec, na="na"):
+    return na if x is None else format(x, spec)
+
+
+def main():
+    cfg = Cfg()
+    cfg.seconds = env_float("BENCH_SECONDS", 10)
+    cfg.warmup = env_float("BENCH_WARMUP", 3)
+    cfg.runs = env_int("BENCH_RUNS", 3)
+    cfg.gen_cpu = env_int("BENCH_GEN_CPU", 0)
+    cfg.dut_cpu = env_int("BENCH_DUT_CPU", 1)
+    cfg.queue_size = env_int("BENCH_QUEUE_SIZE", 1024)
+    cfg.burst = env_int("BENCH_BURST", 32)
+    cfg.virtio_args = os.environ.get("BENCH_VIRTIO_ARGS", "")
+    if cfg.virtio_args and not cfg.virtio_args.startswith(","):
+        cfg.virtio_args = "," + cfg.virtio_args
+    cfg.workdir = os.path.abspath(os.environ.get("BENCH_WORKDIR", "/tmp/rampart-bench"))
+    build = os.environ.get("BENCH_BUILD", "missing")
+    global NICE
+    NICE = env_int("BENCH_NICE", 0)
+    try:
+        flows_list = [int(x) for x in os.environ.get("BENCH_FLOWS", "1000 100000").split()]
+    except ValueError:
+        die("BENCH_FLOWS must be a list of integers")
+    if os.geteuid() != 0:
+        die("the rig needs root (hugepages, vhost-user, DPDK)")
+    if not os.access(TESTPMD, os.X_OK):
+        die("dpdk-testpmd not found (Debian package dpdk)")
+    if cfg.runs < 1 or cfg.seconds <= 0 or not flows_list or any(f < 1 for f in flows_list):
+        die("BENCH_RUNS >= 1, BENCH_SECONDS > 0 and flow counts >= 1 are required")
+    ncpu = os.cpu_count() or 1
+    if cfg.gen_cpu >= ncpu or cfg.dut_cpu >= ncpu:
+        die(f"BENCH_GEN_CPU/BENCH_DUT_CPU must be < {ncpu}")
+
+    os.makedirs(cfg.workdir, exist_ok=True)
+    lock = open(os.path.join(cfg.workdir, ".lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        die(f"another bench/rig.py is running (lock {cfg.workdir}/.lock)")
+    RIG.workdir = cfg.workdir
+    cfg.logdir = os.path.join(cfg.workdir, "logs", time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(cfg.logdir, exist_ok=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    results = {}  # (dut name, profile, flows) -> [run dicts]
+    status = 0
+    try:
+        RIG.reap_orphans()
+        duts = parse_duts(os.environ.get("BENCH_DUTS", "testpmd-io rampart"), cfg)
+        RIG.clean_files()
+        if any(isinstance(d, Rampart) for d in duts):
+            build_rampart(build)
+        log(f"{len(duts)} DUT(s) x flows {flows_list} x {cfg.runs} run(s); window {cfg.seconds:g} s after "
+            f"{cfg.warmup:g} s warm-up; generator CPU {cfg.gen_cpu}, DUT CPU {cfg.dut_cpu}; logs {cfg.logdir}")
+        print(f"{'dut':<12} {'profile':<13} {'flows':>7} {'run':>3} {'rx Mpps':>8} {'tx Mpps':>8} "
+              f"{'loss%':>6} {'cyc/pkt':>8} {'other%':>6}", flush=True)
+        for flows in flows_list:
+            for run in range(1, cfg.runs + 1):
+                for dut in duts:
+                    tag = f"{dut.name}-{dut.profile}-f{flows}-r{run}"
+                    r = measure(cfg, dut, flows, tag)
+                    results.setdefault((dut.name, dut.profile, flows), []).append(r)
+                    warn = "  <- other processes used the CPUs" if r["other_cpu"] > 5 else ""
+                    print(f"{dut.name:<12} {dut.profile:<13} {flows:>7} {run:>3} {r['mpps']:>8.2f} "
+                          f"{r['tx_mpps']:>8.2f} {r['loss'] * 100:>6.2f} {fmt(r['cpp'], '.0f'):>8} "
+                          f"{r['other_cpu']:>6.1f}{warn}", flush=True)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; stopping everything", file=sys.stderr)
+        status = 130
+    except Fail as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        status = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish
+        RIG.stop_all()
+        try:
+            os.unlink(os.path.join(cfg.workdir, "pids.json"))
+        except OSError:
+            pass
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if status:
+        sys.exit(status)
+
+    # Summary: medians, ratios against testpmd io in the same case.
+    print()
+    print(f"{'dut':<12} {'profile':<13} {'flows':>7} {'runs (Mpps)':<24} {'median':>7} {'ratio':>6} {'cyc/pkt':>8}")
+    lines = []
+    for flows in flows_list:
+        ref = results.get(("testpmd-io", "io", flows))
+        ref_med = statistics.median(r["mpps"] for r in ref) if ref else None
+        for dut in duts:
+            rs = results[(dut.name, dut.profile, flows)]
+            med = statistics.median(r["mpps"] for r in rs)
+            cpps = [r["cpp"] for r in rs if r["cpp"] is not None]
+            cpp = statistics.median(cpps) if cpps else None
+            ratio = med / ref_med if ref_med else None
+            runs = " ".join(f"{r['mpps']:.2f}" for r in rs)
+            print(f"{dut.name:<12} {dut.profile:<13} {flows:>7} {runs:<24} {med:>7.2f} {fmt(ratio, '.3f'):>6} "
+                  f"{fmt(cpp, '.0f'):>8}")
+            lines.append(f"RESULT dut={dut.name} profile={dut.profile} flows={flows} mpps={med:.2f} "
+                         f"ratio_vs_testpmd_io={fmt(ratio, '.3f')} cycles_per_packet={fmt(cpp, '.0f')}")
+    print()
+    for l in lines:
+        print(l)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+//! `rampartctl run`: the control process.
+//!
+//! One supervisor loop attaches to the dataplane's segment (waiting for it,
+//! and re-attaching after a dataplane restart), publishes the compiled
+//! policy, beats the control heartbeat and drains events to the log. The
+//! admin API (Unix socket, line-delimited JSON) and the Prometheus endpoint
+//! run on their own threads and share the state behind one mutex — nothing
+//! here is on the packet path.
+
+use crate::compile::{compile, slots_of, SlotMap};
+use crate::events::EventLog;
+use crate::state;
+use anyhow::{Context, Result};
+use rampart_config::Config;
+use rampart_shm::{PolicyImage, PolicyOutcome, Segment, ShmError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a reload waits for the dataplane to apply or reject a generation.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// A dataplane whose heartbeat is older than this and whose pid is gone has stopped.
+const STALE_HEARTBEAT: Duration = Duration::from_secs(2);
+
+pub struct Daemon {
+    pub inner: Mutex<Inner>,
+    pub stop: AtomicBool,
+}
+
+pub struct Inner {
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub segment: Option<Arc<Segment>>,
+    /// The image last published (or adopted from the running dataplane).
+    pub image: PolicyImage,
+    pub slots: SlotMap,
+    pub log: EventLog,
+    pub last_reload: String,
+    waiting_logged: bool,
+}
+
+impl Inner {
+    fn names(&self) -> BTreeMap<u16, String> {
+        self.slots.iter().map(|(n, s)| (*s, n.clone())).collect()
+    }
+}
+
+pub fn run(config_path: &Path) -> Result<()> {
+    let config = rampart_config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in rampart_config::warnings(&config) {
+        eprintln!("rampartctl: warning: {}", w.0);
+    }
+    let (image, slots) = compile(&config, &SlotMap::new()).map_err(|e| anyhow::anyhow!("compiling policy: {e}"))?;
+    let log = EventLog::open(Path::new(&config.control.event_log)).with_context(|| format!("opening event log {}", config.control.event_log))?;
+    let listener = bind_admin(Path::new(&config.control.socket))?;
+    let metrics_addr = config.control.metrics.clone();
+    let daemon = Arc::new(Daemon {
+        inner: Mutex::new(Inner {
+            config_path: config_path.to_path_buf(),
+            config,
+            segment: None,
+            image,
+            slots,
+            log,
+            last_reload: String::new(),
+            waiting_logged: false,
+        }),
+        stop: AtomicBool::new(false),
+    });
+    install_signal_handlers();
+    let http = crate::metrics::serve(&metrics_addr, daemon.clone())?;
+    eprintln!("rampartctl: metrics on http://{metrics_addr}/metrics");
+    {
+        let d = daemon.clone();
+        std::thread::spawn(move || serve_admin(listener, d));
+    }
+    supervise(&daemon);
+    http.unblock();
+    let inner = daemon.inner.lock().unwrap();
+    let _ = std::fs::remove_file(&inner.config.control.socket);
+    eprintln!("rampartctl: stopped (the dataplane keeps forwarding under generation {})", inner.segment.as_ref().map(|s| s.applied_gen()).unwrap_or(0));
+    Ok(())
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+}
+
+fn supervise(d: &Daemon) {
+    while !d.stop.load(Ordering::Relaxed) && !SIGNALLED.load(Ordering::Relaxed) {
+        {
+            let mut inner = d.inner.lock().unwrap();
+            tick(&mut inner);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut inner = d.inner.lock().unwrap();
+    if let Some(seg) = inner.segment.clone() {
+        let names = inner.names();
+        inner.log.drain(&seg, &names);
+    }
+}
+
+/// One supervisor step: attach, heartbeat, drain events, detect a dataplane restart.
+fn tick(inner: &mut Inner) {
+    let Some(seg) = inner.segment.clone() else {
+        try_attach(inner);
+        return;
+    };
+    let h = seg.header();
+    h.control_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
+    let names = inner.names();
+    inner.log.drain(&seg, &names);
+    let stale = seg.dataplane_heartbeat_age_ns() > STALE_HEARTBEAT.as_nanos() as u64;
+    if seg.replaced() || (stale && !seg.owner_alive()) {
+        eprintln!("rampartctl: the dataplane (pid {}) went away; waiting for it to come back", h.owner_pid.load(Ordering::Relaxed));
+        inner.log.write(&json!({"timestamp": crate::events::now(), "event_type": "dataplane", "dataplane": {"state": "lost"}}));
+        inner.segment = None;
+        inner.waiting_logged = false;
+    }
+}
+
+fn try_attach(inner: &mut Inner) {
+    let path = PathBuf::from(&inner.config.dataplane.shm);
+    let seg = match Segment::attach(&path) {
+        Ok(seg) if seg.owner_alive() => Arc::new(seg),
+        Ok(_) => return, // a leftover from a dataplane that died; it will be replaced
+        Err(e @ ShmError::Foreign { .. }) => {
+            if !inner.waiting_logged {
+                eprintln!("rampartctl: {e}");
+                inner.waiting_logged = true;
+            }
+            return;
+        }
+        Err(e) => {
+            if !inner.waiting_logged {
+                eprintln!("rampartctl: waiting for the dataplane: {e}");
+                inner.waiting_logged = true;
+            }
+            return;
+        }
+    };
+    let h = seg.header();
+    h.control_pid.store(std::process::id(), Ordering::Relaxed);
+    h.control_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
+    eprintln!("rampartctl: attached to the dataplane (pid {}) at {}", h.owner_pid.load(Ordering::Relaxed), path.display());
+    inner.log.reset_baseline();
+    inner.log.write(&json!({"timestamp": crate::events::now(), "event_type": "dataplane", "dataplane": {"state": "attached", "pid": h.owner_pid.load(Ordering::Relaxed)}}));
+    // A dataplane that already runs a policy (we restarted, it did not) keeps its slot numbers.
+    let mut running = Vec::new();
+    let running_image = seg.applied_image(&mut running).and_then(|_| PolicyImage::decode(&running).ok());
+    let previous = running_image.as_ref().map(slots_of).unwrap_or_default();
+    inner.segment = Some(seg.clone());
+    match compile(&inner.config, &previous) {
+        Ok((image, slots)) => {
+            if running_image.as_ref() == Some(&image) {
+                eprintln!("rampartctl: the dataplane already runs this policy (generation {}); adopted", seg.applied_gen());
+                inner.image = image;
+                inner.slots = slots;
+            } else {
+                let _ = publish(inner, &seg, image, slots);
+            }
+        }
+        Err(e) => eprintln!("rampartctl: compiling policy: {e}"),
+    }
+}
+
+/// Seals and publishes `image`; does not wait for the outcome.
+fn publish(inner: &mut Inner, seg: &Segment, image: PolicyImage, slots: SlotMap) -> Result<u64, String> {
+    let gen = seg.publish_policy(&image.encode())?;
+    inner.image = image;
+    inner.slots = slots;
+    eprintln!("rampartctl: published policy generation {gen}");
+    Ok(gen)
+}
+
+/// `reload`: re-read the config file, compile, publish, wait for the outcome.
+pub fn reload(d: &Daemon) -> Value {
+    let (seg, gen) = {
+        let mut inner = d.inner.lock().unwrap();
+        let config = match rampart_config::load(&inner.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                inner.last_reload = format!("rejected: {e}");
+                return json!({"ok": false, "error": format!("{e}; the running policy stays in force")});
+            }
+        };
+        if config.dataplane.shm != inner.config.dataplane.shm || config.control.socket != inner.config.control.socket {
+            return json!({"ok": false, "error": "dataplane.shm and control.socket cannot change on reload; restart both processes"});
+        }
+        let (image, slots) = match compile(&config, &inner.slots) {
+            Ok(x) => x,
+            Err(e) => return json!({"ok": false, "error": format!("compiling policy: {e}")}),
+        };
+        inner.config = config;
+        let Some(seg) = inner.segment.clone() else {
+            inner.image = image;
+            inner.slots = slots;
+            inner.last_reload = "stored; the dataplane is not attached".into();
+            return json!({"ok": true, "applied": false, "message": "configuration accepted; it will be published when the dataplane attaches"});
+        };
+        match publish(&mut inner, &seg, image, slots) {
+            Ok(gen) => (seg, gen),
+            Err(e) => return json!({"ok": false, "error": e}),
+        }
+    };
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    let outcome = loop {
+        match seg.policy_outcome(gen) {
+            PolicyOutcome::Pending if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => break other,
+        }
+    };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    let worker_gens: Vec<u64> = (0..workers).map(|w| seg.worker_gen(w)).collect();
+    let mut inner = d.inner.lock().unwrap();
+    let ports = state::ports(Some(&seg), &inner.image);
+    let errors: Vec<Value> = ports.iter().filter(|p| p.state == "error").map(|p| json!({"port": p.name, "error": p.message})).collect();
+    let (ok, result) = match &outcome {
+        PolicyOutcome::Applied => (true, "applied".to_string()),
+        PolicyOutcome::Rejected(why) => (false, format!("rejected by the dataplane: {why}")),
+        PolicyOutcome::Pending => (false, format!("not applied within {} s", APPLY_TIMEOUT.as_secs())),
+    };
+    inner.last_reload = format!("generation {gen}: {result}");
+    json!({"ok": ok, "generation": gen, "result": result, "worker_generations": worker_gens, "port_errors": errors,
+           "error": if ok { Value::Null } else { Value::String(result.clone()) }})
+}
+
+pub fn status(d: &Daemon) -> state::Status {
+    let inner = d.inner.lock().unwrap();
+    let mut s = state::Status {
+        shm: inner.config.dataplane.shm.clone(),
+        control_pid: std::process::id(),
+        events_logged: inner.log.written,
+        config: inner.config_path.display().to_string(),
+        last_reload: inner.last_reload.clone(),
+        ..Default::default()
+    };
+    if let Some(seg) = &inner.segment {
+        let h = seg.header();
+        s.attached = true;
+        s.dataplane_pid = h.owner_pid.load(Ordering::Relaxed);
+        s.heartbeat_age_ms = seg.dataplane_heartbeat_age_ns() as f64 / 1e6;
+        s.workers = h.workers.load(Ordering::Relaxed);
+        s.published_generation = seg.published_gen();
+        s.applied_generation = seg.applied_gen();
+        s.rejected_generation = seg.policy.rejected_gen.load(Ordering::Acquire);
+        if s.rejected_generation > 0 {
+            s.rejected_reason = seg.rejection_reason();
+        }
+        s.worker_generations = (0..s.workers as usize).map(|w| seg.worker_gen(w)).collect();
+        s.events_lost = state::events_lost(seg);
+    }
+    s
+}
+
+pub fn stats(d: &Daemon) -> state::Stats {
+    let inner = d.inner.lock().unwrap();
+    state::stats(inner.segment.as_deref(), &inner.image)
+}
+
+fn bind_admin(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!("{} is in use: another `rampartctl run` is serving it (stop it, or set control.socket)", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding the admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+fn serve_admin(listener: UnixListener, d: Arc<Daemon>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let d = d.clone();
+        std::thread::spawn(move || {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut reader = BufReader::new(&conn);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                return;
+            }
+            let reply = handle(&d, line.trim());
+            let mut w = &conn;
+            let _ = writeln!(w, "{reply}");
+        });
+    }
+}
+
+/// Admin API: one JSON request per connection (`{"cmd": "status"}`), one JSON reply.
+pub fn handle(d: &Daemon, request: &str) -> Value {
+    let cmd = serde_json::from_str::<Value>(request).ok().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(String::from));
+    match cmd.as_deref() {
+        Some("status") => json!({"ok": true, "status": status(d)}),
+        Some("ports") => json!({"ok": true, "ports": stats(d).ports}),
+        Some("stats") => json!({"ok": true, "stats": stats(d)}),
+        Some("reload") => reload(d),
+        Some("ping") => ping(d),
+        other => json!({"ok": false, "error": format!("unknown command {other:?}; expected status, ports, stats, reload or ping")}),
+    }
+}
+
+/// Round trip through the command ring and an event ring.
+fn ping(d: &Daemon) -> Value {
+    let Some(seg) = d.inner.lock().unwrap().segment.clone() else {
+        return json!({"ok": false, "error": "the dataplane is not attached"});
+    };
+    let token = rampart_shm::monotonic_ns();
+    let cmd = rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::Ping as u32, value: token, ..Default::default() };
+    if !seg.commands.push(cmd) {
+        return json!({"ok": false, "error": "command ring full"});
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if d.inner.lock().unwrap().log.last_pong == token {
+            return json!({"ok": true, "round_trip_ms": start.elapsed().as_secs_f64() * 1e3});
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    json!({"ok": false, "error": "no answer from the dataplane within 5 s"})
+}

@@ -1,0 +1,159 @@
+//! Read-only views of the dataplane through the shared-memory segment:
+//! status, ports and statistics, as serialisable snapshots shared by the
+//! admin API, the CLI and the Prometheus endpoint.
+
+use crate::compile::SlotMap;
+use rampart_shm::layout::PortState;
+use rampart_shm::{DropReason, PolicyImage, Segment, MAX_EVENT_RINGS};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    /// Whether the control process is attached to a live dataplane.
+    pub attached: bool,
+    pub shm: String,
+    pub dataplane_pid: u32,
+    pub control_pid: u32,
+    pub heartbeat_age_ms: f64,
+    pub workers: u32,
+    pub published_generation: u64,
+    pub applied_generation: u64,
+    pub rejected_generation: u64,
+    pub rejected_reason: String,
+    /// Generation each worker runs.
+    pub worker_generations: Vec<u64>,
+    pub events_logged: u64,
+    pub events_lost: u64,
+    pub config: String,
+    pub last_reload: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PortRow {
+    pub name: String,
+    pub slot: u16,
+    pub kind: String,
+    pub attach: String,
+    pub enabled: bool,
+    /// `up`, `error` or `absent` as the dataplane reports it.
+    pub state: String,
+    pub link: bool,
+    pub message: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drop_packets: u64,
+    pub drop_bytes: u64,
+    pub tx_full: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker: usize,
+    pub busy_cycles: u64,
+    pub busy_packets: u64,
+    /// Busy cycles per packet since the dataplane started.
+    pub cycles_per_packet: f64,
+    pub idle_polls: u64,
+    pub sleeps: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub ports: Vec<PortRow>,
+    /// Drops by reason (only reasons seen).
+    pub drops: BTreeMap<String, u64>,
+    pub workers: Vec<WorkerRow>,
+    pub events_lost: u64,
+}
+
+/// Events dropped by the dataplane because a ring was full, over all rings.
+pub fn events_lost(seg: &Segment) -> u64 {
+    (0..MAX_EVENT_RINGS).map(|r| seg.events[r].overflow()).sum()
+}
+
+pub fn ports(seg: Option<&Segment>, image: &PolicyImage) -> Vec<PortRow> {
+    let workers = seg.map(|s| s.header().workers.load(Ordering::Relaxed) as usize).unwrap_or(0);
+    let slot_names: SlotMap = crate::compile::slots_of(image);
+    let mut rows: Vec<PortRow> = image
+        .ports
+        .iter()
+        .map(|p| {
+            let mut row = PortRow {
+                name: p.name.clone(),
+                slot: p.slot,
+                kind: if p.socket.is_empty() {
+                    "device".into()
+                } else if p.client {
+                    "vhost-client".into()
+                } else {
+                    "vhost-server".into()
+                },
+                attach: match p.attach {
+                    rampart_shm::Attach::Segment(s) => format!("segment {}", image.segments.get(s as usize).map(|s| s.name.as_str()).unwrap_or("?")),
+                    rampart_shm::Attach::Wire(peer) => format!(
+                        "wire {}",
+                        slot_names.iter().find(|(_, &s)| s == peer).map(|(n, _)| n.as_str()).unwrap_or("?")
+                    ),
+                },
+                enabled: p.enabled,
+                state: "absent".into(),
+                ..Default::default()
+            };
+            if let Some(seg) = seg {
+                let st = &seg.ports[p.slot as usize];
+                let (state, _, message) = st.get();
+                row.state = match state {
+                    s if s == PortState::Up as u32 => "up",
+                    s if s == PortState::Error as u32 => "error",
+                    _ => "absent",
+                }
+                .into();
+                row.link = st.link.load(Ordering::Relaxed) != 0;
+                row.message = message;
+                for w in &seg.workers[..workers] {
+                    let c = &w.ports[p.slot as usize];
+                    row.rx_packets += c.rx_packets.get();
+                    row.rx_bytes += c.rx_bytes.get();
+                    row.tx_packets += c.tx_packets.get();
+                    row.tx_bytes += c.tx_bytes.get();
+                    row.drop_packets += c.drop_packets.get();
+                    row.drop_bytes += c.drop_bytes.get();
+                    row.tx_full += c.tx_full.get();
+                }
+            }
+            row
+        })
+        .collect();
+    rows.sort_by_key(|r| r.slot);
+    rows
+}
+
+pub fn stats(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
+    let mut s = Stats { ports: ports(seg, image), ..Default::default() };
+    let Some(seg) = seg else { return s };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    for r in DropReason::all() {
+        let n: u64 = seg.workers[..workers].iter().map(|w| w.drops[r.index()].get()).sum();
+        if n > 0 {
+            s.drops.insert(r.label(), n);
+        }
+    }
+    for (i, w) in seg.workers[..workers].iter().enumerate() {
+        let t = &w.totals;
+        let (cycles, pkts) = (t.busy_cycles.get(), t.busy_packets.get());
+        s.workers.push(WorkerRow {
+            worker: i,
+            busy_cycles: cycles,
+            busy_packets: pkts,
+            cycles_per_packet: if pkts > 0 { cycles as f64 / pkts as f64 } else { 0.0 },
+            idle_polls: t.idle_polls.get(),
+            sleeps: t.sleeps.get(),
+        });
+    }
+    s.events_lost = events_lost(seg);
+    s
+}

@@ -1,0 +1,268 @@
+//! `rampart-guestsim`: a simulated guest for the vhost test tier and the
+//! demo. It is a DPDK `virtio_user` port (the guest side of a vhost-user
+//! socket) that sends numbered UDP packets at a fixed rate and accounts for
+//! every packet it receives, per sender, so tests can assert "no packet
+//! lost, none duplicated" exactly. Its report is a JSON file rewritten
+//! every 100 ms.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rampart_dataplane::dpdk;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Simulated guest on a virtio_user port: numbered traffic out, exact accounting in")]
+struct Args {
+    /// vhost-user socket path.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Create the socket and wait for the dataplane (vhost-user client mode on Rampart's side).
+    #[arg(long)]
+    server: bool,
+    /// This guest's MAC address.
+    #[arg(long)]
+    mac: String,
+    /// Destination MAC (send nothing without it).
+    #[arg(long)]
+    to: Option<String>,
+    /// Packets per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Packets to send (0 = until stopped).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    /// Distinct UDP flows (source ports) to cycle through.
+    #[arg(long, default_value_t = 1)]
+    flows: u16,
+    /// Seconds to run (0 = until SIGTERM).
+    #[arg(long, default_value_t = 0)]
+    duration: u64,
+    /// Seconds to wait before sending (lets the path come up).
+    #[arg(long, default_value_t = 0.0)]
+    delay: f64,
+    /// JSON report file, rewritten every 100 ms and at exit.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// CPU to run on.
+    #[arg(long, default_value_t = 0)]
+    cpu: u32,
+    /// Append raw junk frames (truncated IPv4) every N packets, to exercise malformed-drop counting.
+    #[arg(long, default_value_t = 0)]
+    junk_every: u64,
+}
+
+const MAGIC: &[u8; 4] = b"RPGS";
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn mac(s: &str) -> Result<[u8; 6]> {
+    rampart_config::parse_mac(s).with_context(|| format!("bad MAC {s:?}"))
+}
+
+/// An Ethernet/IPv4/UDP frame carrying MAGIC, the sender id and a sequence number.
+fn frame(src: [u8; 6], dst: [u8; 6], flow: u16, seq: u64) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let payload_len = 4 + 6 + 8;
+    let ip_len = 20 + 8 + payload_len;
+    let mut ip = [0x45u8, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, src[4], src[5], 10, 0, dst[4], dst[5]];
+    let sum = ip.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum::<u32>();
+    let csum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let sport = 10000 + flow;
+    let udp_len = (8 + payload_len) as u16;
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&udp_len.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(MAGIC);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&seq.to_be_bytes());
+    while f.len() < 60 {
+        f.push(0);
+    }
+    f
+}
+
+#[derive(Default)]
+struct FromSender {
+    count: u64,
+    unique: u64,
+    dups: u64,
+    max_seq: u64,
+    seen: Vec<u64>,
+}
+
+impl FromSender {
+    fn record(&mut self, seq: u64) {
+        self.count += 1;
+        self.max_seq = self.max_seq.max(seq);
+        let (w, b) = ((seq / 64) as usize, seq % 64);
+        if w >= self.seen.len() {
+            if w > 1 << 24 {
+                return; // absurd sequence number: count it, don't allocate for it
+            }
+            self.seen.resize(w + 1, 0);
+        }
+        if self.seen[w] & (1 << b) != 0 {
+            self.dups += 1;
+        } else {
+            self.seen[w] |= 1 << b;
+            self.unique += 1;
+        }
+    }
+}
+
+/// Receives one burst and accounts for it; returns the number of packets.
+fn receive(port: dpdk::PortId, rx: &mut [dpdk::MbufPtr; 32], from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
+    let n = dpdk::rx_burst(port, 0, rx);
+    for &m in &rx[..n] {
+        // SAFETY: m is a received mbuf we own until freed below.
+        let data = unsafe { dpdk::mbuf_data(m) };
+        match data.get(42..60) {
+            Some(p) if &p[..4] == MAGIC => {
+                let sender = p[4..10].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+                let seq = u64::from_be_bytes(p[10..18].try_into().expect("8 bytes"));
+                from.entry(sender).or_default().record(seq);
+            }
+            _ => *other += 1,
+        }
+    }
+    dpdk::free_bulk(&mut rx[..n]);
+    n
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let me = mac(&args.mac)?;
+    let to = args.to.as_deref().map(mac).transpose()?;
+    let prefix = format!("guestsim-{}", std::process::id());
+    let vdev = format!(
+        "net_virtio_user0,path={},mac={},queues=1{}",
+        args.socket.display(),
+        args.mac,
+        if args.server { ",server=1" } else { "" }
+    );
+    let eal: Vec<String> = [
+        "rampart-guestsim",
+        "--lcores",
+        &format!("0@{}", args.cpu),
+        "--no-pci",
+        "--single-file-segments",
+        "--in-memory",
+        "--file-prefix",
+        &prefix,
+        "-m",
+        "64",
+        "--vdev",
+        &vdev,
+        "--log-level",
+        "*:error",
+        "--no-telemetry",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    dpdk::eal_init(&eal)?;
+    // SAFETY: the handler only stores an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+    let pool = dpdk::Mempool::create("guestsim", 4095)?;
+    let port = dpdk::port_by_name("net_virtio_user0").context("virtio_user port missing")?;
+    dpdk::start_port(port, 1, 1, &pool)?;
+
+    let start = Instant::now();
+    let send_start = start + Duration::from_secs_f64(args.delay);
+    let mut sent = 0u64;
+    let mut tx_failed = 0u64;
+    let mut junk = 0u64;
+    let mut other = 0u64;
+    let mut from: BTreeMap<String, FromSender> = BTreeMap::new();
+    let mut last_report = Instant::now() - Duration::from_secs(1);
+    let mut rx = [std::ptr::null_mut(); 32];
+    let write_report = |sent, tx_failed, junk, other, from: &BTreeMap<String, FromSender>, done| {
+        let Some(path) = &args.report else { return };
+        let recv: serde_json::Map<String, serde_json::Value> = from
+            .iter()
+            .map(|(k, v)| (k.clone(), json!({"count": v.count, "unique": v.unique, "dups": v.dups, "max_seq": v.max_seq})))
+            .collect();
+        let v = json!({"mac": args.mac, "sent": sent, "tx_failed": tx_failed, "junk_sent": junk, "received": recv,
+                       "other": other, "link": dpdk::link_up(port), "done": done, "elapsed": start.elapsed().as_secs_f64()});
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, v.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    };
+    loop {
+        let now = Instant::now();
+        if STOP.load(Ordering::Relaxed) || (args.duration > 0 && now.duration_since(start).as_secs() >= args.duration) {
+            break;
+        }
+        let mut busy = false;
+        if let Some(dst) = to {
+            if now >= send_start && (args.count == 0 || sent + tx_failed < args.count) {
+                let due = (now.duration_since(send_start).as_secs_f64() * args.rate as f64) as u64;
+                let mut due = due.saturating_sub(sent + tx_failed).min(32);
+                if args.count > 0 {
+                    due = due.min(args.count - sent - tx_failed);
+                }
+                let mut burst = Vec::with_capacity(due as usize);
+                for i in 0..due {
+                    let seq = sent + tx_failed + i;
+                    if let Some(m) = pool.packet(&frame(me, dst, (seq % args.flows.max(1) as u64) as u16, seq)) {
+                        burst.push(m);
+                    }
+                }
+                if !burst.is_empty() {
+                    busy = true;
+                    let n = dpdk::tx_burst(port, 0, &mut burst);
+                    sent += n as u64;
+                    tx_failed += (burst.len() - n) as u64;
+                    dpdk::free_bulk(&mut burst[n..]);
+                }
+                if args.junk_every > 0 && sent / args.junk_every > junk {
+                    // A frame claiming an IPv4 total length far beyond its bytes.
+                    let mut f = frame(me, dst, 0, u64::MAX);
+                    f[16] = 0x05;
+                    f[17] = 0xdc;
+                    if let Some(m) = pool.packet(&f[..40]) {
+                        let mut one = [m];
+                        if dpdk::tx_burst(port, 0, &mut one) == 0 {
+                            dpdk::free_bulk(&mut one);
+                        }
+                    }
+                    junk += 1;
+                }
+            }
+        }
+        let n = receive(port, &mut rx, &mut from, &mut other);
+        busy |= n > 0;
+        if last_report.elapsed() > Duration::from_millis(100) {
+            write_report(sent, tx_failed, junk, other, &from, false);
+            last_report = Instant::now();
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    // Drain what is still in flight towards us.
+    let end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < end {
+        receive(port, &mut rx, &mut from, &mut other);
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    write_report(sent, tx_failed, junk, other, &from, true);
+    Ok(())
+}
