@@ -22,6 +22,8 @@ pub enum L3 {
     Arp = 3,
 }
 
+const MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
 const FRAG_IS_FRAGMENT: u16 = 0x0001;
 const FRAG_MORE: u16 = 0x0002;
 const FRAG_OFFSET_MASK: u16 = 0xfff8;
@@ -246,7 +248,8 @@ impl Meta {
         match self.l3() {
             L3::Ipv6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
             L3::Ipv4 => Some(IpAddr::V4(Ipv4Addr::from(array_at::<4>(addr, 12)))),
-            L3::Arp if self.payload_len as usize == arp::ETHERNET_IPV4_LEN => {
+            // parse fills ARP addresses (IPv4-mapped) only for Ethernet/IPv4 ARP.
+            L3::Arp if array_at::<12>(addr, 0) == MAPPED_PREFIX => {
                 Some(IpAddr::V4(Ipv4Addr::from(array_at::<4>(addr, 12))))
             }
             _ => None,

@@ -159,7 +159,7 @@ pass "hugepages: $free free, $need needed"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rampart-guests.XXXXXX")
 cfg=$work/rampart.toml
 port=$((20000 + RANDOM % 20000))
-while ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; do port=$((20000 + RANDOM % 20000)); done
+while [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; do port=$((20000 + RANDOM % 20000)); done
 
 # write_cfg ENABLED_B: the config, with vm-b enabled or not (written atomically).
 write_cfg() {
@@ -207,6 +207,9 @@ ctl() { "$bin/rampartctl" --config "$cfg" "$@"; }
 
 # json FILE EXPR: evaluate a Python expression over the JSON document `d` in FILE.
 json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
+# applied: the policy generation the dataplane runs, per `rampartctl status --json`.
+# (Output goes to a file first: `ctl | grep -q` fails under pipefail when grep exits early.)
+applied() { ctl status --json >"$work/status.json" 2>&1 && json "$work/status.json" "d['status']['applied_generation']"; }
 # snap NAME: save `rampartctl stats --json` to $work/NAME.json.
 snap() { ctl stats --json >"$work/$1.json" 2>"$work/$1.err"; }
 port_field() { json "$1" "next((p['$3'] for p in d['stats']['ports'] if p['name'] == '$2'), -1)"; }
@@ -226,7 +229,7 @@ for _ in $(seq 300); do # 60 s
 	alive "$dp_pid" || abort "rampart-dataplane exited (see its log below)"
 	alive "$ctl_pid" || abort "rampartctl run exited (see its log below)"
 	if [[ -S $work/vm-a.sock && -S $work/vm-b.sock ]] &&
-		ctl status --json 2>/dev/null | grep -q '"applied_generation": 1,'; then
+		[[ $(applied) == 1 ]]; then
 		ready=1
 		break
 	fi
@@ -325,10 +328,12 @@ reload() {
 	else
 		fail "rampartctl reload with vm-b enabled=$1 exited non-zero: $out"
 	fi
-	if ctl status --json 2>/dev/null | grep -q "\"applied_generation\": $2,"; then
+	local gen
+	gen=$(applied)
+	if [[ $gen == "$2" ]]; then
 		pass "status: applied_generation $2"
 	else
-		fail "status: applied_generation is not $2: $(ctl status 2>&1 | grep policy)"
+		fail "status: applied_generation is ${gen:-unknown}, expected $2: $(cat "$work/status.json")"
 	fi
 	snap "gen$2"
 	if [[ $(port_field "$work/gen$2.json" vm-b enabled) == "$([[ $1 == true ]] && echo True || echo False)" ]]; then
