@@ -308,16 +308,27 @@ def telemetry(prefix, cmds, timeout=3.0):
         s.close()
 
 
-def port_stats(prefix, nports=2):
-    """[(ipackets, opackets, imissed+ierrors+oerrors)] per port."""
-    res = telemetry(prefix, [f"/ethdev/stats,{i}" for i in range(nports)])
+def port_stats(prefix, nports=2, attempts=3):
+    """[(ipackets, opackets, imissed+ierrors+oerrors)] per port, and the time they were read."""
+    for attempt in range(attempts):
+        t0 = time.monotonic()
+        try:
+            res = telemetry(prefix, [f"/ethdev/stats,{i}" for i in range(nports)], timeout=5.0)
+            break
+        except (OSError, ValueError) as e:  # socket.timeout is an OSError
+            if attempt == attempts - 1:
+                raise Fail(f"reading the generator's port counters over DPDK telemetry failed "
+                           f"{attempts} times ({e.__class__.__name__}: {e})")
+    t1 = time.monotonic()
+    if t1 - t0 > 0.5:
+        log(f"warning: reading the generator's counters took {t1 - t0:.1f} s (busy machine?)")
     out = []
     for r in res:
         st = r.get("/ethdev/stats")
         if not isinstance(st, dict):
             raise Fail(f"unexpected telemetry answer: {r}")
         out.append((st["ipackets"], st["opackets"], st["imissed"] + st["ierrors"] + st["oerrors"]))
-    return out
+    return out, (t0 + t1) / 2
 
 
 def cpu_snapshot():
@@ -510,8 +521,8 @@ def measure(cfg, dut, flows, tag):
             if not os.path.exists(telem):
                 return False
             try:
-                return all(rx > 0 for rx, _, _ in port_stats(GEN_PREFIX))
-            except (OSError, ValueError, KeyError):
+                return all(rx > 0 for rx, _, _ in port_stats(GEN_PREFIX, attempts=1)[0])
+            except (Fail, KeyError):
                 return False
 
         wait_for("packets to come back through the DUT on both generator ports", forwarding, 30, procs, 0.25)
@@ -521,13 +532,13 @@ def measure(cfg, dut, flows, tag):
 
         b0 = dut.busy()
         c0, j0 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
-        s0, t0 = port_stats(GEN_PREFIX), time.monotonic()
+        s0, t0 = port_stats(GEN_PREFIX)
         deadline = t0 + cfg.seconds
         while time.monotonic() < deadline:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             for p in procs:
                 p.check()
-        s1, t1 = port_stats(GEN_PREFIX), time.monotonic()
+        s1, t1 = port_stats(GEN_PREFIX)
         c1, j1 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
         b1 = dut.busy()
     finally:
@@ -667,6 +678,11 @@ def main():
         status = 130
     except Fail as e:
         print(f"bench: error: {e}", file=sys.stderr)
+        status = 1
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        print("bench: error: unexpected failure (above); everything the rig started is stopped", file=sys.stderr)
         status = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish

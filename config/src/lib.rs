@@ -48,6 +48,27 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// The admin socket named by a config file, read leniently: one-shot
+/// commands must reach the control process even while the rest of the file
+/// is being edited (a `reload` then reports the real error from the daemon).
+pub fn control_socket(path: &Path) -> Result<String, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError { file: file.clone(), line: 0, field: String::new(), message: format!("cannot read the file: {e}") })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError {
+        file,
+        line: e.span().map(|s| line_of(&text, s.start)).unwrap_or(0),
+        field: String::new(),
+        message: e.message().to_string(),
+    })?;
+    Ok(table
+        .get("control")
+        .and_then(|c| c.get("socket"))
+        .and_then(|s| s.as_str())
+        .map(String::from)
+        .unwrap_or_else(|| Control::default().socket))
+}
+
 /// 1-based line number of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1

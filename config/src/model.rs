@@ -50,6 +50,9 @@ pub struct Dataplane {
     pub idle_sleep_us: u32,
     /// Octal file mode of the shared-memory segment and vhost-user sockets.
     pub file_mode: u32,
+    /// PCI devices (e.g. "0000:00:04.0") the dataplane may use for uplinks; none by default,
+    /// so it never touches the host's own NICs.
+    pub pci_devices: Vec<String>,
 }
 
 impl Default for Dataplane {
@@ -64,6 +67,7 @@ impl Default for Dataplane {
             mbufs: 16383,
             idle_sleep_us: 50,
             file_mode: 0o600,
+            pci_devices: Vec::new(),
         }
     }
 }

@@ -68,8 +68,13 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Reload => "reload",
         Cmd::Ping => "ping",
     };
-    let config = rampart_config::load(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let reply = request(Path::new(&config.control.socket), cmd_name)?;
+    let reply = match rampart_config::control_socket(&cli.config) {
+        Ok(socket) => request(Path::new(&socket), cmd_name)?,
+        Err(e) => {
+            let what = if cmd_name == "reload" { "; nothing was reloaded: the running policy stays in force" } else { "" };
+            serde_json::json!({"ok": false, "error": format!("{e}{what}")})
+        }
+    };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else {

@@ -49,6 +49,12 @@ fn eal_args(dp: &rampart_config::Dataplane) -> Vec<String> {
     } else {
         args.extend(["--no-huge".into(), "-m".into(), dp.memory_mb.to_string()]);
     }
+    if dp.pci_devices.is_empty() {
+        args.push("--no-pci".into());
+    }
+    for dev in &dp.pci_devices {
+        args.extend(["-a".into(), dev.clone()]);
+    }
     args.extend(["--log-level".into(), "*:warning".into(), "--no-telemetry".into()]);
     args
 }

@@ -25,7 +25,7 @@ bin=$repo/target/release
 guest_mem=256 dp_mem=256
 t0=$EPOCHREALTIME
 passed=0 failed=0
-work='' dp_pid='' ctl_pid='' qa_pid='' qb_pid='' prefix="rp-guests-$$" shm="/dev/shm/rampart-guests-$$"
+work='' dp_pid='' ctl_pid='' qa_pid='' qb_pid='' waiter='' prefix="rp-guests-$$" shm="/dev/shm/rampart-guests-$$"
 
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 pass() { passed=$((passed + 1)); echo "PASS $*"; }
@@ -76,6 +76,7 @@ show_logs() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	[[ -z $waiter ]] || { kill "$waiter" 2>/dev/null; wait "$waiter" 2>/dev/null; }
 	# QEMU first (the guests' vhost-user peers), then control, then the dataplane.
 	stop "$qb_pid" "guest b"
 	stop "$qa_pid" "guest a"
@@ -92,12 +93,24 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "rampart.sh: interrupted" >&2; exit 130' INT TERM
+trap 'fail "interrupted by a signal"; echo "guests: $passed passed, $failed failed"; exit 130' INT TERM
+
+# waitg LOG MARKER TIMEOUT: wait-guest.sh in the background, so that a signal is handled at
+# once rather than after the wait (bash runs traps only between foreground commands).
+waitg() {
+	"$here/wait-guest.sh" "$@" &
+	waiter=$!
+	wait "$waiter"
+	local rc=$?
+	waiter=''
+	return $rc
+}
 
 # finish: the summary line; exit 1 if anything failed (cleanup runs from the EXIT trap).
 finish() {
 	((failed == 0)) || show_logs
-	echo "guests: $passed passed, $failed failed ($(since "$t0"))"
+	echo "rampart.sh: done in $(since "$t0")"
+	echo "guests: $passed passed, $failed failed"
 	((failed == 0)) && exit 0 || exit 1
 }
 # abort MSG: a failure after which the remaining checks cannot run.
@@ -299,7 +312,7 @@ qb_pid=$("$here/run-guest.sh" --name b --ip 10.0.0.2/24 --mac 52:54:00:12:00:0b 
 	--script "$work/b.sh" --log "$work/b.log" --guest-dir "$gdir") || abort "cannot start guest b"
 
 for g in a b; do
-	"$here/wait-guest.sh" "$work/$g.log" "RAMPART-GUEST-BEGIN $g " 120 || abort "guest $g did not boot within 120 s"
+	waitg "$work/$g.log" "RAMPART-GUEST-BEGIN $g " 120 || abort "guest $g did not boot within 120 s"
 	pass "guest $g booted ($(since "$t") since start; guest uptime" \
 		"$(tr -d '\r' <"$work/$g.log" | sed -n "s/^RAMPART-GUEST-BEGIN $g uptime=//p")s)"
 done
@@ -308,7 +321,7 @@ done
 # A missing line (timeout, guest gone) ends the run: later steps cannot come either.
 expect() {
 	local log=$work/$1.log key=$1${2:+/$2} t=$EPOCHREALTIME rc
-	"$here/wait-guest.sh" "$log" "RAMPART-GUEST-RESULT $key " "$3" ||
+	waitg "$log" "RAMPART-GUEST-RESULT $key " "$3" ||
 		abort "$key: $4 (no result within $3 s)"
 	rc=$(tr -d '\r' <"$log" | awk -v k="$key" '$1 == "RAMPART-GUEST-RESULT" && $2 == k { print $3; exit }')
 	if [[ $rc == 0 ]]; then pass "$key: $4 ($(since "$t"))"; else fail "$key: $4 (rc=$rc)"; fi
@@ -395,7 +408,7 @@ expect b signal3 60 "B got the phase 3 signal"
 expect b reach_again 60 "B reaches A again"
 expect b fetch_again 60 "B fetches the token from A again"
 expect b '' 30 "guest B script"
-if "$here/wait-guest.sh" "$work/b.log" "RAMPART-GUEST-POWEROFF b" 30 >/dev/null 2>&1; then
+if waitg "$work/b.log" "RAMPART-GUEST-POWEROFF b" 30; then
 	pass "guest b powered off"
 else
 	fail "guest b did not power off"

@@ -219,7 +219,7 @@ impl Rig {
         let c = self.control.as_mut().unwrap();
         wait_for("the control socket", Duration::from_secs(30), || {
             assert!(c.alive(), "rampartctl run exited:\n{}", c.log_text());
-            sock.exists().then_some(())
+            std::os::unix::net::UnixStream::connect(&sock).ok().map(|_| ())
         });
     }
 
@@ -232,8 +232,8 @@ impl Rig {
 
     pub fn wait_applied(&self, gen: u64) -> Value {
         wait_for(&format!("policy generation {gen} applied"), Duration::from_secs(30), || {
-            let s = self.ctl_ok(&["status"]);
-            (s["status"]["attached"] == true && s["status"]["applied_generation"].as_u64() >= Some(gen)).then_some(s)
+            let (code, s) = self.ctl(&["status"]);
+            (code == 0 && s["status"]["attached"] == true && s["status"]["applied_generation"].as_u64() >= Some(gen)).then_some(s)
         })
     }
 

@@ -19,13 +19,27 @@ fn rig(name: &str, metrics: u16, ports: &[(&str, &str)]) -> Rig {
     rig
 }
 
-/// Waits until `to` has everything `from` sent (or times out), then returns (count, unique, dups).
+/// Waits until `rx` has everything `tx` sent (or times out), then returns (count, unique, dups).
 fn settle(rx: &rampart_tests::GuestSim, tx: &rampart_tests::GuestSim, expected: u64, secs: u64) -> (u64, u64, u64) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for("all packets to arrive", Duration::from_secs(secs), || (rx.received_from(&tx.mac).1 >= expected).then_some(()))
-    }));
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while rx.received_from(&tx.mac).1 < expected && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_millis(300));
-    rx.received_from(&tx.mac)
+    let got = rx.received_from(&tx.mac);
+    if got.1 != expected || got.2 != 0 {
+        eprintln!("delivery short: sender {} report {}\nreceiver report {}", tx.mac, tx.report(), rx.report());
+    }
+    got
+}
+
+/// Like [`settle`], but on a shortfall also prints the dataplane's counters.
+fn delivered(rig: &Rig, rx: &rampart_tests::GuestSim, tx: &rampart_tests::GuestSim, expected: u64, secs: u64) -> (u64, u64, u64) {
+    let got = settle(rx, tx, expected, secs);
+    if got != (expected, expected, 0) {
+        eprintln!("rampart stats: {}", rig.ctl(&["stats"]).1);
+    }
+    got
 }
 
 #[test]
@@ -108,7 +122,7 @@ fn guests_added_and_removed_at_runtime_without_disturbing_others() {
     assert!(!rig.socket("c").exists(), "c's socket is gone");
     let ports = rig.ctl_ok(&["ports"]);
     assert!(ports["ports"].as_array().unwrap().iter().all(|p| p["name"] != "c"), "{ports}");
-    assert_eq!(settle(&b, &a, 14000, 30), (14000, 14000, 0), "a→b lost nothing while c came and went");
+    assert_eq!(delivered(&rig, &b, &a, 14000, 30), (14000, 14000, 0), "a→b lost nothing while c came and went");
     let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
     assert!(eve.contains("\"state\":\"down\""), "port removal is logged");
 }
@@ -140,7 +154,7 @@ fn guests_restart_and_reconnect_in_server_and_client_mode() {
         assert_eq!(got.1, 200, "client-mode guest incarnation {i} reaches b");
         k.stop();
     }
-    assert_eq!(settle(&b, &a, 16000, 30), (16000, 16000, 0), "a→b lost nothing while other guests restarted");
+    assert_eq!(delivered(&rig, &b, &a, 16000, 30), (16000, 16000, 0), "a→b lost nothing while other guests restarted");
 }
 
 #[test]
@@ -169,7 +183,7 @@ fn policy_updates_under_traffic_lose_nothing() {
         assert!(r["worker_generations"].as_array().unwrap().iter().all(|g| g == gen), "every worker runs {gen}: {r}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert_eq!(settle(&b, &a, 12000, 30), (12000, 12000, 0), "no packet lost or duplicated across 10 swaps");
+    assert_eq!(delivered(&rig, &b, &a, 12000, 30), (12000, 12000, 0), "no packet lost or duplicated across 10 swaps");
 }
 
 #[test]
@@ -186,7 +200,7 @@ fn control_restart_under_traffic_loses_nothing() {
     rig.start_control();
     let s = rig.wait_applied(1);
     assert_eq!(s["status"]["published_generation"], 1, "the restarted control process adopts the running policy: {s}");
-    assert_eq!(settle(&b, &a, 10000, 30), (10000, 10000, 0));
+    assert_eq!(delivered(&rig, &b, &a, 10000, 30), (10000, 10000, 0));
 }
 
 #[test]

@@ -146,6 +146,10 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let me = mac(&args.mac)?;
     let to = args.to.as_deref().map(mac).transpose()?;
+    if args.server {
+        // Like QEMU's `server=on`, a restarted guest replaces its own stale socket.
+        let _ = std::fs::remove_file(&args.socket);
+    }
     let prefix = format!("guestsim-{}", std::process::id());
     let vdev = format!(
         "net_virtio_user0,path={},mac={},queues=1{}",
@@ -186,19 +190,20 @@ fn main() -> Result<()> {
     let start = Instant::now();
     let send_start = start + Duration::from_secs_f64(args.delay);
     let mut sent = 0u64;
-    let mut tx_failed = 0u64;
+    let mut tx_retries = 0u64;
+    let mut pending: Vec<dpdk::MbufPtr> = Vec::with_capacity(32);
     let mut junk = 0u64;
     let mut other = 0u64;
     let mut from: BTreeMap<String, FromSender> = BTreeMap::new();
     let mut last_report = Instant::now() - Duration::from_secs(1);
     let mut rx = [std::ptr::null_mut(); 32];
-    let write_report = |sent, tx_failed, junk, other, from: &BTreeMap<String, FromSender>, done| {
+    let write_report = |sent, tx_retries, junk, other, from: &BTreeMap<String, FromSender>, done| {
         let Some(path) = &args.report else { return };
         let recv: serde_json::Map<String, serde_json::Value> = from
             .iter()
             .map(|(k, v)| (k.clone(), json!({"count": v.count, "unique": v.unique, "dups": v.dups, "max_seq": v.max_seq})))
             .collect();
-        let v = json!({"mac": args.mac, "sent": sent, "tx_failed": tx_failed, "junk_sent": junk, "received": recv,
+        let v = json!({"mac": args.mac, "sent": sent, "tx_retries": tx_retries, "junk_sent": junk, "received": recv,
                        "other": other, "link": dpdk::link_up(port), "done": done, "elapsed": start.elapsed().as_secs_f64()});
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, v.to_string()).is_ok() {
@@ -212,25 +217,33 @@ fn main() -> Result<()> {
         }
         let mut busy = false;
         if let Some(dst) = to {
-            if now >= send_start && (args.count == 0 || sent + tx_failed < args.count) {
+            // A full transmit ring is back-pressure, as in a real guest: keep the
+            // packets and retry them first, so every sequence number is sent once.
+            if !pending.is_empty() {
+                let n = dpdk::tx_burst(port, 0, &mut pending);
+                sent += n as u64;
+                tx_retries += (pending.len() - n) as u64;
+                pending.drain(..n);
+                busy = true;
+            }
+            if pending.is_empty() && now >= send_start && (args.count == 0 || sent < args.count) {
                 let due = (now.duration_since(send_start).as_secs_f64() * args.rate as f64) as u64;
-                let mut due = due.saturating_sub(sent + tx_failed).min(32);
+                let mut due = due.saturating_sub(sent).min(32);
                 if args.count > 0 {
-                    due = due.min(args.count - sent - tx_failed);
+                    due = due.min(args.count - sent);
                 }
-                let mut burst = Vec::with_capacity(due as usize);
                 for i in 0..due {
-                    let seq = sent + tx_failed + i;
-                    if let Some(m) = pool.packet(&frame(me, dst, (seq % args.flows.max(1) as u64) as u16, seq)) {
-                        burst.push(m);
+                    let seq = sent + i;
+                    match pool.packet(&frame(me, dst, (seq % args.flows.max(1) as u64) as u16, seq)) {
+                        Some(m) => pending.push(m),
+                        None => break, // pool exhausted: the rest is due next round
                     }
                 }
-                if !burst.is_empty() {
+                if !pending.is_empty() {
                     busy = true;
-                    let n = dpdk::tx_burst(port, 0, &mut burst);
+                    let n = dpdk::tx_burst(port, 0, &mut pending);
                     sent += n as u64;
-                    tx_failed += (burst.len() - n) as u64;
-                    dpdk::free_bulk(&mut burst[n..]);
+                    pending.drain(..n);
                 }
                 if args.junk_every > 0 && sent / args.junk_every > junk {
                     // A frame claiming an IPv4 total length far beyond its bytes.
@@ -250,7 +263,7 @@ fn main() -> Result<()> {
         let n = receive(port, &mut rx, &mut from, &mut other);
         busy |= n > 0;
         if last_report.elapsed() > Duration::from_millis(100) {
-            write_report(sent, tx_failed, junk, other, &from, false);
+            write_report(sent, tx_retries, junk, other, &from, false);
             last_report = Instant::now();
         }
         if !busy {
@@ -263,6 +276,6 @@ fn main() -> Result<()> {
         receive(port, &mut rx, &mut from, &mut other);
         std::thread::sleep(Duration::from_micros(100));
     }
-    write_report(sent, tx_failed, junk, other, &from, true);
+    write_report(sent, tx_retries, junk, other, &from, true);
     Ok(())
 }

@@ -1,0 +1,29 @@
+#!/bin/bash
+# Runs Rampart's test tiers (DESIGN.md §7): all of them, or those named.
+#   unit    cargo test of every library and binary crate (no EAL)
+#   dpdk    the real dataplane with --no-huge and net_pcap ports; bad-input handling
+#   vhost   dataplane + control process + simulated guests on vhost-user sockets
+#   guests  two real Linux guests in QEMU on Rampart's vhost-user ports
+# Ends with `tiers: N passed, M failed`; exits non-zero if any tier failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+tiers=("$@")
+((${#tiers[@]})) || tiers=(unit dpdk vhost guests)
+passed=() failed=()
+for tier in "${tiers[@]}"; do
+	echo "=== tier: $tier ==="
+	start=$SECONDS
+	case $tier in
+	unit) cargo test --workspace --exclude rampart-tests ;;
+	dpdk) cargo test -p rampart-tests --test dpdk --test badinput -- --test-threads=1 ;;
+	vhost) cargo test -p rampart-tests --test vhost -- --test-threads=1 ;;
+	guests) RAMPART_SKIP_BUILD=1 tests/guests/rampart.sh ;;
+	*) echo "unknown tier $tier (expected unit, dpdk, vhost, guests)"; false ;;
+	esac
+	rc=$?
+	echo "=== tier $tier: $([[ $rc == 0 ]] && echo passed || echo FAILED) in $((SECONDS - start)) s ==="
+	if [[ $rc == 0 ]]; then passed+=("$tier"); else failed+=("$tier"); fi
+done
+echo "tier results: passed: ${passed[*]:-none}; failed: ${failed[*]:-none}"
+echo "tiers: ${#passed[@]} passed, ${#failed[@]} failed"
+((${#failed[@]} == 0))
