@@ -17,7 +17,7 @@ build: deps
 	$(CARGO) build --release --workspace --bins
 
 demo: build hugepages
-	@scripts/demo.sh
+	@python3 scripts/demo.py
 
 test: build hugepages
 	@tests/run.sh
