@@ -8,6 +8,7 @@
 //! or shared memory.
 
 mod model;
+pub mod rules;
 mod validate;
 
 pub use model::*;
@@ -33,7 +34,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     let de = toml::Deserializer::new(text);
     let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
+        // Spanned<T> adds serde-private segments to the path; operators need only the field.
+        let field = e.path().to_string().split(".$__").next().unwrap_or_default().to_string();
         let inner = e.into_inner();
         let line = inner.span().map(|s| line_of(text, s.start)).unwrap_or(0);
         ConfigError {
@@ -138,6 +140,24 @@ mod tests {
         assert_eq!(e.field, "ports[0].socket");
         let e = err("[dataplane]\nworker_cores = []\n");
         assert_eq!((e.field.as_str(), e.line), ("dataplane.worker_cores", 1));
+    }
+
+    #[test]
+    fn rule_errors_name_the_rule_field_and_line() {
+        let base = "[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"web\"\nkind = \"vhost-server\"\nsocket = \"/s\"\nsegment = \"lan\"\ntags = [\"w\"]\naddresses = [\"10.0.0.5\"]\n[[ports]]\nname = \"db\"\nkind = \"vhost-server\"\nsocket = \"/t\"\nsegment = \"lan\"\n";
+        let ok = parse("t", &format!("{base}[[rules]]\nid = \"r1\"\nfrom = [\"guest:db\"]\nto = [\"tag:w\"]\nprotocol = \"tcp\"\nports = \"80,443\"\naction = \"allow\"\n"));
+        assert!(ok.is_ok(), "{ok:?}");
+        let e = err(&format!("{base}[[rules]]\nid = \"r1\"\nto = [\"guest:db\"]\naction = \"allow\"\n"));
+        assert_eq!((e.field.as_str(), e.line), ("rules[0].to[0]", 17));
+        assert!(e.message.contains("rule r1") && e.message.contains("no `addresses`"), "{e}");
+        let e = err(&format!("{base}[[rules]]\nid = \"r1\"\nports = \"80\"\naction = \"allow\"\n"));
+        assert_eq!(e.field, "rules[0].ports");
+        let e = err(&format!("{base}[[rules]]\nid = \"r1\"\naction = \"allow\"\n[[rules]]\nid = \"r1\"\naction = \"deny\"\n"));
+        assert_eq!((e.field.as_str(), e.line), ("rules[1].id", 19));
+        let e = err(&format!("{base}[[rules]]\nid = \"r1\"\nfrom = [\"tag:nope\"]\naction = \"allow\"\n"));
+        assert!(e.message.contains("no port has tag"), "{e}");
+        let e = err(&format!("{base}[[rules]]\nid = \"r1\"\naction = \"permit\"\n"));
+        assert_eq!(e.field, "rules[0].action");
     }
 
     #[test]

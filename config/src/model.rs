@@ -17,6 +17,12 @@ pub struct Config {
     pub segments: Vec<Segment>,
     #[serde(default)]
     pub ports: Vec<Port>,
+    #[serde(default)]
+    pub sets: crate::rules::Sets,
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleCfg>,
+    #[serde(default)]
+    pub conntrack: crate::rules::Conntrack,
     /// Where this configuration came from (for error messages on reload).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -143,6 +149,14 @@ pub struct Port {
     pub enabled: bool,
     /// Queue pairs (guest multiqueue); defaults to the number of workers.
     pub queues: Option<Spanned<u16>>,
+    /// Tags for rules (`tag:web`).
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    /// The guest's IP addresses/prefixes; rules naming `guest:NAME` or its tags match them.
+    #[serde(default)]
+    pub addresses: Vec<Spanned<String>>,
+    /// Flow-table quota of this guest (overrides `conntrack.max_flows_per_guest`).
+    pub max_flows: Option<u32>,
 }
 
 fn yes() -> bool {

@@ -173,6 +173,115 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    validate_rules(&c)
+}
+
+fn validate_rules(c: &Checker) -> Result<(), ConfigError> {
+    use crate::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint};
+    let config = c.config;
+    for (i, p) in config.ports.iter().enumerate() {
+        for (j, a) in p.addresses.iter().enumerate() {
+            if Cidr::parse(a.get_ref()).is_none() {
+                return c.at(a, format!("ports[{i}].addresses[{j}]"), "expected an address or prefix like 10.0.0.5 or 10.0.0.0/24 (host bits zero)".into());
+            }
+        }
+        for (j, t) in p.tags.iter().enumerate() {
+            if !valid_name(t.get_ref()) {
+                return c.at(t, format!("ports[{i}].tags[{j}]"), "expected 1-32 characters of [A-Za-z0-9_-]".into());
+            }
+        }
+    }
+    for (name, list) in &config.sets.addresses {
+        for (j, a) in list.iter().enumerate() {
+            if Cidr::parse(a.get_ref()).is_none() {
+                return c.at(a, format!("sets.addresses.{name}[{j}]"), "expected an address or prefix like 10.0.0.0/8".into());
+            }
+        }
+    }
+    for (name, list) in &config.sets.services {
+        for (j, s) in list.iter().enumerate() {
+            if parse_service(s.get_ref()).is_none() {
+                return c.at(s, format!("sets.services.{name}[{j}]"), "expected a service like tcp/80, udp/1000-2000, icmp".into());
+            }
+        }
+    }
+    let ct = &config.conntrack;
+    if !(1024..=1 << 26).contains(&ct.table_size) {
+        return c.err(c.table_span("conntrack"), "conntrack.table_size".into(), "expected 1024 to 67108864 entries".into());
+    }
+    let mut ids = HashSet::new();
+    for (i, r) in config.rules.iter().enumerate() {
+        let f = |name: &str| format!("rules[{i}].{name}");
+        if !valid_name(r.id.get_ref()) {
+            return c.at(&r.id, f("id"), "expected 1-32 characters of [A-Za-z0-9_-]".into());
+        }
+        if !ids.insert(r.id.get_ref().as_str()) {
+            return c.at(&r.id, f("id"), format!("rule id \"{}\" is used twice; ids must be stable and unique", r.id.get_ref()));
+        }
+        for (side, list) in [("from", &r.from), ("to", &r.to)] {
+            for (j, e) in list.iter().enumerate() {
+                let field = format!("rules[{i}].{side}[{j}]");
+                let Some(ep) = parse_endpoint(e.get_ref()) else {
+                    return c.at(e, field, format!("rule {}: expected any, guest:NAME, tag:TAG, set:NAME or an address/prefix", r.id.get_ref()));
+                };
+                let guests: Vec<&crate::Port> = match &ep {
+                    Endpoint::Guest(g) => match config.ports.iter().find(|p| p.name.get_ref() == g) {
+                        Some(p) => vec![p],
+                        None => return c.at(e, field, format!("rule {}: unknown guest \"{g}\"", r.id.get_ref())),
+                    },
+                    Endpoint::Tag(t) => {
+                        let tagged: Vec<_> = config.ports.iter().filter(|p| p.tags.iter().any(|x| x.get_ref() == t)).collect();
+                        if tagged.is_empty() {
+                            return c.at(e, field, format!("rule {}: no port has tag \"{t}\"", r.id.get_ref()));
+                        }
+                        tagged
+                    }
+                    Endpoint::Set(n) if !config.sets.addresses.contains_key(n) => {
+                        return c.at(e, field, format!("rule {}: unknown address set \"{n}\"", r.id.get_ref()));
+                    }
+                    _ => vec![],
+                };
+                if side == "to" {
+                    if let Some(p) = guests.iter().find(|p| p.addresses.is_empty()) {
+                        return c.at(e, field, format!("rule {}: guest \"{}\" has no `addresses`, which a rule needs to match traffic to it", r.id.get_ref(), p.name.get_ref()));
+                    }
+                }
+            }
+        }
+        let proto = match &r.protocol {
+            Some(p) => match parse_protocol(p.get_ref()) {
+                Some(x) => x,
+                None => return c.at(p, f("protocol"), format!("rule {}: expected tcp, udp, icmp, icmpv6, any or a number", r.id.get_ref())),
+            },
+            None => None,
+        };
+        if let Some(ports) = &r.ports {
+            if parse_ports(ports.get_ref()).is_none() {
+                return c.at(ports, f("ports"), format!("rule {}: expected ports like \"80,443,8000-8080\"", r.id.get_ref()));
+            }
+            if !matches!(proto, Some(6) | Some(17) | Some(132)) {
+                return c.at(ports, f("ports"), format!("rule {}: ports need protocol = \"tcp\", \"udp\" or \"sctp\"", r.id.get_ref()));
+            }
+            if !r.services.is_empty() {
+                return c.at(ports, f("ports"), format!("rule {}: use either `ports` or `services`, not both", r.id.get_ref()));
+            }
+        }
+        for (j, s) in r.services.iter().enumerate() {
+            if !config.sets.services.contains_key(s.get_ref()) {
+                return c.at(s, format!("rules[{i}].services[{j}]"), format!("rule {}: unknown service set \"{}\"", r.id.get_ref(), s.get_ref()));
+            }
+            if let Some(p) = &r.protocol {
+                return c.at(p, f("protocol"), format!("rule {}: use either `protocol`/`ports` or `services`, not both", r.id.get_ref()));
+            }
+        }
+        for (name, v) in [("icmp_type", &r.icmp_type), ("icmp_code", &r.icmp_code)] {
+            if let Some(v) = v {
+                if !matches!(proto, Some(1) | Some(58)) {
+                    return c.at(v, f(name), format!("rule {}: {name} needs protocol = \"icmp\" or \"icmpv6\"", r.id.get_ref()));
+                }
+            }
+        }
+    }
     Ok(())
 }
 
