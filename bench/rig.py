@@ -384,10 +384,10 @@ class TestpmdIo:
         self.socks = [os.path.join(cfg.workdir, f"dut{i}.sock") for i in (0, 1)]
         self.mem_pages = TESTPMD_DUT_MEM_MB // 2
         self.proc = None
+        RIG.cleanup_paths.update(self.socks)
 
     def start(self, tag):
-        for s in self.socks:
-            RIG.cleanup_paths.add(s)
+        RIG.clean_files()  # a stale socket would look like a ready DUT
         cpu = self.cfg.dut_cpu
         cmd = [TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "--no-pci", "-m", str(TESTPMD_DUT_MEM_MB),
                "--file-prefix", DUT_PREFIX, "--log-level", "*:notice",
@@ -402,12 +402,9 @@ class TestpmdIo:
         return None
 
     def stop(self):
-        """Stops the DUT; returns testpmd's own busy cycles/packet over the whole run (or None)."""
-        if self.proc is None:
-            return None
-        self.proc.stop()
-        self.proc = None
-        return None
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
 
     def cycles_from_log(self, logpath):
         try:
@@ -448,10 +445,9 @@ class Rampart:
         self.mem_pages = (int(mem.group(1)) if mem else 512) // 2
         self.dp = self.ctl = None
         self.stats_warned = False
+        RIG.cleanup_paths.update(self.socks + [self.shm] + ([self.control_sock] if self.control_sock else []))
 
     def start(self, tag):
-        for p in self.socks + [self.shm] + ([self.control_sock] if self.control_sock else []):
-            RIG.cleanup_paths.add(p)
         RIG.clean_files()  # stale sockets / shm would confuse the DUT
         cpu = self.cfg.dut_cpu
         self.dp = Proc("rampart-dataplane", [DATAPLANE, "--config", self.config],
@@ -488,7 +484,6 @@ class Rampart:
                 p.stop()
         self.dp = self.ctl = None
         RIG.clean_files()
-        return None
 
 
 # --------------------------------------------------------------------------
@@ -635,6 +630,8 @@ def main():
     except BlockingIOError:
         die(f"another bench/rig.py is running (lock {cfg.workdir}/.lock)")
     RIG.workdir = cfg.workdir
+    for old in sorted(glob.glob(os.path.join(cfg.workdir, "logs", "*")))[:-9]:
+        shutil.rmtree(old, ignore_errors=True)  # keep the last ten runs' logs
     cfg.logdir = os.path.join(cfg.workdir, "logs", time.strftime("%Y%m%d-%H%M%S"))
     os.makedirs(cfg.logdir, exist_ok=True)
 

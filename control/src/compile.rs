@@ -84,6 +84,7 @@ pub fn compile(config: &Config, previous: &SlotMap) -> Result<(PolicyImage, Slot
             DefaultAction::Forward => Verdict::Forward,
             DefaultAction::Drop => Verdict::Drop,
         },
+        firewall: crate::rules::compile_firewall(config, &slots)?,
         segments,
         ports,
     };

@@ -5,6 +5,7 @@ mod compile;
 mod daemon;
 mod events;
 mod metrics;
+mod rules;
 mod state;
 
 use anyhow::{bail, Context, Result};
@@ -88,8 +89,9 @@ fn real_main(cli: Cli) -> Result<()> {
 
 fn check(file: &Path, json: bool) -> Result<()> {
     let config = rampart_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let warnings = rampart_config::warnings(&config);
-    compile::compile(&config, &Default::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mut warnings = rampart_config::warnings(&config);
+    let (_, slots) = compile::compile(&config, &Default::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    warnings.extend(rules::shadowed(&config, &slots).into_iter().map(rampart_config::Warning));
     if json {
         let w: Vec<&str> = warnings.iter().map(|w| w.0.as_str()).collect();
         println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w}));
@@ -97,7 +99,7 @@ fn check(file: &Path, json: bool) -> Result<()> {
         for w in &warnings {
             println!("warning: {}", w.0);
         }
-        println!("{}: OK ({} ports, {} segments)", file.display(), config.ports.len(), config.segments.len());
+        println!("{}: OK ({} ports, {} segments, {} rules)", file.display(), config.ports.len(), config.segments.len(), config.rules.len());
     }
     Ok(())
 }

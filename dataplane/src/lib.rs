@@ -9,6 +9,7 @@
 pub mod dpdk;
 pub mod mac_table;
 pub mod manager;
+pub mod reject;
 pub mod runtime;
 pub mod worker;
 

@@ -235,6 +235,7 @@ mod tests {
                 port(5, Attach::Wire(6), true, vec![]),
                 port(6, Attach::Wire(5), true, vec![]),
             ],
+            firewall: None,
         }
     }
 

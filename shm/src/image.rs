@@ -49,12 +49,56 @@ pub struct PortImage {
     pub macs: Vec<[u8; 6]>,
 }
 
+/// What a policy rule does with the new flows it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RuleAction {
+    Allow,
+    Deny,
+    /// Deny and answer with a TCP RST or an ICMP port unreachable.
+    Reject,
+    /// Allow and log every new flow.
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleImage {
+    /// Stable id from the config (metrics label, log field).
+    pub id: String,
+    pub action: RuleAction,
+    /// Track the flows it allows (replies admitted by state).
+    pub stateful: bool,
+    pub log: bool,
+}
+
+/// Connection-tracking timeouts in seconds, and the table-full policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackImage {
+    pub evict_when_full: bool,
+    pub max_flows_per_guest: u32,
+    /// [syn_sent, syn_recv, established, fin_wait, close_wait, last_ack, time_wait, close, udp, udp_replied, icmp, generic]
+    pub timeouts: [u32; 12],
+}
+
+/// The stateful firewall: rules, their compiled classifier, conntrack settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallImage {
+    pub rules: Vec<RuleImage>,
+    /// Compiled first-match classifier over the expanded ACL rules.
+    pub acl: rampart_acl::Classifier,
+    /// ACL rule index → index in `rules` (one policy rule may expand to several ACL rules).
+    pub acl_rule: Vec<u32>,
+    pub conntrack: ConntrackImage,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyImage {
     pub format: u32,
+    /// Action for IP traffic no rule matches (and for all traffic when there are no rules).
     pub default_action: Verdict,
     pub segments: Vec<SegmentImage>,
     pub ports: Vec<PortImage>,
+    /// None: no rules, traffic is switched under `default_action` alone.
+    pub firewall: Option<FirewallImage>,
 }
 
 impl PolicyImage {
@@ -94,6 +138,15 @@ impl PolicyImage {
             }
             if self.ports[..i].iter().any(|q| q.name == p.name || q.device == p.device) {
                 return Err(format!("port {}: name or device repeated", p.name));
+            }
+        }
+        if let Some(fw) = &self.firewall {
+            fw.acl.validate().map_err(|e| format!("classifier: {e}"))?;
+            if fw.acl_rule.len() != fw.acl.rule_count() {
+                return Err(format!("{} ACL rules but {} rule mappings", fw.acl.rule_count(), fw.acl_rule.len()));
+            }
+            if let Some(bad) = fw.acl_rule.iter().find(|&&r| r as usize >= fw.rules.len()) {
+                return Err(format!("ACL rule maps to policy rule {bad}, which does not exist"));
             }
         }
         for p in &self.ports {
@@ -160,6 +213,7 @@ pub(crate) mod tests_support {
                     macs: vec![],
                 },
             ],
+            firewall: None,
         }
     }
 }

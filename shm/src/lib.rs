@@ -23,7 +23,7 @@ pub mod ring;
 mod segment;
 
 pub use counters::{Counter, DropReason, PortCounters, WorkerCounters};
-pub use image::{Attach, PolicyImage, PortImage, SegmentImage, Verdict};
+pub use image::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, SegmentImage, Verdict};
 pub use layout::*;
 pub use policy::{Fetched, PolicyOutcome};
 pub use ring::{CommandRecord, EventRecord};

@@ -1,0 +1,297 @@
+//! Compiles the rule part of a config into the firewall image: each policy
+//! rule expands into ACL rules (one per source guest × service × port
+//! range, so a guest's ingress port stays paired with its own addresses),
+//! which `rampart-acl` compiles into a first-match classifier. Also finds
+//! rules that an earlier rule fully shadows.
+
+use crate::compile::SlotMap;
+use rampart_acl::{Classifier, Prefix, Rule};
+use rampart_config::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint, RuleAction as CfgAction, TableFull};
+use rampart_config::{Config, Port};
+use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
+
+fn prefix(c: Cidr) -> Prefix {
+    Prefix { addr: c.addr, len: c.len }
+}
+
+fn addresses(p: &Port) -> Vec<Prefix> {
+    p.addresses.iter().filter_map(|a| Cidr::parse(a.get_ref())).map(prefix).collect()
+}
+
+/// Sources of one rule: (ingress bitmap, source prefixes; empty = any).
+fn sources(config: &Config, slots: &SlotMap, list: &[toml::Spanned<String>]) -> Vec<(u64, Vec<Prefix>)> {
+    let mut any_port = Vec::new();
+    let mut per_guest = Vec::new();
+    let guest = |p: &Port| (1u64 << slots[p.name.get_ref()], addresses(p));
+    for e in list {
+        match parse_endpoint(e.get_ref()) {
+            None | Some(Endpoint::Any) => return vec![(u64::MAX, Vec::new())],
+            Some(Endpoint::Cidr(c)) => any_port.push(prefix(c)),
+            Some(Endpoint::Set(n)) => any_port.extend(config.sets.addresses[&n].iter().filter_map(|a| Cidr::parse(a.get_ref())).map(prefix)),
+            Some(Endpoint::Guest(g)) => per_guest.extend(config.ports.iter().filter(|p| p.name.get_ref() == &g).map(guest)),
+            Some(Endpoint::Tag(t)) => per_guest.extend(config.ports.iter().filter(|p| p.tags.iter().any(|x| x.get_ref() == &t)).map(guest)),
+        }
+    }
+    if list.is_empty() {
+        return vec![(u64::MAX, Vec::new())];
+    }
+    if !any_port.is_empty() {
+        per_guest.push((u64::MAX, any_port));
+    }
+    per_guest
+}
+
+fn destinations(config: &Config, list: &[toml::Spanned<String>]) -> Vec<Prefix> {
+    let mut out = Vec::new();
+    for e in list {
+        match parse_endpoint(e.get_ref()) {
+            None | Some(Endpoint::Any) => return Vec::new(),
+            Some(Endpoint::Cidr(c)) => out.push(prefix(c)),
+            Some(Endpoint::Set(n)) => out.extend(config.sets.addresses[&n].iter().filter_map(|a| Cidr::parse(a.get_ref())).map(prefix)),
+            Some(Endpoint::Guest(g)) => out.extend(config.ports.iter().filter(|p| p.name.get_ref() == &g).flat_map(addresses)),
+            Some(Endpoint::Tag(t)) => out.extend(config.ports.iter().filter(|p| p.tags.iter().any(|x| x.get_ref() == &t)).flat_map(addresses)),
+        }
+    }
+    out
+}
+
+/// (protocol, destination port ranges) pairs of one rule.
+fn services(config: &Config, r: &rampart_config::rules::RuleCfg) -> Vec<(Option<u8>, Vec<(u16, u16)>)> {
+    if !r.services.is_empty() {
+        return r
+            .services
+            .iter()
+            .flat_map(|s| config.sets.services[s.get_ref()].iter().filter_map(|x| parse_service(x.get_ref())))
+            .collect();
+    }
+    let proto = r.protocol.as_ref().and_then(|p| parse_protocol(p.get_ref())).flatten();
+    let ports = r.ports.as_ref().and_then(|p| parse_ports(p.get_ref())).unwrap_or_else(|| vec![(0, u16::MAX)]);
+    vec![(proto, ports)]
+}
+
+/// Expands every policy rule; returns the ACL rules and, per ACL rule, its policy rule.
+pub fn expand(config: &Config, slots: &SlotMap) -> (Vec<Rule>, Vec<u32>) {
+    let (mut acl, mut owner) = (Vec::new(), Vec::new());
+    for (ri, r) in config.rules.iter().enumerate() {
+        let dst = destinations(config, &r.to);
+        for (ingress, src) in sources(config, slots, &r.from) {
+            for (proto, ranges) in services(config, r) {
+                for range in ranges {
+                    acl.push(Rule {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        proto,
+                        src_ports: (0, u16::MAX),
+                        dst_ports: range,
+                        icmp_type: r.icmp_type.as_ref().map(|v| *v.get_ref()),
+                        icmp_code: r.icmp_code.as_ref().map(|v| *v.get_ref()),
+                        ingress,
+                    });
+                    owner.push(ri as u32);
+                }
+            }
+        }
+    }
+    (acl, owner)
+}
+
+pub fn compile_firewall(config: &Config, slots: &SlotMap) -> Result<Option<FirewallImage>, String> {
+    if config.rules.is_empty() {
+        return Ok(None);
+    }
+    let (acl_rules, acl_rule) = expand(config, slots);
+    let acl = Classifier::compile(&acl_rules).map_err(|e| {
+        // The classifier numbers ACL rules; operators know policy rule ids.
+        let text = e.to_string();
+        let id = text
+            .strip_prefix("rule ")
+            .and_then(|t| t.split(':').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| acl_rule.get(n))
+            .map(|&r| config.rules[r as usize].id.get_ref().clone());
+        match id {
+            Some(id) => format!("rule {id}: {text}"),
+            None => text,
+        }
+    })?;
+    let ct = &config.conntrack;
+    Ok(Some(FirewallImage {
+        rules: config
+            .rules
+            .iter()
+            .map(|r| RuleImage {
+                id: r.id.get_ref().clone(),
+                action: match r.action.get_ref() {
+                    CfgAction::Allow => RuleAction::Allow,
+                    CfgAction::Deny => RuleAction::Deny,
+                    CfgAction::Reject => RuleAction::Reject,
+                    CfgAction::Log => RuleAction::Log,
+                },
+                stateful: r.stateful,
+                log: r.log || *r.action.get_ref() == CfgAction::Log,
+            })
+            .collect(),
+        acl,
+        acl_rule,
+        conntrack: ConntrackImage {
+            evict_when_full: ct.table_full == TableFull::EvictOldest,
+            max_flows_per_guest: ct.max_flows_per_guest,
+            timeouts: [
+                ct.tcp_syn_sent,
+                ct.tcp_syn_recv,
+                ct.tcp_established,
+                ct.tcp_fin_wait,
+                ct.tcp_close_wait,
+                ct.tcp_last_ack,
+                ct.tcp_time_wait,
+                ct.tcp_close,
+                ct.udp,
+                ct.udp_replied,
+                ct.icmp,
+                ct.generic,
+            ],
+        },
+    }))
+}
+
+fn prefixes_cover(outer: &[Prefix], inner: &[Prefix]) -> bool {
+    outer.is_empty() || (!inner.is_empty() && inner.iter().all(|i| outer.iter().any(|o| o.len <= i.len && o.contains(&i.addr))))
+}
+
+/// Whether ACL rule `a` matches everything `b` matches.
+fn covers(a: &Rule, b: &Rule) -> bool {
+    prefixes_cover(&a.src, &b.src)
+        && prefixes_cover(&a.dst, &b.dst)
+        && (a.proto.is_none() || a.proto == b.proto)
+        && a.src_ports.0 <= b.src_ports.0
+        && a.src_ports.1 >= b.src_ports.1
+        && a.dst_ports.0 <= b.dst_ports.0
+        && a.dst_ports.1 >= b.dst_ports.1
+        && (a.icmp_type.is_none() || a.icmp_type == b.icmp_type)
+        && (a.icmp_code.is_none() || a.icmp_code == b.icmp_code)
+        && b.ingress & !a.ingress == 0
+}
+
+/// Rules that can never match because one earlier rule covers all they match.
+pub fn shadowed(config: &Config, slots: &SlotMap) -> Vec<String> {
+    let (acl, owner) = expand(config, slots);
+    let mut out = Vec::new();
+    for (ri, r) in config.rules.iter().enumerate() {
+        let mine: Vec<&Rule> = acl.iter().zip(&owner).filter(|(_, &o)| o as usize == ri).map(|(a, _)| a).collect();
+        for earlier in 0..ri {
+            let theirs: Vec<&Rule> = acl.iter().zip(&owner).filter(|(_, &o)| o as usize == earlier).map(|(a, _)| a).collect();
+            if !mine.is_empty() && mine.iter().all(|m| theirs.iter().any(|t| covers(t, m))) {
+                out.push(format!(
+                    "rule {} is shadowed by earlier rule {} and never matches",
+                    r.id.get_ref(),
+                    config.rules[earlier].id.get_ref()
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_acl::Key;
+
+    const BASE: &str = r#"
+[dataplane]
+worker_cores = [1]
+[[segments]]
+name = "lan"
+[[ports]]
+name = "web"
+kind = "vhost-server"
+socket = "/tmp/web.sock"
+segment = "lan"
+tags = ["frontend"]
+addresses = ["10.0.0.10"]
+[[ports]]
+name = "db"
+kind = "vhost-server"
+socket = "/tmp/db.sock"
+segment = "lan"
+addresses = ["10.0.0.20", "fd00::20"]
+[sets.addresses]
+admins = ["192.168.7.0/24"]
+[sets.services]
+sql = ["tcp/5432", "tcp/3306"]
+"#;
+
+    fn compile(rules: &str) -> (Config, FirewallImage, SlotMap) {
+        let config = rampart_config::parse("t.toml", &format!("{BASE}{rules}")).unwrap();
+        let (_, slots) = crate::compile::compile(&config, &SlotMap::new()).unwrap();
+        let fw = compile_firewall(&config, &slots).unwrap().unwrap();
+        (config, fw, slots)
+    }
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        rampart_acl::v4_mapped(a)
+    }
+
+    fn key(src: [u8; 4], dst: [u8; 4], proto: u8, dport: u16, ingress: u8) -> Key {
+        Key { src: v4(src), dst: v4(dst), proto, src_port: 40000, dst_port: dport, ingress, ..Default::default() }
+    }
+
+    #[test]
+    fn guests_tags_sets_and_services_compile_to_first_match() {
+        let (_, fw, slots) = compile(
+            r#"
+[[rules]]
+id = "web-to-db"
+from = ["tag:frontend"]
+to = ["guest:db"]
+services = ["sql"]
+action = "allow"
+[[rules]]
+id = "admins-ssh"
+from = ["set:admins"]
+protocol = "tcp"
+ports = "22"
+action = "allow"
+[[rules]]
+id = "no-db-out"
+from = ["guest:db"]
+action = "reject"
+"#,
+        );
+        let (web, db) = (slots["web"] as u8, slots["db"] as u8);
+        let rule = |k: &Key| fw.acl.lookup(k).map(|i| fw.rules[fw.acl_rule[i as usize] as usize].id.clone());
+        assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 5432, web)).as_deref(), Some("web-to-db"));
+        assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 3306, web)).as_deref(), Some("web-to-db"));
+        assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 80, web)), None, "not a sql port");
+        assert_eq!(rule(&key([10, 0, 0, 20], [10, 0, 0, 10], 6, 5432, db)).as_deref(), Some("no-db-out"));
+        assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 5432, db)), None, "web's address from db's port matches neither guest's rules");
+        assert_eq!(rule(&key([192, 168, 7, 9], [10, 0, 0, 20], 6, 22, web)).as_deref(), Some("admins-ssh"));
+        assert_eq!(fw.rules[2].action, RuleAction::Reject);
+        assert_eq!(fw.conntrack.timeouts[2], 432_000, "Linux default for established TCP");
+    }
+
+    #[test]
+    fn shadowed_rules_are_reported() {
+        let (config, _, slots) = compile(
+            r#"
+[[rules]]
+id = "all-tcp"
+protocol = "tcp"
+action = "allow"
+[[rules]]
+id = "web-http"
+from = ["guest:web"]
+protocol = "tcp"
+ports = "80"
+action = "deny"
+[[rules]]
+id = "udp-dns"
+protocol = "udp"
+ports = "53"
+action = "allow"
+"#,
+        );
+        assert_eq!(shadowed(&config, &slots), vec!["rule web-http is shadowed by earlier rule all-tcp and never matches".to_string()]);
+    }
+}
