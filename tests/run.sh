@@ -2,7 +2,7 @@
 # Runs Rampart's test tiers (DESIGN.md §7): all of them, or those named.
 #   unit    cargo test of every library and binary crate (no EAL)
 #   dpdk    the real dataplane with --no-huge and net_pcap ports; bad-input handling
-#   vhost   dataplane + control process + simulated guests on vhost-user sockets
+#   vhost   dataplane + control process + simulated guests on vhost-user sockets (switching, hot-plug, reconnect, stateful firewall)
 #   guests  two real Linux guests in QEMU on Rampart's vhost-user ports
 # Ends with `tiers: N passed, M failed`; exits non-zero if any tier failed.
 set -uo pipefail
@@ -16,7 +16,7 @@ for tier in "${tiers[@]}"; do
 	case $tier in
 	unit) cargo test --workspace --exclude rampart-tests ;;
 	dpdk) cargo test -p rampart-tests --test dpdk --test badinput -- --test-threads=1 ;;
-	vhost) cargo test -p rampart-tests --test vhost -- --test-threads=1 ;;
+	vhost) cargo test -p rampart-tests --test vhost --test firewall -- --test-threads=1 ;;
 	guests) RAMPART_SKIP_BUILD=1 tests/guests/rampart.sh ;;
 	*) echo "unknown tier $tier (expected unit, dpdk, vhost, guests)"; false ;;
 	esac

@@ -197,6 +197,60 @@ impl Classifier {
         self.checks.len()
     }
 
+    /// Per table: (masks, min rule, slots used, largest bucket, max probe) —
+    /// for tuning and benchmarks.
+    #[doc(hidden)]
+    pub fn table_stats(&self) -> Vec<([u64; 5], u32, usize, u32, u32)> {
+        self.tables
+            .iter()
+            .map(|t| {
+                let used = t.slots.iter().filter(|s| s.len > 0).count();
+                let largest = t.slots.iter().map(|s| s.len).max().unwrap_or(0);
+                (t.masks, t.min_rule, used, largest, t.max_probe)
+            })
+            .collect()
+    }
+
+    /// (tables probed, slots read, candidates checked) for one lookup —
+    /// for tuning.
+    #[doc(hidden)]
+    pub fn lookup_cost(&self, key: &Key) -> (u32, u32, u32) {
+        let key = Prepared::new(key);
+        let (mut tables, mut slots_read, mut checked) = (0, 0, 0);
+        let mut best = NO_RULE;
+        'tables: for table in &self.tables {
+            if table.min_rule >= best {
+                break;
+            }
+            tables += 1;
+            let hash = masked_hash(&key.words, &table.masks);
+            let mask = table.slots.len() - 1;
+            let mut i = hash as usize & mask;
+            loop {
+                slots_read += 1;
+                let slot = table.slots[i];
+                if slot.len == 0 {
+                    continue 'tables;
+                }
+                if slot.hash == hash {
+                    for c in &self.checks[slot.start as usize..][..slot.len as usize] {
+                        if c.rule >= best {
+                            break;
+                        }
+                        checked += 1;
+                        if c.matches(&key) {
+                            best = c.rule;
+                            break;
+                        }
+                    }
+                    continue 'tables;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        (tables, slots_read, checked)
+    }
+
     /// Bytes of lookup structures in memory.
     pub fn memory_bytes(&self) -> usize {
         self.checks.len() * std::mem::size_of::<Check>()
@@ -372,6 +426,18 @@ impl Classifier {
 
 /// Hints the CPU to start loading `value`'s cache line.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in
+    // the baseline target features). A prefetch is only a hint: it never
+    // faults and has no effect on memory contents, and the pointer comes
+    // from a live reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }

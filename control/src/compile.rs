@@ -9,12 +9,55 @@ use rampart_shm::image::IMAGE_FORMAT;
 use rampart_shm::{Attach, PolicyImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
 use std::collections::BTreeMap;
 
-/// Port name → slot.
+/// Name → slot.
 pub type SlotMap = BTreeMap<String, u16>;
 
-/// The slot map of an image (to keep slots stable after a control restart).
-pub fn slots_of(image: &PolicyImage) -> SlotMap {
-    image.ports.iter().map(|p| (p.name.clone(), p.slot)).collect()
+/// Stable counter slots: ports by name, rules by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Slots {
+    pub ports: SlotMap,
+    pub rules: SlotMap,
+}
+
+/// The slots of an image (to keep them stable after a control restart).
+pub fn slots_of(image: &PolicyImage) -> Slots {
+    Slots {
+        ports: image.ports.iter().map(|p| (p.name.clone(), p.slot)).collect(),
+        rules: image
+            .firewall
+            .iter()
+            .flat_map(|fw| fw.rules.iter())
+            .filter(|r| r.counter != u16::MAX)
+            .map(|r| (r.id.clone(), r.counter))
+            .collect(),
+    }
+}
+
+/// Gives each name a slot below `max`: its previous slot if it had one, else a free
+/// slot, preferring ones no previous name used (so new names start with fresh
+/// counters). Names beyond `max` get none.
+pub fn assign<'a>(names: impl Iterator<Item = &'a str> + Clone, previous: &SlotMap, max: usize) -> SlotMap {
+    let mut slots = SlotMap::new();
+    let mut used = vec![false; max];
+    for n in names.clone() {
+        if let Some(&s) = previous.get(n).filter(|&&s| (s as usize) < max) {
+            slots.insert(n.to_string(), s);
+            used[s as usize] = true;
+        }
+    }
+    let mut fresh = (0..max as u16).filter(|s| !previous.values().any(|v| v == s));
+    let mut recycled = (0..max as u16).filter(|s| previous.values().any(|v| v == s));
+    for n in names {
+        if slots.contains_key(n) {
+            continue;
+        }
+        let free = fresh.by_ref().find(|s| !used[*s as usize]).or_else(|| recycled.by_ref().find(|s| !used[*s as usize]));
+        if let Some(free) = free {
+            used[free as usize] = true;
+            slots.insert(n.to_string(), free);
+        }
+    }
+    slots
 }
 
 /// A short stable hash for device names, so a port whose socket changes
@@ -23,33 +66,19 @@ fn short_hash(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
-pub fn compile(config: &Config, previous: &SlotMap) -> Result<(PolicyImage, SlotMap), String> {
+pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots), String> {
     let workers = config.dataplane.worker_cores.len() as u16;
-    let mut slots = SlotMap::new();
-    let mut used = [false; MAX_PORTS];
-    for p in &config.ports {
-        if let Some(&s) = previous.get(p.name.get_ref()) {
-            slots.insert(p.name.get_ref().clone(), s);
-            used[s as usize] = true;
-        }
-    }
-    // Prefer slots never used by a previous port, so fresh names start with fresh counters.
-    let previously_used: Vec<u16> = previous.values().copied().collect();
-    for p in &config.ports {
-        if slots.contains_key(p.name.get_ref()) {
-            continue;
-        }
-        let free = (0..MAX_PORTS as u16)
-            .filter(|s| !used[*s as usize])
-            .min_by_key(|s| previously_used.contains(s))
-            .ok_or("no free port slot")?;
-        used[free as usize] = true;
-        slots.insert(p.name.get_ref().clone(), free);
+    let slots = Slots {
+        ports: assign(config.ports.iter().map(|p| p.name.get_ref().as_str()), &previous.ports, MAX_PORTS),
+        rules: assign(config.rules.iter().map(|r| r.id.get_ref().as_str()), &previous.rules, rampart_shm::MAX_RULE_COUNTERS),
+    };
+    if slots.ports.len() < config.ports.len() {
+        return Err("no free port slot".into());
     }
     let segments: Vec<SegmentImage> = config.segments.iter().map(|s| SegmentImage { name: s.name.get_ref().clone() }).collect();
     let mut ports = Vec::new();
     for p in &config.ports {
-        let slot = slots[p.name.get_ref()];
+        let slot = slots.ports[p.name.get_ref()];
         let queues = p.queues.as_ref().map(|q| *q.get_ref()).unwrap_or(workers);
         let (device, socket, client) = match (p.kind.get_ref(), &p.socket, &p.device) {
             (PortKind::VhostServer | PortKind::VhostClient, Some(sock), _) => {
@@ -64,7 +93,7 @@ pub fn compile(config: &Config, previous: &SlotMap) -> Result<(PolicyImage, Slot
         };
         let attach = match p.attachment() {
             Attachment::Segment(s) => Attach::Segment(segments.iter().position(|x| x.name == s).ok_or("unknown segment")? as u16),
-            Attachment::Wire(peer) => Attach::Wire(*slots.get(&peer).ok_or("unknown wire peer")?),
+            Attachment::Wire(peer) => Attach::Wire(*slots.ports.get(&peer).ok_or("unknown wire peer")?),
         };
         ports.push(PortImage {
             slot,
@@ -76,6 +105,7 @@ pub fn compile(config: &Config, previous: &SlotMap) -> Result<(PolicyImage, Slot
             attach,
             enabled: p.enabled,
             macs: p.macs.iter().filter_map(|m| parse_mac(m.get_ref())).collect(),
+            max_flows: p.max_flows,
         });
     }
     let image = PolicyImage {
@@ -106,9 +136,9 @@ mod tests {
 
     #[test]
     fn compiles_vhost_ports_to_devargs() {
-        let (img, slots) = compile(&cfg(&[("a", true), ("b", false)]), &SlotMap::new()).unwrap();
-        assert_eq!(slots["a"], 0);
-        assert_eq!(slots["b"], 1);
+        let (img, slots) = compile(&cfg(&[("a", true), ("b", false)]), &Slots::default()).unwrap();
+        assert_eq!(slots.ports["a"], 0);
+        assert_eq!(slots.ports["b"], 1);
         assert!(img.ports[0].device.starts_with("net_vhost0x"));
         assert!(img.ports[0].device.ends_with(",iface=/tmp/a.sock,queues=1,client=0"));
         assert!(!img.ports[1].enabled);
@@ -117,11 +147,11 @@ mod tests {
 
     #[test]
     fn slots_are_stable_across_reloads() {
-        let (_, s1) = compile(&cfg(&[("a", true), ("b", true), ("c", true)]), &SlotMap::new()).unwrap();
+        let (_, s1) = compile(&cfg(&[("a", true), ("b", true), ("c", true)]), &Slots::default()).unwrap();
         // b removed, d added: a and c keep their slots; d does not inherit b's slot.
         let (img, s2) = compile(&cfg(&[("a", true), ("c", true), ("d", true)]), &s1).unwrap();
-        assert_eq!((s2["a"], s2["c"]), (s1["a"], s1["c"]));
-        assert_ne!(s2["d"], s1["b"]);
+        assert_eq!((s2.ports["a"], s2.ports["c"]), (s1.ports["a"], s1.ports["c"]));
+        assert_ne!(s2.ports["d"], s1.ports["b"]);
         assert_eq!(slots_of(&img), s2);
     }
 }

@@ -7,7 +7,7 @@
 //! run on their own threads and share the state behind one mutex — nothing
 //! here is on the packet path.
 
-use crate::compile::{compile, slots_of, SlotMap};
+use crate::compile::{compile, slots_of, Slots};
 use crate::events::EventLog;
 use crate::state;
 use anyhow::{Context, Result};
@@ -38,7 +38,7 @@ pub struct Inner {
     pub segment: Option<Arc<Segment>>,
     /// The image last published (or adopted from the running dataplane).
     pub image: PolicyImage,
-    pub slots: SlotMap,
+    pub slots: Slots,
     pub log: EventLog,
     pub last_reload: String,
     waiting_logged: bool,
@@ -46,7 +46,16 @@ pub struct Inner {
 
 impl Inner {
     fn names(&self) -> BTreeMap<u16, String> {
-        self.slots.iter().map(|(n, s)| (*s, n.clone())).collect()
+        self.slots.ports.iter().map(|(n, s)| (*s, n.clone())).collect()
+    }
+
+    fn rule_ids(&self) -> Vec<String> {
+        self.image.firewall.iter().flat_map(|fw| fw.rules.iter().map(|r| r.id.clone())).collect()
+    }
+
+    fn drain(&mut self, seg: &Segment) {
+        let (names, rules) = (self.names(), self.rule_ids());
+        self.log.drain(seg, &names, &rules);
     }
 }
 
@@ -55,7 +64,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     for w in rampart_config::warnings(&config) {
         eprintln!("rampartctl: warning: {}", w.0);
     }
-    let (image, slots) = compile(&config, &SlotMap::new()).map_err(|e| anyhow::anyhow!("compiling policy: {e}"))?;
+    let (image, slots) = compile(&config, &Slots::default()).map_err(|e| anyhow::anyhow!("compiling policy: {e}"))?;
     let log = EventLog::open(Path::new(&config.control.event_log)).with_context(|| format!("opening event log {}", config.control.event_log))?;
     let listener = bind_admin(Path::new(&config.control.socket))?;
     let metrics_addr = config.control.metrics.clone();
@@ -111,8 +120,7 @@ fn supervise(d: &Daemon) {
     }
     let mut inner = d.inner.lock().unwrap();
     if let Some(seg) = inner.segment.clone() {
-        let names = inner.names();
-        inner.log.drain(&seg, &names);
+        inner.drain(&seg);
     }
 }
 
@@ -124,8 +132,7 @@ fn tick(inner: &mut Inner) {
     };
     let h = seg.header();
     h.control_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
-    let names = inner.names();
-    inner.log.drain(&seg, &names);
+    inner.drain(&seg);
     let stale = seg.dataplane_heartbeat_age_ns() > STALE_HEARTBEAT.as_nanos() as u64;
     if seg.replaced() || (stale && !seg.owner_alive()) {
         eprintln!("rampartctl: the dataplane (pid {}) went away; waiting for it to come back", h.owner_pid.load(Ordering::Relaxed));
@@ -181,7 +188,7 @@ fn try_attach(inner: &mut Inner) {
 }
 
 /// Seals and publishes `image`; does not wait for the outcome.
-fn publish(inner: &mut Inner, seg: &Segment, image: PolicyImage, slots: SlotMap) -> Result<u64, String> {
+fn publish(inner: &mut Inner, seg: &Segment, image: PolicyImage, slots: Slots) -> Result<u64, String> {
     let gen = seg.publish_policy(&image.encode())?;
     inner.image = image;
     inner.slots = slots;
@@ -317,8 +324,56 @@ pub fn handle(d: &Daemon, request: &str) -> Value {
         Some("stats") => json!({"ok": true, "stats": stats(d)}),
         Some("reload") => reload(d),
         Some("ping") => ping(d),
+        Some("flows") => flows(d, &serde_json::from_str::<Value>(request).unwrap_or_default()),
         other => json!({"ok": false, "error": format!("unknown command {other:?}; expected status, ports, stats, reload or ping")}),
     }
+}
+
+/// `flows`: asks the dataplane to dump its flow table, then filters the dump by
+/// guest (owner port name), address, port and state.
+fn flows(d: &Daemon, filter: &Value) -> Value {
+    let (seg, shm, names) = {
+        let inner = d.inner.lock().unwrap();
+        match inner.segment.clone() {
+            Some(seg) => (seg, inner.config.dataplane.shm.clone(), inner.names()),
+            None => return json!({"ok": false, "error": "the dataplane is not attached"}),
+        }
+    };
+    let id = seg.flows.dump_requested.fetch_add(1, Ordering::Relaxed) + 1;
+    let cmd = rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::DumpFlows as u32, value: id, ..Default::default() };
+    if !seg.commands.push(cmd) {
+        return json!({"ok": false, "error": "command ring full"});
+    }
+    let start = Instant::now();
+    // Acquire: pairs with the dataplane's Release once the dump file is complete.
+    while seg.flows.dump_done.load(Ordering::Acquire) < id {
+        if start.elapsed() > Duration::from_secs(10) {
+            return json!({"ok": false, "error": "the dataplane did not dump its flows within 10 s"});
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = match std::fs::read_to_string(format!("{shm}.flows")) {
+        Ok(t) => t,
+        Err(e) => return json!({"ok": false, "error": format!("reading the flow dump: {e}")}),
+    };
+    let want = |k: &str| filter.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
+    let (guest, addr, state) = (want("guest"), want("address"), want("state"));
+    let port = filter.get("port").and_then(|v| v.as_u64());
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(mut f) = serde_json::from_str::<Value>(line) else { continue };
+        let owner = f["owner"].as_u64().and_then(|o| names.get(&(o as u16)).cloned()).unwrap_or_default();
+        if guest.as_ref().is_some_and(|g| *g != owner)
+            || addr.as_ref().is_some_and(|a| f["src_ip"] != a.as_str() && f["dest_ip"] != a.as_str())
+            || port.is_some_and(|p| f["src_port"] != p && f["dest_port"] != p)
+            || state.as_ref().is_some_and(|s| !f["state"].as_str().unwrap_or("").eq_ignore_ascii_case(s))
+        {
+            continue;
+        }
+        f["guest"] = json!(owner);
+        out.push(f);
+    }
+    json!({"ok": true, "total": seg.flows.dump_count.load(Ordering::Relaxed), "flows": out})
 }
 
 /// Round trip through the command ring and an event ring.

@@ -3,7 +3,7 @@
 //! `event_type`, `in_iface`, ...). Loss is never silent: ring overflows are
 //! read from the segment and written to the log as `event_type: "loss"`.
 
-use rampart_shm::ring::EventKind;
+use rampart_shm::ring::{EventKind, FlowEventData};
 use rampart_shm::{DropReason, EventRecord, Segment, MAX_EVENT_RINGS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -42,7 +42,7 @@ impl EventLog {
     }
 
     /// Moves every pending record from the segment to the log. Returns how many.
-    pub fn drain(&mut self, seg: &Segment, names: &BTreeMap<u16, String>) -> u64 {
+    pub fn drain(&mut self, seg: &Segment, names: &BTreeMap<u16, String>, rules: &[String]) -> u64 {
         let h = seg.header();
         let clock = Clock {
             tsc_hz: h.tsc_hz.load(Ordering::Relaxed).max(1),
@@ -58,7 +58,7 @@ impl EventLog {
                 if rec.kind == EventKind::Pong as u16 {
                     self.last_pong = rec.value;
                 }
-                self.write(&to_json(&rec, ring, &clock, names));
+                self.write(&to_json(&rec, ring, &clock, names, rules));
                 n += 1;
             }
             let lost = seg.events[ring].overflow();
@@ -96,7 +96,22 @@ pub fn now() -> String {
     rfc3339(rampart_shm::realtime_ns() as i128)
 }
 
-fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, String>) -> Value {
+fn ip(a: &[u8; 16]) -> String {
+    let v6 = std::net::Ipv6Addr::from(*a);
+    v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| v6.to_string())
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        1 => "ICMP".into(),
+        58 => "IPv6-ICMP".into(),
+        n => n.to_string(),
+    }
+}
+
+fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, String>, rules: &[String]) -> Value {
     let iface = names.get(&rec.port).cloned();
     let text = String::from_utf8_lossy(rec.data()).into_owned();
     let ts = clock.at(rec.tsc);
@@ -121,6 +136,26 @@ fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, 
             json!({"timestamp": ts, "event_type": "policy", "policy": {"generation": rec.value, "result": result, "reason": text}})
         }
         Some(EventKind::Pong) => json!({"timestamp": ts, "event_type": "pong", "value": rec.value}),
+        Some(k @ (EventKind::FlowStart | EventKind::FlowEnd)) => {
+            let (src, dst, sport, dport, proto, rule) = FlowEventData::unpack(rec);
+            let rule = rule.and_then(|r| rules.get(r as usize)).cloned();
+            let flow = if k == EventKind::FlowStart {
+                json!({"state": "new", "action": if rec.code == 1 { "rejected" } else { "allowed" }})
+            } else {
+                let reason = match rec.code {
+                    1 => "timeout",
+                    2 => "evicted",
+                    3 => "removed",
+                    4 => "reopened",
+                    100 => "policy",
+                    _ => "unknown",
+                };
+                json!({"state": "closed", "reason": reason})
+            };
+            json!({"timestamp": ts, "event_type": "flow", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+                   "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "rule": rule, "flow": flow})
+        }
+        Some(EventKind::FlowsDumped) => json!({"timestamp": ts, "event_type": "flows_dumped", "request": rec.value}),
         None => json!({"timestamp": ts, "event_type": "unknown", "kind": rec.kind, "ring": ring}),
     }
 }

@@ -41,6 +41,21 @@ enum Cmd {
     Reload,
     /// Round trip through the dataplane's command and event rings.
     Ping,
+    /// Tracked flows, optionally filtered.
+    Flows {
+        /// Only flows opened by this guest (port name).
+        #[arg(long)]
+        guest: Option<String>,
+        /// Only flows with this address at either end.
+        #[arg(long)]
+        address: Option<String>,
+        /// Only flows with this port at either end.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Only flows in this state (e.g. ESTABLISHED, SYN_SENT, UDP_REPLIED).
+        #[arg(long)]
+        state: Option<String>,
+    },
     /// Validate a config file without applying it.
     Check { file: Option<PathBuf> },
     /// Print the built-in demo configuration.
@@ -56,6 +71,7 @@ fn main() {
 }
 
 fn real_main(cli: Cli) -> Result<()> {
+    let mut request_body = serde_json::json!({});
     let cmd_name = match &cli.cmd {
         Cmd::Run => return daemon::run(&cli.config),
         Cmd::DefaultConfig => {
@@ -68,9 +84,13 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Stats => "stats",
         Cmd::Reload => "reload",
         Cmd::Ping => "ping",
+        Cmd::Flows { guest, address, port, state } => {
+            request_body = serde_json::json!({"guest": guest, "address": address, "port": port, "state": state});
+            "flows"
+        }
     };
     let reply = match rampart_config::control_socket(&cli.config) {
-        Ok(socket) => request(Path::new(&socket), cmd_name)?,
+        Ok(socket) => request(Path::new(&socket), cmd_name, request_body)?,
         Err(e) => {
             let what = if cmd_name == "reload" { "; nothing was reloaded: the running policy stays in force" } else { "" };
             serde_json::json!({"ok": false, "error": format!("{e}{what}")})
@@ -91,7 +111,7 @@ fn check(file: &Path, json: bool) -> Result<()> {
     let config = rampart_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut warnings = rampart_config::warnings(&config);
     let (_, slots) = compile::compile(&config, &Default::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    warnings.extend(rules::shadowed(&config, &slots).into_iter().map(rampart_config::Warning));
+    warnings.extend(rules::shadowed(&config, &slots.ports).into_iter().map(rampart_config::Warning));
     if json {
         let w: Vec<&str> = warnings.iter().map(|w| w.0.as_str()).collect();
         println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w}));
@@ -104,11 +124,12 @@ fn check(file: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn request(socket: &Path, cmd: &str) -> Result<Value> {
+fn request(socket: &Path, cmd: &str, mut body: Value) -> Result<Value> {
     let conn = std::os::unix::net::UnixStream::connect(socket)
         .with_context(|| format!("cannot reach the control process at {} (is `rampartctl run` running with this config?)", socket.display()))?;
     let mut w = &conn;
-    writeln!(w, "{}", serde_json::json!({"cmd": cmd}))?;
+    body["cmd"] = Value::String(cmd.into());
+    writeln!(w, "{body}")?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     if line.is_empty() {
@@ -168,6 +189,17 @@ fn print_human(cmd: &str, reply: &Value) {
                     println!("  worker {}: {:.1} busy cycles/packet over {} packets", w.worker, w.cycles_per_packet, w.busy_packets);
                 }
                 println!("events lost: {}", stats.events_lost);
+                if !stats.rules.is_empty() {
+                    println!("\nrules:");
+                    for r in &stats.rules {
+                        println!("  {:<24} {:<7} {:>12} packets {:>14} bytes {:>10} flows", r.id, r.action, r.packets, r.bytes, r.flows);
+                    }
+                }
+                let ft = &stats.flow_table;
+                println!(
+                    "\nflow table: {} of {} live; created {}, expired {}, evicted {}, invalid {}, refused (full) {}, refused (quota) {}",
+                    ft.live, ft.capacity, ft.creations, ft.expirations, ft.evictions, ft.invalid, ft.full_refusals, ft.quota_refusals
+                );
             }
         }
         "reload" => {
@@ -177,6 +209,24 @@ fn print_human(cmd: &str, reply: &Value) {
                     println!("  port {}: {}", e["port"].as_str().unwrap_or("?"), e["error"].as_str().unwrap_or(""));
                 }
             }
+        }
+        "flows" => {
+            let flows = reply["flows"].as_array().cloned().unwrap_or_default();
+            println!("{:<10} {:<5} {:<40} {:<40} {:<12} {:>10} {:>10} {:<16}", "GUEST", "PROTO", "SOURCE", "DESTINATION", "STATE", "PKTS>", "<PKTS", "RULE");
+            for f in &flows {
+                println!(
+                    "{:<10} {:<5} {:<40} {:<40} {:<12} {:>10} {:>10} {:<16}",
+                    f["guest"].as_str().unwrap_or(""),
+                    f["proto"],
+                    format!("{}:{}", f["src_ip"].as_str().unwrap_or(""), f["src_port"]),
+                    format!("{}:{}", f["dest_ip"].as_str().unwrap_or(""), f["dest_port"]),
+                    f["state"].as_str().unwrap_or(""),
+                    f["pkts"][0],
+                    f["pkts"][1],
+                    f["rule"]
+                );
+            }
+            println!("{} shown of {} tracked", flows.len(), reply["total"]);
         }
         "ping" => println!("dataplane answered in {:.2} ms", reply["round_trip_ms"].as_f64().unwrap_or(0.0)),
         _ => println!("{reply}"),

@@ -112,6 +112,31 @@ impl Collector for ShmCollector {
             let label = r.label();
             f.add(&[("reason", &label)], stats.drops.get(&label).copied().unwrap_or(0) as f64);
         }
+        let rule_metrics: [(&str, &str, fn(&state::RuleRow) -> u64); 3] = [
+            ("rampart_rule_packets_total", "Packets of flows each rule decided (label: the rule's stable id)", |r| r.packets),
+            ("rampart_rule_bytes_total", "Bytes of flows each rule decided", |r| r.bytes),
+            ("rampart_rule_flows_total", "New flows each rule decided", |r| r.flows),
+        ];
+        for (name, help, get) in rule_metrics {
+            f.family(name, help, COUNTER);
+            for r in &stats.rules {
+                f.add(&[("rule", &r.id), ("action", &r.action)], get(r) as f64);
+            }
+        }
+        let ft = &stats.flow_table;
+        f.family("rampart_flows", "Live flows in the connection-tracking table", GAUGE).add(&[], ft.live as f64);
+        f.family("rampart_flow_table_capacity", "Flow table capacity", GAUGE).add(&[], ft.capacity as f64);
+        f.family("rampart_port_flows", "Live flows owned by each guest port", GAUGE);
+        for (port, n) in &ft.per_port {
+            f.add(&[("port", port)], *n as f64);
+        }
+        f.family("rampart_flow_events_total", "Flow-table events: created, expired, evicted, invalid packets, refusals", COUNTER)
+            .add(&[("event", "created")], ft.creations as f64)
+            .add(&[("event", "expired")], ft.expirations as f64)
+            .add(&[("event", "evicted")], ft.evictions as f64)
+            .add(&[("event", "invalid")], ft.invalid as f64)
+            .add(&[("event", "refused_full")], ft.full_refusals as f64)
+            .add(&[("event", "refused_quota")], ft.quota_refusals as f64);
         f.family("rampart_worker_busy_cycles_total", "TSC cycles workers spent on bursts that carried packets", COUNTER);
         for w in &stats.workers {
             f.add(&[("worker", &w.worker.to_string())], w.busy_cycles as f64);

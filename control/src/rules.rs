@@ -4,7 +4,7 @@
 //! which `rampart-acl` compiles into a first-match classifier. Also finds
 //! rules that an earlier rule fully shadows.
 
-use crate::compile::SlotMap;
+use crate::compile::{SlotMap, Slots};
 use rampart_acl::{Classifier, Prefix, Rule};
 use rampart_config::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint, RuleAction as CfgAction, TableFull};
 use rampart_config::{Config, Port};
@@ -95,11 +95,11 @@ pub fn expand(config: &Config, slots: &SlotMap) -> (Vec<Rule>, Vec<u32>) {
     (acl, owner)
 }
 
-pub fn compile_firewall(config: &Config, slots: &SlotMap) -> Result<Option<FirewallImage>, String> {
+pub fn compile_firewall(config: &Config, slots: &Slots) -> Result<Option<FirewallImage>, String> {
     if config.rules.is_empty() {
         return Ok(None);
     }
-    let (acl_rules, acl_rule) = expand(config, slots);
+    let (acl_rules, acl_rule) = expand(config, &slots.ports);
     let acl = Classifier::compile(&acl_rules).map_err(|e| {
         // The classifier numbers ACL rules; operators know policy rule ids.
         let text = e.to_string();
@@ -121,6 +121,7 @@ pub fn compile_firewall(config: &Config, slots: &SlotMap) -> Result<Option<Firew
             .iter()
             .map(|r| RuleImage {
                 id: r.id.get_ref().clone(),
+                counter: slots.rules.get(r.id.get_ref()).copied().unwrap_or(u16::MAX),
                 action: match r.action.get_ref() {
                     CfgAction::Allow => RuleAction::Allow,
                     CfgAction::Deny => RuleAction::Deny,
@@ -224,9 +225,9 @@ sql = ["tcp/5432", "tcp/3306"]
 
     fn compile(rules: &str) -> (Config, FirewallImage, SlotMap) {
         let config = rampart_config::parse("t.toml", &format!("{BASE}{rules}")).unwrap();
-        let (_, slots) = crate::compile::compile(&config, &SlotMap::new()).unwrap();
+        let (_, slots) = crate::compile::compile(&config, &Slots::default()).unwrap();
         let fw = compile_firewall(&config, &slots).unwrap().unwrap();
-        (config, fw, slots)
+        (config, fw, slots.ports)
     }
 
     fn v4(a: [u8; 4]) -> [u8; 16] {

@@ -62,8 +62,34 @@ pub struct WorkerRow {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RuleRow {
+    pub id: String,
+    pub action: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FlowTableRow {
+    pub capacity: u64,
+    pub live: u64,
+    pub creations: u64,
+    pub expirations: u64,
+    pub evictions: u64,
+    pub invalid: u64,
+    pub full_refusals: u64,
+    pub quota_refusals: u64,
+    /// Live flows per port (guest) name.
+    pub per_port: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub ports: Vec<PortRow>,
+    /// Per-rule counters, in rule order (counters follow the rule id across reloads).
+    pub rules: Vec<RuleRow>,
+    pub flow_table: FlowTableRow,
     /// Drops by reason (only reasons seen).
     pub drops: BTreeMap<String, u64>,
     pub workers: Vec<WorkerRow>,
@@ -77,7 +103,7 @@ pub fn events_lost(seg: &Segment) -> u64 {
 
 pub fn ports(seg: Option<&Segment>, image: &PolicyImage) -> Vec<PortRow> {
     let workers = seg.map(|s| s.header().workers.load(Ordering::Relaxed) as usize).unwrap_or(0);
-    let slot_names: SlotMap = crate::compile::slots_of(image);
+    let slot_names: SlotMap = crate::compile::slots_of(image).ports;
     let mut rows: Vec<PortRow> = image
         .ports
         .iter()
@@ -155,5 +181,32 @@ pub fn stats(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
         });
     }
     s.events_lost = events_lost(seg);
+    if let Some(fw) = &image.firewall {
+        for r in &fw.rules {
+            let mut row = RuleRow { id: r.id.clone(), action: format!("{:?}", r.action).to_lowercase(), ..Default::default() };
+            let c = r.counter as usize;
+            if c < rampart_shm::MAX_RULE_COUNTERS {
+                for w in &seg.workers[..workers] {
+                    row.packets += w.rules[c].packets.get();
+                    row.bytes += w.rules[c].bytes.get();
+                    row.flows += w.rules[c].flows.get();
+                }
+            }
+            s.rules.push(row);
+        }
+    }
+    let f = &seg.flows;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    s.flow_table = FlowTableRow {
+        capacity: get(&f.capacity),
+        live: get(&f.live),
+        creations: get(&f.creations),
+        expirations: get(&f.expirations),
+        evictions: get(&f.evictions),
+        invalid: get(&f.invalid),
+        full_refusals: get(&f.full_refusals),
+        quota_refusals: get(&f.quota_refusals),
+        per_port: image.ports.iter().map(|p| (p.name.clone(), get(&f.per_port[p.slot as usize]))).collect(),
+    };
     s
 }

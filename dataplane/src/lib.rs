@@ -7,6 +7,7 @@
 //! is DPDK-free and unit-tested without EAL.
 
 pub mod dpdk;
+pub mod firewall;
 pub mod mac_table;
 pub mod manager;
 pub mod reject;
@@ -25,4 +26,19 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub workers: usize,
     pub idle_sleep_us: u32,
+    /// The connection-tracking table, shared by all workers for the process lifetime.
+    pub flows: rampart_flow::FlowTable,
+    /// Packet buffers (workers allocate reject answers from it).
+    pub pool: dpdk::Mempool,
+    /// TSC at start and TSC ticks per millisecond: the flow table's clock.
+    pub tsc0: u64,
+    pub tsc_per_ms: u64,
+}
+
+impl Shared {
+    /// Milliseconds since the dataplane started (the flow table's time base).
+    #[inline(always)]
+    pub fn now_ms(&self) -> u64 {
+        dpdk::rdtsc().wrapping_sub(self.tsc0) / self.tsc_per_ms.max(1)
+    }
 }

@@ -114,18 +114,9 @@ impl MacTable {
 
     /// Learned (non-static) entries, for carrying them into a new policy generation.
     pub fn learned(&self) -> impl Iterator<Item = ([u8; 6], u8)> + '_ {
-        self.entries(false)
-    }
-
-    /// Static bindings.
-    pub fn statics(&self) -> impl Iterator<Item = ([u8; 6], u8)> + '_ {
-        self.entries(true)
-    }
-
-    fn entries(&self, statics: bool) -> impl Iterator<Item = ([u8; 6], u8)> + '_ {
         self.slots.iter().filter_map(move |s| {
             let e = s.load(Ordering::Relaxed);
-            (e != 0 && (e & STATIC_BIT != 0) == statics).then(|| {
+            (e != 0 && e & STATIC_BIT == 0).then(|| {
                 let b = (e & MAC_BITS).to_be_bytes();
                 ([b[2], b[3], b[4], b[5], b[6], b[7]], port_of(e))
             })

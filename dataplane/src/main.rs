@@ -62,7 +62,7 @@ fn eal_args(dp: &rampart_config::Dataplane) -> Vec<String> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let config = rampart_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let dp = config.dataplane;
+    let dp = config.dataplane.clone();
     if dp.hugepages {
         hugepages_ready()?;
     }
@@ -82,7 +82,22 @@ fn main() -> Result<()> {
     let segment = rampart_shm::Segment::create(&shm_path, dp.file_mode, workers.len() as u32, dpdk::tsc_hz(), dpdk::rdtsc())
         .with_context(|| "creating the shared-memory segment")?;
     let pool = dpdk::Mempool::create("rampart_pool", dp.mbufs)?;
+    let ct = &config.conntrack;
+    let flows = rampart_flow::FlowTable::new(&rampart_flow::FlowTableConfig {
+        capacity: ct.table_size,
+        full_policy: match ct.table_full {
+            rampart_config::rules::TableFull::Refuse => rampart_flow::FullPolicy::Refuse,
+            rampart_config::rules::TableFull::EvictOldest => rampart_flow::FullPolicy::EvictOldest,
+        },
+        guest_quota: if ct.max_flows_per_guest == 0 { u32::MAX } else { ct.max_flows_per_guest },
+        ..Default::default()
+    })
+    .map_err(|e| anyhow::anyhow!("conntrack.table_size: {e}"))?;
     let shared = Arc::new(Shared {
+        flows,
+        pool,
+        tsc0: dpdk::rdtsc(),
+        tsc_per_ms: dpdk::tsc_hz() / 1000,
         segment,
         runtime: AtomicPtr::new(std::ptr::null_mut()),
         worker_epoch: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -99,7 +114,7 @@ fn main() -> Result<()> {
         workers.len(),
         dp.shm
     );
-    let mut manager = Manager::new(shared.clone(), pool, dp.file_mode);
+    let mut manager = Manager::new(shared.clone(), dp.file_mode, PathBuf::from(format!("{}.flows", dp.shm)));
     let stopper = shared.clone();
     std::thread::spawn(move || {
         while !STOP.load(Ordering::Relaxed) {

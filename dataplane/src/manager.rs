@@ -6,7 +6,7 @@
 //! reports the new epoch), acknowledges the generation, serves the command
 //! ring and reports port state — all through the shared-memory segment.
 
-use crate::dpdk::{self, Mempool, PortId};
+use crate::dpdk::{self, PortId};
 use crate::runtime::Runtime;
 use crate::Shared;
 use rampart_shm::ring::{CommandKind, EventKind};
@@ -25,8 +25,9 @@ struct Attached {
 
 pub struct Manager {
     shared: Arc<Shared>,
-    pool: Mempool,
     file_mode: u32,
+    /// Where `rampartctl flows` dumps are written.
+    dump_path: std::path::PathBuf,
     attached: BTreeMap<u16, Attached>,
     image: Option<PolicyImage>,
     epoch: u64,
@@ -34,8 +35,8 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn new(shared: Arc<Shared>, pool: Mempool, file_mode: u32) -> Manager {
-        Manager { shared, pool, file_mode, attached: BTreeMap::new(), image: None, epoch: 0, buf: Vec::new() }
+    pub fn new(shared: Arc<Shared>, file_mode: u32, dump_path: std::path::PathBuf) -> Manager {
+        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, epoch: 0, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -45,8 +46,10 @@ impl Manager {
             self.heartbeat();
             self.poll_policy();
             self.poll_commands();
-            if last_link.elapsed() > Duration::from_millis(200) {
+            self.age_flows();
+            if last_link.elapsed() > Duration::from_millis(100) {
                 self.report_links();
+                self.report_flows();
                 last_link = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -130,6 +133,9 @@ impl Manager {
                 a.image = p.clone();
             }
         }
+        if let Some(fw) = &image.firewall {
+            self.configure_flows(&image, fw);
+        }
         let ids = self.port_ids(&[]);
         self.swap(Runtime::build(gen, &image, |s| ids.get(&s).copied(), self.current()));
         let gone: Vec<u16> = leaving.into_iter().filter(|s| !clashing.contains(s)).collect();
@@ -198,7 +204,7 @@ impl Manager {
             prepare_server_socket(&p.socket)?;
         }
         let port = dpdk::probe(&p.device).map_err(|e| e.to_string())?;
-        if let Err(e) = dpdk::start_port(port, p.queues, self.shared.workers as u16, &self.pool) {
+        if let Err(e) = dpdk::start_port(port, p.queues, self.shared.workers as u16, &self.shared.pool) {
             let _ = dpdk::remove_port(port, &p.device);
             return Err(e.to_string());
         }
@@ -232,6 +238,109 @@ impl Manager {
         }
     }
 
+    /// Timeouts and per-guest quotas take effect with the image (table size and
+    /// table-full policy are fixed at dataplane start).
+    fn configure_flows(&self, image: &PolicyImage, fw: &rampart_shm::FirewallImage) {
+        let t = &fw.conntrack.timeouts;
+        self.shared.flows.set_timeouts(&rampart_flow::Timeouts {
+            tcp_syn_sent: t[0],
+            tcp_syn_recv: t[1],
+            tcp_established: t[2],
+            tcp_fin_wait: t[3],
+            tcp_close_wait: t[4],
+            tcp_last_ack: t[5],
+            tcp_time_wait: t[6],
+            tcp_close: t[7],
+            udp_unreplied: t[8],
+            udp_replied: t[9],
+            icmp: t[10],
+            generic: t[11],
+        });
+        for p in &image.ports {
+            let quota = match p.max_flows {
+                Some(q) => q,
+                None if fw.conntrack.max_flows_per_guest > 0 => fw.conntrack.max_flows_per_guest,
+                None => u32::MAX,
+            };
+            self.shared.flows.set_guest_quota(p.slot as u8, quota);
+        }
+    }
+
+    /// Ages flows a slice at a time (the workers never do it, so none stalls).
+    fn age_flows(&self) {
+        let now = self.shared.now_ms();
+        self.shared.flows.expire_step(now, 8192, |end| {
+            let r = &end.record;
+            let (data, value) = rampart_shm::ring::FlowEventData::pack(
+                &r.key.src_addr,
+                &r.key.dst_addr,
+                r.key.src_port,
+                r.key.dst_port,
+                r.key.proto,
+                (r.verdict & 0xfffff).checked_sub(1),
+            );
+            let rec = EventRecord { tsc: dpdk::rdtsc(), kind: EventKind::FlowEnd as u16, port: r.owner as u16, code: end_code(end.reason), value, len: 32, data, ..Default::default() };
+            self.shared.segment.events[MAIN_EVENT_RING].push(rec);
+        });
+    }
+
+    /// Publishes the flow table's counters and per-port occupancy to shared memory.
+    fn report_flows(&self) {
+        let st = self.shared.flows.stats();
+        let f = &self.shared.segment.flows;
+        f.capacity.store(self.shared.flows.capacity() as u64, Ordering::Relaxed);
+        f.live.store(st.live as u64, Ordering::Relaxed);
+        f.creations.store(st.creations, Ordering::Relaxed);
+        f.expirations.store(st.expirations, Ordering::Relaxed);
+        f.evictions.store(st.evictions, Ordering::Relaxed);
+        f.invalid.store(st.invalid, Ordering::Relaxed);
+        f.full_refusals.store(st.full_refusals, Ordering::Relaxed);
+        f.quota_refusals.store(st.quota_refusals, Ordering::Relaxed);
+        for (slot, c) in f.per_port.iter().enumerate() {
+            c.store(self.shared.flows.guest_occupancy(slot as u8) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes every live flow as a JSON line to the dump file for `rampartctl flows`.
+    fn dump_flows(&self, request: u64) {
+        use std::io::Write;
+        let now = self.shared.now_ms();
+        let tmp = self.dump_path.with_extension("tmp");
+        let mut count = 0u64;
+        let written = std::fs::File::create(&tmp).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            let mut result = Ok(());
+            self.shared.flows.for_each_flow(now, |r| {
+                if result.is_err() {
+                    return;
+                }
+                count += 1;
+                let ip = |a: &[u8; 16]| std::net::Ipv6Addr::from(*a).to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| std::net::Ipv6Addr::from(*a).to_string());
+                let (src, dst) = if r.initiator == rampart_packet::Direction::Forward { (&r.key.src_addr, &r.key.dst_addr) } else { (&r.key.dst_addr, &r.key.src_addr) };
+                let (sport, dport) = if r.initiator == rampart_packet::Direction::Forward { (r.key.src_port, r.key.dst_port) } else { (r.key.dst_port, r.key.src_port) };
+                result = writeln!(
+                    w,
+                    "{{\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":{},\"state\":\"{}\",\"owner\":{},\"rule\":{},\"pkts\":[{},{}],\"bytes\":[{},{}],\"age_ms\":{},\"idle_ms\":{}}}",
+                    ip(src), sport, ip(dst), dport, r.key.proto, r.state.name(), r.owner,
+                    (r.verdict & 0xfffff) as i64 - 1,
+                    r.packets_from_initiator(), r.packets_from_responder(), r.bytes_from_initiator(), r.bytes_from_responder(),
+                    now.saturating_sub(r.start_ms), now.saturating_sub(r.last_ms)
+                );
+            });
+            result.and_then(|_| w.flush())
+        });
+        if written.is_ok() && std::fs::rename(&tmp, &self.dump_path).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.dump_path, std::fs::Permissions::from_mode(self.file_mode));
+            let f = &self.shared.segment.flows;
+            f.dump_count.store(count, Ordering::Relaxed);
+            // Release: the file is complete before control sees the id.
+            f.dump_done.store(request, Ordering::Release);
+        } else {
+            eprintln!("rampart-dataplane: writing the flow dump {} failed", self.dump_path.display());
+        }
+    }
+
     fn report_links(&self) {
         for (slot, a) in &self.attached {
             let up = dpdk::link_up(a.port_id) as u32;
@@ -244,10 +353,12 @@ impl Manager {
             match CommandKind::from_u32(cmd.kind) {
                 Some(CommandKind::Ping) => self.event(EventKind::Pong, u16::MAX, cmd.value, ""),
                 Some(CommandKind::FlushMacs) => {
-                    if let Some(rt) = self.current().map(|rt| rt.flush_learned()) {
-                        self.swap(rt);
+                    if let Some(image) = self.image.clone() {
+                        let ids = self.port_ids(&[]);
+                        self.swap(Runtime::build(self.running_gen(), &image, |s| ids.get(&s).copied(), None));
                     }
                 }
+                Some(CommandKind::DumpFlows) => self.dump_flows(cmd.value),
                 None => eprintln!("rampart-dataplane: unknown command kind {} ignored", cmd.kind),
             }
         }
@@ -269,5 +380,15 @@ fn prepare_server_socket(path: &str) -> Result<(), String> {
             Ok(_) => Err(format!("socket path {path} is in use by another process; stop it or choose another `socket`")),
             Err(_) => std::fs::remove_file(p).map_err(|e| format!("removing stale socket {path}: {e}")),
         },
+    }
+}
+
+/// `code` of a FlowEnd event for each end reason.
+fn end_code(r: rampart_flow::EndReason) -> u16 {
+    match r {
+        rampart_flow::EndReason::Expired => 1,
+        rampart_flow::EndReason::Evicted => 2,
+        rampart_flow::EndReason::Removed => 3,
+        rampart_flow::EndReason::Reopened => 4,
     }
 }

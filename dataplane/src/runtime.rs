@@ -33,6 +33,8 @@ pub struct RtPort {
     /// Receive queues (one per worker that polls it).
     pub queues: u16,
     pub fwd: Fwd,
+    /// Conntrack zone: flows of different segments / wire pairs never mix.
+    pub zone: u16,
 }
 
 pub struct RtSegment {
@@ -53,6 +55,8 @@ pub enum Decision {
 }
 
 pub struct Runtime {
+    /// The stateful firewall, if the policy has rules.
+    pub firewall: Option<crate::firewall::Firewall>,
     /// Policy generation this runtime implements.
     pub gen: u64,
     /// Swap counter (set by the main lcore): workers report the epoch they run.
@@ -69,9 +73,12 @@ impl Runtime {
     /// Learned MACs of `previous` carry over for ports that stay in the same segment.
     pub fn build(gen: u64, image: &PolicyImage, port_id_of: impl Fn(u16) -> Option<u16>, previous: Option<&Runtime>) -> Runtime {
         let mut rt = Runtime {
+            firewall: image.firewall.clone().map(|fw| crate::firewall::Firewall::new(fw, image.default_action, gen)),
             gen,
             epoch: 0,
-            default_drop: image.default_action == Verdict::Drop,
+            // With rules, the firewall applies the default action to IP traffic no rule
+            // matches (ARP and other non-IP frames are switched); without, it applies to all.
+            default_drop: image.default_action == Verdict::Drop && image.firewall.is_none(),
             ports: ArrayVec::new(),
             segments: image
                 .segments
@@ -92,6 +99,10 @@ impl Runtime {
                 enabled: p.enabled,
                 queues: p.queues,
                 fwd: Fwd::Segment(0), // set below, once every port has its local index
+                zone: match p.attach {
+                    Attach::Segment(s) => s + 1,
+                    Attach::Wire(peer) => 0x8000 | p.slot.min(peer),
+                },
             });
         }
         for (local, (p, _)) in attached.iter().enumerate() {
@@ -132,27 +143,6 @@ impl Runtime {
     #[inline(always)]
     pub fn local_of(&self, port_id: u16) -> Option<u8> {
         self.local_by_port_id.get(port_id as usize).copied().filter(|&l| l != NO_PORT)
-    }
-
-    /// Forget every learned MAC (command ring `FlushMacs`).
-    pub fn flush_learned(&self) -> Runtime {
-        // Rebuilding is simplest: same ports, fresh tables, static bindings only.
-        let mut rt = Runtime {
-            gen: self.gen,
-            epoch: 0,
-            default_drop: self.default_drop,
-            ports: self.ports.clone(),
-            segments: Vec::with_capacity(self.segments.len()),
-            local_by_port_id: self.local_by_port_id,
-        };
-        for s in &self.segments {
-            let macs = MacTable::new(MAC_TABLE_SLOTS);
-            for (mac, port) in s.macs.statics() {
-                macs.bind_static(&mac, port);
-            }
-            rt.segments.push(RtSegment { name: s.name.clone(), members: s.members.clone(), macs });
-        }
-        rt
     }
 
     /// Decides where a packet received on local port `ingress` goes; learns its source MAC.
@@ -220,6 +210,7 @@ mod tests {
             attach,
             enabled,
             macs,
+            max_flows: None,
         }
     }
 
@@ -302,7 +293,8 @@ mod tests {
         old.decide(1, &meta(B, A));
         let new = Runtime::build(2, &image(), |slot| Some(20 + slot), Some(&old));
         assert_eq!(new.decide(0, &meta(A, B)), Decision::Port(1));
-        let flushed = new.flush_learned();
+        // FlushMacs rebuilds without carrying learned entries over.
+        let flushed = Runtime::build(2, &image(), |slot| Some(20 + slot), None);
         assert_eq!(flushed.decide(0, &meta(A, B)), Decision::Flood(0));
         assert_eq!(flushed.decide(1, &meta(B, A)), Decision::Port(0), "static bindings stay");
     }

@@ -7,11 +7,20 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
+use crate::firewall::{Firewall, FwVerdict};
+use crate::reject;
+use rampart_packet::Meta;
+use rampart_shm::ring::FlowEventData;
 use crate::runtime::{Decision, Runtime};
 use crate::Shared;
 use rampart_shm::ring::EventKind;
 use rampart_shm::{DropReason, EventRecord, WorkerCounters, MAX_PORTS};
 use std::sync::atomic::Ordering;
+
+/// `code` of a FlowStart event for a rejected flow.
+pub const ACTION_REJECT: u16 = 1;
+/// `code` of a FlowEnd event: the flow was cut by a new policy generation.
+pub const END_POLICY_CUT: u16 = 100;
 
 /// Packets per receive burst.
 pub const BURST: usize = 32;
@@ -106,7 +115,9 @@ impl Worker {
 
     #[inline(always)]
     fn process(&mut self, rt: &Runtime, ingress: u8, pkts: &[MbufPtr]) {
-        let slot = rt.ports[ingress as usize].slot as usize;
+        let port = &rt.ports[ingress as usize];
+        let (slot, zone) = (port.slot as usize, port.zone);
+        let now_ms = if rt.firewall.is_some() { self.shared.now_ms() } else { 0 };
         let mut rx_bytes = 0u64;
         for (i, &m) in pkts.iter().enumerate() {
             if let Some(&ahead) = pkts.get(i + PREFETCH) {
@@ -117,7 +128,16 @@ impl Worker {
             let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
             rx_bytes += len;
             let decision = match rampart_packet::parse(data) {
-                Ok(meta) => rt.decide(ingress, &meta),
+                Ok(meta) => match rt.decide(ingress, &meta) {
+                    Decision::Drop(r) => Decision::Drop(r),
+                    pass => match &rt.firewall {
+                        Some(fw) if meta.is_ip() => match self.firewall(fw, &meta, data, (ingress, slot), zone, len, now_ms) {
+                            Some(reason) => Decision::Drop(reason),
+                            None => pass,
+                        },
+                        _ => pass,
+                    },
+                },
                 Err(e) => {
                     self.event(EventKind::Malformed, slot, DropReason::Malformed(e).index() as u16, len, data);
                     Decision::Drop(DropReason::Malformed(e))
@@ -146,6 +166,59 @@ impl Worker {
         c.rx_bytes.add(rx_bytes);
         dpdk::free_bulk(&mut self.drops);
         self.drops.clear();
+    }
+
+    /// The stateful firewall step; returns why to drop, or None to forward.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn firewall(&mut self, fw: &Firewall, meta: &Meta, data: &[u8], (ingress, slot): (u8, usize), zone: u16, len: u64, now_ms: u64) -> Option<DropReason> {
+        let verdict = fw.check(&self.shared.flows, meta, data, slot as u8, zone, now_ms);
+        let rule = match verdict {
+            FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) | FwVerdict::Cut(rule) => rule,
+        };
+        if let Some(c) = rule.and_then(|r| fw.counter_of(r)) {
+            let rc = &self.counters().rules[c];
+            rc.packets.add(1);
+            rc.bytes.add(len);
+            if matches!(verdict, FwVerdict::Pass { created: true, .. }) {
+                rc.flows.add(1);
+            }
+        }
+        match verdict {
+            FwVerdict::Pass { log, created, rule } => {
+                if log && created {
+                    self.flow_event(EventKind::FlowStart, slot, 0, meta, rule);
+                }
+                None
+            }
+            FwVerdict::Drop(reason, _) => Some(reason),
+            FwVerdict::Cut(rule) => {
+                self.flow_event(EventKind::FlowEnd, slot, END_POLICY_CUT, meta, rule);
+                Some(DropReason::PolicyCut)
+            }
+            FwVerdict::Reject(rule) => {
+                self.reject(meta, data, ingress);
+                self.flow_event(EventKind::FlowStart, slot, ACTION_REJECT, meta, rule);
+                Some(DropReason::RuleReject)
+            }
+        }
+    }
+
+    /// Sends the reject answer back out of the port the packet came in on.
+    fn reject(&mut self, meta: &Meta, data: &[u8], ingress: u8) {
+        let mut out = [0u8; reject::MAX_REPLY];
+        let Some(n) = reject::build(data, meta, &mut out) else { return };
+        if let Some(m) = self.shared.pool.packet(&out[..n]) {
+            self.enqueue(ingress, m, n as u64);
+        }
+    }
+
+    fn flow_event(&self, kind: EventKind, slot: usize, code: u16, meta: &Meta, rule: Option<u32>) {
+        let (data, value) = FlowEventData::pack(&meta.src_addr, &meta.dst_addr, meta.src_port, meta.dst_port, meta.ip_proto, rule);
+        let rec = EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port: slot as u16, code, value, len: 32, data, ..Default::default() };
+        if !self.shared.segment.events[self.id].push(rec) {
+            self.counters().totals.events_lost.add(1);
+        }
     }
 
     #[inline(always)]

@@ -49,8 +49,7 @@ pub(crate) mod seq {
 
 /// Bits of the entry's flag byte.
 pub(crate) mod flag {
-    /// The addresses are not both IPv4-mapped: the full ones are in the side array.
-    pub const V6: u8 = 1 << 0;
+    // Bit 0 is spare (the IPv6 marker lives in the key word, where lookups compare it).
     /// The initiator is the canonical key's `Reverse` endpoint.
     pub const INIT_REV: u8 = 1 << 1;
     /// A valid packet from the responder has been seen.
@@ -63,6 +62,7 @@ pub(crate) mod flag {
     pub const FIN_FWD: u8 = 1 << 5;
     /// TCP FIN seen from the Reverse endpoint.
     pub const FIN_REV: u8 = 1 << 6;
+    const _: () = assert!(FIN_REV == FIN_FWD << 1, "FIN bits are indexed by direction");
     /// The Reverse endpoint sent the first FIN.
     pub const CLOSER_REV: u8 = 1 << 7;
 }
@@ -183,6 +183,13 @@ fn low32(bytes: &[u8; 16]) -> u64 {
 }
 
 impl PackedKey {
+    /// Placeholder for scratch arrays.
+    pub const EMPTY: PackedKey = PackedKey {
+        addrs: 0,
+        rest: 0,
+        words: [0; 4],
+    };
+
     #[inline]
     pub fn new(key: &FlowKey) -> PackedKey {
         let v6 = key.src_addr[..12] != MAPPED_PREFIX || key.dst_addr[..12] != MAPPED_PREFIX;

@@ -44,7 +44,6 @@
 //! nanoseconds ago may be missed); the miss path's insert resolves that as a clash.
 
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::hash::BuildHasher;
 
 use rampart_packet::{Direction, FlowKey, Meta};
 
@@ -603,10 +602,12 @@ impl FlowTable {
             let hashes = &hashes[base..base + m];
             let out = &mut out[base..base + m];
             let mut primary = [0usize; BULK];
+            let mut packed = [PackedKey::EMPTY; BULK];
             let mut lanes = [0u16; BULK];
             for i in 0..m {
                 primary[i] = self.primary(hashes[i]);
                 prefetch(&self.buckets[primary[i]]);
+                packed[i] = PackedKey::new(&keys[i]);
             }
             for i in 0..m {
                 let bucket = &self.buckets[primary[i]];
@@ -614,7 +615,7 @@ impl FlowTable {
                 if lanes[i] != 0 {
                     let slot = primary[i] * LANES + lanes[i].trailing_zeros() as usize;
                     prefetch(&self.entries[slot]);
-                    if keys[i].src_addr[..12] != keys[i].dst_addr[..12] || keys[i].src_addr[10] != 0xff {
+                    if packed[i].is_v6() {
                         prefetch(&self.v6[slot]);
                     }
                 } else if bucket.spilled.load(Relaxed) != 0 {
@@ -622,11 +623,11 @@ impl FlowTable {
                 }
             }
             for i in 0..m {
-                let key = PackedKey::new(&keys[i]);
-                let mut hit = self.check_lanes(primary[i], lanes[i], &key);
+                let key = &packed[i];
+                let mut hit = self.check_lanes(primary[i], lanes[i], key);
                 if hit.is_none() && self.buckets[primary[i]].spilled.load(Relaxed) != 0 {
                     let b2 = self.secondary(hashes[i], primary[i]);
-                    hit = self.probe(b2, Self::tag(hashes[i]), &key);
+                    hit = self.probe(b2, Self::tag(hashes[i]), key);
                 }
                 hits += hit.is_some() as usize;
                 out[i] = hit;
@@ -683,7 +684,7 @@ impl FlowTable {
     ) -> Result<Tracked, Stale> {
         let slot = hit.slot as usize;
         let e = &self.entries[slot];
-        if !self.lock_write(e, hit.generation) {
+        if e.seq.load(Acquire) & !seq::LOCKS != hit.generation {
             return Err(Stale::Gone);
         }
         // Exclusive from here to the Release store at the end: Relaxed data accesses.

@@ -62,12 +62,24 @@ pub struct WorkerTotals {
     pub events_lost: Counter,
 }
 
+/// What one worker counted for one rule (by the rule's stable counter slot).
+#[repr(C)]
+#[derive(Default)]
+pub struct RuleCounters {
+    /// Packets of flows this rule decided (first packets and tracked packets).
+    pub packets: Counter,
+    pub bytes: Counter,
+    /// New flows this rule decided.
+    pub flows: Counter,
+}
+
 /// One worker's counter block.
 #[repr(C, align(64))]
 pub struct WorkerCounters {
     pub ports: [PortCounters; MAX_PORTS],
     pub drops: [Counter; MAX_DROP_REASONS],
     pub totals: WorkerTotals,
+    pub rules: [RuleCounters; crate::layout::MAX_RULE_COUNTERS],
 }
 
 // SAFETY: #[repr(C)], only AtomicU64-based counters; all-zero is the initial
@@ -104,11 +116,29 @@ pub enum DropReason {
     Hairpin,
     /// Received on a port that is being detached.
     PortDetached,
+    /// A `deny` rule matched the flow's first packet.
+    RuleDeny,
+    /// A `reject` rule matched (an RST / ICMP unreachable was sent back).
+    RuleReject,
+    /// Not consistent with its tracked connection (TCP window, flags, state).
+    ConntrackInvalid,
+    /// The first packet of a TCP flow was not a SYN.
+    ConntrackNotSyn,
+    /// The flow table is full (table-full policy `refuse`).
+    FlowTableFull,
+    /// The sending guest is at its flow quota.
+    FlowQuota,
+    /// A non-first IP fragment (fragments after the first are dropped by policy).
+    Fragment,
+    /// An ICMP error whose quoted packet matches no tracked flow.
+    IcmpUnrelated,
+    /// A flow the new policy generation denies (cut at the first packet after the reload).
+    PolicyCut,
 }
 
 /// First drop-reason index used by path (non-parse) reasons.
 const PATH_BASE: usize = 40;
-const PATH_REASONS: [DropReason; 7] = [
+const PATH_REASONS: [DropReason; 16] = [
     DropReason::PortDisabled,
     DropReason::PolicyDrop,
     DropReason::NoPolicy,
@@ -116,6 +146,15 @@ const PATH_REASONS: [DropReason; 7] = [
     DropReason::NoDestination,
     DropReason::Hairpin,
     DropReason::PortDetached,
+    DropReason::RuleDeny,
+    DropReason::RuleReject,
+    DropReason::ConntrackInvalid,
+    DropReason::ConntrackNotSyn,
+    DropReason::FlowTableFull,
+    DropReason::FlowQuota,
+    DropReason::Fragment,
+    DropReason::IcmpUnrelated,
+    DropReason::PolicyCut,
 ];
 const _: () = assert!(ParseError::COUNT <= PATH_BASE);
 const _: () = assert!(PATH_BASE + PATH_REASONS.len() <= MAX_DROP_REASONS);
@@ -133,6 +172,15 @@ impl DropReason {
             DropReason::NoDestination => PATH_BASE + 4,
             DropReason::Hairpin => PATH_BASE + 5,
             DropReason::PortDetached => PATH_BASE + 6,
+            DropReason::RuleDeny => PATH_BASE + 7,
+            DropReason::RuleReject => PATH_BASE + 8,
+            DropReason::ConntrackInvalid => PATH_BASE + 9,
+            DropReason::ConntrackNotSyn => PATH_BASE + 10,
+            DropReason::FlowTableFull => PATH_BASE + 11,
+            DropReason::FlowQuota => PATH_BASE + 12,
+            DropReason::Fragment => PATH_BASE + 13,
+            DropReason::IcmpUnrelated => PATH_BASE + 14,
+            DropReason::PolicyCut => PATH_BASE + 15,
         }
     }
 
@@ -152,6 +200,15 @@ impl DropReason {
             DropReason::NoDestination => "no_destination".into(),
             DropReason::Hairpin => "hairpin".into(),
             DropReason::PortDetached => "port_detached".into(),
+            DropReason::RuleDeny => "rule_deny".into(),
+            DropReason::RuleReject => "rule_reject".into(),
+            DropReason::ConntrackInvalid => "conntrack_invalid".into(),
+            DropReason::ConntrackNotSyn => "conntrack_not_syn".into(),
+            DropReason::FlowTableFull => "flow_table_full".into(),
+            DropReason::FlowQuota => "flow_quota".into(),
+            DropReason::Fragment => "fragment".into(),
+            DropReason::IcmpUnrelated => "icmp_unrelated".into(),
+            DropReason::PolicyCut => "policy_cut".into(),
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct PortImage {
     pub enabled: bool,
     /// Static MAC bindings.
     pub macs: Vec<[u8; 6]>,
+    /// Flow-table quota of this guest (None: the conntrack default).
+    pub max_flows: Option<u32>,
 }
 
 /// What a policy rule does with the new flows it matches.
@@ -64,6 +66,8 @@ pub enum RuleAction {
 pub struct RuleImage {
     /// Stable id from the config (metrics label, log field).
     pub id: String,
+    /// Counter slot, stable for the id while the dataplane runs; `u16::MAX` = no counters.
+    pub counter: u16,
     pub action: RuleAction,
     /// Track the flows it allows (replies admitted by state).
     pub stateful: bool,
@@ -148,6 +152,12 @@ impl PolicyImage {
             if let Some(bad) = fw.acl_rule.iter().find(|&&r| r as usize >= fw.rules.len()) {
                 return Err(format!("ACL rule maps to policy rule {bad}, which does not exist"));
             }
+            if let Some(r) = fw.rules.iter().find(|r| r.counter != u16::MAX && r.counter as usize >= crate::layout::MAX_RULE_COUNTERS) {
+                return Err(format!("rule {}: counter slot {} out of range", r.id, r.counter));
+            }
+            if fw.rules.len() >= 1 << 24 {
+                return Err("too many rules".into());
+            }
         }
         for p in &self.ports {
             match p.attach {
@@ -189,6 +199,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Segment(0),
                     enabled: true,
                     macs: vec![[2, 0, 0, 0, 0, 1]],
+                    max_flows: Some(100),
                 },
                 PortImage {
                     slot: 3,
@@ -200,6 +211,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Wire(4),
                     enabled: false,
                     macs: vec![],
+                    max_flows: None,
                 },
                 PortImage {
                     slot: 4,
@@ -211,6 +223,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Wire(3),
                     enabled: true,
                     macs: vec![],
+                    max_flows: None,
                 },
             ],
             firewall: None,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).
@@ -19,6 +19,8 @@ pub const MAX_EVENT_RINGS: usize = MAX_WORKERS + 1;
 pub const MAIN_EVENT_RING: usize = MAX_WORKERS;
 /// Ports (counter slots) a segment has room for.
 pub const MAX_PORTS: usize = 64;
+/// Rules with their own counters (stable counter slots, assigned by the control process).
+pub const MAX_RULE_COUNTERS: usize = 4096;
 /// Drop-reason counters per worker.
 pub const MAX_DROP_REASONS: usize = 64;
 /// Records per event ring (power of two).
@@ -132,6 +134,25 @@ pub struct PortStatus {
     pub message: UnsafeCell<[u8; 172]>,
 }
 
+/// The flow table as the main lcore last saw it (refreshed every ~100 ms).
+#[repr(C, align(64))]
+pub struct FlowStatus {
+    pub capacity: AtomicU64,
+    pub live: AtomicU64,
+    pub creations: AtomicU64,
+    pub expirations: AtomicU64,
+    pub evictions: AtomicU64,
+    pub invalid: AtomicU64,
+    pub full_refusals: AtomicU64,
+    pub quota_refusals: AtomicU64,
+    /// Live flows owned by each port slot.
+    pub per_port: [AtomicU64; MAX_PORTS],
+    /// Flow dumps (`rampartctl flows`): request id control wants, id the dataplane wrote.
+    pub dump_requested: AtomicU64,
+    pub dump_done: AtomicU64,
+    pub dump_count: AtomicU64,
+}
+
 pub type EventRing = SpscRing<EventRecord, EVENT_RING_RECORDS>;
 pub type CommandRing = SpscRing<CommandRecord, COMMAND_RING_RECORDS>;
 
@@ -142,6 +163,7 @@ pub struct Layout {
     pub policy: PolicyControl,
     pub commands: CommandRing,
     pub ports: [PortStatus; MAX_PORTS],
+    pub flows: FlowStatus,
     pub workers: [WorkerCounters; MAX_WORKERS],
     pub events: [EventRing; MAX_EVENT_RINGS],
     pub slots: [PolicySlot; 2],
@@ -157,6 +179,8 @@ unsafe impl ShmSafe for PolicyControl {}
 unsafe impl ShmSafe for PolicySlot {}
 // SAFETY: see above.
 unsafe impl ShmSafe for PortStatus {}
+// SAFETY: see above.
+unsafe impl ShmSafe for FlowStatus {}
 // SAFETY: see above.
 unsafe impl ShmSafe for Layout {}
 // SAFETY: the Layout is only ever accessed through shared references whose

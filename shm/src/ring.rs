@@ -132,6 +132,12 @@ pub enum EventKind {
     Pong = 6,
     /// A port failed to attach; `data` holds the start of the DPDK error text.
     PortError = 7,
+    /// A new flow decided by a rule with logging on (see [`FlowEventData`]).
+    FlowStart = 8,
+    /// A flow ended (expired, evicted, closed, cut by policy); `code` is the reason.
+    FlowEnd = 9,
+    /// A flow dump was written (`value` = request id, `code` unused).
+    FlowsDumped = 10,
 }
 
 impl EventKind {
@@ -144,6 +150,9 @@ impl EventKind {
             5 => EventKind::PolicyRejected,
             6 => EventKind::Pong,
             7 => EventKind::PortError,
+            8 => EventKind::FlowStart,
+            9 => EventKind::FlowEnd,
+            10 => EventKind::FlowsDumped,
             _ => return None,
         })
     }
@@ -175,6 +184,8 @@ pub enum CommandKind {
     Ping = 1,
     /// Forget learned MAC addresses (all segments).
     FlushMacs = 2,
+    /// Write every flow to the dump file (`value` = request id).
+    DumpFlows = 3,
 }
 
 impl CommandKind {
@@ -182,6 +193,7 @@ impl CommandKind {
         match v {
             1 => Some(CommandKind::Ping),
             2 => Some(CommandKind::FlushMacs),
+            3 => Some(CommandKind::DumpFlows),
             _ => None,
         }
     }
@@ -213,6 +225,33 @@ impl Sequenced for EventRecord {
 impl Sequenced for CommandRecord {
     fn set_seq(&mut self, seq: u64) {
         self.seq = seq;
+    }
+}
+
+/// How flow events pack a flow into an [`EventRecord`]: `data` = source
+/// address (16 bytes) + destination address (16 bytes), IPv4-mapped;
+/// `value` = src port << 48 | dst port << 32 | protocol << 24 | rule index + 1
+/// (0 = none) in the low 24 bits; `port` = owner port slot; `code` = action or end reason.
+pub struct FlowEventData;
+
+impl FlowEventData {
+    pub fn pack(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, proto: u8, rule: Option<u32>) -> ([u8; 32], u64) {
+        let mut data = [0u8; 32];
+        data[..16].copy_from_slice(src);
+        data[16..].copy_from_slice(dst);
+        let rule = rule.map(|r| (r + 1) & 0xff_ffff).unwrap_or(0) as u64;
+        (data, (sport as u64) << 48 | (dport as u64) << 32 | (proto as u64) << 24 | rule)
+    }
+
+    /// (src, dst, sport, dport, proto, rule index)
+    pub fn unpack(rec: &EventRecord) -> ([u8; 16], [u8; 16], u16, u16, u8, Option<u32>) {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        src.copy_from_slice(&rec.data[..16]);
+        dst.copy_from_slice(&rec.data[16..]);
+        let v = rec.value;
+        let rule = (v & 0xff_ffff) as u32;
+        (src, dst, (v >> 48) as u16, (v >> 32) as u16, (v >> 24) as u8, rule.checked_sub(1))
     }
 }
 

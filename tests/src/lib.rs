@@ -110,6 +110,8 @@ pub struct PortSpec {
     pub enabled: bool,
     /// For kind = "device".
     pub device: Option<String>,
+    /// Extra TOML lines for this port (addresses, tags, max_flows...).
+    pub extra: String,
 }
 
 impl PortSpec {
@@ -121,7 +123,14 @@ impl PortSpec {
             mac: Some(mac.into()),
             enabled: true,
             device: None,
+            extra: String::new(),
         }
+    }
+
+    /// A guest with the IPv4 address rampart-guestsim uses for `mac` (10.0.mac[4].mac[5]).
+    pub fn addressed(name: &str, segment: &str, mac: &str) -> PortSpec {
+        let b: Vec<u8> = mac.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
+        PortSpec { extra: format!("addresses = [\"10.0.{}.{}\"]\n", b[4], b[5]), ..PortSpec::guest(name, segment, mac) }
     }
 }
 
@@ -134,6 +143,8 @@ pub struct Rig {
     pub hugepages: bool,
     pub default_action: &'static str,
     pub ports: Vec<PortSpec>,
+    /// Extra TOML (rules, sets, conntrack) appended to the config.
+    pub extra: String,
     pub dataplane: Option<Proc>,
     pub control: Option<Proc>,
 }
@@ -151,6 +162,7 @@ impl Rig {
             hugepages: true,
             default_action: "forward",
             ports: Vec::new(),
+            extra: String::new(),
             dataplane: None,
             control: None,
         }
@@ -192,8 +204,10 @@ impl Rig {
             if let Some(m) = &p.mac {
                 t += &format!("macs = [\"{m}\"]\n");
             }
+            t += &p.extra;
             t += "\n";
         }
+        t += &self.extra;
         std::fs::write(&self.config, t).unwrap();
     }
 

@@ -92,7 +92,7 @@ fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, input
         ("p0", a0, format!("net_pcap_{name}0,rx_pcap={},tx_pcap={}", inp.display(), out0.display())),
         ("p1", a1, format!("net_pcap_{name}1,rx_pcap={},tx_pcap={}", empty.display(), out1.display())),
     ] {
-        rig.ports.push(PortSpec { name: p.into(), kind: "device", attach: a.into(), mac: None, enabled: true, device: Some(dev) });
+        rig.ports.push(PortSpec { name: p.into(), kind: "device", attach: a.into(), mac: None, enabled: true, device: Some(dev), extra: String::new() });
     }
     rig.start();
     wait_for("the capture to be read", Duration::from_secs(20), || (rig.port("p0")["rx_packets"].as_u64() == Some(input.len() as u64)).then_some(()));

@@ -35,6 +35,12 @@ struct Args {
     /// Packets to send (0 = until stopped).
     #[arg(long, default_value_t = 0)]
     count: u64,
+    /// UDP source port of flow 0 (flow n uses sport + n).
+    #[arg(long, default_value_t = 10000)]
+    sport: u16,
+    /// UDP destination port.
+    #[arg(long, default_value_t = 9)]
+    dport: u16,
     /// Distinct UDP flows (source ports) to cycle through.
     #[arg(long, default_value_t = 1)]
     flows: u16,
@@ -67,7 +73,7 @@ fn mac(s: &str) -> Result<[u8; 6]> {
 }
 
 /// An Ethernet/IPv4/UDP frame carrying MAGIC, the sender id and a sequence number.
-fn frame(src: [u8; 6], dst: [u8; 6], flow: u16, seq: u64) -> Vec<u8> {
+fn frame(src: [u8; 6], dst: [u8; 6], (sport, dport): (u16, u16), seq: u64) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -79,10 +85,9 @@ fn frame(src: [u8; 6], dst: [u8; 6], flow: u16, seq: u64) -> Vec<u8> {
     let csum = !(((sum & 0xffff) + (sum >> 16)) as u16);
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
     f.extend_from_slice(&ip);
-    let sport = 10000 + flow;
     let udp_len = (8 + payload_len) as u16;
     f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&9u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
     f.extend_from_slice(&udp_len.to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(MAGIC);
@@ -234,7 +239,8 @@ fn main() -> Result<()> {
                 }
                 for i in 0..due {
                     let seq = sent + i;
-                    match pool.packet(&frame(me, dst, (seq % args.flows.max(1) as u64) as u16, seq)) {
+                    let flow = (seq % args.flows.max(1) as u64) as u16;
+                    match pool.packet(&frame(me, dst, (args.sport.wrapping_add(flow), args.dport), seq)) {
                         Some(m) => pending.push(m),
                         None => break, // pool exhausted: the rest is due next round
                     }
@@ -247,7 +253,7 @@ fn main() -> Result<()> {
                 }
                 if args.junk_every > 0 && sent / args.junk_every > junk {
                     // A frame claiming an IPv4 total length far beyond its bytes.
-                    let mut f = frame(me, dst, 0, u64::MAX);
+                    let mut f = frame(me, dst, (args.sport, args.dport), u64::MAX);
                     f[16] = 0x05;
                     f[17] = 0xdc;
                     if let Some(m) = pool.packet(&f[..40]) {

@@ -1,0 +1,197 @@
+//! The stateful firewall step of the packet path (DESIGN.md §3 steps 5 and 7).
+//!
+//! Per IP packet: a flow-table hit is tracked (TCP state machine, windows)
+//! and keeps its cached verdict — so replies pass by state even where the
+//! rules deny that direction; a miss is classified (first match over the
+//! compiled ACL) and, if allowed and stateful, inserted subject to the
+//! guest's quota and the table-full policy. A flow decided under an older
+//! policy generation is re-classified at its next packet: if the new policy
+//! denies it, it is cut and logged. Non-first fragments are dropped (only
+//! the first fragment carries ports; documented, never a bypass); ICMP
+//! errors pass only when their quoted packet belongs to a tracked flow.
+//! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
+
+use rampart_acl::{Classifier, Key};
+use rampart_flow::{FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Stale};
+use rampart_packet::{FlowKey, Meta};
+use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
+
+/// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
+/// 20 bits and the low 12 bits of the policy generation above them.
+const RULE_BITS: u32 = 20;
+const RULE_MASK: u32 = (1 << RULE_BITS) - 1;
+
+/// One generation's rules.
+pub struct Firewall {
+    pub rules: Vec<RuleImage>,
+    acl: Classifier,
+    acl_rule: Vec<u32>,
+    default_forward: bool,
+    gen_tag: u32,
+}
+
+/// What the firewall decided for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FwVerdict {
+    /// Forward. `rule` decided the flow (for its counters); `created` if this packet
+    /// opened a tracked flow; `log` if that rule logs new flows.
+    Pass { rule: Option<u32>, created: bool, log: bool },
+    Drop(DropReason, Option<u32>),
+    /// Drop and answer the sender (TCP RST / ICMP unreachable).
+    Reject(Option<u32>),
+    /// An existing flow the new policy denies: drop, and the flow was removed.
+    Cut(Option<u32>),
+}
+
+impl Firewall {
+    pub fn new(image: FirewallImage, default_action: Verdict, gen: u64) -> Firewall {
+        Firewall {
+            rules: image.rules,
+            acl: image.acl,
+            acl_rule: image.acl_rule,
+            default_forward: default_action == Verdict::Forward,
+            gen_tag: (gen as u32) & ((1 << (32 - RULE_BITS)) - 1),
+        }
+    }
+
+    fn verdict_word(&self, rule: Option<u32>) -> u32 {
+        self.gen_tag << RULE_BITS | rule.map(|r| r + 1).unwrap_or(0)
+    }
+
+    fn rule_of(word: u32) -> Option<u32> {
+        (word & RULE_MASK).checked_sub(1)
+    }
+
+    /// First matching policy rule for a flow opened on `ingress` with this key.
+    #[inline]
+    fn classify(&self, key: &FlowKey, meta: &Meta, ingress: u8) -> Option<u32> {
+        let icmp = meta.is_icmp();
+        let k = Key {
+            src: key.src_addr,
+            dst: key.dst_addr,
+            proto: key.proto,
+            src_port: if icmp { 0 } else { key.src_port },
+            dst_port: if icmp { 0 } else { key.dst_port },
+            icmp_type: meta.icmp_type().unwrap_or(0),
+            icmp_code: meta.icmp_code().unwrap_or(0),
+            ingress,
+        };
+        self.acl.lookup(&k).and_then(|i| self.acl_rule.get(i as usize).copied())
+    }
+
+    fn action(&self, rule: Option<u32>) -> (bool, bool) {
+        // (allowed, stateful)
+        match rule.and_then(|r| self.rules.get(r as usize)) {
+            Some(r) => (matches!(r.action, RuleAction::Allow | RuleAction::Log), r.stateful),
+            None => (self.default_forward, false),
+        }
+    }
+
+    /// Decides one IP packet received on port slot `ingress` in segment/wire `zone`.
+    #[inline]
+    pub fn check(&self, flows: &FlowTable, meta: &Meta, frame: &[u8], ingress: u8, zone: u16, now_ms: u64) -> FwVerdict {
+        if meta.is_later_fragment() {
+            return FwVerdict::Drop(DropReason::Fragment, None);
+        }
+        let Some(mut key) = FlowKey::from_meta(meta) else {
+            return FwVerdict::Pass { rule: None, created: false, log: false };
+        };
+        key.zone = zone;
+        if let Some(inner) = meta.icmp_inner_offset() {
+            return match inner_key(frame, inner, zone).and_then(|k| flows.icmp_error_related(&meta.dst_addr, &k)) {
+                Some(rel) => FwVerdict::Pass { rule: Self::rule_of(rel.hit.verdict), created: false, log: false },
+                None => FwVerdict::Drop(DropReason::IcmpUnrelated, None),
+            };
+        }
+        let pkt = PacketInfo::from_frame(meta, frame);
+        let (canonical, dir, hash) = flows.prepare(&key);
+        if let Some(hit) = flows.lookup(&canonical, hash) {
+            let mut rule = Self::rule_of(hit.verdict);
+            if hit.verdict >> RULE_BITS != self.gen_tag {
+                // Decided under another policy generation: ask the current one.
+                let opener = if hit.initiator == dir { key } else { key.reversed() };
+                let now_rule = self.classify(&opener, meta, hit.owner);
+                let (allowed, stateful) = self.action(now_rule);
+                if !allowed || !stateful {
+                    flows.remove(&canonical, hash, now_ms);
+                    return FwVerdict::Cut(now_rule);
+                }
+                let _ = flows.set_verdict(&hit, self.verdict_word(now_rule));
+                rule = now_rule;
+            }
+            match flows.track(&hit, dir, &pkt, now_ms) {
+                Ok(t) => {
+                    return match t.outcome {
+                        Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
+                        Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+                    }
+                }
+                Err(Stale::Gone) | Err(Stale::Reopened(_)) => {} // classify it as a new flow below
+            }
+        }
+        let rule = self.classify(&key, meta, ingress);
+        let (allowed, stateful) = self.action(rule);
+        if !allowed {
+            let reject = rule.and_then(|r| self.rules.get(r as usize)).is_some_and(|r| r.action == RuleAction::Reject);
+            return match (reject, rule) {
+                (true, _) => FwVerdict::Reject(rule),
+                (false, Some(_)) => FwVerdict::Drop(DropReason::RuleDeny, rule),
+                (false, None) => FwVerdict::Drop(DropReason::PolicyDrop, None),
+            };
+        }
+        let log = rule.and_then(|r| self.rules.get(r as usize)).is_some_and(|r| r.log);
+        if !stateful {
+            return FwVerdict::Pass { rule, created: false, log };
+        }
+        let new = NewFlow { verdict: self.verdict_word(rule), owner: ingress };
+        match flows.insert(&canonical, hash, dir, new, &pkt, now_ms) {
+            Ok(ins) if ins.tracked.outcome.is_valid() => FwVerdict::Pass { rule, created: ins.created, log },
+            Ok(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+            Err(InsertError::Full) => FwVerdict::Drop(DropReason::FlowTableFull, rule),
+            Err(InsertError::QuotaExceeded(_)) => FwVerdict::Drop(DropReason::FlowQuota, rule),
+            Err(InsertError::Invalid(InvalidReason::TcpNotSyn)) => FwVerdict::Drop(DropReason::ConntrackNotSyn, rule),
+            Err(InsertError::Invalid(_)) | Err(InsertError::Contended) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+        }
+    }
+
+    /// Counter slot of a policy rule.
+    #[inline]
+    pub fn counter_of(&self, rule: u32) -> Option<usize> {
+        self.rules.get(rule as usize).map(|r| r.counter as usize).filter(|&c| c < rampart_shm::MAX_RULE_COUNTERS)
+    }
+}
+
+/// The key of the packet quoted in an ICMP error (in its own packet order).
+fn inner_key(frame: &[u8], off: usize, zone: u16) -> Option<FlowKey> {
+    let ip = frame.get(off..)?;
+    let (src, dst, proto, l4) = match ip.first()? >> 4 {
+        4 => {
+            let ihl = (ip[0] & 0x0f) as usize * 4;
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s[10] = 0xff;
+            s[11] = 0xff;
+            d[10] = 0xff;
+            d[11] = 0xff;
+            s[12..].copy_from_slice(ip.get(12..16)?);
+            d[12..].copy_from_slice(ip.get(16..20)?);
+            (s, d, *ip.get(9)?, ip.get(ihl..)?)
+        }
+        6 => {
+            let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            (s, d, *ip.get(6)?, ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    let (sport, dport) = match proto {
+        6 | 17 | 132 => (u16::from_be_bytes([*l4.first()?, *l4.get(1)?]), u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?])),
+        1 | 58 => {
+            // An echo request quoted in an error: the identifier is both "ports".
+            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
+            (id, id)
+        }
+        _ => (0, 0),
+    };
+    Some(FlowKey { src_addr: src, dst_addr: dst, src_port: sport, dst_port: dport, proto, zone })
+}
