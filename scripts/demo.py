@@ -98,7 +98,10 @@ def main():
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(stats["drops"].items())) or "none"
             cpp = ", ".join(f"worker {w['worker']}: {w['cycles_per_packet']:.0f}" for w in stats["workers"])
             logged = ctl("status").get("status", {}).get("events_logged", 0)
-            print(f"drops by reason: {reasons}\nbusy cycles/packet: {cpp}; events logged: {logged}, lost: {stats['events_lost']}\n")
+            rules = ", ".join(f"{r['id']} ({r['action']}): {r['packets']} pkts/{r['flows']} flows" for r in stats.get("rules", []))
+            ft = stats.get("flow_table", {})
+            print(f"drops by reason: {reasons}\nrules: {rules}\nflow table: {ft.get('live', 0)} live of {ft.get('capacity', 0)}, "
+                  f"{ft.get('creations', 0)} created\nbusy cycles/packet: {cpp}; events logged: {logged}, lost: {stats['events_lost']}\n")
             last = stats
     except KeyboardInterrupt:
         pass

@@ -1,13 +1,13 @@
 //! Rule list → [`Classifier`]: expand each rule into (source, destination)
-//! candidates, place every candidate in the first table whose mask it fits
-//! without overfilling a bucket, then lay the tables out as open-addressing
-//! arrays.
+//! candidates, split them into at most three groups by which addresses they
+//! leave wide open, and build one decision tree per group by recursive
+//! multi-bit cuts; leaves keep short, priority-ordered candidate lists.
 
 use std::collections::HashMap;
 
 use crate::classifier::{
-    hash_words, pack_misc, Check, Classifier, Slot, Table, CHECK_CODE_ANY, CHECK_PROTO_ANY,
-    CHECK_TYPE_ANY,
+    Check, Classifier, Tree, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
+    LEAF_MAX_LEN, MAX_CUT_BITS,
 };
 use crate::{prefix_mask, Prefix, Rule, PROTO_ICMP, PROTO_ICMPV6};
 
@@ -15,8 +15,12 @@ use crate::{prefix_mask, Prefix, Rule, PROTO_ICMP, PROTO_ICMPV6};
 pub const MAX_RULES: usize = 1 << 24;
 /// Most (source prefix × destination prefix) pairs one rule may expand to.
 pub const MAX_PAIRS_PER_RULE: usize = 1 << 16;
-/// Most candidates (expanded pairs, with port-range copies) in one classifier.
+/// Most candidates (expanded pairs) in one classifier.
 pub const MAX_ENTRIES: usize = 1 << 22;
+/// Most tree pointers (8 bytes each) the compiled trees may hold.
+const MAX_NODES: usize = 1 << 25;
+/// Most candidate copies (64 bytes each) all leaves together may hold.
+const MAX_LEAF_CHECKS: usize = 1 << 23;
 
 /// Why a rule list cannot be compiled. Rule numbers are 0-based positions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,91 +35,29 @@ pub enum CompileError {
     TooManyRules { count: usize },
     #[error("rule {rule}: {count} source × destination prefix pairs are more than {MAX_PAIRS_PER_RULE}; split the rule or summarise its address sets")]
     RuleTooLarge { rule: usize, count: usize },
-    #[error("the rules expand to more than {MAX_ENTRIES} candidates; summarise address sets or narrow port ranges")]
+    #[error("the rules expand to more than {MAX_ENTRIES} candidates, or their trees outgrow the classifier's memory budget; summarise address sets or narrow port ranges")]
     TooLarge,
 }
 
-/// Knobs of the table construction. The defaults are what the benchmarks
+/// Knobs of the tree construction. The defaults are what the benchmarks
 /// chose; the others exist to measure alternatives and to stress the
 /// construction in tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Candidates one bucket may collect before a candidate goes to a more
-    /// specific table instead (it may still be exceeded when even the exact
-    /// mask cannot separate rules, e.g. identical addresses, varied ranges).
-    pub max_bucket: usize,
-    /// Merge mask types (TupleMerge): a candidate may go into any table whose
-    /// mask is no more specific than its own. `false` = one table per exact
-    /// mask type, as VPP's hash ACL does.
-    pub merge: bool,
-    /// Most bucket copies a port range may be split into to fit a table that
-    /// hashes a port prefix.
-    pub max_port_copies: u32,
+    /// A node with at most this many candidates becomes a leaf.
+    pub leaf_size: usize,
+    /// Space factor (HiCuts): a cut may make at most `space_factor × n`
+    /// candidate copies plus child pointers out of a node of `n` candidates.
+    pub space_factor: usize,
+    /// Build separate trees for candidates whose destination (then source)
+    /// is wide open (EffiCuts' separable trees), so those do not get copied
+    /// into every child of an address cut.
+    pub separate: bool,
 }
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
-        CompileOptions { max_bucket: 8, merge: true, max_port_copies: 4 }
-    }
-}
-
-/// What a table hashes: prefix lengths of the addresses and ports, and
-/// whether the protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Mask {
-    src_len: u8,
-    dst_len: u8,
-    proto: bool,
-    sport_len: u8,
-    dport_len: u8,
-}
-
-impl Mask {
-    fn words(&self) -> [u64; 5] {
-        let src = prefix_mask(u32::from(self.src_len));
-        let dst = prefix_mask(u32::from(self.dst_len));
-        let proto = if self.proto { 0xff } else { 0 };
-        [
-            (src >> 64) as u64,
-            src as u64,
-            (dst >> 64) as u64,
-            dst as u64,
-            pack_misc(proto, port_mask(self.sport_len), port_mask(self.dport_len)),
-        ]
-    }
-}
-
-fn port_mask(len: u8) -> u16 {
-    u16::MAX.checked_shl(16u32.saturating_sub(u32::from(len))).unwrap_or(0)
-}
-
-/// Number of aligned `2^(16-len)` port blocks the range touches.
-fn port_copies(range: (u16, u16), len: u8) -> u32 {
-    let shift = 16 - u32::from(len.min(16));
-    ((u32::from(range.1) >> shift) - (u32::from(range.0) >> shift)) + 1
-}
-
-/// The coarser length a new table gets: IPv4 prefixes (inside ::ffff:0:0/96)
-/// round down to octets, IPv6 to 16 bits, so that neighbouring lengths share
-/// a table and the table count stays small.
-fn coarse_len(len: u8) -> u8 {
-    if len >= 96 {
-        96 + (len - 96) / 8 * 8
-    } else {
-        len / 16 * 16
-    }
-}
-
-/// Port prefix length a new table hashes for this range: exact ports hash
-/// all 16 bits, ranges within at most two 256-port blocks hash the high byte,
-/// wider ranges nothing.
-fn coarse_port_len(range: (u16, u16)) -> u8 {
-    if range.0 == range.1 {
-        16
-    } else if port_copies(range, 8) <= 2 {
-        8
-    } else {
-        0
+        CompileOptions { leaf_size: 8, space_factor: 4, separate: true }
     }
 }
 
@@ -126,94 +68,278 @@ struct Entry {
 }
 
 impl Entry {
-    fn sport(&self) -> (u16, u16) {
-        (self.check.sport_lo, self.check.sport_hi)
-    }
-    fn dport(&self) -> (u16, u16) {
-        (self.check.dport_lo, self.check.dport_hi)
-    }
-    fn proto_exact(&self) -> bool {
-        self.check.flags & CHECK_PROTO_ANY == 0
-    }
-
-    /// The mask a table would need to hash this entry at full precision.
-    fn exact_mask(&self, merge: bool) -> Mask {
-        let port_len = |r: (u16, u16)| if merge { coarse_port_len(r) } else if r.0 == r.1 { 16 } else { 0 };
-        Mask {
-            src_len: self.check.src_len,
-            dst_len: self.check.dst_len,
-            proto: self.proto_exact(),
-            sport_len: port_len(self.sport()),
-            dport_len: port_len(self.dport()),
+    /// (prefix, length) of address dimension 0 (source) or 1 (destination).
+    fn prefix(&self, dim: usize) -> (u128, u8) {
+        if dim == 0 {
+            (self.check.src, self.check.src_len)
+        } else {
+            (self.check.dst, self.check.dst_len)
         }
     }
 
-    fn coarse_mask(&self) -> Mask {
-        let exact = self.exact_mask(true);
-        Mask { src_len: coarse_len(exact.src_len), dst_len: coarse_len(exact.dst_len), ..exact }
-    }
-
-    /// Whether a table with `mask` can hold this entry, and in how many
-    /// bucket copies.
-    fn fits(&self, mask: &Mask, max_port_copies: u32) -> Option<u32> {
-        if mask.src_len > self.check.src_len
-            || mask.dst_len > self.check.dst_len
-            || (mask.proto && !self.proto_exact())
-        {
-            return None;
+    /// Inclusive range in ranged dimension 2 (protocol), 3 (source port) or 4
+    /// (destination port).
+    fn range(&self, dim: usize) -> (u32, u32) {
+        let c = &self.check;
+        match dim {
+            2 if c.flags & CHECK_PROTO_ANY != 0 => (0, 255),
+            2 => (u32::from(c.proto), u32::from(c.proto)),
+            3 => (u32::from(c.sport_lo), u32::from(c.sport_hi)),
+            _ => (u32::from(c.dport_lo), u32::from(c.dport_hi)),
         }
-        let copies = port_copies(self.sport(), mask.sport_len) * port_copies(self.dport(), mask.dport_len);
-        (copies <= max_port_copies).then_some(copies)
+    }
+}
+
+/// Whether an address prefix leaves most of its family open: shorter than
+/// /8 for IPv4, /16 for IPv6. Such candidates would be copied into most
+/// children of a cut on that address.
+fn wide(prefix: (u128, u8)) -> bool {
+    let (addr, len) = prefix;
+    let v4 = len >= 96 && addr >> 32 == 0xffff;
+    if v4 {
+        len < 104
+    } else {
+        len < 16
+    }
+}
+
+/// What a node's position in the tree says about the keys that reach it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Region {
+    /// Address dimensions: bits before this offset were cut or skipped.
+    consumed: [u8; 2],
+    /// Ranged dimensions: how many top bits are fixed, and their value.
+    fixed: [u8; 3],
+    value: [u32; 3],
+}
+
+impl Region {
+    /// The inclusive interval ranged dimension `dim` (2..5) covers.
+    fn interval(&self, dim: usize) -> (u32, u32) {
+        let r = dim - 2;
+        let free = u32::from(DIM_WIDTH[dim]) - u32::from(self.fixed[r]);
+        let start = self.value[r] << free;
+        (start, start + ((1u32 << free) - 1))
+    }
+}
+
+/// A cut: children are selected by `bits` bits of dimension `dim` starting
+/// `offset` bits from its most significant end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cut {
+    dim: usize,
+    offset: u8,
+    bits: u8,
+}
+
+impl Cut {
+    /// The inclusive range of children a candidate belongs to.
+    fn span(&self, entry: &Entry, region: &Region) -> (u32, u32) {
+        let k = u32::from(self.bits);
+        let all = (0, (1u32 << k) - 1);
+        if self.dim < 2 {
+            let (addr, len) = entry.prefix(self.dim);
+            let (off, len) = (u32::from(self.offset), u32::from(len));
+            if len <= off {
+                return all;
+            }
+            let fixed = (len - off).min(k);
+            // The `fixed` bits of `addr` after `off`, shifted to the top of the child index.
+            let top = ((addr << off) >> (128 - fixed)) as u32;
+            let free = k - fixed;
+            (top << free, ((top + 1) << free) - 1)
+        } else {
+            let (lo, hi) = entry.range(self.dim);
+            let (start, end) = region.interval(self.dim);
+            let shift = u32::from(DIM_WIDTH[self.dim]) - u32::from(self.offset) - k;
+            ((lo.max(start) - start) >> shift, (hi.min(end) - start) >> shift)
+        }
     }
 
-    /// The masked keys this entry occupies in a table with `mask`: one per
-    /// port block its ranges touch.
-    fn bucket_keys(&self, mask: &Mask, mut emit: impl FnMut([u64; 5])) {
-        let m = mask.words();
-        let src = self.check.src;
-        let dst = self.check.dst;
-        let proto = if mask.proto { self.check.proto } else { 0 };
-        let blocks = |range: (u16, u16), len: u8| {
-            let shift = 16 - u32::from(len.min(16));
-            let first = u32::from(range.0) >> shift;
-            let last = u32::from(range.1) >> shift;
-            (first..=last).map(move |b| (b << shift) as u16)
-        };
-        for sport in blocks(self.sport(), mask.sport_len) {
-            for dport in blocks(self.dport(), mask.dport_len) {
-                emit([
-                    (src >> 64) as u64 & m[0],
-                    src as u64 & m[1],
-                    (dst >> 64) as u64 & m[2],
-                    dst as u64 & m[3],
-                    pack_misc(proto, sport, dport) & m[4],
-                ]);
+    fn child_region(&self, region: &Region, child: u32) -> Region {
+        let mut r = *region;
+        if self.dim < 2 {
+            r.consumed[self.dim] = self.offset + self.bits;
+        } else {
+            let i = self.dim - 2;
+            r.fixed[i] += self.bits;
+            r.value[i] = r.value[i] << self.bits | child;
+        }
+        r
+    }
+
+}
+
+struct Builder<'a> {
+    entries: &'a [Entry],
+    options: &'a CompileOptions,
+    nodes: Vec<u64>,
+    checks: Vec<Check>,
+    /// Leaf lists already stored (per tree), so equal leaves share storage.
+    leaves: HashMap<Vec<u32>, u64>,
+    budget_exceeded: bool,
+}
+
+impl Builder<'_> {
+    /// The best cut for a node's candidates, if any cut separates them.
+    fn choose_cut(&self, list: &[u32], region: &Region) -> Option<Cut> {
+        let n = list.len();
+        let budget = self.options.space_factor.max(1) * n;
+        let mut best: Option<(usize, usize, Cut)> = None; // (largest child, total copies, cut)
+        let mut counts: Vec<u32> = Vec::new();
+        for dim in 0..DIMS {
+            let (offset, max_bits) = if dim < 2 {
+                match self.address_offset(list, dim, region.consumed[dim]) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            } else {
+                let r = dim - 2;
+                let free = DIM_WIDTH[dim] - region.fixed[r];
+                let (start, end) = region.interval(dim);
+                let useful = list.iter().any(|&i| {
+                    let (lo, hi) = self.entries[i as usize].range(dim);
+                    lo > start || hi < end
+                });
+                if free == 0 || !useful {
+                    continue;
+                }
+                (region.fixed[r], free)
+            };
+            let mut dim_best: Option<(usize, usize, Cut)> = None;
+            for bits in 1..=max_bits.min(MAX_CUT_BITS) {
+                let cut = Cut { dim, offset, bits };
+                let children = 1usize << bits;
+                if bits > 1 && children > budget {
+                    break;
+                }
+                counts.clear();
+                counts.resize(children + 1, 0);
+                let mut total = 0usize;
+                for &i in list {
+                    let (a, b) = cut.span(&self.entries[i as usize], region);
+                    counts[a as usize] += 1;
+                    counts[b as usize + 1] = counts[b as usize + 1].wrapping_sub(1);
+                    total += (b - a + 1) as usize;
+                }
+                if bits > 1 && total + children > budget {
+                    break;
+                }
+                let mut running = 0u32;
+                let mut largest = 0u32;
+                for c in &counts[..children] {
+                    running = running.wrapping_add(*c);
+                    largest = largest.max(running);
+                }
+                dim_best = Some((largest as usize, total, cut));
+            }
+            if let Some(candidate) = dim_best {
+                let better = match best {
+                    None => true,
+                    Some(b) => (candidate.0, candidate.1) < (b.0, b.1),
+                };
+                if better {
+                    best = Some(candidate);
+                }
             }
         }
-    }
-}
-
-struct TableBuilder {
-    mask: Mask,
-    /// Masked key → indices into the entry list, in rule order.
-    buckets: HashMap<[u64; 5], Vec<u32>>,
-}
-
-impl TableBuilder {
-    fn new(mask: Mask) -> TableBuilder {
-        TableBuilder { mask, buckets: HashMap::new() }
+        best.filter(|b| b.0 < n).map(|b| b.2)
     }
 
-    fn has_room(&self, entry: &Entry, max_bucket: usize) -> bool {
-        let mut room = true;
-        entry.bucket_keys(&self.mask, |k| {
-            room &= self.buckets.get(&k).map_or(0, Vec::len) < max_bucket;
-        });
-        room
+    /// Where to cut address dimension `dim`: skip the bits after `consumed`
+    /// that every candidate constraining them agrees on (IPv4's ::ffff:0:0/96
+    /// for instance), and how many bits past that still tell candidates apart.
+    fn address_offset(&self, list: &[u32], dim: usize, consumed: u8) -> Option<(u8, u8)> {
+        let mut first = None;
+        let mut diff = 0u128;
+        let (mut min_len, mut max_len) = (128u8, 0u8);
+        for &i in list {
+            let (addr, len) = self.entries[i as usize].prefix(dim);
+            if len <= consumed {
+                continue;
+            }
+            min_len = min_len.min(len);
+            max_len = max_len.max(len);
+            match first {
+                None => first = Some(addr),
+                Some(f) => diff |= addr ^ f,
+            }
+        }
+        first?;
+        let relevant = diff & prefix_mask(u32::from(min_len)) & !prefix_mask(u32::from(consumed));
+        let offset = if relevant == 0 { min_len } else { relevant.leading_zeros() as u8 };
+        (offset < max_len).then(|| (offset, max_len - offset))
     }
 
-    fn insert(&mut self, entry: &Entry, index: u32) {
-        entry.bucket_keys(&self.mask, |k| self.buckets.entry(k).or_default().push(index));
+    /// Builds the subtree for `list` (candidate indices in priority order)
+    /// and returns the pointer to it.
+    fn build(&mut self, list: Vec<u32>, region: Region) -> u64 {
+        if list.is_empty() {
+            return crate::classifier::EMPTY_LEAF;
+        }
+        let cut = if list.len() <= self.options.leaf_size || self.budget_exceeded {
+            None
+        } else {
+            self.choose_cut(&list, &region)
+        };
+        let Some(cut) = cut else { return self.leaf(list) };
+
+        let children = 1usize << cut.bits;
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); children];
+        for &i in &list {
+            let (a, b) = cut.span(&self.entries[i as usize], &region);
+            for c in a..=b {
+                lists[c as usize].push(i);
+            }
+        }
+        let base = self.nodes.len();
+        if base + children > MAX_NODES {
+            self.budget_exceeded = true;
+        }
+        self.nodes.resize(base + children, crate::classifier::EMPTY_LEAF);
+        // Siblings with equal candidate lists can share one subtree when
+        // nothing below depends on which sibling a key came through: after an
+        // address cut the siblings' regions are the same; after a cut of a
+        // ranged dimension only for the siblings holding just the candidates
+        // that span the whole parent range (nothing below cuts it again).
+        let mut shared: HashMap<Vec<u32>, u64> = HashMap::new();
+        let spanning: Vec<u32> = if cut.dim < 2 {
+            Vec::new()
+        } else {
+            let all = (0, children as u32 - 1);
+            list.iter().copied().filter(|&i| cut.span(&self.entries[i as usize], &region) == all).collect()
+        };
+        drop(list);
+        for (c, child) in lists.into_iter().enumerate() {
+            let shareable = cut.dim < 2 || child == spanning;
+            let pointer = match shared.get(&child) {
+                Some(&p) if shareable => p,
+                _ => {
+                    let key = shareable.then(|| child.clone());
+                    let p = self.build(child, cut.child_region(&region, c as u32));
+                    if let Some(key) = key {
+                        shared.insert(key, p);
+                    }
+                    p
+                }
+            };
+            self.nodes[base + c] = pointer;
+        }
+        crate::classifier::inner_pointer(cut.dim, cut.offset, cut.bits, base)
+    }
+
+    fn leaf(&mut self, list: Vec<u32>) -> u64 {
+        if let Some(&p) = self.leaves.get(&list) {
+            return p;
+        }
+        let start = self.checks.len();
+        if start + list.len() > MAX_LEAF_CHECKS || list.len() > LEAF_MAX_LEN {
+            self.budget_exceeded = true;
+        }
+        self.checks.extend(list.iter().map(|&i| self.entries[i as usize].check));
+        let p = crate::classifier::leaf_pointer(start, list.len());
+        self.leaves.insert(list, p);
+        p
     }
 }
 
@@ -231,83 +357,44 @@ impl Classifier {
         }
         let entries = expand(rules)?;
 
-        // Place entries in rule order, so tables are created in the order of
-        // their best rule and that order is the lookup order.
-        let mut tables: Vec<TableBuilder> = Vec::new();
-        let mut by_mask: HashMap<Mask, usize> = HashMap::new();
-        let mut placed = 0usize;
-        for (index, entry) in entries.iter().enumerate() {
-            let index = index as u32;
-            let chosen = if options.merge {
-                let existing = tables.iter().position(|t| {
-                    entry.fits(&t.mask, options.max_port_copies).is_some()
-                        && t.has_room(entry, options.max_bucket)
-                });
-                existing.unwrap_or_else(|| {
-                    // Prefer a new coarse table; if that mask exists it is full
-                    // here, so use the entry's own precise mask (a table that
-                    // may exceed `max_bucket` only for indistinguishable keys).
-                    let coarse = entry.coarse_mask();
-                    let mask = if by_mask.contains_key(&coarse) { entry.exact_mask(true) } else { coarse };
-                    *by_mask.entry(mask).or_insert_with(|| {
-                        tables.push(TableBuilder::new(mask));
-                        tables.len() - 1
-                    })
-                })
+        // Separable trees: candidates that leave the destination wide open
+        // would be copied into every child of a destination cut, so they get
+        // their own tree (cut on source first); those open in both addresses
+        // a third one (cut on protocol and ports).
+        let mut groups: [Vec<u32>; 3] = Default::default();
+        for (i, e) in entries.iter().enumerate() {
+            let group = if !options.separate || !wide(e.prefix(1)) {
+                0
+            } else if !wide(e.prefix(0)) {
+                1
             } else {
-                let mask = entry.exact_mask(false);
-                *by_mask.entry(mask).or_insert_with(|| {
-                    tables.push(TableBuilder::new(mask));
-                    tables.len() - 1
-                })
+                2
             };
-            let table = &mut tables[chosen];
-            placed += entry.fits(&table.mask, u32::MAX).unwrap_or(1) as usize;
-            if placed > MAX_ENTRIES {
-                return Err(CompileError::TooLarge);
-            }
-            table.insert(entry, index);
+            groups[group].push(i as u32);
         }
 
-        let mut checks = Vec::with_capacity(placed);
-        let tables = tables.into_iter().map(|t| lay_out(t, &entries, &mut checks)).collect();
-        Ok(Classifier { rule_count: rules.len() as u32, tables, checks })
-    }
-}
-
-/// Turns a table's buckets into an open-addressing array (load ≤ 1/2) whose
-/// slots point at contiguous runs of `checks`.
-fn lay_out(table: TableBuilder, entries: &[Entry], checks: &mut Vec<Check>) -> Table {
-    // Keys whose 64-bit hashes collide share a slot: candidates are fully
-    // checked anyway, so merging them is correct.
-    let mut by_hash: HashMap<u64, Vec<u32>> = HashMap::with_capacity(table.buckets.len());
-    for (key, list) in table.buckets {
-        by_hash.entry(hash_words(&key)).or_default().extend(list);
-    }
-    let mut groups: Vec<(u64, Vec<u32>)> = by_hash.into_iter().collect();
-    // Deterministic output for identical input.
-    groups.sort_unstable_by_key(|g| g.0);
-
-    let capacity = (groups.len() * 2).next_power_of_two().max(2);
-    let mut slots = vec![Slot::default(); capacity];
-    let mut max_probe = 0u32;
-    let mut min_rule = u32::MAX;
-    for (hash, mut list) in groups {
-        list.sort_unstable();
-        list.dedup();
-        let start = checks.len() as u32;
-        checks.extend(list.iter().map(|&i| entries[i as usize].check));
-        min_rule = min_rule.min(entries[list[0] as usize].check.rule);
-        let mut i = hash as usize & (capacity - 1);
-        let mut probe = 0;
-        while slots[i].len != 0 {
-            i = (i + 1) & (capacity - 1);
-            probe += 1;
+        let mut builder = Builder {
+            entries: &entries,
+            options,
+            nodes: Vec::new(),
+            checks: Vec::new(),
+            leaves: HashMap::new(),
+            budget_exceeded: false,
+        };
+        let mut trees = Vec::new();
+        for list in groups {
+            let Some(&first) = list.first() else { continue };
+            let min_rule = entries[first as usize].check.rule;
+            builder.leaves.clear();
+            let root = builder.build(list, Region::default());
+            trees.push(Tree { root, min_rule });
         }
-        slots[i] = Slot { hash, start, len: list.len() as u32 };
-        max_probe = max_probe.max(probe);
+        if builder.budget_exceeded {
+            return Err(CompileError::TooLarge);
+        }
+        trees.sort_by_key(|t| t.min_rule);
+        Ok(Classifier { rule_count: rules.len() as u32, trees, nodes: builder.nodes, checks: builder.checks })
     }
-    Table { masks: table.mask.words(), min_rule, max_probe, slots }
 }
 
 /// Checks every rule and expands it into one entry per (source, destination)
