@@ -1,5 +1,6 @@
-//! The compiled classifier and its lookup: a short list of hash tables, one
-//! per merged mask type, probed in order of the best rule each can return.
+//! The compiled classifier and its lookup: a few decision trees (per source
+//! address family, up to four) walked with one 8-byte load per level, then a
+//! short priority-ordered scan of the leaf's candidates.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,14 +12,59 @@ pub(crate) const NO_RULE: u32 = u32::MAX;
 /// Keys handled together by [`Classifier::lookup_bulk`]: one burst.
 const BULK: usize = 32;
 
+/// Key dimensions the trees cut: source, destination, protocol, source port,
+/// destination port; and their widths in bits.
+pub(crate) const DIMS: usize = 5;
+pub(crate) const DIM_WIDTH: [u8; DIMS] = [128, 128, 8, 16, 16];
+/// Most bits one cut takes (2^16 children).
+pub(crate) const MAX_CUT_BITS: u8 = 16;
+/// Most candidates one leaf may list.
+pub(crate) const LEAF_MAX_LEN: usize = (1 << 24) - 1;
+
+// Tree pointers are one u64 each, so that a level costs one load:
+// - leaf:  bit 0 = 1, bits 1..25 candidate count, bits 25..64 first candidate
+//   (index into `checks`); `EMPTY_LEAF` has no candidates;
+// - inner: bit 0 = 0, bits 1..4 dimension, 4..9 cut bits, 9..17 bit offset
+//   into the dimension, 17..64 index of the first child pointer in `nodes`.
+// Small values for the common cases keep postcard's varints short.
+pub(crate) const EMPTY_LEAF: u64 = 1;
+
+pub(crate) fn leaf_pointer(start: usize, len: usize) -> u64 {
+    1 | (len as u64) << 1 | (start as u64) << 25
+}
+
+pub(crate) fn inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u64 {
+    (dim as u64) << 1 | u64::from(bits) << 4 | u64::from(offset) << 9 | (base as u64) << 17
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pointer {
+    Leaf { start: usize, len: usize },
+    Inner { dim: usize, bits: u32, offset: u32, base: usize },
+}
+
+#[inline(always)]
+fn decode(p: u64) -> Pointer {
+    if p & 1 == 1 {
+        Pointer::Leaf { start: (p >> 25) as usize, len: ((p >> 1) & 0xff_ffff) as usize }
+    } else {
+        Pointer::Inner {
+            dim: ((p >> 1) & 7) as usize,
+            bits: ((p >> 4) & 31) as u32,
+            offset: ((p >> 9) & 0xff) as u32,
+            base: (p >> 17) as usize,
+        }
+    }
+}
+
 pub(crate) const CHECK_PROTO_ANY: u8 = 1;
 pub(crate) const CHECK_TYPE_ANY: u8 = 2;
 pub(crate) const CHECK_CODE_ANY: u8 = 4;
 
 /// One (rule, source prefix, destination prefix) combination, checked field by
-/// field against a key once the hash tables have narrowed the candidates. It
-/// holds everything the rule asks for, so a hash collision or a merged
-/// (coarser) table can never produce a wrong answer, only a wasted check.
+/// field against a key once a tree has narrowed the candidates down to a
+/// leaf. It holds everything the rule asks for, so the tree only has to be
+/// conservative (never drop a candidate that could match), not exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(C, align(64))]
 pub(crate) struct Check {
@@ -59,29 +105,11 @@ impl Check {
     }
 }
 
-/// A hash-table slot: the full 64-bit hash of a masked key and the range of
-/// `checks` holding that bucket's candidates, in rule order. `len == 0` marks
-/// an empty slot.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Slot {
-    pub hash: u64,
-    pub start: u32,
-    pub len: u32,
-}
-
-/// One mask type: the key is masked with `masks`, hashed, and looked up with
-/// linear probing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Table {
-    /// Masks for the five key words (see [`Prepared::words`]).
-    pub masks: [u64; 5],
-    /// Smallest rule index in the table: once a better match is known the
-    /// table (and every later one, they are sorted by this) cannot improve it.
+/// One decision tree: the root pointer and the best rule anywhere in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Tree {
+    pub root: u64,
     pub min_rule: u32,
-    /// Longest probe sequence any stored bucket needs; lookups stop there.
-    pub max_probe: u32,
-    /// Power-of-two number of slots.
-    pub slots: Vec<Slot>,
 }
 
 /// The compiled form of an ordered rule list. Built by
@@ -91,15 +119,24 @@ pub(crate) struct Table {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classifier {
     pub(crate) rule_count: u32,
-    pub(crate) tables: Vec<Table>,
+    /// The trees for keys with an IPv4 source (`..v6_start`), then those for
+    /// IPv6 sources; each part sorted by `min_rule`, so a lookup stops at the
+    /// first tree that cannot beat the match it already has.
+    pub(crate) trees: Vec<Tree>,
+    pub(crate) v6_start: u32,
+    /// Child pointer arrays of all inner nodes; children always come after
+    /// the pointer that leads to them, so every walk moves forward and ends.
+    pub(crate) nodes: Vec<u64>,
+    /// Leaf candidate lists, each contiguous and in rule order.
     pub(crate) checks: Vec<Check>,
 }
 
-/// A key rearranged once per lookup into the shapes the tables and checks use.
+/// A key rearranged once per lookup into the shapes trees and checks use.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Prepared {
-    /// src high/low, dst high/low, and `proto << 32 | sport << 16 | dport`.
-    pub words: [u64; 5],
+    /// The five dimensions, each left-aligned in 128 bits so that any cut is
+    /// `(field << offset) >> (128 - bits)`.
+    fields: [u128; DIMS],
     src: u128,
     dst: u128,
     sport: u16,
@@ -109,6 +146,8 @@ pub(crate) struct Prepared {
     icmp_code: u8,
     /// `1 << ingress` for slots 0..64, 0 above (only "any" rules match those).
     ingress_bit: u64,
+    /// Whether the source is IPv6 (not inside ::ffff:0:0/96).
+    v6: bool,
 }
 
 impl Prepared {
@@ -117,12 +156,12 @@ impl Prepared {
         let src = u128::from_be_bytes(key.src);
         let dst = u128::from_be_bytes(key.dst);
         Prepared {
-            words: [
-                (src >> 64) as u64,
-                src as u64,
-                (dst >> 64) as u64,
-                dst as u64,
-                pack_misc(key.proto, key.src_port, key.dst_port),
+            fields: [
+                src,
+                dst,
+                u128::from(key.proto) << 120,
+                u128::from(key.src_port) << 112,
+                u128::from(key.dst_port) << 112,
             ],
             src,
             dst,
@@ -132,51 +171,9 @@ impl Prepared {
             icmp_type: key.icmp_type,
             icmp_code: key.icmp_code,
             ingress_bit: 1u64.checked_shl(u32::from(key.ingress)).unwrap_or(0),
+            v6: src >> 32 != 0xffff,
         }
     }
-}
-
-/// The fifth hashed key word.
-#[inline(always)]
-pub(crate) fn pack_misc(proto: u8, sport: u16, dport: u16) -> u64 {
-    u64::from(proto) << 32 | u64::from(sport) << 16 | u64::from(dport)
-}
-
-/// wyhash-style folded multiply: full 64×64→128 product, halves xored.
-#[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// Hash of a masked key. Fixed constants, no per-process seed: the control
-/// process and the dataplane must agree. Tables are static, so an attacker
-/// choosing keys can at worst walk the longest probe sequence, which compile
-/// bounds and records.
-#[inline(always)]
-pub(crate) fn hash_words(w: &[u64; 5]) -> u64 {
-    const K: [u64; 6] = [
-        0xa076_1d64_78bd_642f,
-        0xe703_7ed1_a0b4_28db,
-        0x8ebc_6af0_9c88_c6e3,
-        0x5899_65cc_7537_4cc3,
-        0x1d8e_4e27_c47d_124f,
-        0x9e37_79b9_7f4a_7c15,
-    ];
-    let a = fold_mul(w[0] ^ K[0], w[1] ^ K[1]);
-    let b = fold_mul(w[2] ^ K[2], w[3] ^ K[3]);
-    fold_mul(a ^ w[4] ^ K[4], b ^ K[5])
-}
-
-#[inline(always)]
-fn masked_hash(words: &[u64; 5], masks: &[u64; 5]) -> u64 {
-    hash_words(&[
-        words[0] & masks[0],
-        words[1] & masks[1],
-        words[2] & masks[2],
-        words[3] & masks[3],
-        words[4] & masks[4],
-    ])
 }
 
 impl Classifier {
@@ -186,132 +183,140 @@ impl Classifier {
         self.rule_count as usize
     }
 
-    /// Number of hash tables (merged mask types) a miss has to probe.
-    pub fn table_count(&self) -> usize {
-        self.tables.len()
+    /// Number of decision trees (at most 4 per source address family).
+    pub fn tree_count(&self) -> usize {
+        self.trees.len()
     }
 
-    /// Number of (rule, source, destination) candidates stored, counting the
-    /// copies port-range splitting makes.
+    /// Number of candidate copies stored in leaves.
     pub fn check_count(&self) -> usize {
         self.checks.len()
     }
 
-    /// Per table: (masks, min rule, slots used, largest bucket, max probe) —
-    /// for tuning and benchmarks.
-    #[doc(hidden)]
-    pub fn table_stats(&self) -> Vec<([u64; 5], u32, usize, u32, u32)> {
-        self.tables
-            .iter()
-            .map(|t| {
-                let used = t.slots.iter().filter(|s| s.len > 0).count();
-                let largest = t.slots.iter().map(|s| s.len).max().unwrap_or(0);
-                (t.masks, t.min_rule, used, largest, t.max_probe)
-            })
-            .collect()
-    }
-
-    /// (tables probed, slots read, candidates checked) for one lookup —
-    /// for tuning.
-    #[doc(hidden)]
-    pub fn lookup_cost(&self, key: &Key) -> (u32, u32, u32) {
-        let key = Prepared::new(key);
-        let (mut tables, mut slots_read, mut checked) = (0, 0, 0);
-        let mut best = NO_RULE;
-        'tables: for table in &self.tables {
-            if table.min_rule >= best {
-                break;
-            }
-            tables += 1;
-            let hash = masked_hash(&key.words, &table.masks);
-            let mask = table.slots.len() - 1;
-            let mut i = hash as usize & mask;
-            loop {
-                slots_read += 1;
-                let slot = table.slots[i];
-                if slot.len == 0 {
-                    continue 'tables;
-                }
-                if slot.hash == hash {
-                    for c in &self.checks[slot.start as usize..][..slot.len as usize] {
-                        if c.rule >= best {
-                            break;
-                        }
-                        checked += 1;
-                        if c.matches(&key) {
-                            best = c.rule;
-                            break;
-                        }
-                    }
-                    continue 'tables;
-                }
-                i = (i + 1) & mask;
-            }
-        }
-        (tables, slots_read, checked)
+    /// Number of tree pointers.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Bytes of lookup structures in memory.
     pub fn memory_bytes(&self) -> usize {
         self.checks.len() * std::mem::size_of::<Check>()
-            + self
-                .tables
-                .iter()
-                .map(|t| t.slots.len() * std::mem::size_of::<Slot>() + std::mem::size_of::<Table>())
-                .sum::<usize>()
+            + self.nodes.len() * 8
+            + self.trees.len() * std::mem::size_of::<Tree>()
+    }
+
+    /// (trees walked, levels descended, candidates checked) for one lookup —
+    /// for tuning.
+    #[doc(hidden)]
+    pub fn lookup_cost(&self, key: &Key) -> (u32, u32, u32) {
+        let key = Prepared::new(key);
+        let (mut trees, mut levels, mut checked) = (0, 0, 0);
+        let mut best = NO_RULE;
+        for tree in self.trees_for(&key) {
+            if tree.min_rule >= best {
+                break;
+            }
+            trees += 1;
+            let mut p = tree.root;
+            while let Pointer::Inner { .. } = decode(p) {
+                levels += 1;
+                p = self.step(p, &key, 0).map_or(EMPTY_LEAF, |s| s.0);
+            }
+            if let Pointer::Leaf { start, len } = decode(p) {
+                for c in self.checks.get(start..start + len).unwrap_or(&[]) {
+                    if c.rule >= best {
+                        break;
+                    }
+                    checked += 1;
+                    if c.matches(&key) {
+                        best = c.rule;
+                        break;
+                    }
+                }
+            }
+        }
+        (trees, levels, checked)
     }
 
     /// Index of the first rule matching `key`, or `None`.
     ///
     /// Never allocates and never panics, whatever the classifier holds: every
-    /// index is read with `get` (an unvalidated classifier can only give wrong
-    /// answers, never read out of bounds).
+    /// index is read with `get` and every walk only moves forward (an
+    /// unvalidated classifier can only give wrong answers, never read out of
+    /// bounds or loop).
     #[inline]
     pub fn lookup(&self, key: &Key) -> Option<u32> {
         let key = Prepared::new(key);
         let mut best = NO_RULE;
-        for table in &self.tables {
-            if table.min_rule >= best {
+        for tree in self.trees_for(&key) {
+            if tree.min_rule >= best {
                 break;
             }
-            let hash = masked_hash(&key.words, &table.masks);
-            best = self.probe(table, hash, &key, best);
+            let leaf = self.walk(tree.root, &key);
+            best = self.scan(leaf, &key, best);
         }
         (best != NO_RULE).then_some(best)
     }
 
     /// Classifies a burst: `out[i] = lookup(&keys[i])` for every `i` both
-    /// slices have. Works table by table over groups of 32 keys, hashing every
-    /// key first and prefetching its slot so the memory accesses of a group
-    /// overlap instead of queueing one after another.
+    /// slices have. Walks each tree for groups of 32 keys level by level,
+    /// prefetching every key's next pointer before reading any, so the cache
+    /// misses of a group overlap instead of queueing one after another.
     pub fn lookup_bulk(&self, keys: &[Key], out: &mut [Option<u32>]) {
         for (keys, out) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
             let n = keys.len().min(out.len());
             let mut prepared = [Prepared::default(); BULK];
-            let mut best = [NO_RULE; BULK];
-            let mut hashes = [0u64; BULK];
             for (p, k) in prepared.iter_mut().zip(keys) {
                 *p = Prepared::new(k);
             }
             let prepared = &prepared[..n];
+            let mut best = [NO_RULE; BULK];
             let best = &mut best[..n];
-            let hashes = &mut hashes[..n];
-            for table in &self.tables {
-                // Keys whose best match precedes every rule of this table are done.
-                if best.iter().all(|&b| table.min_rule >= b) {
-                    break;
+            // Per key: the pointer reached and the smallest index the next
+            // step may read (the forward-only rule of `walk`).
+            let mut at = [(EMPTY_LEAF, 0usize); BULK];
+            let at = &mut at[..n];
+            for (t, tree) in self.trees.iter().enumerate() {
+                let for_v6 = t >= self.v6_start as usize;
+                let mut inner = 0;
+                for ((a, &b), key) in at.iter_mut().zip(best.iter()).zip(prepared) {
+                    let active = key.v6 == for_v6 && tree.min_rule < b;
+                    *a = if active { (tree.root, 0) } else { (EMPTY_LEAF, 0) };
+                    inner += usize::from(a.0 & 1 == 0);
                 }
-                let slot_mask = table.slots.len().wrapping_sub(1);
-                for (h, key) in hashes.iter_mut().zip(prepared) {
-                    *h = masked_hash(&key.words, &table.masks);
-                    if let Some(slot) = table.slots.get(*h as usize & slot_mask) {
-                        prefetch(slot);
+                while inner > 0 {
+                    // Compute every child address and prefetch it, then read them.
+                    let mut next = [usize::MAX; BULK];
+                    for ((a, key), nx) in at.iter().zip(prepared).zip(next.iter_mut()) {
+                        if let Some(i) = child_index(a.0, key) {
+                            if i >= a.1 {
+                                *nx = i;
+                                if let Some(p) = self.nodes.get(i) {
+                                    prefetch(p);
+                                }
+                            }
+                        }
+                    }
+                    inner = 0;
+                    for (a, &nx) in at.iter_mut().zip(next.iter()) {
+                        if a.0 & 1 == 0 {
+                            *a = match self.nodes.get(nx) {
+                                Some(&p) => (p, nx + 1),
+                                None => (EMPTY_LEAF, 0),
+                            };
+                            inner += usize::from(a.0 & 1 == 0);
+                        }
                     }
                 }
-                for ((b, &h), key) in best.iter_mut().zip(hashes.iter()).zip(prepared) {
-                    if table.min_rule < *b {
-                        *b = self.probe(table, h, key, *b);
+                for (a, _) in at.iter() {
+                    if let Pointer::Leaf { start, .. } = decode(*a) {
+                        if let Some(c) = self.checks.get(start) {
+                            prefetch(c);
+                        }
                     }
+                }
+                for ((a, key), b) in at.iter().zip(prepared).zip(best.iter_mut()) {
+                    *b = self.scan(a.0, key, *b);
                 }
             }
             for (o, &b) in out.iter_mut().zip(best.iter()) {
@@ -320,42 +325,69 @@ impl Classifier {
         }
     }
 
-    /// Best of `best` and the first matching candidate of `table`'s bucket
-    /// for `hash`.
+    /// The trees for the key's source address family.
     #[inline(always)]
-    fn probe(&self, table: &Table, hash: u64, key: &Prepared, best: u32) -> u32 {
-        let slot_mask = table.slots.len().wrapping_sub(1);
-        let mut i = hash as usize & slot_mask;
-        for _ in 0..=table.max_probe {
-            let Some(slot) = table.slots.get(i) else { return best };
-            if slot.len == 0 {
-                return best;
-            }
-            if slot.hash == hash {
-                let start = slot.start as usize;
-                let Some(candidates) = self.checks.get(start..start + slot.len as usize) else {
-                    return best;
-                };
-                for check in candidates {
-                    if check.rule >= best {
-                        break;
-                    }
-                    if check.matches(key) {
-                        return check.rule;
-                    }
+    fn trees_for(&self, key: &Prepared) -> &[Tree] {
+        let split = (self.v6_start as usize).min(self.trees.len());
+        if key.v6 {
+            &self.trees[split..]
+        } else {
+            &self.trees[..split]
+        }
+    }
+
+    /// One level down: the child pointer `p` leads `key` to, and the smallest
+    /// index the next step may read. `None` at a leaf or a bad pointer.
+    #[inline(always)]
+    fn step(&self, p: u64, key: &Prepared, min_index: usize) -> Option<(u64, usize)> {
+        let i = child_index(p, key)?;
+        if i < min_index {
+            return None;
+        }
+        self.nodes.get(i).map(|&next| (next, i + 1))
+    }
+
+    /// Follows `root` down to a leaf pointer (`EMPTY_LEAF` if the structure
+    /// is broken).
+    #[inline(always)]
+    fn walk(&self, root: u64, key: &Prepared) -> u64 {
+        let mut p = root;
+        let mut min_index = 0;
+        while p & 1 == 0 {
+            match self.step(p, key, min_index) {
+                Some((next, m)) => {
+                    p = next;
+                    min_index = m;
                 }
-                return best;
+                None => return EMPTY_LEAF,
             }
-            i = (i + 1) & slot_mask;
+        }
+        p
+    }
+
+    /// Best of `best` and the first candidate of leaf `p` matching `key`.
+    #[inline(always)]
+    fn scan(&self, p: u64, key: &Prepared, best: u32) -> u32 {
+        let Pointer::Leaf { start, len } = decode(p) else { return best };
+        let Some(candidates) = self.checks.get(start..start.saturating_add(len)) else {
+            return best;
+        };
+        for check in candidates {
+            if check.rule >= best {
+                break;
+            }
+            if check.matches(key) {
+                return check.rule;
+            }
         }
         best
     }
 
     /// Checks every internal index, offset and invariant the lookup relies
     /// on, so that a classifier decoded from an untrusted or corrupted image
-    /// either is rejected here or classifies exactly as compiled. Lookups
-    /// cannot read out of bounds or panic even without this; skipping it can
-    /// only produce wrong verdicts.
+    /// is rejected here rather than used. (Lookups cannot read out of bounds,
+    /// panic or loop even without this; skipping it can only produce wrong
+    /// verdicts.)
     pub fn validate(&self) -> Result<(), String> {
         if self.rule_count >= NO_RULE {
             return Err(format!("rule count {} is out of range", self.rule_count));
@@ -363,65 +395,82 @@ impl Classifier {
         for (i, check) in self.checks.iter().enumerate() {
             if check.rule >= self.rule_count {
                 return Err(format!(
-                    "check {i} names rule {} but there are {} rules",
+                    "candidate {i} names rule {} but there are {} rules",
                     check.rule, self.rule_count
                 ));
             }
             if check.src_len > 128 || check.dst_len > 128 {
-                return Err(format!("check {i} has a prefix longer than 128 bits"));
+                return Err(format!("candidate {i} has a prefix longer than 128 bits"));
             }
             if check.sport_lo > check.sport_hi || check.dport_lo > check.dport_hi {
-                return Err(format!("check {i} has an empty port range"));
+                return Err(format!("candidate {i} has an empty port range"));
             }
             if check.flags & !(CHECK_PROTO_ANY | CHECK_TYPE_ANY | CHECK_CODE_ANY) != 0 {
-                return Err(format!("check {i} has unknown flag bits {:#x}", check.flags));
+                return Err(format!("candidate {i} has unknown flag bits {:#x}", check.flags));
             }
         }
+        let split = self.v6_start as usize;
+        if split > 4 || split > self.trees.len() || self.trees.len() - split > 4 {
+            return Err(format!("{} trees split at {split}: at most 4 per family are built", self.trees.len()));
+        }
         let mut previous_min = 0;
-        for (t, table) in self.tables.iter().enumerate() {
-            let slots = table.slots.len();
-            if !slots.is_power_of_two() {
-                return Err(format!("table {t}: slot count {slots} is not a power of two"));
+        for (t, tree) in self.trees.iter().enumerate() {
+            if t == split {
+                previous_min = 0;
             }
-            if table.max_probe as usize >= slots {
-                return Err(format!("table {t}: probe limit {} ≥ slot count {slots}", table.max_probe));
+            if tree.min_rule < previous_min || tree.min_rule >= self.rule_count {
+                return Err(format!("tree {t}: trees are not ordered by their best rule"));
             }
-            if table.min_rule < previous_min || table.min_rule >= self.rule_count {
-                return Err(format!("table {t}: tables are not ordered by their best rule"));
-            }
-            previous_min = table.min_rule;
-            let mut occupied = 0usize;
-            for (s, slot) in table.slots.iter().enumerate() {
-                if slot.len == 0 {
-                    continue;
-                }
-                occupied += 1;
-                let start = slot.start as usize;
-                let end = start + slot.len as usize;
-                let Some(candidates) = self.checks.get(start..end) else {
+            previous_min = tree.min_rule;
+            self.validate_pointer(tree.root, None).map_err(|e| format!("tree {t} root: {e}"))?;
+        }
+        for (i, &p) in self.nodes.iter().enumerate() {
+            self.validate_pointer(p, Some(i)).map_err(|e| format!("tree node {i}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// One pointer, found at `nodes[at]` (or a root if `None`).
+    fn validate_pointer(&self, p: u64, at: Option<usize>) -> Result<(), String> {
+        match decode(p) {
+            Pointer::Leaf { start, len } => {
+                let Some(candidates) = self.checks.get(start..start.saturating_add(len)) else {
                     return Err(format!(
-                        "table {t} slot {s}: candidates {start}..{end} past the {} checks",
+                        "leaf candidates {start}..+{len} past the {} stored",
                         self.checks.len()
                     ));
                 };
-                // The slot must be reachable within `max_probe` steps of its home.
-                let home = slot.hash as usize & (slots - 1);
-                if (s.wrapping_sub(home) & (slots - 1)) > table.max_probe as usize {
-                    return Err(format!("table {t} slot {s}: beyond the probe limit"));
-                }
                 if candidates.windows(2).any(|w| w[0].rule > w[1].rule) {
-                    return Err(format!("table {t} slot {s}: candidates are not in rule order"));
-                }
-                if candidates[0].rule < table.min_rule {
-                    return Err(format!("table {t} slot {s}: rule below the table's best rule"));
+                    return Err("leaf candidates are not in rule order".into());
                 }
             }
-            if occupied == slots {
-                return Err(format!("table {t}: no empty slot to end a probe"));
+            Pointer::Inner { dim, bits, offset, base } => {
+                if dim >= DIMS {
+                    return Err(format!("cut dimension {dim} does not exist"));
+                }
+                if bits == 0 || bits > u32::from(MAX_CUT_BITS) || offset + bits > u32::from(DIM_WIDTH[dim]) {
+                    return Err(format!("cut of {bits} bits at offset {offset} does not fit dimension {dim}"));
+                }
+                if at.is_some_and(|at| base <= at) {
+                    return Err("child pointers do not come after their parent".into());
+                }
+                if base.saturating_add(1 << bits) > self.nodes.len() {
+                    return Err(format!("children {base}..+{} past the {} pointers", 1u32 << bits, self.nodes.len()));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The index in `nodes` an inner pointer sends `key` to; `None` for a leaf.
+#[inline(always)]
+fn child_index(p: u64, key: &Prepared) -> Option<usize> {
+    let Pointer::Inner { dim, bits, offset, base } = decode(p) else { return None };
+    let field = *key.fields.get(dim)?;
+    // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
+    let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
+    Some(base.wrapping_add(child))
 }
 
 /// Hints the CPU to start loading `value`'s cache line.

@@ -103,6 +103,16 @@ fn wide(prefix: (u128, u8)) -> bool {
     }
 }
 
+/// Whether a prefix contains IPv4 (inside ::ffff:0:0/96) and IPv6
+/// addresses.
+fn families(prefix: (u128, u8)) -> (bool, bool) {
+    let (addr, len) = prefix;
+    let v4_space = 0xffffu128 << 32;
+    let reaches_v4 = (addr ^ v4_space) & prefix_mask(u32::from(len.min(96))) == 0;
+    let within_v4 = reaches_v4 && len >= 96;
+    (reaches_v4, !within_v4)
+}
+
 /// What a node's position in the tree says about the keys that reach it.
 #[derive(Clone, Copy, Debug, Default)]
 struct Region {
@@ -187,11 +197,19 @@ impl Builder<'_> {
         let budget = self.options.space_factor.max(1) * n;
         let mut best: Option<(usize, usize, Cut)> = None; // (largest child, total copies, cut)
         let mut counts: Vec<u32> = Vec::new();
+        // (dimension, offset, most useful bits) worth trying.
+        let mut tries: Vec<(usize, u8, u8)> = Vec::with_capacity(8);
         for dim in 0..DIMS {
-            let (offset, max_bits) = if dim < 2 {
-                match self.address_offset(list, dim, region.consumed[dim]) {
-                    Some(v) => v,
-                    None => continue,
+            if dim < 2 {
+                let consumed = region.consumed[dim];
+                if let Some((offset, max_len)) = self.address_offset(list, dim, consumed) {
+                    tries.push((dim, offset, max_len - offset));
+                    // With IPv6 and IPv4 mixed, the first differing bit only
+                    // separates the families; IPv4 addresses differ after
+                    // ::ffff:0:0/96, so try cutting there too.
+                    if offset < 96 && max_len > 96 && consumed <= 96 {
+                        tries.push((dim, 96, max_len - 96));
+                    }
                 }
             } else {
                 let r = dim - 2;
@@ -201,11 +219,12 @@ impl Builder<'_> {
                     let (lo, hi) = self.entries[i as usize].range(dim);
                     lo > start || hi < end
                 });
-                if free == 0 || !useful {
-                    continue;
+                if free > 0 && useful {
+                    tries.push((dim, region.fixed[r], free));
                 }
-                (region.fixed[r], free)
-            };
+            }
+        }
+        for (dim, offset, max_bits) in tries {
             let mut dim_best: Option<(usize, usize, Cut)> = None;
             for bits in 1..=max_bits.min(MAX_CUT_BITS) {
                 let cut = Cut { dim, offset, bits };
@@ -248,7 +267,8 @@ impl Builder<'_> {
 
     /// Where to cut address dimension `dim`: skip the bits after `consumed`
     /// that every candidate constraining them agrees on (IPv4's ::ffff:0:0/96
-    /// for instance), and how many bits past that still tell candidates apart.
+    /// for instance); also returns the longest prefix length, past which
+    /// cutting tells no candidates apart.
     fn address_offset(&self, list: &[u32], dim: usize, consumed: u8) -> Option<(u8, u8)> {
         let mut first = None;
         let mut diff = 0u128;
@@ -268,7 +288,7 @@ impl Builder<'_> {
         first?;
         let relevant = diff & prefix_mask(u32::from(min_len)) & !prefix_mask(u32::from(consumed));
         let offset = if relevant == 0 { min_len } else { relevant.leading_zeros() as u8 };
-        (offset < max_len).then(|| (offset, max_len - offset))
+        (offset < max_len).then_some((offset, max_len))
     }
 
     /// Builds the subtree for `list` (candidate indices in priority order)
@@ -283,6 +303,9 @@ impl Builder<'_> {
             self.choose_cut(&list, &region)
         };
         let Some(cut) = cut else { return self.leaf(list) };
+        if std::env::var_os("ACL_DEBUG").is_some() && list.len() > 200 {
+            eprintln!("node n={} cut dim {} off {} bits {} region {:?}", list.len(), cut.dim, cut.offset, cut.bits, region);
+        }
 
         let children = 1usize << cut.bits;
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); children];
@@ -357,20 +380,27 @@ impl Classifier {
         }
         let entries = expand(rules)?;
 
-        // Separable trees: candidates that leave the destination wide open
-        // would be copied into every child of a destination cut, so they get
-        // their own tree (cut on source first); those open in both addresses
-        // a third one (cut on protocol and ports).
-        let mut groups: [Vec<u32>; 3] = Default::default();
+        // Keys with an IPv4 source only meet candidates whose source prefix
+        // reaches into ::ffff:0:0/96, IPv6 ones the others: one set of trees
+        // per family, so IPv6 candidates are not copied into every child of
+        // a cut on IPv4 bits and vice versa. Within a family, separable trees
+        // (EffiCuts): candidates leaving an address wide open would be copied
+        // into every child of a cut on that address, so they get their own
+        // tree, cut on the other fields.
+        let mut groups: [Vec<u32>; 8] = Default::default();
         for (i, e) in entries.iter().enumerate() {
-            let group = if !options.separate || !wide(e.prefix(1)) {
-                0
-            } else if !wide(e.prefix(0)) {
-                1
+            let separable = if options.separate {
+                usize::from(wide(e.prefix(0))) | usize::from(wide(e.prefix(1))) << 1
             } else {
-                2
+                0
             };
-            groups[group].push(i as u32);
+            let (v4, v6) = families(e.prefix(0));
+            if v4 {
+                groups[separable].push(i as u32);
+            }
+            if v6 {
+                groups[4 + separable].push(i as u32);
+            }
         }
 
         let mut builder = Builder {
@@ -382,18 +412,29 @@ impl Classifier {
             budget_exceeded: false,
         };
         let mut trees = Vec::new();
-        for list in groups {
+        let mut v6_start = 0;
+        for (g, list) in groups.into_iter().enumerate() {
+            if g == 4 {
+                trees[..].sort_by_key(|t: &Tree| t.min_rule);
+                v6_start = trees.len();
+            }
             let Some(&first) = list.first() else { continue };
             let min_rule = entries[first as usize].check.rule;
             builder.leaves.clear();
             let root = builder.build(list, Region::default());
             trees.push(Tree { root, min_rule });
         }
+        trees[v6_start..].sort_by_key(|t| t.min_rule);
         if builder.budget_exceeded {
             return Err(CompileError::TooLarge);
         }
-        trees.sort_by_key(|t| t.min_rule);
-        Ok(Classifier { rule_count: rules.len() as u32, trees, nodes: builder.nodes, checks: builder.checks })
+        Ok(Classifier {
+            rule_count: rules.len() as u32,
+            trees,
+            v6_start: v6_start as u32,
+            nodes: builder.nodes,
+            checks: builder.checks,
+        })
     }
 }
 

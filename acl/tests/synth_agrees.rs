@@ -21,7 +21,8 @@ fn agree(n: usize, options: &CompileOptions) {
 fn mixed_sets_agree_with_reference() {
     for n in [0, 1, 10, 300, 2000] {
         agree(n, &CompileOptions::default());
-        agree(n, &CompileOptions { merge: false, ..Default::default() });
-        agree(n, &CompileOptions { max_bucket: 1, max_port_copies: 1, ..Default::default() });
+        agree(n, &CompileOptions { separate: false, ..Default::default() });
+        agree(n, &CompileOptions { leaf_size: 1, space_factor: 1, ..Default::default() });
+        agree(n, &CompileOptions { leaf_size: 32, space_factor: 16, ..Default::default() });
     }
 }

@@ -71,7 +71,7 @@ pub enum TableFull {
     EvictOldest,
 }
 
-/// Connection tracking: table size, what to do when full, timeouts (seconds).
+/// Connection tracking: table size, what to do when full, quotas, timeouts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Conntrack {
@@ -79,40 +79,14 @@ pub struct Conntrack {
     pub table_full: TableFull,
     /// Default per-guest flow quota (a port's `max_flows` overrides it); 0 = table size.
     pub max_flows_per_guest: u32,
-    pub tcp_syn_sent: u32,
-    pub tcp_syn_recv: u32,
-    pub tcp_established: u32,
-    pub tcp_fin_wait: u32,
-    pub tcp_close_wait: u32,
-    pub tcp_last_ack: u32,
-    pub tcp_time_wait: u32,
-    pub tcp_close: u32,
-    pub udp: u32,
-    pub udp_replied: u32,
-    pub icmp: u32,
-    pub generic: u32,
+    /// `[conntrack.timeouts]`, seconds per state; defaults are Linux conntrack's
+    /// (tcp_established = 432000, tcp_syn_sent = 120, udp_unreplied = 30, ...).
+    pub timeouts: rampart_flow::Timeouts,
 }
 
 impl Default for Conntrack {
-    /// Linux conntrack's defaults (nf_conntrack-sysctl.rst).
     fn default() -> Self {
-        Conntrack {
-            table_size: 1 << 20,
-            table_full: TableFull::Refuse,
-            max_flows_per_guest: 0,
-            tcp_syn_sent: 120,
-            tcp_syn_recv: 60,
-            tcp_established: 432_000,
-            tcp_fin_wait: 120,
-            tcp_close_wait: 60,
-            tcp_last_ack: 30,
-            tcp_time_wait: 120,
-            tcp_close: 10,
-            udp: 30,
-            udp_replied: 120,
-            icmp: 30,
-            generic: 600,
-        }
+        Conntrack { table_size: 1 << 20, table_full: TableFull::Refuse, max_flows_per_guest: 0, timeouts: Default::default() }
     }
 }
 

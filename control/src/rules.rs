@@ -6,7 +6,7 @@
 
 use crate::compile::{SlotMap, Slots};
 use rampart_acl::{Classifier, Prefix, Rule};
-use rampart_config::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint, RuleAction as CfgAction, TableFull};
+use rampart_config::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint, RuleAction as CfgAction};
 use rampart_config::{Config, Port};
 use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
 
@@ -134,24 +134,7 @@ pub fn compile_firewall(config: &Config, slots: &Slots) -> Result<Option<Firewal
             .collect(),
         acl,
         acl_rule,
-        conntrack: ConntrackImage {
-            evict_when_full: ct.table_full == TableFull::EvictOldest,
-            max_flows_per_guest: ct.max_flows_per_guest,
-            timeouts: [
-                ct.tcp_syn_sent,
-                ct.tcp_syn_recv,
-                ct.tcp_established,
-                ct.tcp_fin_wait,
-                ct.tcp_close_wait,
-                ct.tcp_last_ack,
-                ct.tcp_time_wait,
-                ct.tcp_close,
-                ct.udp,
-                ct.udp_replied,
-                ct.icmp,
-                ct.generic,
-            ],
-        },
+        conntrack: ConntrackImage { max_flows_per_guest: ct.max_flows_per_guest, timeouts: ct.timeouts },
     }))
 }
 
@@ -269,7 +252,7 @@ action = "reject"
         assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 5432, db)), None, "web's address from db's port matches neither guest's rules");
         assert_eq!(rule(&key([192, 168, 7, 9], [10, 0, 0, 20], 6, 22, web)).as_deref(), Some("admins-ssh"));
         assert_eq!(fw.rules[2].action, RuleAction::Reject);
-        assert_eq!(fw.conntrack.timeouts[2], 432_000, "Linux default for established TCP");
+        assert_eq!(fw.conntrack.timeouts.tcp_established, 432_000, "Linux default for established TCP");
     }
 
     #[test]

@@ -241,21 +241,7 @@ impl Manager {
     /// Timeouts and per-guest quotas take effect with the image (table size and
     /// table-full policy are fixed at dataplane start).
     fn configure_flows(&self, image: &PolicyImage, fw: &rampart_shm::FirewallImage) {
-        let t = &fw.conntrack.timeouts;
-        self.shared.flows.set_timeouts(&rampart_flow::Timeouts {
-            tcp_syn_sent: t[0],
-            tcp_syn_recv: t[1],
-            tcp_established: t[2],
-            tcp_fin_wait: t[3],
-            tcp_close_wait: t[4],
-            tcp_last_ack: t[5],
-            tcp_time_wait: t[6],
-            tcp_close: t[7],
-            udp_unreplied: t[8],
-            udp_replied: t[9],
-            icmp: t[10],
-            generic: t[11],
-        });
+        self.shared.flows.set_timeouts(&fw.conntrack.timeouts);
         for p in &image.ports {
             let quota = match p.max_flows {
                 Some(q) => q,

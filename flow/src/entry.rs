@@ -43,7 +43,7 @@ pub(crate) mod seq {
     /// The next generation after `word`, without lock and occupancy bits.
     #[inline]
     pub fn next_gen(word: u32) -> u32 {
-        (word & !(GEN_ONE - 1)).wrapping_add(GEN_ONE)
+        word & !(GEN_ONE - 1)
     }
 }
 

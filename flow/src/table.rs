@@ -684,7 +684,7 @@ impl FlowTable {
     ) -> Result<Tracked, Stale> {
         let slot = hit.slot as usize;
         let e = &self.entries[slot];
-        if e.seq.load(Acquire) & !seq::LOCKS != hit.generation {
+        if !self.lock_write(e, hit.generation) {
             return Err(Stale::Gone);
         }
         // Exclusive from here to the Release store at the end: Relaxed data accesses.

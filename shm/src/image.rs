@@ -74,13 +74,11 @@ pub struct RuleImage {
     pub log: bool,
 }
 
-/// Connection-tracking timeouts in seconds, and the table-full policy.
+/// Connection-tracking settings that apply on reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConntrackImage {
-    pub evict_when_full: bool,
     pub max_flows_per_guest: u32,
-    /// [syn_sent, syn_recv, established, fin_wait, close_wait, last_ack, time_wait, close, udp, udp_replied, icmp, generic]
-    pub timeouts: [u32; 12],
+    pub timeouts: rampart_flow::Timeouts,
 }
 
 /// The stateful firewall: rules, their compiled classifier, conntrack settings.

@@ -3,7 +3,7 @@
 # Usage:
 #   run-guest.sh --name NAME --netdev SPEC --mac MAC --ip ADDR/PREFIX --log FILE
 #                [--script FILE] [--stay] [--mem MB] [--pidfile FILE] [--guest-dir DIR]
-#                [--extra 'QEMU ARGS'] [-- QEMU ARGS...]
+#                [--extra 'QEMU ARGS'] [--append 'KERNEL ARGS'] [-- QEMU ARGS...]
 #   SPEC is a QEMU -netdev value without id (the id is n0), e.g.
 #     socket,udp=127.0.0.1:4001,localaddr=127.0.0.1:4000   or   vhost-user,chardev=c0
 #   --script  shell script sourced by the guest's init (see init.sh: rp_check, markers);
@@ -11,14 +11,15 @@
 #   --stay    keep the guest up after the script (servers); default: it powers off.
 #   --extra   word-split extra QEMU args (e.g. '-chardev socket,id=c0,path=/tmp/x.sock');
 #             args after -- are passed verbatim (for values with spaces).
+#   --append  extra kernel command line words (e.g. 'ipv6.disable=1').
 #   pidfile defaults to LOG.pid (wait-guest.sh uses it to notice a dead guest).
 # Console (kernel + init markers) and QEMU's own errors both go to LOG.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-name='' netdev='' mac='' ip='' script='' log='' mem=256 stay=0 pidfile='' extra=''
+name='' netdev='' mac='' ip='' script='' log='' mem=256 stay=0 pidfile='' extra='' append=''
 gdir=$here/../../target/guest
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 while (($#)); do
 	case $1 in
 	--name) name=$2; shift ;;
@@ -32,6 +33,7 @@ while (($#)); do
 	--pidfile) pidfile=$2; shift ;;
 	--guest-dir) gdir=$2; shift ;;
 	--extra) extra=$2; shift ;;
+	--append) append=$2; shift ;;
 	--) shift; break ;;
 	*) echo "run-guest.sh: unknown argument $1" >&2; usage ;;
 	esac
@@ -65,7 +67,7 @@ args=(-accel tcg -nodefaults -display none -no-user-config -no-reboot -m "$mem"
 	-numa node,memdev=mem
 	-kernel "$gdir/vmlinuz" -initrd "$gdir/initramfs.cpio.gz"
 	# panic=-1 + -no-reboot: a guest that panics exits instead of looping.
-	-append "console=ttyS0 quiet panic=-1 rp.name=$name rp.ip=$ip rp.stay=$stay"
+	-append "console=ttyS0 quiet panic=-1 rp.name=$name rp.ip=$ip rp.stay=$stay${append:+ $append}"
 	-chardev "file,id=ser0,path=$log,append=on" -serial chardev:ser0
 	-netdev "${netdev%%,*},id=n0${netdev#"${netdev%%,*}"}"
 	# vectors=0: QEMU 7.2 under TCG crashes setting up MSI-X for vhost-user.
