@@ -9,9 +9,13 @@ the ratio to testpmd io (the limit of the rig) and the DUT's busy cycles per
 packet. See bench/README.md.
 
 Environment:
-  BENCH_DUTS     DUTs in order (default "testpmd-io rampart"); "rampart" is
-                 "rampart:pass-through", "rampart:NAME" uses bench/configs/NAME.toml
-  BENCH_FLOWS    flow counts (default "1000 100000")
+  BENCH_DUTS     DUTs in order (default "testpmd-io rampart rampart:stateful ovs-ct",
+                 ovs-ct left out when OVS-DPDK is not installed); "rampart" is
+                 "rampart:pass-through", "rampart:NAME" uses bench/configs/NAME.toml,
+                 "ovs-ct" is OVS-DPDK with conntrack (DESIGN.md §8)
+  BENCH_FLOWS    flow counts (default "100000"; DESIGN.md's cases: "100000 1000000")
+  BENCH_RULES / BENCH_ALLOW_AT  rules generated for the stateful profile (10000) and the
+                 position of the rule that allows the bench traffic (9990)
   BENCH_RUNS     runs per DUT and flow count (default 3)
   BENCH_SECONDS  measurement window, s (default 10)
   BENCH_WARMUP   warm-up before the window, s (default 3)
@@ -30,6 +34,7 @@ import fcntl
 import glob
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -55,6 +60,28 @@ DUT_PREFIX = "bench-dut"
 GEN_MEM_MB = 256
 TESTPMD_DUT_MEM_MB = 256
 MBUFS = 16384  # per testpmd; Rampart's default pool is 16383
+
+# OVS-DPDK (Debian openvswitch-switch-dpdk), started by hand with its own run directory.
+OVS_VSWITCHD = next((p for p in ("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk",
+                                 "/usr/sbin/ovs-vswitchd-dpdk") if os.access(p, os.X_OK)), None)
+OVSDB_SERVER = shutil.which("ovsdb-server") or "/usr/sbin/ovsdb-server"
+OVSDB_TOOL = shutil.which("ovsdb-tool") or "/usr/bin/ovsdb-tool"
+OVS_VSCTL = shutil.which("ovs-vsctl") or "/usr/bin/ovs-vsctl"
+OVS_OFCTL = shutil.which("ovs-ofctl") or "/usr/bin/ovs-ofctl"
+OVS_APPCTL = shutil.which("ovs-appctl") or "/usr/bin/ovs-appctl"
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OVS_PREFIX = "ovsbench"
+OVS_MEM_MB = 1024  # dpdk-socket-mem and dpdk-socket-limit: its shared mempool (262144 mbufs) and both vhost ports
+# DESIGN.md §8: ct() on every IP packet, commit new flows, forward new and established
+# ones port 1 <-> port 2, drop the rest.
+OVS_FLOWS = """\
+table=0,priority=10,ip,actions=ct(table=1)
+table=0,priority=1,actions=drop
+table=1,ip,in_port=1,ct_state=+trk+new,actions=ct(commit),output:2
+table=1,ip,in_port=1,ct_state=+trk+est,actions=output:2
+table=1,ip,in_port=2,ct_state=+trk+new,actions=ct(commit),output:1
+table=1,ip,in_port=2,ct_state=+trk+est,actions=output:1
+"""
 NICE = 0  # BENCH_NICE: scheduling niceness of every process the rig starts
 
 
@@ -110,7 +137,7 @@ def _child_setup(cpu):
 
 
 class Proc:
-    def __init__(self, name, cmd, logpath, cpu):
+    def __init__(self, name, cmd, logpath, cpu, env=None):
         self.name, self.cmd, self.logpath = name, cmd, logpath
         logf = open(logpath, "wb")
         # Own session: a Ctrl-C on the terminal reaches only this script, which
@@ -121,7 +148,7 @@ class Proc:
             stdout=logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=CHILD_ENV,
+            env=env or CHILD_ENV,
             preexec_fn=lambda: _child_setup(cpu),
         )
         logf.close()
@@ -179,6 +206,7 @@ class Rig:
         self.procs = []
         self.workdir = None
         self.cleanup_paths = set()
+        self.cleanup_dirs = set()  # removed whole: OVS's private run directory
         self.prefixes = {GEN_PREFIX, DUT_PREFIX}
 
     def record_pids(self):
@@ -221,6 +249,8 @@ class Rig:
         self.clean_files()
 
     def clean_files(self):
+        for d in list(self.cleanup_dirs):
+            shutil.rmtree(d, ignore_errors=True)
         for path in list(self.cleanup_paths):
             try:
                 os.unlink(path)
@@ -386,7 +416,7 @@ class TestpmdIo:
         self.proc = None
         RIG.cleanup_paths.update(self.socks)
 
-    def start(self, tag):
+    def start(self, tag, flows):
         RIG.clean_files()  # a stale socket would look like a ready DUT
         cpu = self.cfg.dut_cpu
         cmd = [TESTPMD, "--lcores", f"0@{cpu},1@{cpu}", "--no-pci", "-m", str(TESTPMD_DUT_MEM_MB),
@@ -416,6 +446,100 @@ class TestpmdIo:
         return float(m[-1]) if m else None
 
 
+def _ip(base, offset):
+    """Dotted quad of the IPv4 address `base` (a dotted quad) + offset."""
+    a = [int(x) for x in base.split(".")]
+    v = ((a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3]) + offset
+    return f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
+
+
+def gen_rules(n=10000, allow_at=9990):
+    """Address sets and `n` [[rules]] (TOML) for the stateful profile.
+
+    The generator's traffic, UDP 10.254.0.0:1000 -> 10.253.0.0+i:1001 (i < flows; up to
+    11.12.66.63 for 1M flows), is allowed by rule number `allow_at` (1-based, id
+    "bench-allow") and matches no other rule. The others have mixed shapes: host pairs,
+    prefixes of /16 to /32, prefix lists, address sets, `any` on one side, tcp/udp/icmp/
+    other protocol numbers, single ports, lists and ranges, every action; 1/8 of them are
+    near misses (the bench addresses with another protocol or other ports). Each rule's
+    addresses are distinct, so that no rule shadows another (`rampartctl check` warns of
+    shadowed rules). Deterministic: the same n and allow_at give the same file."""
+    if not 1 <= allow_at <= n:
+        raise Fail(f"BENCH_ALLOW_AT must be between 1 and BENCH_RULES ({n}), got {allow_at}")
+    rnd = random.Random(20261127)
+    nsets = 40
+    out = ["# Generated by bench/rig.py gen_rules(): do not edit.", "[sets.addresses]"]
+    for s in range(nsets):
+        cidrs = [f'"{_ip("172.28.0.0", (s * 64 + j * 16) * 256)}/{rnd.choice((24, 25, 26, 28))}"' for j in range(4)]
+        cidrs.append(f'"{_ip("192.168.0.0", s * 1024 + 512 + rnd.randrange(1, 255))}"')
+        out.append(f"grp{s:02d} = [{', '.join(cidrs)}]")
+    out.append("")
+
+    def ports():
+        return rnd.choice(("22", "80,443", "8000-8100", "53,123,161-162", "1000-1100", "3306,5432",
+                           "20-21,25,110,143", "5000-6000", "1001", "30000-32767"))
+
+    counters = [0] * 8
+    k = 0
+    for i in range(1, n + 1):
+        r = ["[[rules]]"]
+        if i == allow_at:
+            r += ['id = "bench-allow"', 'from = ["10.254.0.0/16", "10.253.0.0/16"]',
+                  'to = ["10.253.0.0/16", "10.254.0.0/15", "11.0.0.0/12"]',
+                  'protocol = "udp"', 'ports = "1001"', 'action = "allow"', ""]
+            out += r
+            continue
+        shape = k % 8
+        c = counters[shape]  # this rule's number among its shape: its addresses follow from it
+        counters[shape] += 1
+        k += 1
+        r.append(f'id = "r{i:05d}"')
+        if shape == 0:  # host pair, tcp ports
+            r += [f'from = ["{_ip("172.16.0.1", c * 3)}"]', f'to = ["{_ip("172.20.0.1", rnd.randrange(1 << 18))}"]',
+                  'protocol = "tcp"', f'ports = "{ports()}"']
+        elif shape == 1:  # /24 -> host, udp ports; other /16s of 10/8 than the bench's
+            r += [f'from = ["{_ip("192.168.0.0", (c % 256) * 256)}/24"]',
+                  f'to = ["{_ip("10.0.0.1", c * 13 * 256 + rnd.randrange(250))}"]',
+                  'protocol = "udp"', f'ports = "{ports()}"']
+        elif shape == 2:  # icmp from a /24 (or /16) to anywhere
+            if c % 10 == 9:
+                r += [f'from = ["{_ip("10.0.0.0", (c // 10) * 65536)}/16"]']
+            else:
+                r += [f'from = ["{_ip("10.128.0.0", c * 256)}/24"]']
+            r += ['to = ["any"]', 'protocol = "icmp"']
+        elif shape == 3:  # anyone to a server, tcp services
+            r += ['from = ["any"]', f'to = ["{_ip("198.18.0.1", c * 5)}"]', 'protocol = "tcp"', f'ports = "{ports()}"']
+        elif shape == 4:  # /22 -> /20../28, any protocol or a number
+            plen = rnd.choice((20, 23, 26, 28))
+            dst = _ip("100.64.0.0", rnd.randrange(1 << 22) >> (32 - plen) << (32 - plen))
+            r += [f'from = ["{_ip("100.64.0.0", c * 1024)}/22"]', f'to = ["{dst}/{plen}"]',
+                  f'protocol = "{rnd.choice(("any", "47", "50", "132", "tcp"))}"']
+        elif shape == 5:  # prefix lists, a udp port range that includes the bench's port
+            r += [f'from = ["{_ip("172.24.0.0", c * 128)}/25", "{_ip("172.24.0.0", (1 << 17) + c * 64)}/26"]',
+                  f'to = ["{_ip("10.0.0.0", rnd.randrange(200) * 65536 + rnd.randrange(256) * 256)}/24", '
+                  f'"{_ip("192.0.2.0", rnd.randrange(256))}"]',
+                  'protocol = "udp"', 'ports = "1000-1100"']
+        elif shape == 6:  # address sets
+            a, b = divmod(c % (nsets * nsets), nsets)
+            r += [f'from = ["set:grp{a:02d}"]', f'to = ["set:grp{b:02d}"]', 'protocol = "tcp"',
+                  f'ports = "{8000 + c // (nsets * nsets)}"']
+        else:  # near misses: the bench addresses, another protocol or other ports
+            dst = f'{_ip("10.253.0.0", c * 256)}/24'
+            kind = c % 4
+            r += ['from = ["10.254.0.0/16"]', f'to = ["{dst}"]']
+            if kind == 0:
+                r += ['protocol = "tcp"', f'ports = "{ports()}"']
+            elif kind == 1:
+                r += ['protocol = "udp"', f'ports = "{rnd.choice(("53", "2000-2999", "1002-1100", "67-68", "4789", "1-1000"))}"']
+            elif kind == 2:
+                r += ['protocol = "icmp"']
+            else:
+                r += ['protocol = "47"']
+        r += [f'action = "{rnd.choice(("deny", "deny", "deny", "reject", "allow", "allow", "log"))}"', ""]
+        out += r
+    return "\n".join(out) + "\n"
+
+
 class Rampart:
     def __init__(self, cfg, profile):
         self.cfg = cfg
@@ -428,6 +552,11 @@ class Rampart:
             text = f.read()
         text = (text.replace("@DUT_CPU@", str(cfg.dut_cpu)).replace("@WORKDIR@", cfg.workdir)
                 .replace("@LOGDIR@", cfg.logdir))
+        # A profile may ask for the generated rule set (the stateful profile does).
+        self.rules = None
+        if re.search(r"^@RULES@\s*$", text, re.M):
+            text = re.sub(r"^@RULES@\s*$", lambda _m: gen_rules(cfg.rules, cfg.allow_at), text, count=1, flags=re.M)
+            self.rules = cfg.rules
         self.config = os.path.join(cfg.workdir, f"rampart-{profile}.toml")
         with open(self.config, "w") as f:
             f.write(text)
@@ -447,7 +576,7 @@ class Rampart:
         self.stats_warned = False
         RIG.cleanup_paths.update(self.socks + [self.shm] + ([self.control_sock] if self.control_sock else []))
 
-    def start(self, tag):
+    def start(self, tag, flows):
         RIG.clean_files()  # stale sockets / shm would confuse the DUT
         cpu = self.cfg.dut_cpu
         self.dp = Proc("rampart-dataplane", [DATAPLANE, "--config", self.config],
@@ -455,8 +584,10 @@ class Rampart:
         wait_for(f"the shared-memory segment {self.shm}", lambda: os.path.exists(self.shm), 30, [self.dp])
         self.ctl = Proc("rampartctl run", [RAMPARTCTL, "run", "--config", self.config],
                         os.path.join(self.cfg.logdir, f"{tag}-control.log"), cpu)
+        # Compiling 10k rules takes a while on one shared CPU.
         wait_for("the vhost-user sockets (policy published, ports attached)",
-                 lambda: all(os.path.exists(s) for s in self.socks), 30, [self.dp, self.ctl])
+                 lambda: all(os.path.exists(s) for s in self.socks), 30 if self.rules is None else 180,
+                 [self.dp, self.ctl], 0.25)
         return [self.dp, self.ctl]
 
     def busy(self):
@@ -486,6 +617,161 @@ class Rampart:
         RIG.clean_files()
 
 
+class OvsCt:
+    """OVS-DPDK with conntrack (DESIGN.md §8): ovsdb-server and ovs-vswitchd-dpdk started by
+    hand with their own run directory, database and pidfiles under $BENCH_WORKDIR/ovs (the
+    OVS_RUNDIR/OVS_DBDIR/OVS_LOGDIR/OVS_SYSCONFDIR of every OVS command the rig runs), so a
+    system-wide OVS, if any, is never touched. Fresh database for every measurement."""
+
+    profile = "ct"
+
+    def __init__(self, cfg):
+        if OVS_VSWITCHD is None:
+            raise Fail("DUT ovs-ct needs OVS-DPDK: apt-get install -y openvswitch-switch-dpdk "
+                       "(/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk)")
+        for b in (OVSDB_SERVER, OVSDB_TOOL, OVS_VSCTL, OVS_OFCTL, OVS_APPCTL, OVS_SCHEMA):
+            if not os.path.exists(b):
+                raise Fail(f"DUT ovs-ct: {b} is missing (package openvswitch-switch)")
+        self.cfg = cfg
+        self.name = "ovs-ct"
+        self.dir = os.path.join(cfg.workdir, "ovs")
+        self.db = os.path.join(self.dir, "conf.db")
+        self.dbsock = os.path.join(self.dir, "db.sock")
+        self.ctl = os.path.join(self.dir, "ovs-vswitchd.ctl")
+        # dpdkvhostuser ports are vhost-user servers whose sockets OVS creates in its
+        # vhost-sock-dir, by default its run directory, named after the port.
+        self.ports = ["vhu0", "vhu1"]
+        self.socks = [os.path.join(self.dir, p) for p in self.ports]
+        self.mem_pages = OVS_MEM_MB // 2
+        self.env = dict(CHILD_ENV, OVS_RUNDIR=self.dir, OVS_DBDIR=self.dir, OVS_LOGDIR=self.dir,
+                        OVS_SYSCONFDIR=self.dir)
+        self.db_proc = self.vsd = None
+        self.stats_warned = False
+        RIG.prefixes.add(OVS_PREFIX)
+        RIG.cleanup_dirs.add(self.dir)
+
+    def _run(self, cmd, what, timeout=60):
+        # Pinned to the DUT CPU like the daemons, so that setting up never disturbs the generator.
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self.env,
+                               preexec_fn=lambda: _child_setup(self.cfg.dut_cpu))
+        except subprocess.TimeoutExpired:
+            raise Fail(f"ovs-ct: {what} timed out after {timeout} s: {' '.join(cmd)}")
+        if r.returncode != 0:
+            raise Fail(f"ovs-ct: {what} failed ({' '.join(cmd)}): {(r.stderr or r.stdout).strip()[-500:]}"
+                       + (f"; tail of {self.vsd.logpath}:\n{tail(self.vsd.logpath)}" if self.vsd else ""))
+        return r.stdout
+
+    def vsctl(self, *args, what="ovs-vsctl", timeout=60):
+        return self._run([OVS_VSCTL, f"--db=unix:{self.dbsock}", f"--timeout={timeout}", *args], what, timeout + 5)
+
+    def appctl(self, *args, timeout=10):
+        return self._run([OVS_APPCTL, "-t", self.ctl, f"--timeout={timeout}", *args],
+                         f"ovs-appctl {args[0]}", timeout + 5)
+
+    def start(self, tag, flows):
+        RIG.clean_files()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        cpu = self.cfg.dut_cpu
+        log_file = lambda n: os.path.join(self.cfg.logdir, f"{tag}-{n}.log")
+        self._run([OVSDB_TOOL, "create", self.db, OVS_SCHEMA], "ovsdb-tool create")
+        self.db_proc = Proc("ovsdb-server", [OVSDB_SERVER, self.db, f"--remote=punix:{self.dbsock}",
+                                             f"--pidfile={self.dir}/ovsdb-server.pid",
+                                             f"--unixctl={self.dir}/ovsdb-server.ctl", "--no-chdir",
+                                             f"--log-file={log_file('ovsdb')}", "-vconsole:off", "-vsyslog:off"],
+                            log_file("ovsdb-console"), cpu, env=self.env)
+        wait_for("ovsdb-server's socket", lambda: os.path.exists(self.dbsock), 30, [self.db_proc])
+        mask = hex(1 << cpu)
+        self.vsctl("--no-wait", "init", what="ovs-vsctl init")
+        self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                   "other_config:dpdk-init=true",
+                   f"other_config:dpdk-lcore-mask={mask}",
+                   f"other_config:pmd-cpu-mask={mask}",
+                   f"other_config:dpdk-socket-mem={OVS_MEM_MB}",
+                   f"other_config:dpdk-socket-limit={OVS_MEM_MB}",
+                   f'other_config:dpdk-extra="--single-file-segments --no-pci --file-prefix {OVS_PREFIX}"',
+                   what="ovs-vsctl set other_config")
+        self.vsd = Proc("ovs-vswitchd-dpdk", [OVS_VSWITCHD, f"unix:{self.dbsock}",
+                                              f"--pidfile={self.dir}/ovs-vswitchd.pid",
+                                              f"--unixctl={self.ctl}", "--no-chdir",
+                                              f"--log-file={log_file('dut')}", "-vconsole:off", "-vsyslog:off",
+                                              "-vfile:info"],
+                        log_file("vswitchd-console"), cpu, env=self.env)
+        procs = [self.db_proc, self.vsd]
+
+        def dpdk_up():
+            if not os.path.exists(self.ctl):
+                return False
+            r = subprocess.run([OVS_VSCTL, f"--db=unix:{self.dbsock}", "--timeout=5", "get", "Open_vSwitch", ".",
+                                "dpdk_initialized"], capture_output=True, text=True, env=self.env)
+            return r.stdout.strip() == "true"
+
+        wait_for("ovs-vswitchd-dpdk to initialise DPDK (dpdk_initialized=true)", dpdk_up, 60, procs, 0.25)
+        self.vsctl("add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=netdev",
+                   "fail_mode=secure", what="ovs-vsctl add-br")
+        for i, p in enumerate(self.ports):
+            self.vsctl("add-port", "br0", p, "--", "set", "Interface", p, "type=dpdkvhostuser",
+                       f"ofport_request={i + 1}", what=f"ovs-vsctl add-port {p}")
+        ofports = [self.vsctl("get", "Interface", p, "ofport").strip() for p in self.ports]
+        if ofports != ["1", "2"]:
+            raise Fail(f"ovs-ct: ports {self.ports} got ofports {ofports}, expected 1 and 2")
+        flows_file = os.path.join(self.dir, "flows.txt")
+        with open(flows_file, "w") as f:
+            f.write(OVS_FLOWS)
+        self._run([OVS_OFCTL, "del-flows", "br0"], "ovs-ofctl del-flows")
+        self._run([OVS_OFCTL, "add-flows", "br0", flows_file], "ovs-ofctl add-flows")
+        # Conntrack must hold every flow (the default limit is 3M in OVS 3.1; set it anyway).
+        maxconns = max(2 * flows, 1000000)
+        self.appctl("dpctl/ct-set-maxconns", str(maxconns))
+        wait_for("OVS's dpdkvhostuser sockets", lambda: all(os.path.exists(s) for s in self.socks), 30, procs)
+        return procs
+
+    def begin_window(self):
+        try:
+            self.appctl("dpif-netdev/pmd-stats-clear")
+        except Fail as e:
+            log(f"warning: {e}")
+
+    def busy(self):
+        """(Σ processing cycles, Σ packets received) over the PMD threads, from pmd-stats-show."""
+        try:
+            text = self.appctl("dpif-netdev/pmd-stats-show")
+            cycles = packets = 0
+            seen = False
+            for section in re.split(r"^(?=\S)", text, flags=re.M):
+                if not section.startswith("pmd thread"):
+                    continue  # the main thread's stats are not the datapath's
+                pk = re.search(r"^\s*packets received:\s*(\d+)", section, re.M)
+                cy = re.search(r"^\s*processing cycles:\s*(\d+)", section, re.M)
+                if not (pk and cy):
+                    raise ValueError(f"unexpected pmd-stats-show output: {section[:300]!r}")
+                packets += int(pk.group(1))
+                cycles += int(cy.group(1))
+                seen = True
+            if not seen:
+                raise ValueError("no pmd thread in pmd-stats-show")
+            return cycles, packets
+        except (Fail, ValueError) as e:
+            if not self.stats_warned:
+                log(f"warning: no busy cycles from ovs-appctl dpif-netdev/pmd-stats-show: {e}")
+                self.stats_warned = True
+            return None
+
+    def conntrack_count(self):
+        try:
+            return int(self.appctl("dpctl/ct-get-nconns").strip())
+        except (Fail, ValueError):
+            return None
+
+    def stop(self):
+        for p in (self.vsd, self.db_proc):
+            if p is not None:
+                p.stop()
+        self.vsd = self.db_proc = None
+        RIG.clean_files()
+
+
 # --------------------------------------------------------------------------
 # One measurement
 
@@ -507,7 +793,7 @@ def measure(cfg, dut, flows, tag):
     gen = None
     dut_procs = []
     try:
-        dut_procs = dut.start(tag)
+        dut_procs = dut.start(tag, flows)
         gen = start_generator(cfg, dut.socks, flows, tag)
         procs = dut_procs + [gen]
         telem = os.path.join(DPDK_RUNDIR, GEN_PREFIX, "dpdk_telemetry.v2")
@@ -525,6 +811,8 @@ def measure(cfg, dut, flows, tag):
         for p in procs:
             p.check()
 
+        if hasattr(dut, "begin_window"):
+            dut.begin_window()  # ovs-ct: pmd-stats-clear
         b0 = dut.busy()
         c0, j0 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
         s0, t0 = port_stats(GEN_PREFIX)
@@ -579,8 +867,10 @@ def parse_duts(spec, cfg):
             duts.append(TestpmdIo(cfg))
         elif word == "rampart" or word.startswith("rampart:"):
             duts.append(Rampart(cfg, word.partition(":")[2] or "pass-through"))
+        elif word == "ovs-ct":
+            duts.append(OvsCt(cfg))
         else:
-            raise Fail(f"unknown DUT {word!r} in BENCH_DUTS (known: testpmd-io, rampart, rampart:PROFILE)")
+            raise Fail(f"unknown DUT {word!r} in BENCH_DUTS (known: testpmd-io, rampart, rampart:PROFILE, ovs-ct)")
     if not duts:
         raise Fail("BENCH_DUTS is empty")
     return duts
@@ -603,6 +893,8 @@ def main():
     cfg.max_other = env_float("BENCH_MAX_OTHER", 10)
     cfg.quiet_wait = env_float("BENCH_QUIET_WAIT", 20)
     cfg.retries = env_int("BENCH_RETRIES", 1)
+    cfg.rules = env_int("BENCH_RULES", 10000)
+    cfg.allow_at = env_int("BENCH_ALLOW_AT", min(9990, cfg.rules))
     if cfg.virtio_args and not cfg.virtio_args.startswith(","):
         cfg.virtio_args = "," + cfg.virtio_args
     cfg.workdir = os.path.abspath(os.environ.get("BENCH_WORKDIR", "/tmp/rampart-bench"))
@@ -610,7 +902,7 @@ def main():
     global NICE
     NICE = env_int("BENCH_NICE", 0)
     try:
-        flows_list = [int(x) for x in os.environ.get("BENCH_FLOWS", "1000 100000").split()]
+        flows_list = [int(x) for x in os.environ.get("BENCH_FLOWS", "100000").split()]
     except ValueError:
         die("BENCH_FLOWS must be a list of integers")
     if os.geteuid() != 0:
@@ -642,7 +934,15 @@ def main():
     status = 0
     try:
         RIG.reap_orphans()
-        duts = parse_duts(os.environ.get("BENCH_DUTS", "testpmd-io rampart"), cfg)
+        spec = os.environ.get("BENCH_DUTS")
+        if spec is None:
+            spec = "testpmd-io rampart rampart:stateful"
+            if OVS_VSWITCHD:
+                spec += " ovs-ct"
+            else:
+                log("note: OVS-DPDK is not installed (apt-get install -y openvswitch-switch-dpdk): "
+                    "measuring without the ovs-ct DUT")
+        duts = parse_duts(spec, cfg)
         RIG.clean_files()
         if any(isinstance(d, Rampart) for d in duts):
             build_rampart(build)
@@ -700,6 +1000,8 @@ def main():
     for flows in flows_list:
         ref = results.get(("testpmd-io", "io", flows))
         ref_med = statistics.median(r["mpps"] for r in ref) if ref else None
+        ovs = results.get(("ovs-ct", "ct", flows))
+        ovs_med = statistics.median(r["mpps"] for r in ovs) if ovs else None
         for dut in duts:
             rs = results[(dut.name, dut.profile, flows)]
             med = statistics.median(r["mpps"] for r in rs)
@@ -709,8 +1011,11 @@ def main():
             runs = " ".join(f"{r['mpps']:.2f}" for r in rs)
             print(f"{dut.name:<12} {dut.profile:<13} {flows:>7} {runs:<24} {med:>7.2f} {fmt(ratio, '.3f'):>6} "
                   f"{fmt(cpp, '.0f'):>8} {statistics.median(r['other_cpu'] for r in rs):>6.1f}")
-            lines.append(f"RESULT dut={dut.name} profile={dut.profile} flows={flows} mpps={med:.2f} "
-                         f"ratio_vs_testpmd_io={fmt(ratio, '.3f')} cycles_per_packet={fmt(cpp, '.0f')}")
+            line = (f"RESULT dut={dut.name} profile={dut.profile} flows={flows} mpps={med:.2f} "
+                    f"ratio_vs_testpmd_io={fmt(ratio, '.3f')} cycles_per_packet={fmt(cpp, '.0f')}")
+            if dut.name == "rampart" and dut.profile == "stateful" and ovs_med:
+                line += f" ratio_vs_ovs_ct={med / ovs_med:.3f}"
+            lines.append(line)
     print()
     for l in lines:
         print(l)

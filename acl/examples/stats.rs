@@ -14,6 +14,13 @@ fn main() {
         separate: env("SEPARATE", d.separate as usize) == 1,
     };
     let rules = synth::mixed_rules(n, 0x5eed_0000 + n as u64);
+    if let Ok(list) = std::env::var("SHOW") {
+        for i in list.split(',') {
+            let i: usize = i.parse().unwrap();
+            println!("rule {i}: {:?}", rules[i]);
+        }
+        return;
+    }
     let t0 = std::time::Instant::now();
     let c = Classifier::compile_with(&rules, &options).unwrap();
     let compile = t0.elapsed();
@@ -52,3 +59,5 @@ fn main() {
     let bulk = t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64;
     println!("single {single:.1} ns ({:.2} M/s), bulk {bulk:.1} ns ({:.2} M/s) [{sum}]", 1e3 / single, 1e3 / bulk);
 }
+#[allow(dead_code)]
+fn show() {}

@@ -302,9 +302,16 @@ impl Builder<'_> {
         } else {
             self.choose_cut(&list, &region)
         };
-        let Some(cut) = cut else { return self.leaf(list) };
-        if std::env::var_os("ACL_DEBUG").is_some() && list.len() > 200 {
-            eprintln!("node n={} cut dim {} off {} bits {} region {:?}", list.len(), cut.dim, cut.offset, cut.bits, region);
+        let Some(cut) = cut else {
+            if std::env::var_os("ACL_DEBUG").is_some() && list.len() > self.options.leaf_size {
+                let rules: Vec<u32> = list.iter().take(12).map(|&i| self.entries[i as usize].check.rule).collect();
+                eprintln!("bigleaf n={} region {:?} rules {:?}", list.len(), region, rules);
+            }
+            return self.leaf(list);
+        };
+        if std::env::var_os("ACL_DEBUG").is_some() {
+            let copies: u32 = list.iter().map(|&i| { let (a, b) = cut.span(&self.entries[i as usize], &region); b - a + 1 }).sum();
+            eprintln!("node n={} copies={} cut dim {} off {} bits {} region {:?}", list.len(), copies, cut.dim, cut.offset, cut.bits, region);
         }
 
         let children = 1usize << cut.bits;

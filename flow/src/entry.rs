@@ -43,7 +43,7 @@ pub(crate) mod seq {
     /// The next generation after `word`, without lock and occupancy bits.
     #[inline]
     pub fn next_gen(word: u32) -> u32 {
-        word & !(GEN_ONE - 1)
+        (word & !(GEN_ONE - 1)).wrapping_add(GEN_ONE)
     }
 }
 
@@ -71,7 +71,7 @@ pub(crate) mod flag {
 ///
 /// | offset | field      | contents                                                    |
 /// |-------:|------------|-------------------------------------------------------------|
-/// | 0      | `seq`      | identity generation + lock bits ([`seq`])                   |
+/// | 0      | `seq`      | identity generation + lock bits (see `seq`)                 |
 /// | 4      | `verdict`  | classifier result / rule index, set at insert               |
 /// | 8      | `key_addrs`| last 4 bytes of src and dst address (all of IPv4)            |
 /// | 16     | `key_rest` | src port, dst port, zone, protocol, V6 bit                  |

@@ -1,7 +1,7 @@
 //! Flow states, per-packet outcomes and the reasons a packet is invalid.
 
-use rampart_packet::FlowKey;
 use rampart_packet::Direction;
+use rampart_packet::FlowKey;
 
 /// Connection-tracking state of a flow. TCP states follow Linux conntrack (including
 /// `SYN_SENT2` for simultaneous open); UDP, ICMP and other protocols have a pseudo-state

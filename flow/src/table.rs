@@ -52,8 +52,8 @@ use crate::entry::{
 };
 use crate::tcp::{TcpCtx, TcpSegment, TcpStep, NO_SCALE};
 use crate::{
-    EndReason, FlowEnd, FlowRecord, FlowState, FlowTableConfig, FullPolicy, InvalidReason,
-    Outcome, Timeouts,
+    EndReason, FlowEnd, FlowRecord, FlowState, FlowTableConfig, FullPolicy, InvalidReason, Outcome,
+    Timeouts,
 };
 
 use Ordering::{Acquire, Relaxed, Release};
@@ -141,9 +141,9 @@ pub struct PacketInfo {
 impl PacketInfo {
     /// Packet info of a parsed frame: IP length and, for TCP, the segment fields.
     pub fn from_frame(meta: &Meta, frame: &[u8]) -> PacketInfo {
-        let ip_len = (meta.l4_offset as usize + meta.l4_header_len(frame)
-            + meta.payload_len as usize)
-            .saturating_sub(meta.l3_offset());
+        let ip_len =
+            (meta.l4_offset as usize + meta.l4_header_len(frame) + meta.payload_len as usize)
+                .saturating_sub(meta.l3_offset());
         PacketInfo {
             bytes: ip_len as u32,
             tcp: TcpSegment::from_frame(meta, frame).unwrap_or_default(),
@@ -592,7 +592,12 @@ impl FlowTable {
     /// Processes up to 32 keys per round in three passes (prefetch bucket headers;
     /// match tags and prefetch candidate entries; verify) so the cache misses of a
     /// round overlap. Handles `min(keys, hashes, out)` keys; returns the number of hits.
-    pub fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowHit>]) -> usize {
+    pub fn lookup_bulk(
+        &self,
+        keys: &[FlowKey],
+        hashes: &[u64],
+        out: &mut [Option<FlowHit>],
+    ) -> usize {
         let n = keys.len().min(hashes.len()).min(out.len());
         let mut hits = 0;
         let mut base = 0;
@@ -713,7 +718,8 @@ impl FlowTable {
                 TcpStep::Reopen => {
                     // We hold the flow exclusively; turn the write lock into a free.
                     e.seq.store(hit.generation | seq::STRUCT, Relaxed);
-                    let end = self.free_locked(slot, hit.generation, EndReason::Reopened, false, now_ms);
+                    let end =
+                        self.free_locked(slot, hit.generation, EndReason::Reopened, false, now_ms);
                     bump(&self.counters.reopened);
                     return Err(Stale::Reopened(end));
                 }
@@ -770,7 +776,12 @@ impl FlowTable {
     // ---------------------------------------------------------------- inserts
 
     /// Initial entry contents for a flow opened by `pkt` from `dir`.
-    fn open_state(&self, proto: u8, dir: usize, pkt: &PacketInfo) -> Result<(Info, TcpCtx), InvalidReason> {
+    fn open_state(
+        &self,
+        proto: u8,
+        dir: usize,
+        pkt: &PacketInfo,
+    ) -> Result<(Info, TcpCtx), InvalidReason> {
         let ctx = match proto {
             6 => TcpCtx::open(dir, &pkt.tcp, self.tcp_loose)?,
             _ => TcpCtx {
@@ -875,7 +886,11 @@ impl FlowTable {
                 verdict: new.verdict,
                 state: info.state,
                 owner: info.owner,
-                initiator: if d == 1 { Direction::Reverse } else { Direction::Forward },
+                initiator: if d == 1 {
+                    Direction::Reverse
+                } else {
+                    Direction::Forward
+                },
             };
             let tracked = Tracked {
                 verdict: new.verdict,
@@ -930,7 +945,13 @@ impl FlowTable {
     /// Find a slot for a new flow in `b1`/`b2` (both insert-locked by us), taking one unit
     /// of the global capacity, evicting if the policy allows. Returns the slot with its
     /// STRUCT bit held.
-    fn claim_slot(&self, b1: usize, b2: usize, now_ms: u64, ended: &mut Option<FlowEnd>) -> Result<usize, InsertError> {
+    fn claim_slot(
+        &self,
+        b1: usize,
+        b2: usize,
+        now_ms: u64,
+        ended: &mut Option<FlowEnd>,
+    ) -> Result<usize, InsertError> {
         // Relaxed RMW, as for guest quotas.
         let mut have_live = self
             .live
@@ -939,10 +960,13 @@ impl FlowTable {
             .is_ok();
         for _ in 0..4 {
             if have_live {
-                if let Some(slot) = self
-                    .claim_free_lane(b1)
-                    .or_else(|| if b2 != b1 { self.claim_free_lane(b2) } else { None })
-                {
+                if let Some(slot) = self.claim_free_lane(b1).or_else(|| {
+                    if b2 != b1 {
+                        self.claim_free_lane(b2)
+                    } else {
+                        None
+                    }
+                }) {
                     return Ok(slot);
                 }
             }
@@ -953,7 +977,9 @@ impl FlowTable {
                 break;
             };
             // Without a capacity unit of our own, take over the victim's.
-            if let Some(end) = self.delete(victim, generation, EndReason::Evicted, !have_live, now_ms) {
+            if let Some(end) =
+                self.delete(victim, generation, EndReason::Evicted, !have_live, now_ms)
+            {
                 bump(&self.counters.evictions);
                 *ended = Some(end);
                 have_live = true;
@@ -1076,15 +1102,24 @@ impl FlowTable {
 
     /// Free `slot` if it still holds `generation`, waiting for an update in progress.
     /// `keep_live`: the caller takes over the flow's unit of capacity.
-    fn delete(&self, slot: usize, generation: u32, reason: EndReason, keep_live: bool, now_ms: u64) -> Option<FlowEnd> {
+    fn delete(
+        &self,
+        slot: usize,
+        generation: u32,
+        reason: EndReason,
+        keep_live: bool,
+        now_ms: u64,
+    ) -> Option<FlowEnd> {
         let e = &self.entries[slot];
         let mut backoff = Backoff::new();
         loop {
             // Acquire: see the last writer's data before reporting it.
-            match e
-                .seq
-                .compare_exchange_weak(generation, generation | seq::STRUCT, Acquire, Relaxed)
-            {
+            match e.seq.compare_exchange_weak(
+                generation,
+                generation | seq::STRUCT,
+                Acquire,
+                Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(current) if current & !seq::LOCKS != generation => return None,
                 Err(_) => backoff.snooze(),
@@ -1099,7 +1134,12 @@ impl FlowTable {
         let rest = e.key_rest.load(Relaxed);
         let v6 = (rest >> 56 != 0).then(|| {
             let w = &self.v6[slot].words;
-            [w[0].load(Relaxed), w[1].load(Relaxed), w[2].load(Relaxed), w[3].load(Relaxed)]
+            [
+                w[0].load(Relaxed),
+                w[1].load(Relaxed),
+                w[2].load(Relaxed),
+                w[3].load(Relaxed),
+            ]
         });
         let info = Info::unpack(e.info.load(Relaxed));
         let age = age_ms(now_ms as u32, e.last_ms.load(Relaxed)) as u64;
@@ -1121,7 +1161,14 @@ impl FlowTable {
     }
 
     /// Free `slot`, whose STRUCT bit we hold (taken from `generation`).
-    fn free_locked(&self, slot: usize, generation: u32, reason: EndReason, keep_live: bool, now_ms: u64) -> FlowEnd {
+    fn free_locked(
+        &self,
+        slot: usize,
+        generation: u32,
+        reason: EndReason,
+        keep_live: bool,
+        now_ms: u64,
+    ) -> FlowEnd {
         let record = self.record(slot, now_ms);
         let bucket = slot / LANES;
         let lane = slot % LANES;
@@ -1138,7 +1185,9 @@ impl FlowTable {
             self.live.0.fetch_sub(1, Relaxed);
         }
         // Release: the next claimer (Acquire CAS) sees the tag cleared and our reads done.
-        self.entries[slot].seq.store(seq::next_gen(generation), Release);
+        self.entries[slot]
+            .seq
+            .store(seq::next_gen(generation), Release);
         FlowEnd { record, reason }
     }
 
@@ -1147,7 +1196,13 @@ impl FlowTable {
         let packed = PackedKey::new(key);
         for _ in 0..INSERT_ROUNDS {
             let hit = self.find(&packed, hash)?;
-            if let Some(end) = self.delete(hit.slot as usize, hit.generation, EndReason::Removed, false, now_ms) {
+            if let Some(end) = self.delete(
+                hit.slot as usize,
+                hit.generation,
+                EndReason::Removed,
+                false,
+                now_ms,
+            ) {
                 bump(&self.counters.removals);
                 return Some(end);
             }
@@ -1169,7 +1224,12 @@ impl FlowTable {
     /// held). Entries being updated right now are skipped until the next sweep: ageing
     /// never waits. Call it often enough that a sweep of the whole table takes well
     /// under 24 days (timestamps are 32-bit milliseconds).
-    pub fn expire_step(&self, now_ms: u64, budget: usize, mut on_end: impl FnMut(&FlowEnd)) -> ExpireStep {
+    pub fn expire_step(
+        &self,
+        now_ms: u64,
+        budget: usize,
+        mut on_end: impl FnMut(&FlowEnd),
+    ) -> ExpireStep {
         let total = self.entries.len();
         let budget = budget.min(total);
         // Relaxed: only partitions the sweep between callers.
@@ -1259,6 +1319,13 @@ mod tests {
             let b2 = table.secondary(h, b1);
             assert!(b1 < table.buckets.len() && b2 < table.buckets.len() && b1 != b2);
         }
-        assert_eq!(FlowTable::new(&FlowTableConfig { capacity: 0, ..Default::default() }).err(), Some(ConfigError::Capacity(0)));
+        assert_eq!(
+            FlowTable::new(&FlowTableConfig {
+                capacity: 0,
+                ..Default::default()
+            })
+            .err(),
+            Some(ConfigError::Capacity(0))
+        );
     }
 }

@@ -388,7 +388,11 @@ impl TcpCtx {
     fn in_window(&mut self, s: usize, r: usize, seg: &TcpSegment) -> Result<(), InvalidReason> {
         let end = seg.end();
         if self.flags & flag::LIBERAL == 0 {
-            let ack = if seg.flags.ack() { seg.ack } else { self.end[r] };
+            let ack = if seg.flags.ack() {
+                seg.ack
+            } else {
+                self.end[r]
+            };
             let rwin = self.maxwin_bytes(r).max(1);
             let ack_window = self.maxwin_bytes(s).max(MIN_ACK_WINDOW);
             let ok = before_eq(seg.seq, self.end[s].wrapping_add(rwin))
@@ -483,8 +487,9 @@ mod tests {
         };
         assert_eq!(t.step(1, &synack), TcpStep::Accept);
         assert_eq!(t.wscale, [7, 7]);
-        // Responder advertises 65160 >> 7 units = 509 (rounded up) * 128 bytes.
-        assert_eq!(t.maxwin_bytes(1), 509 * 128);
+        // The SYN-ACK's 65160 bytes become ceil(65160 / 128) = 510 units of 128 bytes.
+        assert_eq!(t.maxwin_bytes(1), 510 * 128);
+        let window = t.maxwin_bytes(1);
         let ack = |seq: u32, len: u32| TcpSegment {
             flags: TcpFlags(ACK),
             seq,
@@ -496,9 +501,9 @@ mod tests {
         assert_eq!(t.step(0, &ack(1001, 0)), TcpStep::Accept);
         assert_eq!(t.state, FlowState::TcpEstablished);
         // Data starting one scaled window ahead is fine, far beyond it is not.
-        assert_eq!(t.step(0, &ack(1001 + 509 * 128, 100)), TcpStep::Accept);
+        assert_eq!(t.step(0, &ack(1001 + window, 100)), TcpStep::Accept);
         assert_eq!(
-            t.step(0, &ack(1001 + 509 * 128 * 4, 100)),
+            t.step(0, &ack(1001 + window * 4, 100)),
             TcpStep::Invalid(InvalidReason::TcpOutOfWindow)
         );
     }

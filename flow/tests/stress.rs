@@ -13,8 +13,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -38,7 +41,45 @@ fn key(id: usize) -> FlowKey {
 }
 
 fn new_flow(id: usize) -> NewFlow {
-    NewFlow { verdict: id as u32, owner: (id % 4) as u8 }
+    NewFlow {
+        verdict: id as u32,
+        owner: (id % 4) as u8,
+    }
+}
+
+/// A barrier that gives up when a thread has panicked (a plain `Barrier` would hang the
+/// test instead of failing it).
+#[derive(Default)]
+struct Rendezvous {
+    arrived: AtomicUsize,
+    round: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl Rendezvous {
+    fn wait(&self) {
+        let round = self.round.load(Acquire);
+        if self.arrived.fetch_add(1, AcqRel) + 1 == THREADS {
+            self.arrived.store(0, Relaxed);
+            self.round.fetch_add(1, Release);
+            return;
+        }
+        while self.round.load(Acquire) == round {
+            assert!(!self.failed.load(Relaxed), "another thread failed");
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Marks the rendezvous failed if its thread unwinds.
+struct FailOnPanic<'a>(&'a Rendezvous);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Relaxed);
+        }
+    }
 }
 
 struct Shared {
@@ -75,7 +116,10 @@ impl Shared {
         loop {
             let now = self.clock.fetch_add(MS_PER_OP, Relaxed);
             if let Some(hit) = self.table.lookup(&ckey, hash) {
-                assert_eq!(hit.verdict, id as u32, "lookup returned another key's entry");
+                assert_eq!(
+                    hit.verdict, id as u32,
+                    "lookup returned another key's entry"
+                );
                 if stale_delay {
                     // Hold the hit a while: the slot may be expired and reused meanwhile.
                     std::thread::yield_now();
@@ -114,12 +158,19 @@ impl Shared {
             assert_eq!(r.verdict, id as u32);
             live[id] = [r.packets[0] as u64, r.packets[1] as u64];
         });
-        assert_eq!(seen.len() as u32, self.table.len(), "live count matches entries");
-        for id in 0..KEYS {
-            for d in 0..2 {
+        assert_eq!(
+            seen.len() as u32,
+            self.table.len(),
+            "live count matches entries"
+        );
+        for (id, live) in live.iter().enumerate() {
+            for (d, live) in live.iter().enumerate() {
                 let accepted = self.accepted[id][d].load(Relaxed);
-                let accounted = self.ended[id][d].load(Relaxed) + live[id][d];
-                assert_eq!(accepted, accounted, "lost or phantom update on key {id} dir {d}");
+                let accounted = self.ended[id][d].load(Relaxed) + live;
+                assert_eq!(
+                    accepted, accounted,
+                    "lost or phantom update on key {id} dir {d}"
+                );
             }
         }
     }
@@ -130,11 +181,21 @@ fn concurrent_insert_lookup_expire_same_keys() {
     let stats = run(FlowTableConfig {
         capacity: 4096,
         hash_seed: Some(7),
-        timeouts: Timeouts { udp_unreplied: 1, udp_replied: 1, ..Timeouts::default() },
+        timeouts: Timeouts {
+            udp_unreplied: 1,
+            udp_replied: 1,
+            ..Timeouts::default()
+        },
         ..Default::default()
     });
-    assert!(stats.expirations > 1000, "flows expired during the run: {stats:?}");
-    assert!(stats.clashes > 10, "concurrent inserts of one key happened: {stats:?}");
+    assert!(
+        stats.expirations > 1000,
+        "flows expired during the run: {stats:?}"
+    );
+    assert!(
+        stats.clashes > 10,
+        "concurrent inserts of one key happened: {stats:?}"
+    );
 }
 
 /// The same with a table far smaller than the key set: inserts keep evicting flows that
@@ -145,7 +206,11 @@ fn concurrent_eviction_under_pressure() {
         capacity: 24,
         full_policy: FullPolicy::EvictOldest,
         hash_seed: Some(9),
-        timeouts: Timeouts { udp_unreplied: 1, udp_replied: 1, ..Timeouts::default() },
+        timeouts: Timeouts {
+            udp_unreplied: 1,
+            udp_replied: 1,
+            ..Timeouts::default()
+        },
         ..Default::default()
     });
     assert!(stats.evictions > 1000, "evictions happened: {stats:?}");
@@ -159,14 +224,16 @@ fn run(config: FlowTableConfig) -> FlowStats {
         ended: (0..KEYS).map(|_| Default::default()).collect(),
         inserts_created: AtomicU64::new(0),
     };
-    let barrier = Barrier::new(THREADS);
+    let barrier = Rendezvous::default();
     let removed = Mutex::new(0u64);
     let started = Instant::now();
     std::thread::scope(|s| {
         for thread in 0..THREADS {
             let (shared, barrier, removed) = (&shared, &barrier, &removed);
             s.spawn(move || {
-                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (thread as u64 + 1) * 0x1234_5678_9abc_def1;
+                let _guard = FailOnPanic(barrier);
+                let mut rng =
+                    0x9e37_79b9_7f4a_7c15u64 ^ ((thread as u64 + 1) * 0x1234_5678_9abc_def1);
                 let mut next = move || {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
@@ -198,7 +265,9 @@ fn run(config: FlowTableConfig) -> FlowStats {
                         }
                         if op % 8 == thread % 8 {
                             let now = shared.clock.load(Relaxed);
-                            shared.table.expire_step(now, 48, |end| shared.account_end(end));
+                            shared
+                                .table
+                                .expire_step(now, 48, |end| shared.account_end(end));
                         }
                     }
                     barrier.wait();
@@ -215,7 +284,9 @@ fn run(config: FlowTableConfig) -> FlowStats {
     // Everything still live ends in a final sweep far in the future.
     let t = &shared.table;
     shared.check_quiescent();
-    t.expire_step(shared.clock.load(Relaxed) + 3_600_000, t.slots(), |end| shared.account_end(end));
+    t.expire_step(shared.clock.load(Relaxed) + 3_600_000, t.slots(), |end| {
+        shared.account_end(end)
+    });
     assert!(t.is_empty());
     shared.check_quiescent();
     for guest in 0..4 {
@@ -224,13 +295,80 @@ fn run(config: FlowTableConfig) -> FlowStats {
     let stats = t.stats();
     let removed = *removed.lock().unwrap();
     assert_eq!(stats.creations, shared.inserts_created.load(Relaxed));
-    assert_eq!(stats.creations, stats.expirations + stats.removals + stats.evictions);
+    assert_eq!(
+        stats.creations,
+        stats.expirations + stats.removals + stats.evictions
+    );
     assert_eq!(stats.removals, removed);
-    let total: u64 = shared.accepted.iter().flatten().map(|a| a.load(Relaxed)).sum();
+    let total: u64 = shared
+        .accepted
+        .iter()
+        .flatten()
+        .map(|a| a.load(Relaxed))
+        .sum();
     assert_eq!(total, (THREADS * PHASES * OPS_PER_PHASE) as u64);
     // The run exercised what it claims to.
     assert!(stats.creations > 1000, "slots were reused: {stats:?}");
     eprintln!("stress: {elapsed:?}, {stats:?}");
-    assert!(elapsed < Duration::from_secs(60), "bounded run time, took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(60),
+        "bounded run time, took {elapsed:?}"
+    );
     stats
+}
+
+/// Threads doing nothing but tracking packets of one flow, both directions: the
+/// per-flow write lock must make every counter update count.
+#[test]
+fn concurrent_tracking_of_one_flow_loses_nothing() {
+    const PER_THREAD: u64 = 2_000_000;
+    let table = FlowTable::new(&FlowTableConfig {
+        capacity: 64,
+        hash_seed: Some(3),
+        ..Default::default()
+    })
+    .unwrap();
+    let k = key(1);
+    let (ckey, dir, hash) = table.prepare(&k);
+    table
+        .insert(&ckey, hash, dir, new_flow(1), &datagram(1), 0)
+        .unwrap();
+    let started = Instant::now();
+    let ready = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for thread in 0..THREADS {
+            let (table, ready) = (&table, &ready);
+            s.spawn(move || {
+                // Start together, so the threads really overlap.
+                ready.fetch_add(1, AcqRel);
+                while ready.load(Acquire) < THREADS {
+                    std::hint::spin_loop();
+                }
+                let packet = if thread % 2 == 0 { k } else { k.reversed() };
+                let (ckey, dir, hash) = table.prepare(&packet);
+                let hit = table.lookup(&ckey, hash).unwrap();
+                for i in 0..PER_THREAD {
+                    let t = table.track(&hit, dir, &datagram(thread as u32), i).unwrap();
+                    assert_eq!(t.verdict, 1);
+                }
+            });
+        }
+    });
+    let r = record(&table, &k, 0).unwrap();
+    let per_dir = PER_THREAD * (THREADS as u64 / 2);
+    assert_eq!(r.packets[0] as u64, per_dir + 1, "lost updates (forward)");
+    assert_eq!(r.packets[1] as u64, per_dir, "lost updates (reverse)");
+    // Forward threads are 0 and 2, reverse 1 and 3; thread n's datagrams are 28 + n bytes.
+    assert_eq!(
+        r.bytes[0] as u64,
+        29 + PER_THREAD * (28 + 30),
+        "lost updates (forward bytes)"
+    );
+    assert_eq!(
+        r.bytes[1] as u64,
+        PER_THREAD * (29 + 31),
+        "lost updates (reverse bytes)"
+    );
+    assert_eq!(r.state, rampart_flow::FlowState::UdpReplied);
+    assert!(started.elapsed() < Duration::from_secs(60));
 }

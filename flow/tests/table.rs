@@ -16,7 +16,12 @@ const ROUTER: [u8; 4] = [10, 0, 0, 254];
 fn tcp_established(t: &rampart_flow::FlowTable, k: &FlowKey, now: u64) {
     send(t, k, &syn(1000, 64240, None), now);
     send(t, &k.reversed(), &synack(5000, 1001, 65535, None), now);
-    assert_eq!(send(t, k, &seg(ACK, 1001, 5001, 64240, 0), now).tracked().state, TcpEstablished);
+    assert_eq!(
+        send(t, k, &seg(ACK, 1001, 5001, 64240, 0), now)
+            .tracked()
+            .state,
+        TcpEstablished
+    );
 }
 
 #[test]
@@ -33,7 +38,10 @@ fn half_open_expires_on_short_timer_while_established_survives() {
     assert!(sweep(&t, 59 * SEC).is_empty());
     let ended = sweep(&t, 61 * SEC);
     assert_eq!(ended.len(), 1);
-    assert_eq!((ended[0].record.key, ended[0].record.state), (syn_recv.canonical().0, TcpSynRecv));
+    assert_eq!(
+        (ended[0].record.key, ended[0].record.state),
+        (syn_recv.canonical().0, TcpSynRecv)
+    );
     // SYN_SENT (unreplied): 120 s.
     let ended = sweep(&t, 121 * SEC);
     assert_eq!(ended.len(), 1);
@@ -62,7 +70,10 @@ fn idle_flow_behind_an_active_one_expires_on_its_own() {
     let mut ended = Vec::new();
     for tick in 1..=20u64 {
         let now = tick * 10 * SEC;
-        assert!(send(&t, &active, &datagram(10), now).tracked().outcome.is_valid());
+        assert!(send(&t, &active, &datagram(10), now)
+            .tracked()
+            .outcome
+            .is_valid());
         for _ in 0..t.slots().div_ceil(16) {
             t.expire_step(now, 16, |e| ended.push((now, *e)));
         }
@@ -89,7 +100,10 @@ fn expire_step_is_bounded_and_resumes() {
         assert!(step.scanned <= 64);
         total += step.expired;
         steps += 1;
-        assert!(steps <= t.slots().div_ceil(64), "one sweep finds everything");
+        assert!(
+            steps <= t.slots().div_ceil(64),
+            "one sweep finds everything"
+        );
     }
     assert!(t.is_empty());
 }
@@ -101,17 +115,29 @@ fn icmp_error_related_only_when_inner_tuple_matches() {
     tcp_established(&t, &flow, 0);
     let a = flow.src_addr;
     // A router tells A that its packet A→B could not be delivered: related.
-    let related = t.icmp_error_related(&a, &flow).expect("inner tuple is tracked");
+    let related = t
+        .icmp_error_related(&a, &flow)
+        .expect("inner tuple is tracked");
     assert_eq!(related.inner_direction, flow.canonical().1);
     assert_eq!(related.hit.verdict, 1);
     // B's error about its reply, sent back to B: related too.
-    assert!(t.icmp_error_related(&flow.dst_addr, &flow.reversed()).is_some());
+    assert!(t
+        .icmp_error_related(&flow.dst_addr, &flow.reversed())
+        .is_some());
     // Another port, protocol or zone: not related.
-    assert!(t.icmp_error_related(&a, &key4(A, 40001, B, 80, TCP)).is_none());
-    assert!(t.icmp_error_related(&a, &key4(A, 40000, B, 80, UDP)).is_none());
-    assert!(t.icmp_error_related(&a, &FlowKey { zone: 9, ..flow }).is_none());
+    assert!(t
+        .icmp_error_related(&a, &key4(A, 40001, B, 80, TCP))
+        .is_none());
+    assert!(t
+        .icmp_error_related(&a, &key4(A, 40000, B, 80, UDP))
+        .is_none());
+    assert!(t
+        .icmp_error_related(&a, &FlowKey { zone: 9, ..flow })
+        .is_none());
     // The right inner tuple but sent to a third party (forged/misdirected): not related.
-    assert!(t.icmp_error_related(&key4(ROUTER, 0, B, 0, TCP).src_addr, &flow).is_none());
+    assert!(t
+        .icmp_error_related(&key4(ROUTER, 0, B, 0, TCP).src_addr, &flow)
+        .is_none());
 }
 
 #[test]
@@ -119,7 +145,10 @@ fn icmp_echo_pseudo_state() {
     let t = table(64);
     // Echo request/reply share a key: the identifier in both ports.
     let request = key4(A, 77, B, 77, ICMP);
-    assert_eq!(send(&t, &request, &datagram(56), 0).tracked().state, IcmpUnreplied);
+    assert_eq!(
+        send(&t, &request, &datagram(56), 0).tracked().state,
+        IcmpUnreplied
+    );
     let reply = send(&t, &request.reversed(), &datagram(56), 5).tracked();
     assert!(reply.reply);
     assert_eq!(reply.state, IcmpReplied);
@@ -132,22 +161,42 @@ fn udp_unreplied_then_replied_timeouts() {
     let t = table(64);
     let one_way = key4(A, 5353, B, 53, UDP);
     let answered = key4(A, 5354, B, 53, UDP);
-    assert_eq!(send(&t, &one_way, &datagram(40), 0).tracked().state, UdpUnreplied);
-    assert_eq!(send(&t, &answered, &datagram(40), 0).tracked().state, UdpUnreplied);
-    assert_eq!(send(&t, &answered.reversed(), &datagram(100), 10).tracked().state, UdpReplied);
+    assert_eq!(
+        send(&t, &one_way, &datagram(40), 0).tracked().state,
+        UdpUnreplied
+    );
+    assert_eq!(
+        send(&t, &answered, &datagram(40), 0).tracked().state,
+        UdpUnreplied
+    );
+    assert_eq!(
+        send(&t, &answered.reversed(), &datagram(100), 10)
+            .tracked()
+            .state,
+        UdpReplied
+    );
     // Unreplied: 30 s.
     assert!(sweep(&t, 29 * SEC).is_empty());
     let ended = sweep(&t, 31 * SEC);
     assert_eq!(ended.len(), 1);
-    assert_eq!((ended[0].record.key, ended[0].record.state), (one_way.canonical().0, UdpUnreplied));
+    assert_eq!(
+        (ended[0].record.key, ended[0].record.state),
+        (one_way.canonical().0, UdpUnreplied)
+    );
     // Replied: 120 s after its last packet.
     assert!(sweep(&t, 10 + 119 * SEC).is_empty());
     let ended = sweep(&t, 10 + 120 * SEC);
     assert_eq!(ended.len(), 1);
     let r = ended[0].record;
     assert_eq!(r.state, UdpReplied);
-    assert_eq!((r.packets_from_initiator(), r.packets_from_responder()), (1, 1));
-    assert_eq!((r.bytes_from_initiator(), r.bytes_from_responder()), (68, 128));
+    assert_eq!(
+        (r.packets_from_initiator(), r.packets_from_responder()),
+        (1, 1)
+    );
+    assert_eq!(
+        (r.bytes_from_initiator(), r.bytes_from_responder()),
+        (68, 128)
+    );
     assert_eq!((r.start_ms, r.last_ms), (0, 10));
 }
 
@@ -155,44 +204,100 @@ fn udp_unreplied_then_replied_timeouts() {
 fn timeouts_are_configurable() {
     let t = table_with(FlowTableConfig {
         capacity: 64,
-        timeouts: Timeouts { udp_unreplied: 2, ..Timeouts::default() },
+        timeouts: Timeouts {
+            udp_unreplied: 2,
+            ..Timeouts::default()
+        },
         ..Default::default()
     });
     send(&t, &key4(A, 1, B, 2, UDP), &datagram(1), 0);
     assert_eq!(sweep(&t, 2 * SEC).len(), 1);
     // And at run time.
     send(&t, &key4(A, 1, B, 2, UDP), &datagram(1), 0);
-    t.set_timeouts(&Timeouts { udp_unreplied: 100, ..Timeouts::default() });
+    t.set_timeouts(&Timeouts {
+        udp_unreplied: 100,
+        ..Timeouts::default()
+    });
     assert!(sweep(&t, 99 * SEC).is_empty());
     // Serde: missing fields take Linux's defaults, unknown ones are errors.
     let parsed: Timeouts = toml::from_str("udp_unreplied = 5\ntcp_established = 3600").unwrap();
-    assert_eq!((parsed.udp_unreplied, parsed.tcp_established, parsed.tcp_syn_sent), (5, 3600, 120));
+    assert_eq!(
+        (
+            parsed.udp_unreplied,
+            parsed.tcp_established,
+            parsed.tcp_syn_sent
+        ),
+        (5, 3600, 120)
+    );
     assert!(toml::from_str::<Timeouts>("udp_unreplyed = 5").is_err());
-    let config: FlowTableConfig = toml::from_str("capacity = 1000\nfull_policy = \"evict-oldest\"\n[timeouts]\nicmp = 10").unwrap();
-    assert_eq!((config.full_policy, config.timeouts.icmp, config.timeouts.generic), (FullPolicy::EvictOldest, 10, 600));
+    let config: FlowTableConfig =
+        toml::from_str("capacity = 1000\nfull_policy = \"evict-oldest\"\n[timeouts]\nicmp = 10")
+            .unwrap();
+    assert_eq!(
+        (
+            config.full_policy,
+            config.timeouts.icmp,
+            config.timeouts.generic
+        ),
+        (FullPolicy::EvictOldest, 10, 600)
+    );
     assert_eq!(Timeouts::default().for_state(TcpEstablished), 432_000);
 }
 
 #[test]
 fn table_full_refuse() {
-    let t = table_with(FlowTableConfig { capacity: 4, full_policy: FullPolicy::Refuse, ..Default::default() });
+    let t = table_with(FlowTableConfig {
+        capacity: 4,
+        full_policy: FullPolicy::Refuse,
+        ..Default::default()
+    });
     for port in 0..4 {
-        send(&t, &key4(A, port, B, 53, UDP), &datagram(1), port as u64 * SEC).tracked();
+        send(
+            &t,
+            &key4(A, port, B, 53, UDP),
+            &datagram(1),
+            port as u64 * SEC,
+        )
+        .tracked();
     }
-    assert_eq!(send(&t, &key4(A, 99, B, 53, UDP), &datagram(1), 10 * SEC), Sent::Refused(InsertError::Full));
-    assert_eq!(send(&t, &key4(A, 98, B, 53, UDP), &datagram(1), 10 * SEC), Sent::Refused(InsertError::Full));
+    assert_eq!(
+        send(&t, &key4(A, 99, B, 53, UDP), &datagram(1), 10 * SEC),
+        Sent::Refused(InsertError::Full)
+    );
+    assert_eq!(
+        send(&t, &key4(A, 98, B, 53, UDP), &datagram(1), 10 * SEC),
+        Sent::Refused(InsertError::Full)
+    );
     // Existing flows are untouched and still tracked.
-    assert!(send(&t, &key4(A, 0, B, 53, UDP).reversed(), &datagram(1), 11 * SEC).tracked().outcome.is_valid());
+    assert!(send(
+        &t,
+        &key4(A, 0, B, 53, UDP).reversed(),
+        &datagram(1),
+        11 * SEC
+    )
+    .tracked()
+    .outcome
+    .is_valid());
     let stats = t.stats();
-    assert_eq!((stats.live, stats.full_refusals, stats.evictions), (4, 2, 0));
+    assert_eq!(
+        (stats.live, stats.full_refusals, stats.evictions),
+        (4, 2, 0)
+    );
     // Room again once a flow expires.
     sweep(&t, 3 * SEC + 31 * SEC);
-    assert!(matches!(send(&t, &key4(A, 99, B, 53, UDP), &datagram(1), 40 * SEC), Sent::Tracked { created: true, .. }));
+    assert!(matches!(
+        send(&t, &key4(A, 99, B, 53, UDP), &datagram(1), 40 * SEC),
+        Sent::Tracked { created: true, .. }
+    ));
 }
 
 #[test]
 fn table_full_evict_oldest() {
-    let t = table_with(FlowTableConfig { capacity: 4, full_policy: FullPolicy::EvictOldest, ..Default::default() });
+    let t = table_with(FlowTableConfig {
+        capacity: 4,
+        full_policy: FullPolicy::EvictOldest,
+        ..Default::default()
+    });
     // Three answered flows and one unanswered, the unanswered one the newest.
     for port in 0..3u16 {
         let k = key4(A, port, B, 53, UDP);
@@ -202,38 +307,119 @@ fn table_full_evict_oldest() {
     send(&t, &key4(A, 3, B, 53, UDP), &datagram(1), 3 * SEC);
     // The never-answered flow goes first, though it is the youngest.
     let (ckey, dir, hash) = t.prepare(&key4(A, 10, B, 53, UDP));
-    let ins = t.insert(&ckey, hash, dir, NewFlow { verdict: 1, owner: 0 }, &datagram(1), 4 * SEC).unwrap();
+    let ins = t
+        .insert(
+            &ckey,
+            hash,
+            dir,
+            NewFlow {
+                verdict: 1,
+                owner: 0,
+            },
+            &datagram(1),
+            4 * SEC,
+        )
+        .unwrap();
     let victim = ins.ended.expect("a flow was evicted");
-    assert_eq!((victim.reason, victim.record.key.src_port), (EndReason::Evicted, 3));
+    assert_eq!(
+        (victim.reason, victim.record.key.src_port),
+        (EndReason::Evicted, 3)
+    );
     // Then the oldest idle one.
     let (ckey, dir, hash) = t.prepare(&key4(A, 11, B, 53, UDP));
-    let ins = t.insert(&ckey, hash, dir, NewFlow { verdict: 1, owner: 0 }, &datagram(1), 5 * SEC).unwrap();
+    let ins = t
+        .insert(
+            &ckey,
+            hash,
+            dir,
+            NewFlow {
+                verdict: 1,
+                owner: 0,
+            },
+            &datagram(1),
+            5 * SEC,
+        )
+        .unwrap();
     let victim = ins.ended.unwrap();
-    assert_eq!(victim.record.key.src_port, 10, "unreplied flows before assured ones");
+    assert_eq!(
+        victim.record.key.src_port, 10,
+        "unreplied flows before assured ones"
+    );
     let (ckey, dir, hash) = t.prepare(&key4(A, 12, B, 53, UDP));
-    send(&t, &key4(A, 11, B, 53, UDP).reversed(), &datagram(1), 5 * SEC);
-    let ins = t.insert(&ckey, hash, dir, NewFlow { verdict: 1, owner: 0 }, &datagram(1), 6 * SEC).unwrap();
+    send(
+        &t,
+        &key4(A, 11, B, 53, UDP).reversed(),
+        &datagram(1),
+        5 * SEC,
+    );
+    let ins = t
+        .insert(
+            &ckey,
+            hash,
+            dir,
+            NewFlow {
+                verdict: 1,
+                owner: 0,
+            },
+            &datagram(1),
+            6 * SEC,
+        )
+        .unwrap();
     assert_eq!(ins.ended.unwrap().record.key.src_port, 0, "then the oldest");
     let stats = t.stats();
-    assert_eq!((stats.live, stats.evictions, stats.full_refusals, stats.creations), (4, 3, 0, 7));
+    assert_eq!(
+        (
+            stats.live,
+            stats.evictions,
+            stats.full_refusals,
+            stats.creations
+        ),
+        (4, 3, 0, 7)
+    );
     assert_eq!(t.guest_occupancy(0), 4);
 }
 
 #[test]
 fn quota_isolation_between_guests() {
-    let t = table_with(FlowTableConfig { capacity: 64, guest_quota: 3, ..Default::default() });
-    let as_guest = |g: u8| NewFlow { verdict: g as u32, owner: g };
+    let t = table_with(FlowTableConfig {
+        capacity: 64,
+        guest_quota: 3,
+        ..Default::default()
+    });
+    let as_guest = |g: u8| NewFlow {
+        verdict: g as u32,
+        owner: g,
+    };
     for port in 0..3 {
         send_as(&t, &key4(A, port, B, 53, UDP), &datagram(1), 0, as_guest(1)).tracked();
     }
-    assert_eq!(send_as(&t, &key4(A, 9, B, 53, UDP), &datagram(1), 0, as_guest(1)), Sent::Refused(InsertError::QuotaExceeded(1)));
+    assert_eq!(
+        send_as(&t, &key4(A, 9, B, 53, UDP), &datagram(1), 0, as_guest(1)),
+        Sent::Refused(InsertError::QuotaExceeded(1))
+    );
     // Guest 1 at its quota does not stop guest 2.
     for port in 10..13 {
         send_as(&t, &key4(B, port, A, 53, UDP), &datagram(1), 0, as_guest(2)).tracked();
     }
-    assert_eq!((t.guest_occupancy(1), t.guest_occupancy(2), t.guest_occupancy(3)), (3, 3, 0));
+    assert_eq!(
+        (
+            t.guest_occupancy(1),
+            t.guest_occupancy(2),
+            t.guest_occupancy(3)
+        ),
+        (3, 3, 0)
+    );
     // Guest 1's existing flows still work; only new ones are refused.
-    assert!(send_as(&t, &key4(A, 0, B, 53, UDP).reversed(), &datagram(1), 1, as_guest(1)).tracked().outcome.is_valid());
+    assert!(send_as(
+        &t,
+        &key4(A, 0, B, 53, UDP).reversed(),
+        &datagram(1),
+        1,
+        as_guest(1)
+    )
+    .tracked()
+    .outcome
+    .is_valid());
     // A per-guest override, at run time.
     t.set_guest_quota(2, 10);
     send_as(&t, &key4(B, 13, A, 53, UDP), &datagram(1), 0, as_guest(2)).tracked();
@@ -241,7 +427,14 @@ fn quota_isolation_between_guests() {
     // Flows ending give the quota back.
     sweep(&t, 31 * SEC);
     assert_eq!(t.guest_occupancy(1), 1, "the replied flow is still there");
-    send_as(&t, &key4(A, 9, B, 53, UDP), &datagram(1), 31 * SEC, as_guest(1)).tracked();
+    send_as(
+        &t,
+        &key4(A, 9, B, 53, UDP),
+        &datagram(1),
+        31 * SEC,
+        as_guest(1),
+    )
+    .tracked();
 }
 
 #[test]
@@ -249,9 +442,28 @@ fn bulk_lookup_matches_single_lookups() {
     let t = table(10_000);
     let mut keys = Vec::new();
     for i in 0..3000u32 {
-        let k = key4([10, 1, (i >> 8) as u8, i as u8], 1000 + (i % 7) as u16, B, 443, if i % 3 == 0 { UDP } else { TCP });
+        let k = key4(
+            [10, 1, (i >> 8) as u8, i as u8],
+            1000 + (i % 7) as u16,
+            B,
+            443,
+            if i % 3 == 0 { UDP } else { TCP },
+        );
         if i % 2 == 0 {
-            let ins = send_as(&t, &k, &if k.proto == TCP { syn(i, 1000, None) } else { datagram(1) }, 0, NewFlow { verdict: i, owner: 0 });
+            let ins = send_as(
+                &t,
+                &k,
+                &if k.proto == TCP {
+                    syn(i, 1000, None)
+                } else {
+                    datagram(1)
+                },
+                0,
+                NewFlow {
+                    verdict: i,
+                    owner: 0,
+                },
+            );
             assert!(matches!(ins, Sent::Tracked { created: true, .. }));
         }
         keys.push(k);
@@ -281,9 +493,15 @@ fn remove_and_stale_hits() {
     assert_eq!((end.reason, end.record.key), (EndReason::Removed, ckey));
     assert!(t.remove(&ckey, hash, 5).is_none());
     // A hit read before the removal is refused, even once the slot is reused.
-    assert_eq!(t.track(&hit, dir, &datagram(1), 6), Err(rampart_flow::Stale::Gone));
+    assert_eq!(
+        t.track(&hit, dir, &datagram(1), 6),
+        Err(rampart_flow::Stale::Gone)
+    );
     send(&t, &key4(A, 7, B, 8, UDP), &datagram(1), 7);
-    assert_eq!(t.track(&hit, dir, &datagram(1), 8), Err(rampart_flow::Stale::Gone));
+    assert_eq!(
+        t.track(&hit, dir, &datagram(1), 8),
+        Err(rampart_flow::Stale::Gone)
+    );
     assert_eq!(t.set_verdict(&hit, 9), Err(rampart_flow::Stale::Gone));
     assert_eq!(t.stats().removals, 1);
 }

@@ -194,6 +194,12 @@ cfg=$work/rampart.toml
 port=$((20000 + RANDOM % 20000))
 while [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; do port=$((20000 + RANDOM % 20000)); done
 
+# Run private copies: a rebuild by someone else mid-run must not pair a new rampartctl
+# (which publishes policy images and reloads) with the running dataplane.
+mkdir -p "$work/bin"
+for b in rampart-dataplane rampartctl; do cp "$bin/$b" "$work/bin/$b" || abort "cannot copy $bin/$b"; done
+bin=$work/bin
+
 # write_cfg WITH_8080: the config, with or without rule b-to-a-8080 (written atomically).
 write_cfg() {
 	{

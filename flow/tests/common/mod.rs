@@ -98,14 +98,28 @@ impl Sent {
 
 /// The dataplane's per-packet flow step, for a packet with packet-order key `key`.
 pub fn send(table: &FlowTable, key: &FlowKey, pkt: &PacketInfo, now: u64) -> Sent {
-    send_as(table, key, pkt, now, NewFlow { verdict: 1, owner: 0 })
+    send_as(
+        table,
+        key,
+        pkt,
+        now,
+        NewFlow {
+            verdict: 1,
+            owner: 0,
+        },
+    )
 }
 
 pub fn send_as(table: &FlowTable, key: &FlowKey, pkt: &PacketInfo, now: u64, new: NewFlow) -> Sent {
     let (ckey, dir, hash) = table.prepare(key);
     if let Some(hit) = table.lookup(&ckey, hash) {
         match table.track(&hit, dir, pkt, now) {
-            Ok(tracked) => return Sent::Tracked { tracked, created: false },
+            Ok(tracked) => {
+                return Sent::Tracked {
+                    tracked,
+                    created: false,
+                }
+            }
             Err(Stale::Gone) | Err(Stale::Reopened(_)) => {}
         }
     }
