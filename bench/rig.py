@@ -18,7 +18,8 @@ Environment:
                  position of the rule that allows the bench traffic (9990)
   BENCH_RUNS     runs per DUT and flow count (default 3)
   BENCH_SECONDS  measurement window, s (default 10)
-  BENCH_WARMUP   warm-up before the window, s (default 3)
+  BENCH_WARMUP   warm-up before the window, s (default 3); longer if needed until every
+                 flow was sent twice, up to BENCH_WARMUP_MAX s (default 120)
   BENCH_GEN_CPU / BENCH_DUT_CPU   CPUs (default 0 / 1)
   BENCH_WORKDIR  sockets, configs and logs (default /tmp/rampart-bench)
   BENCH_BUILD    missing (default) | always | never: cargo build of the rampart binaries
@@ -574,6 +575,7 @@ class Rampart:
         self.mem_pages = (int(mem.group(1)) if mem else 512) // 2
         self.dp = self.ctl = None
         self.stats_warned = False
+        self.last_stats = None
         RIG.cleanup_paths.update(self.socks + [self.shm] + ([self.control_sock] if self.control_sock else []))
 
     def start(self, tag, flows):
@@ -599,6 +601,7 @@ class Rampart:
                 raise ValueError(f"exit {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
             j = json.loads(r.stdout)
             # Shape: {"workers":[...]} or the admin reply {"stats":{"workers":[...]}, ...}.
+            self.last_stats = j.get("stats", j)
             ws = j["workers"] if "workers" in j else j["stats"]["workers"]
             if not ws:
                 raise ValueError("no workers in the stats reply")
@@ -608,6 +611,18 @@ class Rampart:
                 log(f"warning: no busy cycles from `rampartctl stats --json`: {e}")
                 self.stats_warned = True
             return None
+
+    def end_window(self, flows):
+        """Sanity check of a stateful profile after the window: every flow tracked, none refused."""
+        st = self.last_stats
+        if self.rules is None or not isinstance(st, dict):
+            return
+        ft = st.get("flow_table", {})
+        drops = {k: v for k, v in st.get("drops", {}).items() if v and k != "tx_full"}
+        live = ft.get("live")
+        if live is None or live < flows or drops:
+            log(f"warning: {self.name}:{self.profile}: {live} flows tracked for {flows} generated, "
+                f"drops {drops or 'none'} (expected every flow allowed by rule bench-allow)")
 
     def stop(self):
         for p in (self.ctl, self.dp):
@@ -758,11 +773,15 @@ class OvsCt:
                 self.stats_warned = True
             return None
 
-    def conntrack_count(self):
+    def end_window(self, flows):
+        """Sanity check after the window: conntrack holds every flow."""
         try:
-            return int(self.appctl("dpctl/ct-get-nconns").strip())
-        except (Fail, ValueError):
-            return None
+            n = int(self.appctl("dpctl/ct-get-nconns").strip())
+        except (Fail, ValueError) as e:
+            log(f"warning: ovs-ct: dpctl/ct-get-nconns failed: {e}")
+            return
+        if n < flows:
+            log(f"warning: ovs-ct: conntrack holds {n} connections for {flows} generated flows")
 
     def stop(self):
         for p in (self.vsd, self.db_proc):
@@ -807,9 +826,25 @@ def measure(cfg, dut, flows, tag):
                 return False
 
         wait_for("packets to come back through the DUT on both generator ports", forwarding, 30, procs, 0.25)
-        time.sleep(cfg.warmup)
-        for p in procs:
-            p.check()
+        # Warm-up: BENCH_WARMUP s, and at least until the generator has sent every flow twice
+        # (flowgen's flow index advances per packet across both ports), so that the window
+        # measures established flows, not flow creation, at 1M flows on a slow DUT.
+        t_warm = time.monotonic()
+        deadline = t_warm + max(cfg.warmup, cfg.warmup_max)
+        while True:
+            time.sleep(0.5)
+            for p in procs:
+                p.check()
+            now = time.monotonic()
+            if now - t_warm < cfg.warmup:
+                continue
+            sent = sum(tx for _, tx, _ in port_stats(GEN_PREFIX)[0])
+            if sent >= 2 * flows:
+                break
+            if now >= deadline:
+                log(f"warning: warm-up ended after {now - t_warm:.0f} s (BENCH_WARMUP_MAX) with only {sent} packets "
+                    f"sent for {flows} flows: the window includes flow creation")
+                break
 
         if hasattr(dut, "begin_window"):
             dut.begin_window()  # ovs-ct: pmd-stats-clear
@@ -824,6 +859,8 @@ def measure(cfg, dut, flows, tag):
         s1, t1 = port_stats(GEN_PREFIX)
         c1, j1 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
         b1 = dut.busy()
+        if hasattr(dut, "end_window"):
+            dut.end_window(flows)
     finally:
         if gen is not None:
             gen.stop()
@@ -893,6 +930,7 @@ def main():
     cfg.max_other = env_float("BENCH_MAX_OTHER", 10)
     cfg.quiet_wait = env_float("BENCH_QUIET_WAIT", 20)
     cfg.retries = env_int("BENCH_RETRIES", 1)
+    cfg.warmup_max = env_float("BENCH_WARMUP_MAX", 120)
     cfg.rules = env_int("BENCH_RULES", 10000)
     cfg.allow_at = env_int("BENCH_ALLOW_AT", min(9990, cfg.rules))
     if cfg.virtio_args and not cfg.virtio_args.startswith(","):

@@ -119,11 +119,12 @@ pub(crate) struct Tree {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classifier {
     pub(crate) rule_count: u32,
-    /// The trees for keys with an IPv4 source (`..v6_start`), then those for
-    /// IPv6 sources; each part sorted by `min_rule`, so a lookup stops at the
-    /// first tree that cannot beat the match it already has.
+    /// The trees for each address family class of keys (see
+    /// [`family_class`]): class `c` owns `trees[class_start[c]..class_start[c + 1]]`,
+    /// sorted by `min_rule`, so a lookup stops at the first tree that cannot
+    /// beat the match it already has.
     pub(crate) trees: Vec<Tree>,
-    pub(crate) v6_start: u32,
+    pub(crate) class_start: [u32; FAMILY_CLASSES + 1],
     /// Child pointer arrays of all inner nodes; children always come after
     /// the pointer that leads to them, so every walk moves forward and ends.
     pub(crate) nodes: Vec<u64>,
@@ -146,8 +147,8 @@ pub(crate) struct Prepared {
     icmp_code: u8,
     /// `1 << ingress` for slots 0..64, 0 above (only "any" rules match those).
     ingress_bit: u64,
-    /// Whether the source is IPv6 (not inside ::ffff:0:0/96).
-    v6: bool,
+    /// [`family_class`] of the key.
+    class: usize,
 }
 
 impl Prepared {
@@ -171,7 +172,7 @@ impl Prepared {
             icmp_type: key.icmp_type,
             icmp_code: key.icmp_code,
             ingress_bit: 1u64.checked_shl(u32::from(key.ingress)).unwrap_or(0),
-            v6: src >> 32 != 0xffff,
+            class: family_class(src, dst),
         }
     }
 }
@@ -277,10 +278,10 @@ impl Classifier {
             let mut at = [(EMPTY_LEAF, 0usize); BULK];
             let at = &mut at[..n];
             for (t, tree) in self.trees.iter().enumerate() {
-                let for_v6 = t >= self.v6_start as usize;
+                let class = self.class_start[1..].iter().take_while(|&&end| end as usize <= t).count();
                 let mut inner = 0;
                 for ((a, &b), key) in at.iter_mut().zip(best.iter()).zip(prepared) {
-                    let active = key.v6 == for_v6 && tree.min_rule < b;
+                    let active = key.class == class && tree.min_rule < b;
                     *a = if active { (tree.root, 0) } else { (EMPTY_LEAF, 0) };
                     inner += usize::from(a.0 & 1 == 0);
                 }
@@ -325,15 +326,12 @@ impl Classifier {
         }
     }
 
-    /// The trees for the key's source address family.
+    /// The trees for the key's address family class.
     #[inline(always)]
     fn trees_for(&self, key: &Prepared) -> &[Tree] {
-        let split = (self.v6_start as usize).min(self.trees.len());
-        if key.v6 {
-            &self.trees[split..]
-        } else {
-            &self.trees[..split]
-        }
+        let start = self.class_start.get(key.class).copied().unwrap_or(0) as usize;
+        let end = self.class_start.get(key.class + 1).copied().unwrap_or(0) as usize;
+        self.trees.get(start..end).unwrap_or(&[])
     }
 
     /// One level down: the child pointer `p` leads `key` to, and the smallest
@@ -409,13 +407,16 @@ impl Classifier {
                 return Err(format!("candidate {i} has unknown flag bits {:#x}", check.flags));
             }
         }
-        let split = self.v6_start as usize;
-        if split > 4 || split > self.trees.len() || self.trees.len() - split > 4 {
-            return Err(format!("{} trees split at {split}: at most 4 per family are built", self.trees.len()));
+        let starts = &self.class_start;
+        if starts[0] != 0
+            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 4)
+            || starts[FAMILY_CLASSES] as usize != self.trees.len()
+        {
+            return Err(format!("tree classes {starts:?} do not partition the {} trees", self.trees.len()));
         }
         let mut previous_min = 0;
         for (t, tree) in self.trees.iter().enumerate() {
-            if t == split {
+            if starts.contains(&(t as u32)) {
                 previous_min = 0;
             }
             if tree.min_rule < previous_min || tree.min_rule >= self.rule_count {
@@ -461,6 +462,17 @@ impl Classifier {
         }
         Ok(())
     }
+}
+
+/// Keys fall in four classes by the families of their source and
+/// destination addresses (bit 0: source is IPv6, bit 1: destination is IPv6;
+/// IPv4 = inside ::ffff:0:0/96). Each class has its own trees, so that cuts
+/// on IPv4 bits never have to carry IPv6 candidates along, and vice versa.
+pub(crate) const FAMILY_CLASSES: usize = 4;
+
+#[inline(always)]
+pub(crate) fn family_class(src: u128, dst: u128) -> usize {
+    usize::from(src >> 32 != 0xffff) | usize::from(dst >> 32 != 0xffff) << 1
 }
 
 /// The index in `nodes` an inner pointer sends `key` to; `None` for a leaf.

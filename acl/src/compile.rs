@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::classifier::{
-    Check, Classifier, Tree, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
+    Check, Classifier, Tree, FAMILY_CLASSES, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
     LEAF_MAX_LEN, MAX_CUT_BITS,
 };
 use crate::{prefix_mask, Prefix, Rule, PROTO_ICMP, PROTO_ICMPV6};
@@ -387,26 +387,27 @@ impl Classifier {
         }
         let entries = expand(rules)?;
 
-        // Keys with an IPv4 source only meet candidates whose source prefix
-        // reaches into ::ffff:0:0/96, IPv6 ones the others: one set of trees
-        // per family, so IPv6 candidates are not copied into every child of
-        // a cut on IPv4 bits and vice versa. Within a family, separable trees
-        // (EffiCuts): candidates leaving an address wide open would be copied
-        // into every child of a cut on that address, so they get their own
-        // tree, cut on the other fields.
-        let mut groups: [Vec<u32>; 8] = Default::default();
+        // Per key family class (see `family_class`), the candidates that can
+        // match such keys, so IPv6 candidates are not copied into every child
+        // of a cut on IPv4 bits and vice versa. Within a class, separable
+        // trees (EffiCuts): candidates leaving an address wide open would be
+        // copied into every child of a cut on that address, so they get their
+        // own tree, cut on the other fields.
+        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 4];
         for (i, e) in entries.iter().enumerate() {
             let separable = if options.separate {
                 usize::from(wide(e.prefix(0))) | usize::from(wide(e.prefix(1))) << 1
             } else {
                 0
             };
-            let (v4, v6) = families(e.prefix(0));
-            if v4 {
-                groups[separable].push(i as u32);
-            }
-            if v6 {
-                groups[4 + separable].push(i as u32);
+            let (src_v4, src_v6) = families(e.prefix(0));
+            let (dst_v4, dst_v6) = families(e.prefix(1));
+            for class in 0..FAMILY_CLASSES {
+                let src_ok = if class & 1 == 0 { src_v4 } else { src_v6 };
+                let dst_ok = if class & 2 == 0 { dst_v4 } else { dst_v6 };
+                if src_ok && dst_ok {
+                    groups[class * 4 + separable].push(i as u32);
+                }
             }
         }
 
@@ -418,27 +419,30 @@ impl Classifier {
             leaves: HashMap::new(),
             budget_exceeded: false,
         };
-        let mut trees = Vec::new();
-        let mut v6_start = 0;
+        let mut trees: Vec<Tree> = Vec::new();
+        let mut class_start = [0u32; FAMILY_CLASSES + 1];
         for (g, list) in groups.into_iter().enumerate() {
-            if g == 4 {
-                trees[..].sort_by_key(|t: &Tree| t.min_rule);
-                v6_start = trees.len();
+            if g % 4 == 0 {
+                class_start[g / 4] = trees.len() as u32;
             }
-            let Some(&first) = list.first() else { continue };
-            let min_rule = entries[first as usize].check.rule;
-            builder.leaves.clear();
-            let root = builder.build(list, Region::default());
-            trees.push(Tree { root, min_rule });
+            if let Some(&first) = list.first() {
+                let min_rule = entries[first as usize].check.rule;
+                builder.leaves.clear();
+                let root = builder.build(list, Region::default());
+                trees.push(Tree { root, min_rule });
+            }
+            if g % 4 == 3 {
+                trees[class_start[g / 4] as usize..].sort_by_key(|t| t.min_rule);
+            }
         }
-        trees[v6_start..].sort_by_key(|t| t.min_rule);
+        class_start[FAMILY_CLASSES] = trees.len() as u32;
         if builder.budget_exceeded {
             return Err(CompileError::TooLarge);
         }
         Ok(Classifier {
             rule_count: rules.len() as u32,
             trees,
-            v6_start: v6_start as u32,
+            class_start,
             nodes: builder.nodes,
             checks: builder.checks,
         })

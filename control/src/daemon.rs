@@ -332,10 +332,10 @@ pub fn handle(d: &Daemon, request: &str) -> Value {
 /// `flows`: asks the dataplane to dump its flow table, then filters the dump by
 /// guest (owner port name), address, port and state.
 fn flows(d: &Daemon, filter: &Value) -> Value {
-    let (seg, shm, names) = {
+    let (seg, shm, names, rules) = {
         let inner = d.inner.lock().unwrap();
         match inner.segment.clone() {
-            Some(seg) => (seg, inner.config.dataplane.shm.clone(), inner.names()),
+            Some(seg) => (seg, inner.config.dataplane.shm.clone(), inner.names(), inner.rule_ids()),
             None => return json!({"ok": false, "error": "the dataplane is not attached"}),
         }
     };
@@ -371,6 +371,8 @@ fn flows(d: &Daemon, filter: &Value) -> Value {
             continue;
         }
         f["guest"] = json!(owner);
+        f["rule"] = json!(f["rule"].as_u64().and_then(|r| rules.get(r as usize)));
+        f["proto"] = json!(crate::events::proto_name(f["proto"].as_u64().unwrap_or(0) as u8));
         out.push(f);
     }
     json!({"ok": true, "total": seg.flows.dump_count.load(Ordering::Relaxed), "flows": out})

@@ -101,7 +101,7 @@ fn ip(a: &[u8; 16]) -> String {
     v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| v6.to_string())
 }
 
-fn proto_name(p: u8) -> String {
+pub fn proto_name(p: u8) -> String {
     match p {
         6 => "TCP".into(),
         17 => "UDP".into(),

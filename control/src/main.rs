@@ -52,7 +52,7 @@ enum Cmd {
         /// Only flows with this port at either end.
         #[arg(long)]
         port: Option<u16>,
-        /// Only flows in this state (e.g. ESTABLISHED, SYN_SENT, UDP_REPLIED).
+        /// Only flows in this state (e.g. established, syn_sent, time_wait; any case).
         #[arg(long)]
         state: Option<String>,
     },
@@ -217,13 +217,13 @@ fn print_human(cmd: &str, reply: &Value) {
                 println!(
                     "{:<10} {:<5} {:<40} {:<40} {:<12} {:>10} {:>10} {:<16}",
                     f["guest"].as_str().unwrap_or(""),
-                    f["proto"],
+                    f["proto"].as_str().unwrap_or(""),
                     format!("{}:{}", f["src_ip"].as_str().unwrap_or(""), f["src_port"]),
                     format!("{}:{}", f["dest_ip"].as_str().unwrap_or(""), f["dest_port"]),
                     f["state"].as_str().unwrap_or(""),
                     f["pkts"][0],
                     f["pkts"][1],
-                    f["rule"]
+                    f["rule"].as_str().unwrap_or("-")
                 );
             }
             println!("{} shown of {} tracked", flows.len(), reply["total"]);

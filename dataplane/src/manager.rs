@@ -56,8 +56,9 @@ impl Manager {
         }
     }
 
-    /// After the workers have stopped: unplug every port.
+    /// After the workers have stopped: unplug every port, remove the flow dump.
     pub fn shutdown(&mut self) {
+        let _ = std::fs::remove_file(&self.dump_path);
         let old = self.shared.runtime.swap(std::ptr::null_mut(), Ordering::AcqRel);
         if !old.is_null() {
             // SAFETY: workers have returned (caller's contract); nobody references it.

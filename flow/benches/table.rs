@@ -94,23 +94,22 @@ fn bench_table(c: &mut Criterion) {
     let all = random_keys(FLOWS + 64 * BATCH, &mut rng);
     let (live, fresh) = all.split_at(FLOWS);
     let live = prepare(&table, live);
+    let mut refused = 0;
     for i in 0..FLOWS {
         let new = NewFlow {
             verdict: i as u32,
             owner: (i % 64) as u8,
         };
-        table
-            .insert(
-                &live.keys[i],
-                live.hashes[i],
-                live.dirs[i],
-                new,
-                &syn_or_udp(&live.keys[i]),
-                0,
-            )
-            .unwrap();
+        let pkt = syn_or_udp(&live.keys[i]);
+        refused += table
+            .insert(&live.keys[i], live.hashes[i], live.dirs[i], new, &pkt, 0)
+            .is_err() as usize;
     }
-    assert_eq!(table.len() as usize, FLOWS);
+    eprintln!(
+        "filled to {} of {FLOWS} flows ({refused} refused)",
+        table.len()
+    );
+    assert!(refused < FLOWS / 1000);
     // Look keys up in an order unrelated to insertion and memory layout.
     let mut order: Vec<usize> = (0..FLOWS).collect();
     for i in (1..FLOWS).rev() {
@@ -202,7 +201,7 @@ fn bench_table(c: &mut Criterion) {
     // bucket locks, quota and capacity accounting, slot claim, publish) and removes them
     // again untimed.
     for i in (0..FLOWS).step_by(2) {
-        table.remove(&live.keys[i], live.hashes[i], 0).unwrap();
+        table.remove(&live.keys[i], live.hashes[i], 0);
     }
     let fresh = prepare(&table, fresh);
     let mut round = 0;

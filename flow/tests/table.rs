@@ -505,3 +505,38 @@ fn remove_and_stale_hits() {
     assert_eq!(t.set_verdict(&hit, 9), Err(rampart_flow::Stale::Gone));
     assert_eq!(t.stats().removals, 1);
 }
+
+#[test]
+fn table_fills_to_capacity_without_spurious_full() {
+    // Both candidate buckets of a key being full is what refuses a flow before the table
+    // holds `capacity`; bucket placement must make that (practically) never happen.
+    let capacity = 200_000u32;
+    let t = table_with(FlowTableConfig {
+        capacity,
+        hash_seed: Some(2024),
+        ..Default::default()
+    });
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut created = 0;
+    while created < capacity {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let k = key4(
+            [10, (rng >> 8) as u8, (rng >> 16) as u8, (rng >> 24) as u8],
+            (rng >> 32) as u16,
+            B,
+            (rng >> 48) as u16,
+            UDP,
+        );
+        if let Sent::Tracked { created: true, .. } = send(&t, &k, &datagram(1), 0) {
+            created += 1;
+        }
+    }
+    assert_eq!(t.stats().full_refusals, 0);
+    assert_eq!(t.len(), capacity);
+    assert_eq!(
+        send(&t, &key4(A, 1, B, 1, UDP), &datagram(1), 0),
+        Sent::Refused(InsertError::Full)
+    );
+}

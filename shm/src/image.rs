@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 1;
+pub const IMAGE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
@@ -110,6 +110,12 @@ impl PolicyImage {
 
     /// Decodes and validates an image; the error says what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<PolicyImage, String> {
+        // The format comes first, so a control process of another version is named as such.
+        if let Ok((format, _)) = postcard::take_from_bytes::<u32>(bytes) {
+            if format != IMAGE_FORMAT {
+                return Err(format!("policy image format {format}, this dataplane reads {IMAGE_FORMAT}: run rampartctl and rampart-dataplane of the same version"));
+            }
+        }
         let image: PolicyImage = postcard::from_bytes(bytes).map_err(|e| format!("undecodable policy image: {e}"))?;
         image.validate()?;
         Ok(image)
