@@ -43,20 +43,24 @@ fn main() {
     }
     let nk = keys.len() as f64;
     println!("per lookup: {:.2} trees, {:.2} levels, {:.2} candidates checked", t as f64 / nk, l as f64 / nk, ch as f64 / nk);
-    let t0 = std::time::Instant::now();
+    // Best of 5: the machine is shared and noisy.
     let mut sum = 0u64;
-    for _ in 0..rounds {
-        for k in &keys {
-            sum = sum.wrapping_add(u64::from(c.lookup(std::hint::black_box(k)).unwrap_or(0)));
-        }
-    }
-    let single = t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64;
+    let (mut single, mut bulk) = (f64::MAX, f64::MAX);
     let mut out = vec![None; keys.len()];
-    let t0 = std::time::Instant::now();
-    for _ in 0..rounds {
-        c.lookup_bulk(std::hint::black_box(&keys), &mut out);
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        for _ in 0..rounds {
+            for k in &keys {
+                sum = sum.wrapping_add(u64::from(c.lookup(std::hint::black_box(k)).unwrap_or(0)));
+            }
+        }
+        single = single.min(t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64);
+        let t0 = std::time::Instant::now();
+        for _ in 0..rounds {
+            c.lookup_bulk(std::hint::black_box(&keys), &mut out);
+        }
+        bulk = bulk.min(t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64);
     }
-    let bulk = t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64;
     println!("single {single:.1} ns ({:.2} M/s), bulk {bulk:.1} ns ({:.2} M/s) [{sum}]", 1e3 / single, 1e3 / bulk);
 }
 #[allow(dead_code)]

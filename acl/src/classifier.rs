@@ -1,5 +1,5 @@
 //! The compiled classifier and its lookup: a few decision trees (per source
-//! address family, up to four) walked with one 8-byte load per level, then a
+//! address family class, up to two) walked with one 8-byte load per level, then a
 //! short priority-ordered scan of the leaf's candidates.
 
 use serde::{Deserialize, Serialize};
@@ -128,7 +128,10 @@ pub struct Classifier {
     /// Child pointer arrays of all inner nodes; children always come after
     /// the pointer that leads to them, so every walk moves forward and ends.
     pub(crate) nodes: Vec<u64>,
-    /// Leaf candidate lists, each contiguous and in rule order.
+    /// Leaf candidate lists: runs of indices into `checks`, each increasing.
+    pub(crate) leaf_items: Vec<u32>,
+    /// Every candidate once, in rule order (so increasing indices mean
+    /// increasing rule numbers).
     pub(crate) checks: Vec<Check>,
 }
 
@@ -184,14 +187,14 @@ impl Classifier {
         self.rule_count as usize
     }
 
-    /// Number of decision trees (at most 4 per source address family).
+    /// Number of decision trees (at most 2 per address family class).
     pub fn tree_count(&self) -> usize {
         self.trees.len()
     }
 
-    /// Number of candidate copies stored in leaves.
+    /// Number of candidate references stored in leaves.
     pub fn check_count(&self) -> usize {
-        self.checks.len()
+        self.leaf_items.len()
     }
 
     /// Number of tree pointers.
@@ -202,6 +205,7 @@ impl Classifier {
     /// Bytes of lookup structures in memory.
     pub fn memory_bytes(&self) -> usize {
         self.checks.len() * std::mem::size_of::<Check>()
+            + self.leaf_items.len() * 4
             + self.nodes.len() * 8
             + self.trees.len() * std::mem::size_of::<Tree>()
     }
@@ -224,7 +228,8 @@ impl Classifier {
                 p = self.step(p, &key, 0).map_or(EMPTY_LEAF, |s| s.0);
             }
             if let Pointer::Leaf { start, len } = decode(p) {
-                for c in self.checks.get(start..start + len).unwrap_or(&[]) {
+                for &i in self.leaf_items.get(start..start + len).unwrap_or(&[]) {
+                    let Some(c) = self.checks.get(i as usize) else { break };
                     if c.rule >= best {
                         break;
                     }
@@ -267,60 +272,70 @@ impl Classifier {
         for (keys, out) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
             let n = keys.len().min(out.len());
             let mut prepared = [Prepared::default(); BULK];
-            for (p, k) in prepared.iter_mut().zip(keys) {
+            for (p, k) in prepared.iter_mut().zip(&keys[..n]) {
                 *p = Prepared::new(k);
             }
-            let prepared = &prepared[..n];
             let mut best = [NO_RULE; BULK];
-            let best = &mut best[..n];
-            // Per key: the pointer reached and the smallest index the next
+            // Per key: the pointer reached, and the smallest index its next
             // step may read (the forward-only rule of `walk`).
-            let mut at = [(EMPTY_LEAF, 0usize); BULK];
-            let at = &mut at[..n];
-            for (t, tree) in self.trees.iter().enumerate() {
-                let class = self.class_start[1..].iter().take_while(|&&end| end as usize <= t).count();
-                let mut inner = 0;
-                for ((a, &b), key) in at.iter_mut().zip(best.iter()).zip(prepared) {
-                    let active = key.class == class && tree.min_rule < b;
-                    *a = if active { (tree.root, 0) } else { (EMPTY_LEAF, 0) };
-                    inner += usize::from(a.0 & 1 == 0);
-                }
-                while inner > 0 {
-                    // Compute every child address and prefetch it, then read them.
-                    let mut next = [usize::MAX; BULK];
-                    for ((a, key), nx) in at.iter().zip(prepared).zip(next.iter_mut()) {
-                        if let Some(i) = child_index(a.0, key) {
-                            if i >= a.1 {
-                                *nx = i;
-                                if let Some(p) = self.nodes.get(i) {
-                                    prefetch(p);
+            let mut at = [EMPTY_LEAF; BULK];
+            let mut min_index = [0usize; BULK];
+            let mut next = [0usize; BULK];
+            // Keys still walking, as indices into the burst.
+            let mut walking = [0u8; BULK];
+            for class in 0..FAMILY_CLASSES {
+                let start = self.class_start.get(class).copied().unwrap_or(0) as usize;
+                let end = self.class_start.get(class + 1).copied().unwrap_or(0) as usize;
+                for tree in self.trees.get(start..end).unwrap_or(&[]) {
+                    let mut count = 0;
+                    for i in 0..n {
+                        if prepared[i].class == class && tree.min_rule < best[i] {
+                            at[i] = tree.root;
+                            min_index[i] = 0;
+                            walking[count] = i as u8;
+                            count += 1;
+                        } else {
+                            at[i] = EMPTY_LEAF;
+                        }
+                    }
+                    let mut inner = count;
+                    while inner > 0 {
+                        // Compute every walking key's next address and
+                        // prefetch it, then read them all.
+                        for &i in &walking[..inner] {
+                            let i = usize::from(i);
+                            next[i] = child_index(at[i], &prepared[i]).unwrap_or(usize::MAX);
+                            if let Some(p) = self.nodes.get(next[i]) {
+                                prefetch(p);
+                            }
+                        }
+                        let mut still = 0;
+                        for w in 0..inner {
+                            let i = usize::from(walking[w]);
+                            at[i] = match self.nodes.get(next[i]) {
+                                Some(&p) if next[i] >= min_index[i] => p,
+                                _ => EMPTY_LEAF,
+                            };
+                            min_index[i] = next[i].wrapping_add(1);
+                            if at[i] & 1 == 0 {
+                                walking[still] = i as u8;
+                                still += 1;
+                            } else if let Pointer::Leaf { start, .. } = decode(at[i]) {
+                                if let Some(c) = self.leaf_items.get(start).and_then(|&c| self.checks.get(c as usize)) {
+                                    prefetch(c);
                                 }
                             }
                         }
+                        inner = still;
                     }
-                    inner = 0;
-                    for (a, &nx) in at.iter_mut().zip(next.iter()) {
-                        if a.0 & 1 == 0 {
-                            *a = match self.nodes.get(nx) {
-                                Some(&p) => (p, nx + 1),
-                                None => (EMPTY_LEAF, 0),
-                            };
-                            inner += usize::from(a.0 & 1 == 0);
+                    for i in 0..n {
+                        if at[i] != EMPTY_LEAF {
+                            best[i] = self.scan(at[i], &prepared[i], best[i]);
                         }
                     }
-                }
-                for (a, _) in at.iter() {
-                    if let Pointer::Leaf { start, .. } = decode(*a) {
-                        if let Some(c) = self.checks.get(start) {
-                            prefetch(c);
-                        }
-                    }
-                }
-                for ((a, key), b) in at.iter().zip(prepared).zip(best.iter_mut()) {
-                    *b = self.scan(a.0, key, *b);
                 }
             }
-            for (o, &b) in out.iter_mut().zip(best.iter()) {
+            for (o, &b) in out.iter_mut().zip(&best[..n]) {
                 *o = (b != NO_RULE).then_some(b);
             }
         }
@@ -367,10 +382,11 @@ impl Classifier {
     #[inline(always)]
     fn scan(&self, p: u64, key: &Prepared, best: u32) -> u32 {
         let Pointer::Leaf { start, len } = decode(p) else { return best };
-        let Some(candidates) = self.checks.get(start..start.saturating_add(len)) else {
+        let Some(candidates) = self.leaf_items.get(start..start.saturating_add(len)) else {
             return best;
         };
-        for check in candidates {
+        for &i in candidates {
+            let Some(check) = self.checks.get(i as usize) else { return best };
             if check.rule >= best {
                 break;
             }
@@ -407,9 +423,12 @@ impl Classifier {
                 return Err(format!("candidate {i} has unknown flag bits {:#x}", check.flags));
             }
         }
+        if self.checks.windows(2).any(|w| w[0].rule > w[1].rule) {
+            return Err("candidates are not in rule order".into());
+        }
         let starts = &self.class_start;
         if starts[0] != 0
-            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 4)
+            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 2)
             || starts[FAMILY_CLASSES] as usize != self.trees.len()
         {
             return Err(format!("tree classes {starts:?} do not partition the {} trees", self.trees.len()));
@@ -435,14 +454,17 @@ impl Classifier {
     fn validate_pointer(&self, p: u64, at: Option<usize>) -> Result<(), String> {
         match decode(p) {
             Pointer::Leaf { start, len } => {
-                let Some(candidates) = self.checks.get(start..start.saturating_add(len)) else {
+                let Some(candidates) = self.leaf_items.get(start..start.saturating_add(len)) else {
                     return Err(format!(
                         "leaf candidates {start}..+{len} past the {} stored",
-                        self.checks.len()
+                        self.leaf_items.len()
                     ));
                 };
-                if candidates.windows(2).any(|w| w[0].rule > w[1].rule) {
+                if candidates.windows(2).any(|w| w[0] >= w[1]) {
                     return Err("leaf candidates are not in rule order".into());
+                }
+                if candidates.last().is_some_and(|&i| i as usize >= self.checks.len()) {
+                    return Err(format!("leaf candidate past the {} candidates", self.checks.len()));
                 }
             }
             Pointer::Inner { dim, bits, offset, base } => {

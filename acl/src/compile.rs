@@ -49,9 +49,9 @@ pub struct CompileOptions {
     /// Space factor (HiCuts): a cut may make at most `space_factor × n`
     /// candidate copies plus child pointers out of a node of `n` candidates.
     pub space_factor: usize,
-    /// Build separate trees for candidates whose destination (then source)
-    /// is wide open (EffiCuts' separable trees), so those do not get copied
-    /// into every child of an address cut.
+    /// Build a separate tree for candidates whose source and destination are
+    /// both wide open (EffiCuts' separable trees), so those do not get copied
+    /// into every child of every address cut.
     pub separate: bool,
 }
 
@@ -113,11 +113,17 @@ fn families(prefix: (u128, u8)) -> (bool, bool) {
     (reaches_v4, !within_v4)
 }
 
+/// Mask of `bits` bits starting `offset` bits from the top.
+fn bit_range(offset: u8, bits: u8) -> u128 {
+    prefix_mask(u32::from(offset) + u32::from(bits)) & !prefix_mask(u32::from(offset))
+}
+
 /// What a node's position in the tree says about the keys that reach it.
 #[derive(Clone, Copy, Debug, Default)]
 struct Region {
-    /// Address dimensions: bits before this offset were cut or skipped.
-    consumed: [u8; 2],
+    /// Address dimensions: the bits already cut (a key's value there is
+    /// known; cutting them again separates nothing).
+    cut: [u128; 2],
     /// Ranged dimensions: how many top bits are fixed, and their value.
     fixed: [u8; 3],
     value: [u32; 3],
@@ -169,7 +175,7 @@ impl Cut {
     fn child_region(&self, region: &Region, child: u32) -> Region {
         let mut r = *region;
         if self.dim < 2 {
-            r.consumed[self.dim] = self.offset + self.bits;
+            r.cut[self.dim] |= bit_range(self.offset, self.bits);
         } else {
             let i = self.dim - 2;
             r.fixed[i] += self.bits;
@@ -184,7 +190,7 @@ struct Builder<'a> {
     entries: &'a [Entry],
     options: &'a CompileOptions,
     nodes: Vec<u64>,
-    checks: Vec<Check>,
+    leaf_items: Vec<u32>,
     /// Leaf lists already stored (per tree), so equal leaves share storage.
     leaves: HashMap<Vec<u32>, u64>,
     budget_exceeded: bool,
@@ -201,14 +207,19 @@ impl Builder<'_> {
         let mut tries: Vec<(usize, u8, u8)> = Vec::with_capacity(8);
         for dim in 0..DIMS {
             if dim < 2 {
-                let consumed = region.consumed[dim];
-                if let Some((offset, max_len)) = self.address_offset(list, dim, consumed) {
-                    tries.push((dim, offset, max_len - offset));
-                    // With IPv6 and IPv4 mixed, the first differing bit only
-                    // separates the families; IPv4 addresses differ after
-                    // ::ffff:0:0/96, so try cutting there too.
-                    if offset < 96 && max_len > 96 && consumed <= 96 {
-                        tries.push((dim, 96, max_len - 96));
+                let useful = self.useful_bits(list, dim, region.cut[dim]);
+                // The first useful bit, and the first at or after 96 (where
+                // IPv4 addresses start), each with the run of uncut bits
+                // that follows.
+                for from in [0u32, 96] {
+                    let candidates = useful & !prefix_mask(from);
+                    if candidates == 0 {
+                        continue;
+                    }
+                    let offset = candidates.leading_zeros();
+                    let run = (region.cut[dim] << offset).leading_zeros().min(128 - offset);
+                    if !tries.iter().any(|t| t.0 == dim && u32::from(t.1) == offset) {
+                        tries.push((dim, offset as u8, run.min(u32::from(MAX_CUT_BITS)) as u8));
                     }
                 }
             } else {
@@ -265,35 +276,49 @@ impl Builder<'_> {
         best.filter(|b| b.0 < n).map(|b| b.2)
     }
 
-    /// Where to cut address dimension `dim`: skip the bits after `consumed`
-    /// that every candidate constraining them agrees on (IPv4's ::ffff:0:0/96
-    /// for instance); also returns the longest prefix length, past which
-    /// cutting tells no candidates apart.
-    fn address_offset(&self, list: &[u32], dim: usize, consumed: u8) -> Option<(u8, u8)> {
-        let mut first = None;
-        let mut diff = 0u128;
-        let (mut min_len, mut max_len) = (128u8, 0u8);
+    /// Whether `entry` matches every key that can reach a node with `region`:
+    /// all its address bits were cut on the way (and so agree with the key),
+    /// its ranges contain the region's, and it asks nothing of ICMP or
+    /// ingress.
+    fn covers(&self, entry: &Entry, region: &Region) -> bool {
+        let c = &entry.check;
+        let addresses = (0..2).all(|d| prefix_mask(u32::from(entry.prefix(d).1)) & !region.cut[d] == 0);
+        let ranges = (2..DIMS).all(|d| {
+            let (lo, hi) = entry.range(d);
+            let (start, end) = region.interval(d);
+            lo <= start && end <= hi
+        });
+        let rest = c.flags & (CHECK_TYPE_ANY | CHECK_CODE_ANY) == CHECK_TYPE_ANY | CHECK_CODE_ANY
+            && c.ingress == u64::MAX;
+        addresses && ranges && rest
+    }
+
+    /// Bits of address dimension `dim` worth cutting: constrained by some
+    /// candidate, not cut yet, and not a bit on which all candidates that
+    /// constrain it agree (such as IPv4's ::ffff:0:0/96 within the IPv4
+    /// trees: every key there has those bits, cutting them separates nothing).
+    fn useful_bits(&self, list: &[u32], dim: usize, cut: u128) -> u128 {
+        let mut constrained = 0u128;
+        // Per bit, whether a constraining candidate has it set / clear.
+        let (mut ones, mut zeros) = (0u128, 0u128);
         for &i in list {
             let (addr, len) = self.entries[i as usize].prefix(dim);
-            if len <= consumed {
-                continue;
-            }
-            min_len = min_len.min(len);
-            max_len = max_len.max(len);
-            match first {
-                None => first = Some(addr),
-                Some(f) => diff |= addr ^ f,
-            }
+            let mask = prefix_mask(u32::from(len));
+            constrained |= mask;
+            ones |= addr & mask;
+            zeros |= !addr & mask;
         }
-        first?;
-        let relevant = diff & prefix_mask(u32::from(min_len)) & !prefix_mask(u32::from(consumed));
-        let offset = if relevant == 0 { min_len } else { relevant.leading_zeros() as u8 };
-        (offset < max_len).then_some((offset, max_len))
+        constrained & ones & zeros & !cut
     }
 
     /// Builds the subtree for `list` (candidate indices in priority order)
     /// and returns the pointer to it.
-    fn build(&mut self, list: Vec<u32>, region: Region) -> u64 {
+    fn build(&mut self, mut list: Vec<u32>, region: Region) -> u64 {
+        // Candidates after one that matches every key reaching this node can
+        // never be the first match here.
+        if let Some(first_total) = list.iter().position(|&i| self.covers(&self.entries[i as usize], &region)) {
+            list.truncate(first_total + 1);
+        }
         if list.is_empty() {
             return crate::classifier::EMPTY_LEAF;
         }
@@ -302,17 +327,7 @@ impl Builder<'_> {
         } else {
             self.choose_cut(&list, &region)
         };
-        let Some(cut) = cut else {
-            if std::env::var_os("ACL_DEBUG").is_some() && list.len() > self.options.leaf_size {
-                let rules: Vec<u32> = list.iter().take(12).map(|&i| self.entries[i as usize].check.rule).collect();
-                eprintln!("bigleaf n={} region {:?} rules {:?}", list.len(), region, rules);
-            }
-            return self.leaf(list);
-        };
-        if std::env::var_os("ACL_DEBUG").is_some() {
-            let copies: u32 = list.iter().map(|&i| { let (a, b) = cut.span(&self.entries[i as usize], &region); b - a + 1 }).sum();
-            eprintln!("node n={} copies={} cut dim {} off {} bits {} region {:?}", list.len(), copies, cut.dim, cut.offset, cut.bits, region);
-        }
+        let Some(cut) = cut else { return self.leaf(list) };
 
         let children = 1usize << cut.bits;
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); children];
@@ -362,11 +377,11 @@ impl Builder<'_> {
         if let Some(&p) = self.leaves.get(&list) {
             return p;
         }
-        let start = self.checks.len();
+        let start = self.leaf_items.len();
         if start + list.len() > MAX_LEAF_CHECKS || list.len() > LEAF_MAX_LEN {
             self.budget_exceeded = true;
         }
-        self.checks.extend(list.iter().map(|&i| self.entries[i as usize].check));
+        self.leaf_items.extend_from_slice(&list);
         let p = crate::classifier::leaf_pointer(start, list.len());
         self.leaves.insert(list, p);
         p
@@ -390,23 +405,20 @@ impl Classifier {
         // Per key family class (see `family_class`), the candidates that can
         // match such keys, so IPv6 candidates are not copied into every child
         // of a cut on IPv4 bits and vice versa. Within a class, separable
-        // trees (EffiCuts): candidates leaving an address wide open would be
-        // copied into every child of a cut on that address, so they get their
-        // own tree, cut on the other fields.
-        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 4];
+        // trees (EffiCuts): candidates leaving both addresses wide open would
+        // be copied into every child of every address cut, so they get their
+        // own tree, cut on protocol and ports. (Separating candidates open in
+        // just one address as well measured slower: two trees per lookup.)
+        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 2];
         for (i, e) in entries.iter().enumerate() {
-            let separable = if options.separate {
-                usize::from(wide(e.prefix(0))) | usize::from(wide(e.prefix(1))) << 1
-            } else {
-                0
-            };
+            let separable = usize::from(options.separate && wide(e.prefix(0)) && wide(e.prefix(1)));
             let (src_v4, src_v6) = families(e.prefix(0));
             let (dst_v4, dst_v6) = families(e.prefix(1));
             for class in 0..FAMILY_CLASSES {
                 let src_ok = if class & 1 == 0 { src_v4 } else { src_v6 };
                 let dst_ok = if class & 2 == 0 { dst_v4 } else { dst_v6 };
                 if src_ok && dst_ok {
-                    groups[class * 4 + separable].push(i as u32);
+                    groups[class * 2 + separable].push(i as u32);
                 }
             }
         }
@@ -415,24 +427,33 @@ impl Classifier {
             entries: &entries,
             options,
             nodes: Vec::new(),
-            checks: Vec::new(),
+            leaf_items: Vec::new(),
             leaves: HashMap::new(),
             budget_exceeded: false,
         };
         let mut trees: Vec<Tree> = Vec::new();
         let mut class_start = [0u32; FAMILY_CLASSES + 1];
         for (g, list) in groups.into_iter().enumerate() {
-            if g % 4 == 0 {
-                class_start[g / 4] = trees.len() as u32;
+            let class = g / 2;
+            if g % 2 == 0 {
+                class_start[g / 2] = trees.len() as u32;
             }
             if let Some(&first) = list.first() {
                 let min_rule = entries[first as usize].check.rule;
                 builder.leaves.clear();
-                let root = builder.build(list, Region::default());
+                // Keys of this class have IPv4 addresses inside
+                // ::ffff:0:0/96: those 96 bits are known, as if cut.
+                let mut region = Region::default();
+                for (d, v6) in [(0, class & 1 != 0), (1, class & 2 != 0)] {
+                    if !v6 {
+                        region.cut[d] = prefix_mask(96);
+                    }
+                }
+                let root = builder.build(list, region);
                 trees.push(Tree { root, min_rule });
             }
-            if g % 4 == 3 {
-                trees[class_start[g / 4] as usize..].sort_by_key(|t| t.min_rule);
+            if g % 2 == 1 {
+                trees[class_start[g / 2] as usize..].sort_by_key(|t| t.min_rule);
             }
         }
         class_start[FAMILY_CLASSES] = trees.len() as u32;
@@ -444,7 +465,8 @@ impl Classifier {
             trees,
             class_start,
             nodes: builder.nodes,
-            checks: builder.checks,
+            leaf_items: builder.leaf_items,
+            checks: entries.iter().map(|e| e.check).collect(),
         })
     }
 }

@@ -12,8 +12,9 @@
 //! event rings — the caller passes keys, hashes, a [`PacketInfo`], the classifier's
 //! verdict and the current time (`now` in milliseconds, from whatever clock it likes),
 //! and decides what to do with invalid packets, refusals and ended flows. It never
-//! allocates after [`FlowTable::new`], never panics on packet input, and has exactly one
-//! `unsafe` (a prefetch hint).
+//! allocates after [`FlowTable::new`], never panics on packet input, and has two small
+//! `unsafe` blocks, both hints to the hardware/OS (a cache prefetch and
+//! `madvise(MADV_HUGEPAGE)`); all shared state is atomics, so the concurrency needs none.
 //!
 //! ```
 //! use rampart_flow::{FlowTable, FlowTableConfig, NewFlow, PacketInfo};

@@ -289,8 +289,33 @@ impl Backoff {
 /// on the packet path later).
 fn build<T: Default>(n: usize) -> Box<[T]> {
     let mut v = Vec::with_capacity(n);
+    advise_huge_pages(v.as_mut_ptr() as *mut u8, n * core::mem::size_of::<T>());
     v.resize_with(n, T::default);
     v.into_boxed_slice()
+}
+
+/// Ask Linux to back the 2 MiB-aligned part of a fresh allocation with transparent huge
+/// pages (when THP is in `madvise` mode, as on Debian): a random lookup then costs cache
+/// misses but rarely a TLB miss. DPDK hugepage memory would do the same; this keeps the
+/// crate DPDK-free. Best effort: without THP nothing changes.
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE_PAGE: usize = 2 << 20;
+        let start = (ptr as usize).next_multiple_of(HUGE_PAGE);
+        let end = (ptr as usize).saturating_add(len) / HUGE_PAGE * HUGE_PAGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the `len` bytes of capacity that `ptr`
+            // heads, owned by the caller's Vec and not yet initialised or shared.
+            // MADV_HUGEPAGE only changes how the kernel backs those pages, never their
+            // contents or validity; an error (THP unavailable) is harmless and ignored.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, len);
 }
 
 /// Hint the CPU to pull `ptr`'s cache line into L1.
