@@ -292,8 +292,10 @@ impl Classifier {
                         if prepared[i].class == class && tree.min_rule < best[i] {
                             at[i] = tree.root;
                             min_index[i] = 0;
-                            walking[count] = i as u8;
-                            count += 1;
+                            if tree.root & 1 == 0 {
+                                walking[count] = i as u8;
+                                count += 1;
+                            }
                         } else {
                             at[i] = EMPTY_LEAF;
                         }
@@ -403,7 +405,7 @@ impl Classifier {
     /// panic or loop even without this; skipping it can only produce wrong
     /// verdicts.)
     pub fn validate(&self) -> Result<(), String> {
-        if self.rule_count >= NO_RULE {
+        if self.rule_count == NO_RULE {
             return Err(format!("rule count {} is out of range", self.rule_count));
         }
         for (i, check) in self.checks.iter().enumerate() {
@@ -523,4 +525,67 @@ fn prefetch<T>(value: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth;
+
+    fn compiled() -> Classifier {
+        let c = Classifier::compile(&synth::mixed_rules(400, 3)).unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    /// Applies `corrupt` and expects `validate` to name the problem.
+    fn rejects(what: &str, corrupt: impl FnOnce(&mut Classifier)) {
+        let mut c = compiled();
+        corrupt(&mut c);
+        let err = c.validate().expect_err(what);
+        assert!(!err.is_empty(), "{what}");
+        // And lookups on it stay safe.
+        for k in synth::keys(&synth::mixed_rules(400, 3), 200, 75, 1) {
+            let _ = c.lookup(&k);
+        }
+    }
+
+    fn first_inner(c: &Classifier) -> usize {
+        c.nodes.iter().position(|&p| p & 1 == 0).expect("an inner pointer")
+    }
+
+    #[test]
+    fn validate_rejects_broken_structures() {
+        rejects("child block past the end", |c| {
+            let i = first_inner(c);
+            c.nodes[i] = inner_pointer(0, 96, 16, c.nodes.len());
+        });
+        rejects("backward pointer (a cycle)", |c| {
+            let i = first_inner(c);
+            c.nodes[i] = inner_pointer(1, 96, 1, i);
+        });
+        rejects("unknown dimension", |c| {
+            let i = first_inner(c);
+            c.nodes[i] = (c.nodes[i] & !(7 << 1)) | 6 << 1;
+        });
+        rejects("cut past the field", |c| c.trees[0].root = inner_pointer(2, 4, 8, 0));
+        rejects("leaf past the end", |c| c.trees[0].root = leaf_pointer(c.leaf_items.len(), 2));
+        rejects("leaf item past the candidates", |c| {
+            let n = c.checks.len() as u32;
+            *c.leaf_items.last_mut().unwrap() = n;
+        });
+        rejects("rule beyond the rule count", |c| c.checks[0].rule = c.rule_count);
+        rejects("prefix longer than 128", |c| c.checks[0].src_len = 200);
+        rejects("empty port range", |c| {
+            c.checks[0].dport_lo = 10;
+            c.checks[0].dport_hi = 9;
+        });
+        rejects("tree classes", |c| c.class_start[2] = 100);
+        rejects("trees out of order", |c| {
+            c.trees.swap(0, 1);
+            c.class_start = [0, 2, 2, 2, 2];
+            c.trees[0].min_rule = 5;
+            c.trees[1].min_rule = 1;
+        });
+    }
 }

@@ -1,7 +1,8 @@
 //! Rule list → [`Classifier`]: expand each rule into (source, destination)
-//! candidates, split them into at most three groups by which addresses they
-//! leave wide open, and build one decision tree per group by recursive
-//! multi-bit cuts; leaves keep short, priority-ordered candidate lists.
+//! candidates, group them by the address families of the keys they can match
+//! and by whether they leave both addresses wide open, and build one decision
+//! tree per group by recursive multi-bit cuts; leaves keep short,
+//! priority-ordered candidate lists.
 
 use std::collections::HashMap;
 
@@ -57,7 +58,7 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
-        CompileOptions { leaf_size: 8, space_factor: 4, separate: true }
+        CompileOptions { leaf_size: 16, space_factor: 4, separate: true }
     }
 }
 
@@ -205,7 +206,7 @@ impl Builder<'_> {
         let mut counts: Vec<u32> = Vec::new();
         // (dimension, offset, most useful bits) worth trying.
         let mut tries: Vec<(usize, u8, u8)> = Vec::with_capacity(8);
-        for dim in 0..DIMS {
+        for (dim, &width) in DIM_WIDTH.iter().enumerate() {
             if dim < 2 {
                 let useful = self.useful_bits(list, dim, region.cut[dim]);
                 // The first useful bit, and the first at or after 96 (where
@@ -224,7 +225,7 @@ impl Builder<'_> {
                 }
             } else {
                 let r = dim - 2;
-                let free = DIM_WIDTH[dim] - region.fixed[r];
+                let free = width - region.fixed[r];
                 let (start, end) = region.interval(dim);
                 let useful = list.iter().any(|&i| {
                     let (lo, hi) = self.entries[i as usize].range(dim);
@@ -248,7 +249,7 @@ impl Builder<'_> {
                 let mut total = 0usize;
                 for &i in list {
                     let (a, b) = cut.span(&self.entries[i as usize], region);
-                    counts[a as usize] += 1;
+                    counts[a as usize] = counts[a as usize].wrapping_add(1);
                     counts[b as usize + 1] = counts[b as usize + 1].wrapping_sub(1);
                     total += (b - a + 1) as usize;
                 }
@@ -342,21 +343,14 @@ impl Builder<'_> {
             self.budget_exceeded = true;
         }
         self.nodes.resize(base + children, crate::classifier::EMPTY_LEAF);
-        // Siblings with equal candidate lists can share one subtree when
-        // nothing below depends on which sibling a key came through: after an
-        // address cut the siblings' regions are the same; after a cut of a
-        // ranged dimension only for the siblings holding just the candidates
-        // that span the whole parent range (nothing below cuts it again).
+        // Siblings with equal candidate lists share one subtree after an
+        // address cut: their regions are the same, so everything below is
+        // too. (After a cut of a ranged dimension the regions differ, and
+        // with them what `covers` prunes; equal leaves still share storage.)
         let mut shared: HashMap<Vec<u32>, u64> = HashMap::new();
-        let spanning: Vec<u32> = if cut.dim < 2 {
-            Vec::new()
-        } else {
-            let all = (0, children as u32 - 1);
-            list.iter().copied().filter(|&i| cut.span(&self.entries[i as usize], &region) == all).collect()
-        };
         drop(list);
         for (c, child) in lists.into_iter().enumerate() {
-            let shareable = cut.dim < 2 || child == spanning;
+            let shareable = cut.dim < 2;
             let pointer = match shared.get(&child) {
                 Some(&p) if shareable => p,
                 _ => {

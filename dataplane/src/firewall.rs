@@ -13,7 +13,7 @@
 
 use rampart_acl::{Classifier, Key};
 use rampart_flow::{FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Stale};
-use rampart_packet::{FlowKey, Meta};
+use rampart_packet::{FlowKey, Meta, L3};
 use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
@@ -93,6 +93,9 @@ impl Firewall {
         if meta.is_later_fragment() {
             return FwVerdict::Drop(DropReason::Fragment, None);
         }
+        if meta.l3() == L3::Ipv6 && (is_v4_mapped(&meta.src_addr) || is_v4_mapped(&meta.dst_addr)) {
+            return FwVerdict::Drop(DropReason::Ipv6MappedAddress, None);
+        }
         let Some(mut key) = FlowKey::from_meta(meta) else {
             return FwVerdict::Pass { rule: None, created: false, log: false };
         };
@@ -159,6 +162,11 @@ impl Firewall {
     pub fn counter_of(&self, rule: u32) -> Option<usize> {
         self.rules.get(rule as usize).map(|r| r.counter as usize).filter(|&c| c < rampart_shm::MAX_RULE_COUNTERS)
     }
+}
+
+/// `::ffff:a.b.c.d`: how IPv4 addresses live in the unified 128-bit space.
+fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    a[..10].iter().all(|&b| b == 0) && a[10] == 0xff && a[11] == 0xff
 }
 
 /// The key of the packet quoted in an ICMP error (in its own packet order).

@@ -134,11 +134,14 @@ pub enum DropReason {
     IcmpUnrelated,
     /// A flow the new policy generation denies (cut at the first packet after the reload).
     PolicyCut,
+    /// An IPv6 packet with an IPv4-mapped address (invalid on the wire; it would
+    /// otherwise be classified by IPv4 rules).
+    Ipv6MappedAddress,
 }
 
 /// First drop-reason index used by path (non-parse) reasons.
 const PATH_BASE: usize = 40;
-const PATH_REASONS: [DropReason; 16] = [
+const PATH_REASONS: [DropReason; 17] = [
     DropReason::PortDisabled,
     DropReason::PolicyDrop,
     DropReason::NoPolicy,
@@ -155,6 +158,7 @@ const PATH_REASONS: [DropReason; 16] = [
     DropReason::Fragment,
     DropReason::IcmpUnrelated,
     DropReason::PolicyCut,
+    DropReason::Ipv6MappedAddress,
 ];
 const _: () = assert!(ParseError::COUNT <= PATH_BASE);
 const _: () = assert!(PATH_BASE + PATH_REASONS.len() <= MAX_DROP_REASONS);
@@ -181,6 +185,7 @@ impl DropReason {
             DropReason::Fragment => PATH_BASE + 13,
             DropReason::IcmpUnrelated => PATH_BASE + 14,
             DropReason::PolicyCut => PATH_BASE + 15,
+            DropReason::Ipv6MappedAddress => PATH_BASE + 16,
         }
     }
 
@@ -209,6 +214,7 @@ impl DropReason {
             DropReason::Fragment => "fragment".into(),
             DropReason::IcmpUnrelated => "icmp_unrelated".into(),
             DropReason::PolicyCut => "policy_cut".into(),
+            DropReason::Ipv6MappedAddress => "ipv6_mapped_address".into(),
         }
     }
 }
