@@ -586,10 +586,23 @@ class Rampart:
         wait_for(f"the shared-memory segment {self.shm}", lambda: os.path.exists(self.shm), 30, [self.dp])
         self.ctl = Proc("rampartctl run", [RAMPARTCTL, "run", "--config", self.config],
                         os.path.join(self.cfg.logdir, f"{tag}-control.log"), cpu)
-        # Compiling 10k rules takes a while on one shared CPU.
-        wait_for("the vhost-user sockets (policy published, ports attached)",
-                 lambda: all(os.path.exists(s) for s in self.socks), 30 if self.rules is None else 180,
-                 [self.dp, self.ctl], 0.25)
+        # Compiling 10k rules takes a while on one shared CPU; a policy the dataplane
+        # rejects never brings the ports up: fail at once, with the reason.
+        def ready():
+            if all(os.path.exists(s) for s in self.socks):
+                return True
+            try:
+                with open(self.dp.logpath, "rb") as f:
+                    bad = re.search(rb"policy generation \d+ rejected.*", f.read())
+            except OSError:
+                bad = None
+            if bad:
+                raise Fail(f"rampart:{self.profile}: the dataplane rejected the policy "
+                           f"({self.config}): {bad.group(0).decode('utf-8', 'replace')}")
+            return False
+
+        wait_for("the vhost-user sockets (policy published, ports attached)", ready,
+                 30 if self.rules is None else 180, [self.dp, self.ctl], 0.25)
         return [self.dp, self.ctl]
 
     def busy(self):

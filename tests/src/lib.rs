@@ -142,6 +142,8 @@ pub struct Rig {
     pub metrics_port: u16,
     pub hugepages: bool,
     pub default_action: &'static str,
+    /// CPUs of the worker lcores (default: CPU 1).
+    pub worker_cores: Vec<u32>,
     pub ports: Vec<PortSpec>,
     /// Extra TOML (rules, sets, conntrack) appended to the config.
     pub extra: String,
@@ -161,6 +163,7 @@ impl Rig {
             metrics_port,
             hugepages: true,
             default_action: "forward",
+            worker_cores: vec![1],
             ports: Vec::new(),
             extra: String::new(),
             dataplane: None,
@@ -179,10 +182,11 @@ impl Rig {
     /// Writes the config file from the current fields.
     pub fn write_config(&self) {
         let mut t = format!(
-            "[dataplane]\nmain_core = 0\nworker_cores = [1]\nmemory_mb = 256\nfile_prefix = \"rt-{name}\"\nhugepages = {huge}\nshm = \"{shm}\"\nmbufs = 8191\n\n\
+            "[dataplane]\nmain_core = 0\nworker_cores = {workers:?}\nmemory_mb = 256\nfile_prefix = \"rt-{name}\"\nhugepages = {huge}\nshm = \"{shm}\"\nmbufs = 8191\n\n\
              [control]\nsocket = \"{dir}/control.sock\"\nmetrics = \"127.0.0.1:{mp}\"\nevent_log = \"{dir}/eve.json\"\n\n\
              [policy]\ndefault_action = \"{action}\"\n\n",
             name = self.name,
+            workers = self.worker_cores,
             huge = self.hugepages,
             shm = self.shm(),
             dir = self.dir.display(),

@@ -220,3 +220,20 @@ fn dataplane_restart_and_control_reattaches() {
     assert_eq!(settle(&b, &a, 1000, 20), (1000, 1000, 0), "traffic flows through the restarted dataplane");
     assert_eq!(rig.ctl_ok(&["ping"])["ok"], true, "command ring → event ring round trip");
 }
+
+#[test]
+fn multiqueue_guests_on_two_workers() {
+    let mut rig = rig("mq", 19608, &[("a", A), ("b", B)]);
+    rig.worker_cores = vec![0, 1]; // two workers; each polls one queue of every port
+    rig.start();
+    let s = rig.ctl_ok(&["status"]);
+    assert_eq!(s["status"]["worker_generations"], serde_json::json!([1, 1]), "both workers run the policy: {s}");
+    let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
+    b.start(None, 0, 0, &["--queues", "2"]);
+    rig.wait_link("b");
+    a.start(Some(B), 2000, 4000, &["--queues", "2"]);
+    assert_eq!(delivered(&rig, &b, &a, 4000, 30), (4000, 4000, 0), "every packet, whichever queue and worker carried it");
+    let stats = rig.ctl_ok(&["stats"]);
+    let workers = stats["stats"]["workers"].as_array().unwrap();
+    assert!(workers.iter().all(|w| w["busy_packets"].as_u64().unwrap() > 0), "both workers carried traffic: {stats}");
+}

@@ -56,6 +56,9 @@ struct Args {
     /// CPU to run on.
     #[arg(long, default_value_t = 0)]
     cpu: u32,
+    /// Queue pairs (guest multiqueue): bursts are sent round-robin over them.
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
     /// Append raw junk frames (truncated IPv4) every N packets, to exercise malformed-drop counting.
     #[arg(long, default_value_t = 0)]
     junk_every: u64,
@@ -129,8 +132,12 @@ impl FromSender {
 }
 
 /// Receives one burst and accounts for it; returns the number of packets.
-fn receive(port: dpdk::PortId, rx: &mut [dpdk::MbufPtr; 32], from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
-    let n = dpdk::rx_burst(port, 0, rx);
+fn receive(port: dpdk::PortId, queues: u16, rx: &mut [dpdk::MbufPtr; 32], from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
+    (0..queues).map(|q| receive_queue(port, q, rx, from, other)).sum()
+}
+
+fn receive_queue(port: dpdk::PortId, queue: u16, rx: &mut [dpdk::MbufPtr; 32], from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
+    let n = dpdk::rx_burst(port, queue, rx);
     for &m in &rx[..n] {
         // SAFETY: m is a received mbuf we own until freed below.
         let data = unsafe { dpdk::mbuf_data(m) };
@@ -157,9 +164,10 @@ fn main() -> Result<()> {
     }
     let prefix = format!("guestsim-{}", std::process::id());
     let vdev = format!(
-        "net_virtio_user0,path={},mac={},queues=1{}",
+        "net_virtio_user0,path={},mac={},queues={}{}",
         args.socket.display(),
         args.mac,
+        args.queues.max(1),
         if args.server { ",server=1" } else { "" }
     );
     let eal: Vec<String> = [
@@ -190,7 +198,9 @@ fn main() -> Result<()> {
     }
     let pool = dpdk::Mempool::create("guestsim", 4095)?;
     let port = dpdk::port_by_name("net_virtio_user0").context("virtio_user port missing")?;
-    dpdk::start_port(port, 1, 1, &pool)?;
+    let queues = args.queues.max(1);
+    dpdk::start_port(port, queues, queues, &pool)?;
+    let mut txq = 0u16;
 
     let start = Instant::now();
     let send_start = start + Duration::from_secs_f64(args.delay);
@@ -225,7 +235,7 @@ fn main() -> Result<()> {
             // A full transmit ring is back-pressure, as in a real guest: keep the
             // packets and retry them first, so every sequence number is sent once.
             if !pending.is_empty() {
-                let n = dpdk::tx_burst(port, 0, &mut pending);
+                let n = dpdk::tx_burst(port, txq, &mut pending);
                 sent += n as u64;
                 tx_retries += (pending.len() - n) as u64;
                 pending.drain(..n);
@@ -247,7 +257,8 @@ fn main() -> Result<()> {
                 }
                 if !pending.is_empty() {
                     busy = true;
-                    let n = dpdk::tx_burst(port, 0, &mut pending);
+                    txq = (txq + 1) % queues;
+                    let n = dpdk::tx_burst(port, txq, &mut pending);
                     sent += n as u64;
                     pending.drain(..n);
                 }
@@ -258,7 +269,7 @@ fn main() -> Result<()> {
                     f[17] = 0xdc;
                     if let Some(m) = pool.packet(&f[..40]) {
                         let mut one = [m];
-                        if dpdk::tx_burst(port, 0, &mut one) == 0 {
+                        if dpdk::tx_burst(port, txq, &mut one) == 0 {
                             dpdk::free_bulk(&mut one);
                         }
                     }
@@ -266,7 +277,7 @@ fn main() -> Result<()> {
                 }
             }
         }
-        let n = receive(port, &mut rx, &mut from, &mut other);
+        let n = receive(port, queues, &mut rx, &mut from, &mut other);
         busy |= n > 0;
         if last_report.elapsed() > Duration::from_millis(100) {
             write_report(sent, tx_retries, junk, other, &from, false);
@@ -279,7 +290,7 @@ fn main() -> Result<()> {
     // Drain what is still in flight towards us.
     let end = Instant::now() + Duration::from_millis(200);
     while Instant::now() < end {
-        receive(port, &mut rx, &mut from, &mut other);
+        receive(port, queues, &mut rx, &mut from, &mut other);
         std::thread::sleep(Duration::from_micros(100));
     }
     write_report(sent, tx_retries, junk, other, &from, true);
