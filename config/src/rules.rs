@@ -165,8 +165,11 @@ pub fn parse_ports(s: &str) -> Option<Vec<(u16, u16)>> {
         .collect()
 }
 
+/// A protocol (None = any) and its destination port ranges.
+pub type Service = (Option<u8>, Vec<(u16, u16)>);
+
 /// A service: `tcp/80`, `udp/1000-2000`, `icmp`, `tcp` (all ports).
-pub fn parse_service(s: &str) -> Option<(Option<u8>, Vec<(u16, u16)>)> {
+pub fn parse_service(s: &str) -> Option<Service> {
     match s.split_once('/') {
         Some((proto, ports)) => {
             let proto = parse_protocol(proto)?;

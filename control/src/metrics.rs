@@ -9,6 +9,9 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
 
+/// A counter family read off each row: (name, help, getter).
+type Column<Row> = (&'static str, &'static str, fn(&Row) -> u64);
+
 struct ShmCollector {
     daemon: Arc<Daemon>,
     descs: Vec<Desc>,
@@ -25,7 +28,7 @@ fn metric(labels: &[(&str, &str)]) -> Metric {
             l
         })
         .collect();
-    m.set_label(pairs.into());
+    m.set_label(pairs);
     m
 }
 
@@ -84,7 +87,7 @@ impl Collector for ShmCollector {
         f.family("rampart_events_lost_total", "Events the dataplane could not queue (ring full)", COUNTER).add(&[], stats.events_lost as f64);
         f.family("rampart_events_logged_total", "Records written to the event log by this control process", COUNTER)
             .add(&[], status.events_logged as f64);
-        let port_metrics: [(&str, &str, fn(&state::PortRow) -> u64); 7] = [
+        let port_metrics: [Column<state::PortRow>; 7] = [
             ("rampart_port_rx_packets_total", "Packets received on the port", |p| p.rx_packets),
             ("rampart_port_rx_bytes_total", "Bytes received on the port", |p| p.rx_bytes),
             ("rampart_port_tx_packets_total", "Packets sent on the port", |p| p.tx_packets),
@@ -112,7 +115,7 @@ impl Collector for ShmCollector {
             let label = r.label();
             f.add(&[("reason", &label)], stats.drops.get(&label).copied().unwrap_or(0) as f64);
         }
-        let rule_metrics: [(&str, &str, fn(&state::RuleRow) -> u64); 3] = [
+        let rule_metrics: [Column<state::RuleRow>; 3] = [
             ("rampart_rule_packets_total", "Packets of flows each rule decided (label: the rule's stable id)", |r| r.packets),
             ("rampart_rule_bytes_total", "Bytes of flows each rule decided", |r| r.bytes),
             ("rampart_rule_flows_total", "New flows each rule decided", |r| r.flows),
@@ -151,7 +154,7 @@ impl Collector for ShmCollector {
         }
         f.0.into_iter()
             .map(|(mut fam, metrics)| {
-                fam.set_metric(metrics.into());
+                fam.set_metric(metrics);
                 fam
             })
             .collect()

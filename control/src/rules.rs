@@ -56,7 +56,7 @@ fn destinations(config: &Config, list: &[toml::Spanned<String>]) -> Vec<Prefix> 
 }
 
 /// (protocol, destination port ranges) pairs of one rule.
-fn services(config: &Config, r: &rampart_config::rules::RuleCfg) -> Vec<(Option<u8>, Vec<(u16, u16)>)> {
+fn services(config: &Config, r: &rampart_config::rules::RuleCfg) -> Vec<rampart_config::rules::Service> {
     if !r.services.is_empty() {
         return r
             .services

@@ -273,10 +273,12 @@ pub fn free_bulk(pkts: &mut [MbufPtr]) {
 }
 
 /// Adds `n` references to an mbuf about to be sent to `n` more ports.
+///
+/// # Safety
+/// `m` must be a valid mbuf the caller holds a reference to.
 #[inline]
-pub fn add_refs(m: MbufPtr, n: u16) {
-    // SAFETY: m is a valid mbuf we hold a reference to.
-    unsafe { ffi::rampart_mbuf_refcnt_update(m, n as i16) }
+pub unsafe fn add_refs(m: MbufPtr, n: u16) {
+    ffi::rampart_mbuf_refcnt_update(m, n as i16)
 }
 
 /// The first segment's bytes of an mbuf.

@@ -149,7 +149,8 @@ impl Worker {
                     let members = &rt.segments[seg as usize].members;
                     let copies = members.iter().filter(|&&p| p != ingress).count();
                     if copies > 1 {
-                        dpdk::add_refs(m, copies as u16 - 1);
+                        // SAFETY: m is a valid mbuf we own; each queued copy drops one reference when sent or freed.
+                        unsafe { dpdk::add_refs(m, copies as u16 - 1) };
                     }
                     for &dst in members.iter().filter(|&&p| p != ingress) {
                         self.enqueue(dst, m, len);

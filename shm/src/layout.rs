@@ -191,7 +191,7 @@ const _: () = assert!(std::mem::size_of::<EventRecord>() == 64);
 const _: () = assert!(std::mem::size_of::<CommandRecord>() == 64);
 const _: () = assert!(std::mem::size_of::<Header>() <= 4096);
 const _: () = assert!(std::mem::size_of::<Layout>() < u32::MAX as usize);
-const _: () = assert!(std::mem::size_of::<WorkerCounters>() % 64 == 0);
+const _: () = assert!(std::mem::size_of::<WorkerCounters>().is_multiple_of(64));
 const _: () = assert!(std::mem::size_of::<PortStatus>() == 192);
 
 impl PortStatus {
