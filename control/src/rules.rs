@@ -159,19 +159,21 @@ fn covers(a: &Rule, b: &Rule) -> bool {
 /// Rules that can never match because one earlier rule covers all they match.
 pub fn shadowed(config: &Config, slots: &SlotMap) -> Vec<String> {
     let (acl, owner) = expand(config, slots);
+    let mut by_rule: Vec<Vec<&Rule>> = vec![Vec::new(); config.rules.len()];
+    for (a, &o) in acl.iter().zip(&owner) {
+        by_rule[o as usize].push(a);
+    }
     let mut out = Vec::new();
-    for (ri, r) in config.rules.iter().enumerate() {
-        let mine: Vec<&Rule> = acl.iter().zip(&owner).filter(|(_, &o)| o as usize == ri).map(|(a, _)| a).collect();
-        for earlier in 0..ri {
-            let theirs: Vec<&Rule> = acl.iter().zip(&owner).filter(|(_, &o)| o as usize == earlier).map(|(a, _)| a).collect();
-            if !mine.is_empty() && mine.iter().all(|m| theirs.iter().any(|t| covers(t, m))) {
-                out.push(format!(
-                    "rule {} is shadowed by earlier rule {} and never matches",
-                    r.id.get_ref(),
-                    config.rules[earlier].id.get_ref()
-                ));
-                break;
-            }
+    for (ri, mine) in by_rule.iter().enumerate() {
+        if mine.is_empty() {
+            continue;
+        }
+        if let Some(earlier) = (0..ri).find(|&e| mine.iter().all(|m| by_rule[e].iter().any(|t| covers(t, m)))) {
+            out.push(format!(
+                "rule {} is shadowed by earlier rule {} and never matches",
+                config.rules[ri].id.get_ref(),
+                config.rules[earlier].id.get_ref()
+            ));
         }
     }
     out
