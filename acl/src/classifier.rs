@@ -518,6 +518,7 @@ fn prefetch<T>(value: &T) {
     // the baseline target features). A prefetch is only a hint: it never
     // faults and has no effect on memory contents, and the pointer comes
     // from a live reference anyway.
+    // SAFETY: the reasons are stated just above.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
             (value as *const T).cast::<i8>(),
