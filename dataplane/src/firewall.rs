@@ -12,8 +12,8 @@
 //! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
 
 use rampart_acl::{Classifier, Key};
-use rampart_flow::{FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Stale};
-use rampart_packet::{FlowKey, Meta, L3};
+use rampart_flow::{FlowHit, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Stale};
+use rampart_packet::{Direction, FlowKey, Meta, L3};
 use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
@@ -28,6 +28,15 @@ pub struct Firewall {
     acl_rule: Vec<u32>,
     default_forward: bool,
     gen_tag: u32,
+}
+
+/// A packet's flow key, canonical form, direction and hash (see [`Firewall::lookup_key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    pub key: FlowKey,
+    pub canonical: FlowKey,
+    pub dir: Direction,
+    pub hash: u64,
 }
 
 /// What the firewall decided for one packet.
@@ -87,9 +96,38 @@ impl Firewall {
         }
     }
 
+    /// The flow-table key of a packet whose flow is looked up (IP, not a later
+    /// fragment, not an ICMP error), so a burst's lookups can be done in bulk.
+    #[inline]
+    pub fn lookup_key(flows: &FlowTable, meta: &Meta, zone: u16) -> Option<Lookup> {
+        if meta.is_later_fragment() || meta.icmp_inner_offset().is_some() {
+            return None;
+        }
+        let mut key = FlowKey::from_meta(meta)?;
+        key.zone = zone;
+        let (canonical, dir, hash) = flows.prepare(&key);
+        Some(Lookup { key, canonical, dir, hash })
+    }
+
     /// Decides one IP packet received on port slot `ingress` in segment/wire `zone`.
     #[inline]
     pub fn check(&self, flows: &FlowTable, meta: &Meta, frame: &[u8], ingress: u8, zone: u16, now_ms: u64) -> FwVerdict {
+        self.check_looked_up(flows, meta, frame, ingress, zone, now_ms, None)
+    }
+
+    /// [`Self::check`] with the flow lookup already done (by `lookup_bulk` for the burst).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn check_looked_up(
+        &self,
+        flows: &FlowTable,
+        meta: &Meta,
+        frame: &[u8],
+        ingress: u8,
+        zone: u16,
+        now_ms: u64,
+        looked_up: Option<(&Lookup, Option<FlowHit>)>,
+    ) -> FwVerdict {
         if meta.is_later_fragment() {
             return FwVerdict::Drop(DropReason::Fragment, None);
         }
@@ -107,29 +145,16 @@ impl Firewall {
             };
         }
         let pkt = PacketInfo::from_frame(meta, frame);
-        let (canonical, dir, hash) = flows.prepare(&key);
-        if let Some(hit) = flows.lookup(&canonical, hash) {
-            let mut rule = Self::rule_of(hit.verdict);
-            if hit.verdict >> RULE_BITS != self.gen_tag {
-                // Decided under another policy generation: ask the current one.
-                let opener = if hit.initiator == dir { key } else { key.reversed() };
-                let now_rule = self.classify(&opener, meta, hit.owner);
-                let (allowed, stateful) = self.action(now_rule);
-                if !allowed || !stateful {
-                    flows.remove(&canonical, hash, now_ms);
-                    return FwVerdict::Cut(now_rule);
-                }
-                let _ = flows.set_verdict(&hit, self.verdict_word(now_rule));
-                rule = now_rule;
+        let (canonical, dir, hash, hit) = match looked_up {
+            Some((l, hit)) => (l.canonical, l.dir, l.hash, hit),
+            None => {
+                let (canonical, dir, hash) = flows.prepare(&key);
+                (canonical, dir, hash, flows.lookup(&canonical, hash))
             }
-            match flows.track(&hit, dir, &pkt, now_ms) {
-                Ok(t) => {
-                    return match t.outcome {
-                        Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
-                        Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
-                    }
-                }
-                Err(Stale::Gone) | Err(Stale::Reopened(_)) => {} // classify it as a new flow below
+        };
+        if let Some(hit) = hit {
+            if let Some(verdict) = self.established(flows, &hit, &key, meta, &pkt, (&canonical, dir, hash), now_ms) {
+                return verdict;
             }
         }
         let rule = self.classify(&key, meta, ingress);
@@ -154,6 +179,42 @@ impl Firewall {
             Err(InsertError::QuotaExceeded(_)) => FwVerdict::Drop(DropReason::FlowQuota, rule),
             Err(InsertError::Invalid(InvalidReason::TcpNotSyn)) => FwVerdict::Drop(DropReason::ConntrackNotSyn, rule),
             Err(InsertError::Invalid(_)) | Err(InsertError::Contended) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+        }
+    }
+
+    /// A packet of a tracked flow. None when the flow is gone (expired, reopened, or cut
+    /// by another packet of the same burst): the packet is then judged as a new flow.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn established(
+        &self,
+        flows: &FlowTable,
+        hit: &FlowHit,
+        key: &FlowKey,
+        meta: &Meta,
+        pkt: &PacketInfo,
+        (canonical, dir, hash): (&FlowKey, Direction, u64),
+        now_ms: u64,
+    ) -> Option<FwVerdict> {
+        let mut rule = Self::rule_of(hit.verdict);
+        if hit.verdict >> RULE_BITS != self.gen_tag {
+            // Decided under another policy generation: ask the current one.
+            let opener = if hit.initiator == dir { *key } else { key.reversed() };
+            let now_rule = self.classify(&opener, meta, hit.owner);
+            let (allowed, stateful) = self.action(now_rule);
+            if !allowed || !stateful {
+                // Only the packet that removes the flow reports the cut.
+                return flows.remove(canonical, hash, now_ms).map(|_| FwVerdict::Cut(now_rule));
+            }
+            let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
+            rule = now_rule;
+        }
+        match flows.track(hit, dir, pkt, now_ms) {
+            Ok(t) => Some(match t.outcome {
+                Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
+                Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+            }),
+            Err(Stale::Gone) | Err(Stale::Reopened(_)) => None,
         }
     }
 

@@ -7,7 +7,10 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
-use crate::firewall::{Firewall, FwVerdict};
+use crate::firewall::{Firewall, FwVerdict, Lookup};
+use arrayvec::ArrayVec;
+use rampart_flow::FlowHit;
+use rampart_packet::{FlowKey, ParseError};
 use crate::reject;
 use rampart_packet::Meta;
 use rampart_shm::ring::FlowEventData;
@@ -113,34 +116,59 @@ impl Worker {
         }
     }
 
+    /// One received burst: parse every packet, look the burst's flows up in
+    /// bulk (prefetching the buckets), then decide and queue each packet.
     #[inline(always)]
     fn process(&mut self, rt: &Runtime, ingress: u8, pkts: &[MbufPtr]) {
         let port = &rt.ports[ingress as usize];
         let (slot, zone) = (port.slot as usize, port.zone);
         let now_ms = if rt.firewall.is_some() { self.shared.now_ms() } else { 0 };
-        let mut rx_bytes = 0u64;
+        let flows = &self.shared.flows;
+        let mut metas = [Err(ParseError::EthernetTruncated); BURST];
+        let mut lookups: ArrayVec<Lookup, BURST> = ArrayVec::new();
+        let mut lookup_of = [u8::MAX; BURST];
         for (i, &m) in pkts.iter().enumerate() {
             if let Some(&ahead) = pkts.get(i + PREFETCH) {
                 // SAFETY: `ahead` is a valid mbuf from this burst.
                 unsafe { dpdk::prefetch_data(ahead) };
             }
             // SAFETY: m is a valid mbuf we own until it is sent or freed below.
+            metas[i] = rampart_packet::parse(unsafe { dpdk::mbuf_data(m) });
+            if let (Some(_), Ok(meta)) = (&rt.firewall, &metas[i]) {
+                if let Some(l) = Firewall::lookup_key(flows, meta, zone) {
+                    lookup_of[i] = lookups.len() as u8;
+                    lookups.push(l);
+                }
+            }
+        }
+        let mut hits = [None; BURST];
+        if !lookups.is_empty() {
+            let keys: ArrayVec<FlowKey, BURST> = lookups.iter().map(|l| l.canonical).collect();
+            let hashes: ArrayVec<u64, BURST> = lookups.iter().map(|l| l.hash).collect();
+            flows.lookup_bulk(&keys, &hashes, &mut hits[..keys.len()]);
+        }
+        let mut rx_bytes = 0u64;
+        for (i, &m) in pkts.iter().enumerate() {
+            // SAFETY: as above.
             let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
             rx_bytes += len;
-            let decision = match rampart_packet::parse(data) {
-                Ok(meta) => match rt.decide(ingress, &meta) {
+            let decision = match &metas[i] {
+                Ok(meta) => match rt.decide(ingress, meta) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass => match &rt.firewall {
-                        Some(fw) if meta.is_ip() => match self.firewall(fw, &meta, data, (ingress, slot), zone, len, now_ms) {
-                            Some(reason) => Decision::Drop(reason),
-                            None => pass,
-                        },
+                        Some(fw) if meta.is_ip() => {
+                            let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, hits[lookup_of[i] as usize]));
+                            match self.firewall(fw, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
+                                Some(reason) => Decision::Drop(reason),
+                                None => pass,
+                            }
+                        }
                         _ => pass,
                     },
                 },
                 Err(e) => {
-                    self.event(EventKind::Malformed, slot, DropReason::Malformed(e).index() as u16, len, data);
-                    Decision::Drop(DropReason::Malformed(e))
+                    self.event(EventKind::Malformed, slot, DropReason::Malformed(*e).index() as u16, len, data);
+                    Decision::Drop(DropReason::Malformed(*e))
                 }
             };
             match decision {
@@ -172,8 +200,18 @@ impl Worker {
     /// The stateful firewall step; returns why to drop, or None to forward.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn firewall(&mut self, fw: &Firewall, meta: &Meta, data: &[u8], (ingress, slot): (u8, usize), zone: u16, len: u64, now_ms: u64) -> Option<DropReason> {
-        let verdict = fw.check(&self.shared.flows, meta, data, slot as u8, zone, now_ms);
+    fn firewall(
+        &mut self,
+        fw: &Firewall,
+        meta: &Meta,
+        data: &[u8],
+        (ingress, slot): (u8, usize),
+        zone: u16,
+        len: u64,
+        now_ms: u64,
+        looked_up: Option<(&Lookup, Option<FlowHit>)>,
+    ) -> Option<DropReason> {
+        let verdict = fw.check_looked_up(&self.shared.flows, meta, data, slot as u8, zone, now_ms, looked_up);
         let rule = match verdict {
             FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) | FwVerdict::Cut(rule) => rule,
         };
