@@ -163,8 +163,10 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_file(&args.socket);
     }
     let prefix = format!("guestsim-{}", std::process::id());
+    // 1024-entry rings: a guest descheduled for a while on a busy 2-core host still
+    // holds what arrives meanwhile (as a real guest's deeper queues would).
     let vdev = format!(
-        "net_virtio_user0,path={},mac={},queues={}{}",
+        "net_virtio_user0,path={},mac={},queues={},queue_size=1024{}",
         args.socket.display(),
         args.mac,
         args.queues.max(1),
