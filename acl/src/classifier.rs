@@ -105,6 +105,91 @@ impl Check {
     }
 }
 
+/// [`CheckV4::flags`]: the rule takes any protocol.
+pub(crate) const V4_PROTO_ANY: u32 = 1 << 30;
+/// [`CheckV4::flags`]: the rule also asks for ICMP type/code or an ingress
+/// slot, checked with the full [`Check`] it was projected from.
+pub(crate) const V4_EXTENDED: u32 = 1 << 31;
+
+/// A candidate as keys with IPv4 source and destination see it: 32 bytes
+/// (half the footprint of a [`Check`]), 32-bit compares with precomputed
+/// masks instead of 128-bit ones. `v4_checks[i]` is always exactly
+/// [`CheckV4::project`] of `checks[i]` (`validate` recomputes it), which the
+/// lookup reads for the fields left out (ICMP type/code, ingress) when
+/// `V4_EXTENDED` says the rule has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C, align(32))]
+pub(crate) struct CheckV4 {
+    pub src: u32,
+    pub src_mask: u32,
+    pub dst: u32,
+    pub dst_mask: u32,
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    pub dport_lo: u16,
+    pub dport_hi: u16,
+    /// Rule index (low 24 bits, below `MAX_RULES`) and protocol (high 8).
+    pub rule_proto: u32,
+    /// `V4_*` flags.
+    pub flags: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<CheckV4>() == 32);
+
+/// The IPv4 part of a 128-bit prefix, for keys known to be IPv4: a prefix
+/// of `::ffff:0:0/96` itself or shorter (it reaches IPv4 at all) contains
+/// every IPv4 address, a longer one the addresses under its last 32 bits.
+fn v4_part(addr: u128, len: u8) -> (u32, u32) {
+    let len = u32::from(len.min(128));
+    let mask = u32::MAX.checked_shl(128u32.saturating_sub(len).min(32)).unwrap_or(0);
+    (addr as u32 & mask, mask)
+}
+
+impl CheckV4 {
+    /// `check` for IPv4 keys. Only exact for a check whose prefixes reach
+    /// IPv4, which is all the IPv4 trees hold.
+    pub fn project(check: &Check) -> CheckV4 {
+        let (src, src_mask) = v4_part(check.src, check.src_len);
+        let (dst, dst_mask) = v4_part(check.dst, check.dst_len);
+        let extended = check.flags & (CHECK_TYPE_ANY | CHECK_CODE_ANY) != CHECK_TYPE_ANY | CHECK_CODE_ANY
+            || check.ingress != u64::MAX;
+        let mut flags = 0;
+        if check.flags & CHECK_PROTO_ANY != 0 {
+            flags |= V4_PROTO_ANY;
+        }
+        if extended {
+            flags |= V4_EXTENDED;
+        }
+        CheckV4 {
+            src,
+            src_mask,
+            dst,
+            dst_mask,
+            sport_lo: check.sport_lo,
+            sport_hi: check.sport_hi,
+            dport_lo: check.dport_lo,
+            dport_hi: check.dport_hi,
+            rule_proto: (check.rule & 0xff_ffff) | u32::from(check.proto) << 24,
+            flags,
+        }
+    }
+
+    #[inline(always)]
+    fn rule(&self) -> u32 {
+        self.rule_proto & 0xff_ffff
+    }
+
+    /// Whether the key matches, apart from the extended fields.
+    #[inline(always)]
+    fn matches(&self, key: &Prepared) -> bool {
+        let addresses = ((key.src4 ^ self.src) & self.src_mask) | ((key.dst4 ^ self.dst) & self.dst_mask) == 0;
+        let sport = (self.sport_lo <= key.sport) & (key.sport <= self.sport_hi);
+        let dport = (self.dport_lo <= key.dport) & (key.dport <= self.dport_hi);
+        let proto = (self.flags & V4_PROTO_ANY != 0) | (self.rule_proto >> 24 == u32::from(key.proto));
+        addresses & sport & dport & proto
+    }
+}
+
 /// One decision tree: the root pointer and the best rule anywhere in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Tree {
@@ -133,14 +218,29 @@ pub struct Classifier {
     /// Every candidate once, in rule order (so increasing indices mean
     /// increasing rule numbers).
     pub(crate) checks: Vec<Check>,
+    /// The trees of class 0 (IPv4 source and destination) have their own
+    /// pointers, whose address cuts count bits within the 32-bit IPv4
+    /// address; their leaves' indices select from `v4_checks`.
+    pub(crate) v4_nodes: Vec<u64>,
+    /// `checks` as IPv4 keys see them: `v4_checks[i]` is
+    /// `CheckV4::project(&checks[i], i)`.
+    pub(crate) v4_checks: Vec<CheckV4>,
 }
+
+/// Field widths in bits as the IPv4 trees cut them.
+pub(crate) const DIM_WIDTH_V4: [u8; DIMS] = [32, 32, 8, 16, 16];
 
 /// A key rearranged once per lookup into the shapes trees and checks use.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Prepared {
     /// The five dimensions, each left-aligned in 128 bits so that any cut is
-    /// `(field << offset) >> (128 - bits)`.
+    /// `(field << offset) >> (128 - bits)`. Only for keys not of class 0.
     fields: [u128; DIMS],
+    /// For class 0 keys: the dimensions as the IPv4 trees cut them (32-bit
+    /// addresses), left-aligned in 64 bits.
+    fields4: [u64; DIMS],
+    src4: u32,
+    dst4: u32,
     src: u128,
     dst: u128,
     sport: u16,
@@ -159,14 +259,31 @@ impl Prepared {
     pub fn new(key: &Key) -> Prepared {
         let src = u128::from_be_bytes(key.src);
         let dst = u128::from_be_bytes(key.dst);
-        Prepared {
-            fields: [
+        let class = family_class(src, dst);
+        let (src4, dst4) = (src as u32, dst as u32);
+        let (mut fields, mut fields4) = ([0; DIMS], [0; DIMS]);
+        if class == 0 {
+            fields4 = [
+                u64::from(src4) << 32,
+                u64::from(dst4) << 32,
+                u64::from(key.proto) << 56,
+                u64::from(key.src_port) << 48,
+                u64::from(key.dst_port) << 48,
+            ];
+        } else {
+            fields = [
                 src,
                 dst,
                 u128::from(key.proto) << 120,
                 u128::from(key.src_port) << 112,
                 u128::from(key.dst_port) << 112,
-            ],
+            ];
+        }
+        Prepared {
+            fields,
+            fields4,
+            src4,
+            dst4,
             src,
             dst,
             sport: key.src_port,
@@ -175,7 +292,7 @@ impl Prepared {
             icmp_type: key.icmp_type,
             icmp_code: key.icmp_code,
             ingress_bit: 1u64.checked_shl(u32::from(key.ingress)).unwrap_or(0),
-            class: family_class(src, dst),
+            class,
         }
     }
 }
@@ -199,7 +316,7 @@ impl Classifier {
 
     /// Number of tree pointers.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.nodes.len() + self.v4_nodes.len()
     }
 
     /// Bytes of lookup structures in memory.
@@ -207,6 +324,8 @@ impl Classifier {
         self.checks.len() * std::mem::size_of::<Check>()
             + self.leaf_items.len() * 4
             + self.nodes.len() * 8
+            + self.v4_nodes.len() * 8
+            + self.v4_checks.len() * std::mem::size_of::<CheckV4>()
             + self.trees.len() * std::mem::size_of::<Tree>()
     }
 
@@ -215,6 +334,7 @@ impl Classifier {
     #[doc(hidden)]
     pub fn lookup_cost(&self, key: &Key) -> (u32, u32, u32) {
         let key = Prepared::new(key);
+        let v4 = key.class == 0;
         let (mut trees, mut levels, mut checked) = (0, 0, 0);
         let mut best = NO_RULE;
         for tree in self.trees_for(&key) {
@@ -222,22 +342,29 @@ impl Classifier {
                 break;
             }
             trees += 1;
-            let mut p = tree.root;
-            while let Pointer::Inner { .. } = decode(p) {
+            let (mut p, mut min_index) = (tree.root, 0);
+            while p & 1 == 0 {
                 levels += 1;
-                p = self.step(p, &key, 0).map_or(EMPTY_LEAF, |s| s.0);
+                let next = if v4 { self.step::<true>(p, &key, min_index) } else { self.step::<false>(p, &key, min_index) };
+                (p, min_index) = next.unwrap_or((EMPTY_LEAF, 0));
             }
-            if let Pointer::Leaf { start, len } = decode(p) {
-                for &i in self.leaf_items.get(start..start + len).unwrap_or(&[]) {
+            let Pointer::Leaf { start, len } = decode(p) else { continue };
+            let end = start.saturating_add(len);
+            for &i in self.leaf_items.get(start..end).unwrap_or(&[]) {
+                let (rule, matches) = if v4 {
+                    let Some(c) = self.v4_checks.get(i as usize) else { break };
+                    (c.rule(), self.v4_matches(c, i, &key))
+                } else {
                     let Some(c) = self.checks.get(i as usize) else { break };
-                    if c.rule >= best {
-                        break;
-                    }
-                    checked += 1;
-                    if c.matches(&key) {
-                        best = c.rule;
-                        break;
-                    }
+                    (c.rule, c.matches(&key))
+                };
+                if rule >= best {
+                    break;
+                }
+                checked += 1;
+                if matches {
+                    best = rule;
+                    break;
                 }
             }
         }
@@ -253,15 +380,21 @@ impl Classifier {
     #[inline]
     pub fn lookup(&self, key: &Key) -> Option<u32> {
         let key = Prepared::new(key);
+        let best = if key.class == 0 { self.lookup_in::<true>(&key) } else { self.lookup_in::<false>(&key) };
+        (best != NO_RULE).then_some(best)
+    }
+
+    #[inline(always)]
+    fn lookup_in<const V4: bool>(&self, key: &Prepared) -> u32 {
         let mut best = NO_RULE;
-        for tree in self.trees_for(&key) {
+        for tree in self.trees_for(key) {
             if tree.min_rule >= best {
                 break;
             }
-            let leaf = self.walk(tree.root, &key);
-            best = self.scan(leaf, &key, best);
+            let leaf = self.walk::<V4>(tree.root, key);
+            best = self.scan::<V4>(leaf, key, best);
         }
-        (best != NO_RULE).then_some(best)
+        best
     }
 
     /// Classifies a burst: `out[i] = lookup(&keys[i])` for every `i` both
@@ -271,74 +404,85 @@ impl Classifier {
     pub fn lookup_bulk(&self, keys: &[Key], out: &mut [Option<u32>]) {
         for (keys, out) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
             let n = keys.len().min(out.len());
-            let mut prepared = [Prepared::default(); BULK];
-            for (p, k) in prepared.iter_mut().zip(&keys[..n]) {
+            let mut burst = Burst {
+                n,
+                prepared: [Prepared::default(); BULK],
+                best: [NO_RULE; BULK],
+                at: [EMPTY_LEAF; BULK],
+                min_index: [0; BULK],
+                next: [0; BULK],
+                walking: [0; BULK],
+            };
+            for (p, k) in burst.prepared.iter_mut().zip(&keys[..n]) {
                 *p = Prepared::new(k);
             }
-            let mut best = [NO_RULE; BULK];
-            // Per key: the pointer reached, and the smallest index its next
-            // step may read (the forward-only rule of `walk`).
-            let mut at = [EMPTY_LEAF; BULK];
-            let mut min_index = [0usize; BULK];
-            let mut next = [0usize; BULK];
-            // Keys still walking, as indices into the burst.
-            let mut walking = [0u8; BULK];
             for class in 0..FAMILY_CLASSES {
                 let start = self.class_start.get(class).copied().unwrap_or(0) as usize;
                 let end = self.class_start.get(class + 1).copied().unwrap_or(0) as usize;
                 for tree in self.trees.get(start..end).unwrap_or(&[]) {
-                    let mut count = 0;
-                    for i in 0..n {
-                        if prepared[i].class == class && tree.min_rule < best[i] {
-                            at[i] = tree.root;
-                            min_index[i] = 0;
-                            if tree.root & 1 == 0 {
-                                walking[count] = i as u8;
-                                count += 1;
-                            }
-                        } else {
-                            at[i] = EMPTY_LEAF;
-                        }
-                    }
-                    let mut inner = count;
-                    while inner > 0 {
-                        // Compute every walking key's next address and
-                        // prefetch it, then read them all.
-                        for &i in &walking[..inner] {
-                            let i = usize::from(i);
-                            next[i] = child_index(at[i], &prepared[i]).unwrap_or(usize::MAX);
-                            if let Some(p) = self.nodes.get(next[i]) {
-                                prefetch(p);
-                            }
-                        }
-                        let mut still = 0;
-                        for w in 0..inner {
-                            let i = usize::from(walking[w]);
-                            at[i] = match self.nodes.get(next[i]) {
-                                Some(&p) if next[i] >= min_index[i] => p,
-                                _ => EMPTY_LEAF,
-                            };
-                            min_index[i] = next[i].wrapping_add(1);
-                            if at[i] & 1 == 0 {
-                                walking[still] = i as u8;
-                                still += 1;
-                            } else if let Pointer::Leaf { start, .. } = decode(at[i]) {
-                                if let Some(c) = self.leaf_items.get(start).and_then(|&c| self.checks.get(c as usize)) {
-                                    prefetch(c);
-                                }
-                            }
-                        }
-                        inner = still;
-                    }
-                    for i in 0..n {
-                        if at[i] != EMPTY_LEAF {
-                            best[i] = self.scan(at[i], &prepared[i], best[i]);
-                        }
+                    if class == 0 {
+                        self.bulk_tree::<true>(tree, class, &mut burst);
+                    } else {
+                        self.bulk_tree::<false>(tree, class, &mut burst);
                     }
                 }
             }
-            for (o, &b) in out.iter_mut().zip(&best[..n]) {
+            for (o, &b) in out.iter_mut().zip(&burst.best[..n]) {
                 *o = (b != NO_RULE).then_some(b);
+            }
+        }
+    }
+
+    /// One tree for the keys of `burst` in `class`.
+    #[inline(always)]
+    fn bulk_tree<const V4: bool>(&self, tree: &Tree, class: usize, b: &mut Burst) {
+        let nodes = self.nodes_of::<V4>();
+        let mut count = 0;
+        for i in 0..b.n {
+            if b.prepared[i].class == class && tree.min_rule < b.best[i] {
+                b.at[i] = tree.root;
+                b.min_index[i] = 0;
+                if tree.root & 1 == 0 {
+                    b.walking[count] = i as u8;
+                    count += 1;
+                }
+            } else {
+                b.at[i] = EMPTY_LEAF;
+            }
+        }
+        let mut inner = count;
+        while inner > 0 {
+            // Compute every walking key's next address and prefetch it, then
+            // read them all.
+            for &i in &b.walking[..inner] {
+                let i = usize::from(i);
+                b.next[i] = child_index::<V4>(b.at[i], &b.prepared[i]).unwrap_or(usize::MAX);
+                if let Some(p) = nodes.get(b.next[i]) {
+                    prefetch(p);
+                }
+            }
+            let mut still = 0;
+            for w in 0..inner {
+                let i = usize::from(b.walking[w]);
+                b.at[i] = match nodes.get(b.next[i]) {
+                    Some(&p) if b.next[i] >= b.min_index[i] => p,
+                    _ => EMPTY_LEAF,
+                };
+                b.min_index[i] = b.next[i].wrapping_add(1);
+                if b.at[i] & 1 == 0 {
+                    b.walking[still] = i as u8;
+                    still += 1;
+                } else if let Pointer::Leaf { start, .. } = decode(b.at[i]) {
+                    if let Some(c) = self.leaf_items.get(start) {
+                        prefetch(c);
+                    }
+                }
+            }
+            inner = still;
+        }
+        for i in 0..b.n {
+            if b.at[i] != EMPTY_LEAF {
+                b.best[i] = self.scan::<V4>(b.at[i], &b.prepared[i], b.best[i]);
             }
         }
     }
@@ -351,25 +495,35 @@ impl Classifier {
         self.trees.get(start..end).unwrap_or(&[])
     }
 
+    /// The pointers of the IPv4 trees or of the others.
+    #[inline(always)]
+    fn nodes_of<const V4: bool>(&self) -> &[u64] {
+        if V4 {
+            &self.v4_nodes
+        } else {
+            &self.nodes
+        }
+    }
+
     /// One level down: the child pointer `p` leads `key` to, and the smallest
     /// index the next step may read. `None` at a leaf or a bad pointer.
     #[inline(always)]
-    fn step(&self, p: u64, key: &Prepared, min_index: usize) -> Option<(u64, usize)> {
-        let i = child_index(p, key)?;
+    fn step<const V4: bool>(&self, p: u64, key: &Prepared, min_index: usize) -> Option<(u64, usize)> {
+        let i = child_index::<V4>(p, key)?;
         if i < min_index {
             return None;
         }
-        self.nodes.get(i).map(|&next| (next, i + 1))
+        self.nodes_of::<V4>().get(i).map(|&next| (next, i + 1))
     }
 
     /// Follows `root` down to a leaf pointer (`EMPTY_LEAF` if the structure
     /// is broken).
     #[inline(always)]
-    fn walk(&self, root: u64, key: &Prepared) -> u64 {
+    fn walk<const V4: bool>(&self, root: u64, key: &Prepared) -> u64 {
         let mut p = root;
         let mut min_index = 0;
         while p & 1 == 0 {
-            match self.step(p, key, min_index) {
+            match self.step::<V4>(p, key, min_index) {
                 Some((next, m)) => {
                     p = next;
                     min_index = m;
@@ -380,13 +534,32 @@ impl Classifier {
         p
     }
 
+    /// Whether IPv4 candidate `c` = `v4_checks[i]` matches, extended fields
+    /// included.
+    #[inline(always)]
+    fn v4_matches(&self, c: &CheckV4, i: u32, key: &Prepared) -> bool {
+        c.matches(key) && (c.flags & V4_EXTENDED == 0 || self.checks.get(i as usize).is_some_and(|full| full.matches(key)))
+    }
+
     /// Best of `best` and the first candidate of leaf `p` matching `key`.
     #[inline(always)]
-    fn scan(&self, p: u64, key: &Prepared, best: u32) -> u32 {
+    fn scan<const V4: bool>(&self, p: u64, key: &Prepared, best: u32) -> u32 {
         let Pointer::Leaf { start, len } = decode(p) else { return best };
         let Some(candidates) = self.leaf_items.get(start..start.saturating_add(len)) else {
             return best;
         };
+        if V4 {
+            for &i in candidates {
+                let Some(c) = self.v4_checks.get(i as usize) else { return best };
+                if c.rule() >= best {
+                    break;
+                }
+                if self.v4_matches(c, i, key) {
+                    return c.rule();
+                }
+            }
+            return best;
+        }
         for &i in candidates {
             let Some(check) = self.checks.get(i as usize) else { return best };
             if check.rule >= best {
@@ -405,7 +578,7 @@ impl Classifier {
     /// panic or loop even without this; skipping it can only produce wrong
     /// verdicts.)
     pub fn validate(&self) -> Result<(), String> {
-        if self.rule_count == NO_RULE {
+        if self.rule_count == NO_RULE || self.rule_count as usize > crate::MAX_RULES {
             return Err(format!("rule count {} is out of range", self.rule_count));
         }
         for (i, check) in self.checks.iter().enumerate() {
@@ -428,6 +601,11 @@ impl Classifier {
         if self.checks.windows(2).any(|w| w[0].rule > w[1].rule) {
             return Err("candidates are not in rule order".into());
         }
+        if self.v4_checks.len() != self.checks.len()
+            || self.v4_checks.iter().zip(&self.checks).any(|(c, full)| CheckV4::project(full) != *c)
+        {
+            return Err("the IPv4 candidates are not those of the candidates".into());
+        }
         let starts = &self.class_start;
         if starts[0] != 0
             || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 2)
@@ -444,16 +622,21 @@ impl Classifier {
                 return Err(format!("tree {t}: trees are not ordered by their best rule"));
             }
             previous_min = tree.min_rule;
-            self.validate_pointer(tree.root, None).map_err(|e| format!("tree {t} root: {e}"))?;
+            let v4 = t < starts[1] as usize;
+            self.validate_pointer(tree.root, None, v4).map_err(|e| format!("tree {t} root: {e}"))?;
         }
         for (i, &p) in self.nodes.iter().enumerate() {
-            self.validate_pointer(p, Some(i)).map_err(|e| format!("tree node {i}: {e}"))?;
+            self.validate_pointer(p, Some(i), false).map_err(|e| format!("tree node {i}: {e}"))?;
+        }
+        for (i, &p) in self.v4_nodes.iter().enumerate() {
+            self.validate_pointer(p, Some(i), true).map_err(|e| format!("IPv4 tree node {i}: {e}"))?;
         }
         Ok(())
     }
 
-    /// One pointer, found at `nodes[at]` (or a root if `None`).
-    fn validate_pointer(&self, p: u64, at: Option<usize>) -> Result<(), String> {
+    /// One pointer, found at `nodes[at]` (or a root if `None`), of the IPv4
+    /// trees or the others.
+    fn validate_pointer(&self, p: u64, at: Option<usize>, v4: bool) -> Result<(), String> {
         match decode(p) {
             Pointer::Leaf { start, len } => {
                 let Some(candidates) = self.leaf_items.get(start..start.saturating_add(len)) else {
@@ -473,19 +656,35 @@ impl Classifier {
                 if dim >= DIMS {
                     return Err(format!("cut dimension {dim} does not exist"));
                 }
-                if bits == 0 || bits > u32::from(MAX_CUT_BITS) || offset + bits > u32::from(DIM_WIDTH[dim]) {
+                let width = if v4 { DIM_WIDTH_V4[dim] } else { DIM_WIDTH[dim] };
+                if bits == 0 || bits > u32::from(MAX_CUT_BITS) || offset + bits > u32::from(width) {
                     return Err(format!("cut of {bits} bits at offset {offset} does not fit dimension {dim}"));
                 }
                 if at.is_some_and(|at| base <= at) {
                     return Err("child pointers do not come after their parent".into());
                 }
-                if base.saturating_add(1 << bits) > self.nodes.len() {
-                    return Err(format!("children {base}..+{} past the {} pointers", 1u32 << bits, self.nodes.len()));
+                let nodes = if v4 { self.v4_nodes.len() } else { self.nodes.len() };
+                if base.saturating_add(1 << bits) > nodes {
+                    return Err(format!("children {base}..+{} past the {nodes} pointers", 1u32 << bits));
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The per-burst state of [`Classifier::lookup_bulk`].
+struct Burst {
+    n: usize,
+    prepared: [Prepared; BULK],
+    best: [u32; BULK],
+    /// Per key: the pointer reached, and the smallest index its next step
+    /// may read (the forward-only rule of `walk`).
+    at: [u64; BULK],
+    min_index: [usize; BULK],
+    next: [usize; BULK],
+    /// Keys still walking, as indices into the burst.
+    walking: [u8; BULK],
 }
 
 /// Keys fall in four classes by the families of their source and
@@ -499,13 +698,19 @@ pub(crate) fn family_class(src: u128, dst: u128) -> usize {
     usize::from(src >> 32 != 0xffff) | usize::from(dst >> 32 != 0xffff) << 1
 }
 
-/// The index in `nodes` an inner pointer sends `key` to; `None` for a leaf.
+/// The index in `nodes` (`v4_nodes` if `V4`) an inner pointer sends `key`
+/// to; `None` for a leaf.
 #[inline(always)]
-fn child_index(p: u64, key: &Prepared) -> Option<usize> {
+fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
     let Pointer::Inner { dim, bits, offset, base } = decode(p) else { return None };
-    let field = *key.fields.get(dim)?;
     // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
-    let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
+    let child = if V4 {
+        let field = *key.fields4.get(dim)?;
+        field.wrapping_shl(offset).wrapping_shr(64u32.wrapping_sub(bits)) as usize
+    } else {
+        let field = *key.fields.get(dim)?;
+        field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize
+    };
     Some(base.wrapping_add(child))
 }
 
@@ -551,6 +756,55 @@ mod tests {
         }
     }
 
+    /// For every candidate that can match IPv4 keys, its projection (plus the
+    /// full check when extended) agrees with the full check on IPv4 keys,
+    /// including keys on and next to prefix and range edges.
+    #[test]
+    fn v4_projection_agrees_with_full_check() {
+        let rules = synth::mixed_rules(2000, 5);
+        let c = Classifier::compile(&rules).unwrap();
+        let mut rng = synth::Rng::new(17);
+        let v4_space = 0xffffu128 << 32;
+        let mut compared = 0;
+        for (full, v4) in c.checks.iter().zip(&c.v4_checks) {
+            let reaches = |a: u128, l: u8| (a ^ v4_space) & prefix_mask(u32::from(l.min(96))) == 0;
+            if !(reaches(full.src, full.src_len) && reaches(full.dst, full.dst_len)) {
+                continue;
+            }
+            for _ in 0..40 {
+                let near = |rng: &mut synth::Rng, a: u128| match rng.below(4) {
+                    0 => a as u32,
+                    1 => (a as u32).wrapping_sub(1),
+                    2 => (a as u32) | (rng.next_u64() as u32 >> rng.below(32)),
+                    _ => rng.next_u64() as u32,
+                };
+                let port = |rng: &mut synth::Rng, lo: u16, hi: u16| match rng.below(5) {
+                    0 => lo,
+                    1 => hi,
+                    2 => lo.wrapping_sub(1),
+                    3 => hi.wrapping_add(1),
+                    _ => rng.next_u64() as u16,
+                };
+                let key = Key {
+                    src: crate::v4_mapped(near(&mut rng, full.src).to_be_bytes()),
+                    dst: crate::v4_mapped(near(&mut rng, full.dst).to_be_bytes()),
+                    proto: if rng.percent(70) { full.proto } else { rng.next_u64() as u8 },
+                    src_port: port(&mut rng, full.sport_lo, full.sport_hi),
+                    dst_port: port(&mut rng, full.dport_lo, full.dport_hi),
+                    icmp_type: if rng.percent(70) { full.icmp_type } else { rng.below(4) as u8 },
+                    icmp_code: if rng.percent(70) { full.icmp_code } else { rng.below(4) as u8 },
+                    ingress: rng.below(20) as u8,
+                };
+                let p = Prepared::new(&key);
+                assert_eq!(p.class, 0);
+                let projected = v4.matches(&p) && (v4.flags & V4_EXTENDED == 0 || full.matches(&p));
+                assert_eq!(projected, full.matches(&p), "{full:?} {v4:?} {key:?}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 10_000);
+    }
+
     fn first_inner(c: &Classifier) -> usize {
         c.nodes.iter().position(|&p| p & 1 == 0).expect("an inner pointer")
     }
@@ -580,6 +834,22 @@ mod tests {
         rejects("empty port range", |c| {
             c.checks[0].dport_lo = 10;
             c.checks[0].dport_hi = 9;
+        });
+        rejects("IPv4 cut past the 32-bit address", |c| {
+            let i = c.v4_nodes.iter().position(|&p| p & 1 == 0).expect("an IPv4 inner pointer");
+            c.v4_nodes[i] = inner_pointer(1, 30, 4, i + 1);
+        });
+        rejects("IPv4 child block past the end", |c| {
+            let i = c.v4_nodes.iter().position(|&p| p & 1 == 0).expect("an IPv4 inner pointer");
+            c.v4_nodes[i] = inner_pointer(0, 0, 8, c.v4_nodes.len());
+        });
+        rejects("IPv4 candidate differs from its candidate", |c| c.v4_checks[3].dst_mask ^= 1 << 7);
+        rejects("IPv4 candidate loses its extended flag", |c| {
+            let i = c.v4_checks.iter().position(|v| v.flags & V4_EXTENDED != 0).expect("an extended rule");
+            c.v4_checks[i].flags &= !V4_EXTENDED;
+        });
+        rejects("IPv4 candidates missing", |c| {
+            c.v4_checks.pop();
         });
         rejects("tree classes", |c| c.class_start[2] = 100);
         rejects("trees out of order", |c| {

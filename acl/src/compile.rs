@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::classifier::{
-    Check, Classifier, Tree, FAMILY_CLASSES, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
+    Check, CheckV4, Classifier, Tree, FAMILY_CLASSES, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
     LEAF_MAX_LEN, MAX_CUT_BITS,
 };
 use crate::{prefix_mask, Prefix, Rule, PROTO_ICMP, PROTO_ICMPV6};
@@ -190,6 +190,9 @@ impl Cut {
 struct Builder<'a> {
     entries: &'a [Entry],
     options: &'a CompileOptions,
+    /// Building the IPv4 trees (class 0, into their own `nodes`): address
+    /// cuts are numbered within the IPv4 address.
+    v4: bool,
     nodes: Vec<u64>,
     leaf_items: Vec<u32>,
     /// Leaf lists already stored (per tree), so equal leaves share storage.
@@ -364,7 +367,14 @@ impl Builder<'_> {
             };
             self.nodes[base + c] = pointer;
         }
-        crate::classifier::inner_pointer(cut.dim, cut.offset, cut.bits, base)
+        let mut offset = cut.offset;
+        if self.v4 && cut.dim < 2 {
+            // IPv4 trees start with the 96 bits of ::ffff:0:0/96 marked as
+            // cut, so address cuts lie in the last 32 bits.
+            debug_assert!(offset >= 96);
+            offset = offset.wrapping_sub(96);
+        }
+        crate::classifier::inner_pointer(cut.dim, offset, cut.bits, base)
     }
 
     fn leaf(&mut self, list: Vec<u32>) -> u64 {
@@ -417,14 +427,17 @@ impl Classifier {
             }
         }
 
+        // Class 0 comes first, built into what becomes `v4_nodes`.
         let mut builder = Builder {
             entries: &entries,
             options,
+            v4: true,
             nodes: Vec::new(),
             leaf_items: Vec::new(),
             leaves: HashMap::new(),
             budget_exceeded: false,
         };
+        let mut v4_nodes = Vec::new();
         let mut trees: Vec<Tree> = Vec::new();
         let mut class_start = [0u32; FAMILY_CLASSES + 1];
         for (g, list) in groups.into_iter().enumerate() {
@@ -449,6 +462,10 @@ impl Classifier {
             if g % 2 == 1 {
                 trees[class_start[g / 2] as usize..].sort_by_key(|t| t.min_rule);
             }
+            if g == 1 {
+                v4_nodes = std::mem::take(&mut builder.nodes);
+                builder.v4 = false;
+            }
         }
         class_start[FAMILY_CLASSES] = trees.len() as u32;
         if builder.budget_exceeded {
@@ -461,6 +478,8 @@ impl Classifier {
             nodes: builder.nodes,
             leaf_items: builder.leaf_items,
             checks: entries.iter().map(|e| e.check).collect(),
+            v4_nodes,
+            v4_checks: entries.iter().map(|e| CheckV4::project(&e.check)).collect(),
         })
     }
 }
