@@ -30,3 +30,7 @@ bench: build hugepages
 
 clean:
 	$(CARGO) clean
+
+# The service-VM image (vm-image/build.sh): target/vm-image/rampart.qcow2; prints its size.
+vm-image: build
+	@vm-image/build.sh
