@@ -1,6 +1,8 @@
-//! The compiled classifier and its lookup: a few decision trees (per source
-//! address family class, up to two) walked with one 8-byte load per level, then a
-//! short priority-ordered scan of the leaf's candidates.
+//! The compiled classifier and its lookup: a few decision trees (per address
+//! family class, up to two) walked with one 8-byte load per level, then a
+//! short priority-ordered scan of the leaf's candidates. Keys of class 0
+//! (IPv4 both ways) use their own pointers (32-bit address cuts) and 32-byte
+//! IPv4 projections of the candidates.
 
 use serde::{Deserialize, Serialize};
 

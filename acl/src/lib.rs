@@ -30,8 +30,18 @@
 //! the first match; trees whose best rule cannot beat the match already found
 //! are skipped. `lookup_bulk` walks a burst level by level with prefetching.
 //!
+//! Keys with IPv4 source and destination (nearly all traffic) take their own
+//! path: their trees have separate pointers whose address cuts count bits of
+//! the 32-bit address (64-bit shifts instead of 128-bit ones), and their
+//! leaves check 32-byte IPv4 projections of the candidates (precomputed
+//! 32-bit masks, two per cache line, half the bytes of the 64-byte general
+//! candidate); a rule with ICMP type/code or an ingress set is then confirmed
+//! on its full candidate. `validate` recomputes every projection.
+//!
 //! Measured (2-core AMD EPYC 2.6 GHz VM, shared and noisy: run-to-run swings
-//! of 2× were seen; `benches/classify.rs`, synthetic mixed sets in
+//! of 2–4× were seen, so variants were compared back to back, pinned to one
+//! core, as the minimum of 12 interleaved runs of `examples/stats.rs`;
+//! `benches/classify.rs` gives the same picture; synthetic mixed sets in
 //! [`synth`], keys 75 % inside a random rule, median hit rule ≈ n/3, rest
 //! mostly misses):
 //!
@@ -41,16 +51,33 @@
 //! | VPP-style hash per exact mask type         | 0.05 M (1642 tables)  | –       | 0.6 MB |
 //! | tuple-merge hashes (26 tables, ≤ 8/bucket) | 0.55–1.1 M (52 candidate checks) | 9 ms | 0.6 MB |
 //! | one tree per family, leaves of 8 copied    | 1.1 M (45 MB, L3/TLB-bound) | 1 s | 29 MB |
-//! | **these trees** (leaves ≤ 16, indices)     | **4.9 M single, 5.5 M bulk** (1k rules: 8.4 M / 8.2 M) | **80 ms** (1k: 3.7 ms) | **1.2 MB** (1k: 75 KB) |
+//! | trees, leaves ≤ 16 (indices to 64-byte candidates) | 5.2–5.8 M single, 5.0–6.4 M bulk (1k rules: 9.5 M / 9.3 M) | 80 ms | 1.2 MB |
+//! | same, IPv4 candidates inlined in the leaves | slower at 10k (6.2 MB in memory; 1k rules faster) | 170 ms | 5.4 MB |
+//! | **these trees** (IPv4 trees, 32-byte IPv4 candidates) | **6.5–7.0 M single, 6.7–6.9 M bulk** (1k rules: 14 M / 10.6 M) | **≈ 90 ms** (1k: 5 ms) | **1.5 MB** (1k: 107 KB) |
 //!
 //! Hash tables (the VPP way) cost a probe per mask type and this mix has
 //! dozens, each followed by candidate checks; trees cost ~4.3 dependent
-//! loads plus ~5 candidate checks per lookup. What remains is memory
-//! latency: the 10k-rule trees take 2.2 MB (pointers, leaf index runs and
-//! 64-byte candidates), beyond L2, where a dependent load measured 40 ns here
-//! against 11 ns within 0.5 MB. The 10 M/s target is met at 1k rules but not
-//! at 10k (about half of it); the next steps would be smaller candidates
-//! (IPv4-only 32-byte checks) and shallower, more compressed nodes.
+//! loads plus ~5 candidate checks per lookup. At 1k rules (everything in L2)
+//! the IPv4 path cut a lookup from ~105 to ~70 ns, which was mostly
+//! arithmetic (128-bit shifts and masks); at 10k rules the gain is smaller
+//! (~170 → ~145 ns) because what remains is memory latency: a profile shows
+//! the stalls on the tree pointer load, the leaf's index run and the
+//! candidates, in that order. The structures take 2.4 MB (850 KB pointers,
+//! 700 KB index runs, 350 KB IPv4 and 700 KB general candidates — the IPv4
+//! path touches about 1.7 MB of it), beyond the 512 KB L2. Tried and dropped:
+//! copying the IPv4 candidates into the leaves (one dependent load less, but
+//! 177k copies = 6 MB: slower at 10k), prefetching each key's first
+//! candidates in `lookup_bulk` before the scans (no gain; presumably consecutive
+//! single lookups already overlap their misses out of order, which would also
+//! be why bulk barely beats single), leaves of 8/12/24 and space factors 2/8 (within the
+//! noise; leaves of 8 take 4 MB and 300 ms), huge pages (a 2 MB pointer
+//! chase here went from 137 to 127 ns with MADV_HUGEPAGE: small, and the
+//! classifier's vectors come from decoding the image). **The 10 M/s target
+//! is met at 1k rules but not at 10k (about 7 M/s).** Next steps would be
+//! 4-byte tree pointers (halving the pointer bytes), fewer replicated leaf
+//! entries (177k index entries for 11k candidates) and an IPv4-only
+//! separation of the source-wildcard service rules, which are what gets
+//! copied across source cuts.
 //!
 //! `unsafe` appears once: the x86 prefetch intrinsic in `lookup_bulk`, a pure
 //! hint (see its SAFETY comment).
