@@ -225,12 +225,14 @@ httpd -p "$listen:$status_port" -h /run/rampart/www || note "status page: httpd 
 
 # ---------------------------------------------------------------------------- rendering
 cfg=/etc/rampart/rampart.toml
-# header DEVICES: the [dataplane] and [control] sections.
-header() {
+# generated DEVICES: the [dataplane] and [control] sections. They go after the policy, so
+# that line numbers in errors about the rendered file are those of policy.toml.
+generated() {
 	cat <<-EOF
-		# Written at boot by the service VM's /init from the config drive's rampart.conf and
-		# policy.toml. Edit the policy below and run \`rampartctl reload\`; the [dataplane]
-		# and [control] sections take effect at the next boot (change rampart.conf instead).
+
+		# ---- Written at boot by the service VM's /init from the config drive's policy.toml
+		# (above; edit it here and run \`rampartctl reload\`) and rampart.conf (below: the
+		# [dataplane] and [control] sections take effect at the next boot only).
 		[dataplane]
 		main_core = $main_core
 		worker_cores = [$worker_cores]
@@ -244,7 +246,6 @@ header() {
 		socket = "/run/rampart/control.sock"
 		metrics = "$listen:$metrics_port"
 		event_log = "/var/log/rampart/eve.json"
-
 	EOF
 }
 # quoted_pcis: the data NICs' PCI addresses as a TOML list body.
@@ -264,9 +265,9 @@ render() {
 		[ -n "$p" ] || { config_error "policy.toml: device $ref: no data NIC named $n (NICs: $(awk '{ printf "%s=%s ", $1, $3 }' /run/rampart/nics))"; return 1; }
 		sed -i "s/$ref/\"$p\"/g" /run/rampart/policy.sub
 	done
-	{ header "$(quoted_pcis)" && cat /run/rampart/policy.sub; } >$cfg
+	{ cat /run/rampart/policy.sub && generated "$(quoted_pcis)"; } >$cfg
 	if ! out=$(rampartctl check $cfg 2>&1); then
-		config_error "policy.toml: $(echo "$out" | grep -v '^ *$' | head -n 6 | tr '\n' ' ' | sed "s#$cfg#policy.toml (rendered as $cfg)#g")"
+		config_error "$(echo "$out" | grep -v '^ *$' | head -n 6 | tr '\n' ' ' | sed "s#^rampartctl: ##; s#$cfg#policy.toml#g") (checked as $cfg)"
 		return 1
 	fi
 }
@@ -275,7 +276,6 @@ render_open() {
 	[ "$(grep -c '^data' /run/rampart/nics)" -ge 2 ] || { note "failure=open needs two data NICs; staying closed"; return 1; }
 	set -- $(awk '/^data[01] / { print $2 }' /run/rampart/nics)
 	{
-		header "\"$1\", \"$2\""
 		cat <<-EOF
 			# failure=open: the first-boot configuration was bad ($errors);
 			# the two data NICs are wired together and everything is forwarded.
@@ -294,6 +294,7 @@ render_open() {
 			device = "$2"
 			wire = "data0"
 		EOF
+		generated "\"$1\", \"$2\""
 	} >$cfg
 	rampartctl check $cfg >/dev/null 2>&1 || { note "fail-open config rejected: $(rampartctl check $cfg 2>&1 | head -n 3 | tr '\n' ' ')"; return 1; }
 }

@@ -56,3 +56,62 @@ waitg() {
 	waiter=''
 	return $rc
 }
+
+# ------------------------------------------------------------------------ shared helpers
+# For scripts that count PASS/FAIL lines in $passed and $failed (appliance.sh).
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
+pass() { passed=$((passed + 1)); echo "PASS $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+
+# alive PID: a process we started is alive (a zombie is not).
+alive() {
+	[[ -n $1 && -r /proc/$1/stat ]] || return 1
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+	[[ -n $st && $st != Z && $st != X ]]
+}
+
+# stop PID NAME: SIGTERM, then SIGKILL after 10 s. Only pids the calling script started.
+stop() {
+	local pid=$1 i
+	alive "$pid" || { [[ -z $pid ]] || wait "$pid" 2>/dev/null; return 0; }
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 50); do alive "$pid" || break; sleep 0.2; done
+	if alive "$pid"; then
+		echo "${0##*/}: $2 (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL" >&2
+		kill -KILL "$pid" 2>/dev/null
+		for i in $(seq 25); do alive "$pid" || break; sleep 0.2; done
+	fi
+	wait "$pid" 2>/dev/null # reaps our own children (QEMU started by run-guest.sh too)
+	return 0
+}
+
+# Host-driven guests (serve.sh): the guest's second serial port is the QEMU pipe chardev
+# $work/GUEST-ctl; its console log is $work/GUEST.log.
+# send_step GUEST STEP FUNCTION [ARGS...]: have GUEST run `rp_check STEP FUNCTION ARGS`.
+send_step() {
+	local g=$1 step=$2
+	shift 2
+	timeout 10 bash -c 'echo "$1" >"$2"' _ "$step $*" "$work/$g-ctl.in" || abort "cannot write to guest $g's control port"
+}
+# step_result GUEST STEP TIMEOUT WHAT [T0]: wait for the step's RESULT; PASS when its rc is 0
+# (with the step's last RAMPART-NOTE), FAIL otherwise; a missing result ends the run.
+step_result() {
+	local g=$1 step=$2 timeout=$3 what=$4 t=${5:-$EPOCHREALTIME} log=$work/$1.log rc note
+	waitg "$log" "RAMPART-GUEST-RESULT $g/$step " "$timeout" || abort "$g/$step: $what (no result within $timeout s)"
+	rc=$(tr -d '\r' <"$log" | awk -v k="$g/$step" '$1 == "RAMPART-GUEST-RESULT" && $2 == k { print $3; exit }')
+	note=$(tr -d '\r' <"$log" | awk -v k="$g/$step" '$1 == "RAMPART-NOTE" && $2 == k { $1 = $2 = ""; n = substr($0, 3) } END { print n }')
+	if [[ $rc == 0 ]]; then
+		pass "$g/$step: $what ($(since "$t"))${note:+: $note}"
+	else
+		fail "$g/$step: $what (rc=$rc)${note:+: $note}"
+	fi
+	[[ $rc == 0 ]]
+}
+# run_step GUEST STEP TIMEOUT WHAT FUNCTION [ARGS...]: send_step, then step_result.
+run_step() {
+	local g=$1 step=$2 timeout=$3 what=$4 t=$EPOCHREALTIME
+	shift 4
+	send_step "$g" "$step" "$@"
+	step_result "$g" "$step" "$timeout" "$what" "$t"
+}
