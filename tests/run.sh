@@ -4,7 +4,8 @@
 #   dpdk    the real dataplane with --no-huge and net_pcap ports; bad-input handling
 #   vhost   dataplane + control process + simulated guests on vhost-user sockets (switching, hot-plug, reconnect, stateful firewall)
 #   guests  real Linux guests in QEMU on Rampart's vhost-user ports: switching and admin
-#           state (rampart.sh), the stateful firewall with TCP/ICMP (firewall.sh)
+#           state (rampart.sh), the stateful firewall with TCP/ICMP (firewall.sh), the
+#           service VM (vm-image/) chained between two guests (appliance.sh)
 # Ends with `tiers: N passed, M failed`; exits non-zero if any tier failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ for tier in "${tiers[@]}"; do
 	unit) cargo test --workspace --exclude rampart-tests ;;
 	dpdk) cargo test -p rampart-tests --test dpdk --test badinput -- --test-threads=1 ;;
 	vhost) cargo test -p rampart-tests --test vhost --test firewall -- --test-threads=1 ;;
-	guests) RAMPART_SKIP_BUILD=1 tests/guests/rampart.sh && RAMPART_SKIP_BUILD=1 tests/guests/firewall.sh ;;
+	guests) RAMPART_SKIP_BUILD=1 tests/guests/rampart.sh && RAMPART_SKIP_BUILD=1 tests/guests/firewall.sh && RAMPART_SKIP_BUILD=1 tests/guests/appliance.sh ;;
 	*) echo "unknown tier $tier (expected unit, dpdk, vhost, guests)"; false ;;
 	esac
 	rc=$?
