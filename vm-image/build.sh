@@ -21,6 +21,8 @@
 #   4. a FAT partition (mtools, no mount) with the kernel, that initramfs and syslinux
 #      (installed with `syslinux --install`, which works on an image file), behind an MBR
 #      with syslinux's boot code; `qemu-img convert -O qcow2 -c`.
+# Reproducible: two builds from the same inputs give the same image, bit for bit (fixed
+# mtimes, sorted cpio, gzip -n, fixed FAT volume id, SOURCE_DATE_EPOCH for mtools).
 # Idempotent: when the package set, the vm-image/ files and the two binaries are unchanged
 # (one hash over all of them), the existing image is kept. Installs the host tools it needs
 # from Debian (syslinux, syslinux-common, mtools, dosfstools, fdisk, qemu-utils, cpio).
@@ -97,6 +99,7 @@ report() {
 	local q v
 	q=$(stat -c %s "$image")
 	v=$(qemu-img info --output=json "$image" | python3 -c 'import json, sys; print(json.load(sys.stdin)["virtual-size"])')
+	say "sha256 $(sha256sum "$image" | cut -c1-64)"
 	say "image $image: $((q / 1024)) KiB ($(awk -v b="$q" 'BEGIN { printf "%.1f", b / 1048576 }') MiB qcow2, compressed; virtual disk $((v / 1048576)) MiB)"
 	say "$(grep -E '^(kernel|initramfs|packages)' "$out/build-info.txt" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
 }
@@ -221,7 +224,8 @@ part_mib=$(((ksz + isz) * 5 / 4 / 1048576 + 5))
 part=$tmp/part.img
 mkfs.fat -C -F 16 -n RAMPART -i 52414d50 --invariant "$part" $((part_mib * 1024)) >/dev/null 2>&1 ||
 	mkfs.fat -C -F 16 -n RAMPART -i 52414d50 "$part" $((part_mib * 1024)) >/dev/null
-export MTOOLS_SKIP_CHECK=1
+# mtools (and syslinux through it) date the directory entries SOURCE_DATE_EPOCH.
+export MTOOLS_SKIP_CHECK=1 SOURCE_DATE_EPOCH=$epoch
 mmd -i "$part" ::/syslinux
 mcopy -m -i "$part" "$tmp/vmlinuz" "$tmp/initrd.gz" ::/
 mcopy -m -i "$part" "$tmp/syslinux.cfg" ::/syslinux/
