@@ -33,22 +33,12 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/guests/common.sh
-. "$here/common.sh"
-repo=$(cd "$here/../.." && pwd)
-gdir=$repo/target/guest
-bin=$repo/target/release
+. "$here/common.sh" # also sets $repo, $gdir (the test guest) and $bin (target/release)
 guest_mem=128 dp_mem=0
 boot_timeout=240 # s, QEMU start to the appliance's state marker (TCG on a busy 2-core host)
 t0=$EPOCHREALTIME
-passed=0 failed=0 summarised=0
+passed=0 failed=0 suite=appliance-guests
 work='' qa_pid='' qb_pid='' app_pid='' waiter=''
-
-summary() {
-	((summarised)) && return 0
-	summarised=1
-	echo "appliance.sh: done in $(since "$t0")"
-	echo "appliance-guests: $passed passed, $failed failed"
-}
 
 show_logs() {
 	[[ -n $work && -d $work ]] || return 0
@@ -64,33 +54,14 @@ show_logs() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[[ -z $waiter ]] || { kill "$waiter" 2>/dev/null; wait "$waiter" 2>/dev/null; }
+	stop_waiter
 	stop "$app_pid" "appliance"
 	stop "$qb_pid" "guest b"
 	stop "$qa_pid" "guest a"
-	if [[ -n $work && -d $work ]]; then
-		if [[ ${KEEP_LOGS:-} == 1 ]]; then echo "appliance.sh: logs kept in $work"; else rm -rf "$work"; fi
-	fi
+	remove_work
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'fail "interrupted by a signal"; summary; exit 130' INT TERM
-
-finish() {
-	((failed == 0)) || show_logs
-	summary
-	((failed == 0)) && exit 0 || exit 1
-}
-abort() { fail "$*"; finish; }
-missing() {
-	if [[ ${CI:-} == true ]]; then
-		fail "prerequisite: $* (CI=true: a missing prerequisite is a failure)"
-		finish
-	fi
-	echo "SKIP appliance guests tier: $* (set CI=true to make this a failure)"
-	echo "appliance-guests: skipped ($*)"
-	exit 0
-}
+install_traps
 
 # ---------------------------------------------------------------------------- prerequisites
 check_prerequisites
@@ -140,16 +111,11 @@ token=rampart-$RANDOM$RANDOM$RANDOM
 	EOF
 	cat "$here/serve.sh"
 } >"$work/b.sh"
-mkfifo "$work/a-ctl.in" "$work/a-ctl.out" "$work/b-ctl.in" "$work/b-ctl.out"
 t=$EPOCHREALTIME
-for g in a b; do
-	if [[ $g == a ]]; then ip=10.0.0.1 u=$ua; else ip=10.0.0.2 u=$ub; fi
-	pid=$("$here/run-guest.sh" --name $g --ip $ip/24 --mac 52:54:00:12:00:0$g --stay \
-		--mem "$guest_mem" --netdev "socket,udp=127.0.0.1:$((u + 1)),localaddr=127.0.0.1:$u" \
-		--append ipv6.disable=1 --extra "-chardev pipe,id=ctl,path=$work/$g-ctl -serial chardev:ctl" \
-		--script "$work/$g.sh" --log "$work/$g.log" --guest-dir "$gdir") || abort "cannot start guest $g"
-	if [[ $g == a ]]; then qa_pid=$pid; else qb_pid=$pid; fi
-done
+qa_pid=$(start_served_guest a 10.0.0.1 "socket,udp=127.0.0.1:$((ua + 1)),localaddr=127.0.0.1:$ua" --stay) ||
+	abort "cannot start guest a"
+qb_pid=$(start_served_guest b 10.0.0.2 "socket,udp=127.0.0.1:$((ub + 1)),localaddr=127.0.0.1:$ub" --stay) ||
+	abort "cannot start guest b"
 for g in a b; do
 	waitg "$work/$g.log" "RAMPART-GUEST-READY $g" 180 || abort "guest $g did not boot within 180 s"
 	pass "guest $g booted and ready ($(since "$t") since start)"

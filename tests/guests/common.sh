@@ -1,5 +1,10 @@
-# Shared by the guests-tier scripts (sourced). Expects from the caller: $here, $gdir, $repo,
-# $bin, $dp_mem, $guest_mem (MB), and the functions pass, missing, abort and since.
+# Shared by the guests-tier scripts (sourced). Expects from the caller: $here,
+# $dp_mem, $guest_mem (MB), $suite (the summary's name), $t0, and show_logs.
+
+# Paths every script uses (the caller sets $here, its own directory, before sourcing).
+repo=$(cd "$here/../.." && pwd)
+gdir=$repo/target/guest
+bin=$repo/target/release
 
 # check_prerequisites: root, the guest image, the rampart binaries and enough free hugepages
 # for the dataplane and two guests; a missing one fails under CI=true and skips elsewhere.
@@ -46,6 +51,18 @@ check_prerequisites() {
 
 }
 
+# The EXIT trap `cleanup` each script defines starts with stop_waiter and ends with
+# remove_work; install_traps sets it up, and makes INT/TERM a failure with a summary.
+stop_waiter() { [[ -z $waiter ]] || { kill "$waiter" 2>/dev/null; wait "$waiter" 2>/dev/null; }; }
+remove_work() {
+	[[ -n $work && -d $work ]] || return 0
+	if [[ ${KEEP_LOGS:-} == 1 ]]; then echo "${0##*/}: logs kept in $work"; else rm -rf "$work"; fi
+}
+install_traps() {
+	trap cleanup EXIT
+	trap 'fail "interrupted by a signal"; summary; exit 130' INT TERM
+}
+
 # waitg ARGS: wait-guest.sh in the background, so that a signal interrupts the wait at
 # once rather than after it (bash runs traps only between foreground commands).
 waitg() {
@@ -58,10 +75,35 @@ waitg() {
 }
 
 # ------------------------------------------------------------------------ shared helpers
-# For scripts that count PASS/FAIL lines in $passed and $failed (appliance.sh).
+# PASS/FAIL lines, counted in $passed and $failed; the summary names $suite and uses $t0.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
 pass() { passed=$((passed + 1)); echo "PASS $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+summary() {
+	((${summarised:-0})) && return 0
+	summarised=1
+	echo "${0##*/}: done in $(since "$t0")"
+	echo "$suite: $passed passed, $failed failed"
+}
+# finish: the summary line; exit 1 if anything failed (the caller's EXIT trap cleans up).
+# The caller defines show_logs (what to print when something failed).
+finish() {
+	((failed == 0)) || show_logs
+	summary
+	((failed == 0)) && exit 0 || exit 1
+}
+# abort MSG: a failure after which the remaining checks cannot run.
+abort() { fail "$*"; finish; }
+# missing MSG: a prerequisite is missing: fail under CI=true, skip elsewhere.
+missing() {
+	if [[ ${CI:-} == true ]]; then
+		fail "prerequisite: $* (CI=true: a missing prerequisite is a failure)"
+		finish
+	fi
+	echo "SKIP $suite tier: $* (set CI=true to make this a failure)"
+	echo "$suite: skipped ($*)"
+	exit 0
+}
 
 # alive PID: a process we started is alive (a zombie is not).
 alive() {
@@ -107,6 +149,18 @@ step_result() {
 		fail "$g/$step: $what (rc=$rc)${note:+: $note}"
 	fi
 	[[ $rc == 0 ]]
+}
+# start_served_guest GUEST IP NETDEV [RUN-GUEST ARGS...]: boot GUEST (a or b; MAC
+# 52:54:00:12:00:0GUEST, IP/24, no IPv6) with the script $work/GUEST.sh (which ends with
+# serve.sh) and its control pipe; prints QEMU's pid.
+start_served_guest() {
+	local g=$1 ip=$2 netdev=$3 extra=''
+	shift 3
+	[[ ${1:-} == --extra ]] && { extra="$2 "; shift 2; }
+	mkfifo "$work/$g-ctl.in" "$work/$g-ctl.out"
+	"$here/run-guest.sh" --name "$g" --ip "$ip/24" --mac "52:54:00:12:00:0$g" --mem "$guest_mem" \
+		--netdev "$netdev" --append ipv6.disable=1 --extra "$extra-chardev pipe,id=ctl,path=$work/$g-ctl -serial chardev:ctl" \
+		--script "$work/$g.sh" --log "$work/$g.log" --guest-dir "$gdir" "$@"
 }
 # run_step GUEST STEP TIMEOUT WHAT FUNCTION [ARGS...]: send_step, then step_result.
 run_step() {

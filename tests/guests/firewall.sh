@@ -30,47 +30,11 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/guests/common.sh
-. "$here/common.sh"
-repo=$(cd "$here/../.." && pwd)
-gdir=$repo/target/guest
-bin=$repo/target/release
+. "$here/common.sh" # also sets $repo, $gdir (the test guest) and $bin (target/release)
 guest_mem=256 dp_mem=256
 t0=$EPOCHREALTIME
-passed=0 failed=0 summarised=0
+passed=0 failed=0 suite=firewall-guests
 work='' dp_pid='' ctl_pid='' qa_pid='' qb_pid='' waiter='' prefix="rp-fw-$$" shm="/dev/shm/rampart-fw-$$"
-
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
-pass() { passed=$((passed + 1)); echo "PASS $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*"; }
-summary() {
-	((summarised)) && return 0
-	summarised=1
-	echo "firewall.sh: done in $(since "$t0")"
-	echo "firewall-guests: $passed passed, $failed failed"
-}
-
-# A process we started is alive (a zombie is not).
-alive() {
-	[[ -n $1 && -r /proc/$1/stat ]] || return 1
-	local st
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-	[[ -n $st && $st != Z && $st != X ]]
-}
-
-# stop PID NAME: SIGTERM, then SIGKILL after 10 s. Only pids this script started.
-stop() {
-	local pid=$1 i
-	alive "$pid" || { [[ -z $pid ]] || wait "$pid" 2>/dev/null; return 0; }
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do alive "$pid" || break; sleep 0.2; done
-	if alive "$pid"; then
-		echo "firewall.sh: $2 (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL" >&2
-		kill -KILL "$pid" 2>/dev/null
-		for i in $(seq 25); do alive "$pid" || break; sleep 0.2; done
-	fi
-	wait "$pid" 2>/dev/null # reaps our own children (QEMU was started by run-guest.sh)
-	return 0
-}
 
 show_logs() {
 	[[ -n $work && -d $work ]] || return 0
@@ -100,7 +64,7 @@ show_logs() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[[ -z $waiter ]] || { kill "$waiter" 2>/dev/null; wait "$waiter" 2>/dev/null; }
+	stop_waiter
 	# QEMU first (the guests' vhost-user peers), then control, then the dataplane.
 	stop "$qb_pid" "guest b"
 	stop "$qa_pid" "guest a"
@@ -110,34 +74,10 @@ cleanup() {
 	# The segment, and the flow dump `rampartctl flows` made (the dataplane leaves it behind).
 	rm -f /dev/hugepages/"$prefix"map_* "$shm" "$shm.flows" "$shm.tmp"
 	rm -rf "/var/run/dpdk/$prefix"
-	if [[ -n $work && -d $work ]]; then
-		if [[ ${KEEP_LOGS:-} == 1 ]]; then echo "firewall.sh: logs kept in $work"; else rm -rf "$work"; fi
-	fi
+	remove_work
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'fail "interrupted by a signal"; summary; exit 130' INT TERM
-
-
-# finish: the summary line; exit 1 if anything failed (cleanup runs from the EXIT trap).
-finish() {
-	((failed == 0)) || show_logs
-	summary
-	((failed == 0)) && exit 0 || exit 1
-}
-# abort MSG: a failure after which the remaining checks cannot run.
-abort() { fail "$*"; finish; }
-
-# missing MSG: a prerequisite is missing: fail under CI=true, skip elsewhere.
-missing() {
-	if [[ ${CI:-} == true ]]; then
-		fail "prerequisite: $* (CI=true: a missing prerequisite is a failure)"
-		finish
-	fi
-	echo "SKIP firewall guests tier: $* (set CI=true to make this a failure)"
-	echo "firewall-guests: skipped ($*)"
-	exit 0
-}
+install_traps
 
 # ---------------------------------------------------------------------------- prerequisites
 check_prerequisites
@@ -319,15 +259,11 @@ token=rampart-$RANDOM$RANDOM$RANDOM
 	EOF
 	cat "$here/serve.sh"
 } >"$work/b.sh"
-mkfifo "$work/a-ctl.in" "$work/a-ctl.out" "$work/b-ctl.in" "$work/b-ctl.out"
-
 t=$EPOCHREALTIME
 for g in a b; do
 	ip=10.0.0.1 && [[ $g == b ]] && ip=10.0.0.2
-	pid=$("$here/run-guest.sh" --name $g --ip $ip/24 --mac 52:54:00:12:00:0$g \
-		--mem "$guest_mem" --netdev vhost-user,chardev=c0 --append ipv6.disable=1 \
-		--extra "-chardev socket,id=c0,path=$work/vm-$g.sock,reconnect=1 -chardev pipe,id=ctl,path=$work/$g-ctl -serial chardev:ctl" \
-		--script "$work/$g.sh" --log "$work/$g.log" --guest-dir "$gdir") || abort "cannot start guest $g"
+	pid=$(start_served_guest $g $ip vhost-user,chardev=c0 --extra "-chardev socket,id=c0,path=$work/vm-$g.sock,reconnect=1") ||
+		abort "cannot start guest $g"
 	if [[ $g == a ]]; then qa_pid=$pid; else qb_pid=$pid; fi
 done
 
@@ -339,20 +275,7 @@ done
 
 # run GUEST STEP TIMEOUT WHAT FUNCTION [ARGS...]: have GUEST run `rp_check STEP FUNCTION ARGS`;
 # its RESULT must say rc 0. A missing result (timeout, guest gone) ends the run.
-run() {
-	local g=$1 step=$2 timeout=$3 what=$4 log=$work/$1.log t=$EPOCHREALTIME rc note
-	shift 4
-	timeout 10 bash -c 'echo "$1" >"$2"' _ "$step $*" "$work/$g-ctl.in" || abort "cannot write to guest $g's control port"
-	waitg "$log" "RAMPART-GUEST-RESULT $g/$step " "$timeout" || abort "$g/$step: $what (no result within $timeout s)"
-	rc=$(tr -d '\r' <"$log" | awk -v k="$g/$step" '$1 == "RAMPART-GUEST-RESULT" && $2 == k { print $3; exit }')
-	note=$(tr -d '\r' <"$log" | awk -v k="$g/$step" '$1 == "RAMPART-NOTE" && $2 == k { $1 = $2 = ""; n = substr($0, 3) } END { print n }')
-	if [[ $rc == 0 ]]; then
-		pass "$g/$step: $what ($(since "$t"))${note:+: $note}"
-	else
-		fail "$g/$step: $what (rc=$rc)${note:+: $note}"
-	fi
-	[[ $rc == 0 ]]
-}
+run() { run_step "$@"; }
 
 # grew BEFORE AFTER REASON MIN WHAT: drop counter REASON rose by at least MIN.
 grew() {

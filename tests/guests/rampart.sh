@@ -20,41 +20,11 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/guests/common.sh
-. "$here/common.sh"
-repo=$(cd "$here/../.." && pwd)
-gdir=$repo/target/guest
-bin=$repo/target/release
+. "$here/common.sh" # also sets $repo, $gdir (the test guest) and $bin (target/release)
 guest_mem=256 dp_mem=256
 t0=$EPOCHREALTIME
-passed=0 failed=0
+passed=0 failed=0 suite=guests
 work='' dp_pid='' ctl_pid='' qa_pid='' qb_pid='' waiter='' prefix="rp-guests-$$" shm="/dev/shm/rampart-guests-$$"
-
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1fs", b - a }'; }
-pass() { passed=$((passed + 1)); echo "PASS $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*"; }
-
-# A process we started is alive (a zombie is not).
-alive() {
-	[[ -n $1 && -r /proc/$1/stat ]] || return 1
-	local st
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-	[[ -n $st && $st != Z && $st != X ]]
-}
-
-# stop PID NAME: SIGTERM, then SIGKILL after 10 s. Only pids this script started.
-stop() {
-	local pid=$1 i
-	alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do alive "$pid" || break; sleep 0.2; done
-	if alive "$pid"; then
-		echo "rampart.sh: $2 (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL" >&2
-		kill -KILL "$pid" 2>/dev/null
-		for i in $(seq 25); do alive "$pid" || break; sleep 0.2; done
-	fi
-	wait "$pid" 2>/dev/null # reaps our own children (QEMU was started by run-guest.sh)
-	return 0
-}
 
 show_logs() {
 	[[ -n $work && -d $work ]] || return 0
@@ -78,7 +48,7 @@ show_logs() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	[[ -z $waiter ]] || { kill "$waiter" 2>/dev/null; wait "$waiter" 2>/dev/null; }
+	stop_waiter
 	# QEMU first (the guests' vhost-user peers), then control, then the dataplane.
 	stop "$qb_pid" "guest b"
 	stop "$qa_pid" "guest a"
@@ -89,35 +59,10 @@ cleanup() {
 		rm -f /dev/hugepages/"$prefix"map_* "$shm"
 		rm -rf "/var/run/dpdk/$prefix"
 	fi
-	if [[ -n $work && -d $work ]]; then
-		if [[ ${KEEP_LOGS:-} == 1 ]]; then echo "rampart.sh: logs kept in $work"; else rm -rf "$work"; fi
-	fi
+	remove_work
 	exit "$rc"
 }
-trap cleanup EXIT
-trap 'fail "interrupted by a signal"; echo "guests: $passed passed, $failed failed"; exit 130' INT TERM
-
-
-# finish: the summary line; exit 1 if anything failed (cleanup runs from the EXIT trap).
-finish() {
-	((failed == 0)) || show_logs
-	echo "rampart.sh: done in $(since "$t0")"
-	echo "guests: $passed passed, $failed failed"
-	((failed == 0)) && exit 0 || exit 1
-}
-# abort MSG: a failure after which the remaining checks cannot run.
-abort() { fail "$*"; finish; }
-
-# missing MSG: a prerequisite is missing: fail under CI=true, skip elsewhere.
-missing() {
-	if [[ ${CI:-} == true ]]; then
-		fail "prerequisite: $* (CI=true: a missing prerequisite is a failure)"
-		finish
-	fi
-	echo "SKIP guests tier: $* (set CI=true to make this a failure)"
-	echo "guests: skipped ($*)"
-	exit 0
-}
+install_traps
 
 # ---------------------------------------------------------------------------- prerequisites
 check_prerequisites
