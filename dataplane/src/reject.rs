@@ -211,7 +211,7 @@ mod tests {
         assert_eq!(checksum(&out[14..34], 0), 0);
         assert!(l4_checksum_ok(&out[..n], &r), "ICMP checksum");
         // Never answer an ICMP error.
-        assert!(build(&out[..n].to_vec(), &r, &mut [0u8; MAX_REPLY]).is_none());
+        assert!(build(&out[..n], &r, &mut [0u8; MAX_REPLY]).is_none());
     }
 
     #[test]

@@ -279,7 +279,7 @@ mod tests {
     fn default_drop_and_missing_ports() {
         let mut img = image();
         img.default_action = Verdict::Drop;
-        let rt = Runtime::build(2, &img, |slot| Some(slot), None);
+        let rt = Runtime::build(2, &img, Some, None);
         assert_eq!(rt.decide(0, &meta(A, B)), Decision::Drop(DropReason::PolicyDrop));
         // Port 6 failed to attach: its wire peer has nowhere to send.
         let rt = Runtime::build(3, &image(), |slot| (slot != 6).then_some(slot), None);

@@ -10,7 +10,7 @@ use crate::dpdk::{self, MbufPtr};
 use crate::firewall::{Firewall, FwVerdict, Lookup};
 use arrayvec::ArrayVec;
 use rampart_flow::FlowHit;
-use rampart_packet::{FlowKey, ParseError};
+use rampart_packet::ParseError;
 use crate::reject;
 use rampart_packet::Meta;
 use rampart_shm::ring::FlowEventData;
@@ -29,6 +29,8 @@ pub const END_POLICY_CUT: u16 = 100;
 pub const BURST: usize = 32;
 /// How far ahead packet data is prefetched.
 const PREFETCH: usize = 4;
+/// Packets parsed between prefetching a flow's bucket and its candidate entry.
+const FLOW_LAG: usize = 8;
 /// Empty polls before the worker starts sleeping between polls.
 const IDLE_SPIN_POLLS: u32 = 1024;
 
@@ -116,8 +118,11 @@ impl Worker {
         }
     }
 
-    /// One received burst: parse every packet, look the burst's flows up in
-    /// bulk (prefetching the buckets), then decide and queue each packet.
+    /// One received burst: parse every packet, then decide and queue each one.
+    /// Flow lookups are pipelined so their cache misses overlap with other work:
+    /// a packet's bucket is prefetched as soon as it is parsed, its candidate
+    /// entry [`FLOW_LAG`] packets later, and the lookup itself is done when the
+    /// packet is decided, after the whole burst was parsed.
     #[inline(always)]
     fn process(&mut self, rt: &Runtime, ingress: u8, pkts: &[MbufPtr]) {
         let port = &rt.ports[ingress as usize];
@@ -127,6 +132,7 @@ impl Worker {
         let mut metas = [Err(ParseError::EthernetTruncated); BURST];
         let mut lookups: ArrayVec<Lookup, BURST> = ArrayVec::new();
         let mut lookup_of = [u8::MAX; BURST];
+        let mut started = 0;
         for (i, &m) in pkts.iter().enumerate() {
             if let Some(&ahead) = pkts.get(i + PREFETCH) {
                 // SAFETY: `ahead` is a valid mbuf from this burst.
@@ -136,16 +142,18 @@ impl Worker {
             metas[i] = rampart_packet::parse(unsafe { dpdk::mbuf_data(m) });
             if let (Some(_), Ok(meta)) = (&rt.firewall, &metas[i]) {
                 if let Some(l) = Firewall::lookup_key(flows, meta, zone) {
+                    flows.prefetch(l.hash);
                     lookup_of[i] = lookups.len() as u8;
                     lookups.push(l);
                 }
+                if lookups.len() > started + FLOW_LAG {
+                    flows.prefetch_candidates(&lookups[started].canonical, lookups[started].hash);
+                    started += 1;
+                }
             }
         }
-        let mut hits = [None; BURST];
-        if !lookups.is_empty() {
-            let keys: ArrayVec<FlowKey, BURST> = lookups.iter().map(|l| l.canonical).collect();
-            let hashes: ArrayVec<u64, BURST> = lookups.iter().map(|l| l.hash).collect();
-            flows.lookup_bulk(&keys, &hashes, &mut hits[..keys.len()]);
+        for l in &lookups[started..] {
+            flows.prefetch_candidates(&l.canonical, l.hash);
         }
         let mut rx_bytes = 0u64;
         for (i, &m) in pkts.iter().enumerate() {
@@ -157,7 +165,7 @@ impl Worker {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass => match &rt.firewall {
                         Some(fw) if meta.is_ip() => {
-                            let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, hits[lookup_of[i] as usize]));
+                            let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup(&l.canonical, l.hash)));
                             match self.firewall(fw, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
                                 Some(reason) => Decision::Drop(reason),
                                 None => pass,

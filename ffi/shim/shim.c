@@ -1,7 +1,5 @@
 /* Exported wrappers for DPDK's static-inline functions; see shim.h. */
 #include "shim.h"
-#include <rte_prefetch.h>
-#include <rte_pause.h>
 
 uint16_t rampart_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
 { return rte_eth_rx_burst(port, queue, pkts, n); }
@@ -28,12 +26,6 @@ uint16_t rampart_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
 uint32_t rampart_mbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
 
 char *rampart_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
-
-uint64_t rampart_rdtsc(void) { return rte_rdtsc(); }
-
-void rampart_pause(void) { rte_pause(); }
-
-void rampart_prefetch0(const void *p) { rte_prefetch0(p); }
 
 int rampart_errno(void) { return rte_errno; }
 

@@ -30,9 +30,6 @@ uint16_t rampart_mbuf_data_len(const struct rte_mbuf *m);
 uint32_t rampart_mbuf_pkt_len(const struct rte_mbuf *m);
 /* Appends len bytes to a fresh mbuf; NULL when it has no room. */
 char *rampart_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
-uint64_t rampart_rdtsc(void);
-void rampart_pause(void);
-void rampart_prefetch0(const void *p);
 int rampart_errno(void);
 unsigned int rampart_lcore_id(void);
 

@@ -183,13 +183,6 @@ fn low32(bytes: &[u8; 16]) -> u64 {
 }
 
 impl PackedKey {
-    /// Placeholder for scratch arrays.
-    pub const EMPTY: PackedKey = PackedKey {
-        addrs: 0,
-        rest: 0,
-        words: [0; 4],
-    };
-
     #[inline]
     pub fn new(key: &FlowKey) -> PackedKey {
         let v6 = key.src_addr[..12] != MAPPED_PREFIX || key.dst_addr[..12] != MAPPED_PREFIX;

@@ -431,6 +431,13 @@ impl FlowTable {
         Ok(table)
     }
 
+    /// The shortest per-state timeout, ms: ageing that sweeps the whole table a few
+    /// times within it ends every flow close to its timeout.
+    pub fn shortest_timeout_ms(&self) -> u32 {
+        // Relaxed: independent values, as in `set_timeouts`.
+        self.timeouts_ms.iter().map(|t| t.load(Relaxed)).min().unwrap_or(0)
+    }
+
     /// Replace the per-state timeouts (e.g. on a policy reload). Applies to every flow's
     /// next expiry check.
     pub fn set_timeouts(&self, timeouts: &Timeouts) {
@@ -618,10 +625,39 @@ impl FlowTable {
         self.find(&PackedKey::new(key), hash)
     }
 
+    /// Start pulling the primary bucket of `hash` into the cache: a caller that knows a
+    /// key early (while parsing the rest of a burst) hides most of the lookup's first miss.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        prefetch(&self.buckets[self.primary(hash)]);
+    }
+
+    /// Stage 2 of a pipelined lookup (stage 1 is [`Self::prefetch`], stage 3 is
+    /// [`Self::lookup`]): read the primary bucket's tags and start pulling the candidate
+    /// entry (or the secondary bucket) into the cache, so that the lookup, done once
+    /// other work has given the lines time to arrive, finds them there. A hint: the
+    /// lookup reads the tags again, so flows inserted or removed meanwhile are seen.
+    #[inline]
+    pub fn prefetch_candidates(&self, key: &FlowKey, hash: u64) {
+        let primary = self.primary(hash);
+        let bucket = &self.buckets[primary];
+        let lanes = bucket.matching(Self::tag(hash));
+        if lanes != 0 {
+            let slot = primary * LANES + lanes.trailing_zeros() as usize;
+            prefetch(&self.entries[slot]);
+            if PackedKey::new(key).is_v6() {
+                prefetch(&self.v6[slot]);
+            }
+        } else if bucket.spilled.load(Relaxed) != 0 {
+            prefetch(&self.buckets[self.secondary(hash, primary)]);
+        }
+    }
+
     /// Look up a burst of canonical keys with their hashes, writing one result per key.
-    /// Processes up to 32 keys per round in three passes (prefetch bucket headers;
-    /// match tags and prefetch candidate entries; verify) so the cache misses of a
-    /// round overlap. Handles `min(keys, hashes, out)` keys; returns the number of hits.
+    /// Processes up to 32 keys per round in the three stages of a pipelined lookup
+    /// (prefetch bucket headers; match tags and prefetch candidate entries; look up),
+    /// each over the whole round, so the cache misses of a round overlap. Handles
+    /// `min(keys, hashes, out)` keys; returns the number of hits.
     pub fn lookup_bulk(
         &self,
         keys: &[FlowKey],
@@ -630,44 +666,18 @@ impl FlowTable {
     ) -> usize {
         let n = keys.len().min(hashes.len()).min(out.len());
         let mut hits = 0;
-        let mut base = 0;
-        while base < n {
-            let m = (n - base).min(BULK);
-            let keys = &keys[base..base + m];
-            let hashes = &hashes[base..base + m];
-            let out = &mut out[base..base + m];
-            let mut primary = [0usize; BULK];
-            let mut packed = [PackedKey::EMPTY; BULK];
-            let mut lanes = [0u16; BULK];
-            for i in 0..m {
-                primary[i] = self.primary(hashes[i]);
-                prefetch(&self.buckets[primary[i]]);
-                packed[i] = PackedKey::new(&keys[i]);
+        for round in (0..n).step_by(BULK) {
+            let r = round..(round + BULK).min(n);
+            for &hash in &hashes[r.clone()] {
+                self.prefetch(hash);
             }
-            for i in 0..m {
-                let bucket = &self.buckets[primary[i]];
-                lanes[i] = bucket.matching(Self::tag(hashes[i]));
-                if lanes[i] != 0 {
-                    let slot = primary[i] * LANES + lanes[i].trailing_zeros() as usize;
-                    prefetch(&self.entries[slot]);
-                    if packed[i].is_v6() {
-                        prefetch(&self.v6[slot]);
-                    }
-                } else if bucket.spilled.load(Relaxed) != 0 {
-                    prefetch(&self.buckets[self.secondary(hashes[i], primary[i])]);
-                }
+            for i in r.clone() {
+                self.prefetch_candidates(&keys[i], hashes[i]);
             }
-            for i in 0..m {
-                let key = &packed[i];
-                let mut hit = self.check_lanes(primary[i], lanes[i], key);
-                if hit.is_none() && self.buckets[primary[i]].spilled.load(Relaxed) != 0 {
-                    let b2 = self.secondary(hashes[i], primary[i]);
-                    hit = self.probe(b2, Self::tag(hashes[i]), key);
-                }
-                hits += hit.is_some() as usize;
-                out[i] = hit;
+            for i in r {
+                out[i] = self.lookup(&keys[i], hashes[i]);
+                hits += out[i].is_some() as usize;
             }
-            base += m;
         }
         hits
     }
