@@ -118,29 +118,56 @@ impl Worker {
         }
     }
 
-    /// One received burst: parse every packet, then decide and queue each one.
+    /// One received burst: parse, decide and queue every packet, then count.
+    #[inline(always)]
+    fn process(&mut self, rt: &Runtime, ingress: u8, pkts: &[MbufPtr]) {
+        let slot = rt.ports[ingress as usize].slot as usize;
+        let rx_bytes = match &rt.firewall {
+            Some(fw) => self.process_stateful(rt, fw, ingress, pkts),
+            // Nothing to look up: each packet is decided as soon as it is parsed.
+            None => {
+                let mut rx_bytes = 0;
+                for (i, &m) in pkts.iter().enumerate() {
+                    prefetch_ahead(pkts, i);
+                    // SAFETY: m is a valid mbuf we own until it is sent or freed.
+                    let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
+                    rx_bytes += len;
+                    let decision = match rampart_packet::parse(data) {
+                        Ok(meta) => rt.decide(ingress, &meta),
+                        Err(e) => self.malformed(slot, e, len, data),
+                    };
+                    self.dispatch(rt, ingress, slot, m, len, decision);
+                }
+                rx_bytes
+            }
+        };
+        let c = &self.counters().ports[slot];
+        c.rx_packets.add(pkts.len() as u64);
+        c.rx_bytes.add(rx_bytes);
+        dpdk::free_bulk(&mut self.drops);
+        self.drops.clear();
+    }
+
+    /// A burst under a stateful firewall: parse every packet, then decide each one.
     /// Flow lookups are pipelined so their cache misses overlap with other work:
     /// a packet's bucket is prefetched as soon as it is parsed, its candidate
     /// entry [`FLOW_LAG`] packets later, and the lookup itself is done when the
-    /// packet is decided, after the whole burst was parsed.
+    /// packet is decided, after the whole burst was parsed. Returns the bytes received.
     #[inline(always)]
-    fn process(&mut self, rt: &Runtime, ingress: u8, pkts: &[MbufPtr]) {
+    fn process_stateful(&mut self, rt: &Runtime, fw: &Firewall, ingress: u8, pkts: &[MbufPtr]) -> u64 {
         let port = &rt.ports[ingress as usize];
         let (slot, zone) = (port.slot as usize, port.zone);
-        let now_ms = if rt.firewall.is_some() { self.shared.now_ms() } else { 0 };
+        let now_ms = self.shared.now_ms();
         let flows = &self.shared.flows;
         let mut metas = [Err(ParseError::EthernetTruncated); BURST];
         let mut lookups: ArrayVec<Lookup, BURST> = ArrayVec::new();
         let mut lookup_of = [u8::MAX; BURST];
         let mut started = 0;
         for (i, &m) in pkts.iter().enumerate() {
-            if let Some(&ahead) = pkts.get(i + PREFETCH) {
-                // SAFETY: `ahead` is a valid mbuf from this burst.
-                unsafe { dpdk::prefetch_data(ahead) };
-            }
-            // SAFETY: m is a valid mbuf we own until it is sent or freed below.
+            prefetch_ahead(pkts, i);
+            // SAFETY: m is a valid mbuf we own until it is sent or freed.
             metas[i] = rampart_packet::parse(unsafe { dpdk::mbuf_data(m) });
-            if let (Some(_), Ok(meta)) = (&rt.firewall, &metas[i]) {
+            if let Ok(meta) = &metas[i] {
                 if let Some(l) = Firewall::lookup_key(flows, meta, zone) {
                     flows.prefetch(l.hash);
                     lookup_of[i] = lookups.len() as u8;
@@ -163,46 +190,50 @@ impl Worker {
             let decision = match &metas[i] {
                 Ok(meta) => match rt.decide(ingress, meta) {
                     Decision::Drop(r) => Decision::Drop(r),
-                    pass => match &rt.firewall {
-                        Some(fw) if meta.is_ip() => {
-                            let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup(&l.canonical, l.hash)));
-                            match self.firewall(fw, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
-                                Some(reason) => Decision::Drop(reason),
-                                None => pass,
-                            }
+                    pass if meta.is_ip() => {
+                        let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup(&l.canonical, l.hash)));
+                        match self.firewall(fw, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
+                            Some(reason) => Decision::Drop(reason),
+                            None => pass,
                         }
-                        _ => pass,
-                    },
+                    }
+                    pass => pass,
                 },
-                Err(e) => {
-                    self.event(EventKind::Malformed, slot, DropReason::Malformed(*e).index() as u16, len, data);
-                    Decision::Drop(DropReason::Malformed(*e))
-                }
+                Err(e) => self.malformed(slot, *e, len, data),
             };
-            match decision {
-                Decision::Port(dst) => self.enqueue(dst, m, len),
-                Decision::Flood(seg) => {
-                    let members = &rt.segments[seg as usize].members;
-                    let copies = members.iter().filter(|&&p| p != ingress).count();
-                    if copies > 1 {
-                        // SAFETY: m is a valid mbuf we own; each queued copy drops one reference when sent or freed.
-                        unsafe { dpdk::add_refs(m, copies as u16 - 1) };
-                    }
-                    for &dst in members.iter().filter(|&&p| p != ingress) {
-                        self.enqueue(dst, m, len);
-                    }
+            self.dispatch(rt, ingress, slot, m, len, decision);
+        }
+        rx_bytes
+    }
+
+    /// Logs a malformed packet; its decision is to drop it.
+    #[cold]
+    fn malformed(&self, slot: usize, e: ParseError, len: u64, data: &[u8]) -> Decision {
+        self.event(EventKind::Malformed, slot, DropReason::Malformed(e).index() as u16, len, data);
+        Decision::Drop(DropReason::Malformed(e))
+    }
+
+    /// Carries out a decision: queue the packet for its destination(s), or count and drop it.
+    #[inline(always)]
+    fn dispatch(&mut self, rt: &Runtime, ingress: u8, slot: usize, m: MbufPtr, len: u64, decision: Decision) {
+        match decision {
+            Decision::Port(dst) => self.enqueue(dst, m, len),
+            Decision::Flood(seg) => {
+                let members = &rt.segments[seg as usize].members;
+                let copies = members.iter().filter(|&&p| p != ingress).count();
+                if copies > 1 {
+                    // SAFETY: m is a valid mbuf we own; each queued copy drops one reference when sent or freed.
+                    unsafe { dpdk::add_refs(m, copies as u16 - 1) };
                 }
-                Decision::Drop(reason) => {
-                    self.counters().drop(slot, reason, len);
-                    self.drops.push(m);
+                for &dst in members.iter().filter(|&&p| p != ingress) {
+                    self.enqueue(dst, m, len);
                 }
             }
+            Decision::Drop(reason) => {
+                self.counters().drop(slot, reason, len);
+                self.drops.push(m);
+            }
         }
-        let c = &self.counters().ports[slot];
-        c.rx_packets.add(pkts.len() as u64);
-        c.rx_bytes.add(rx_bytes);
-        dpdk::free_bulk(&mut self.drops);
-        self.drops.clear();
     }
 
     /// The stateful firewall step; returns why to drop, or None to forward.
@@ -312,5 +343,14 @@ impl Worker {
         if !self.shared.segment.events[self.id].push(rec) {
             self.counters().totals.events_lost.add(1);
         }
+    }
+}
+
+/// Prefetches the data of the packet [`PREFETCH`] places after `i` in the burst.
+#[inline(always)]
+fn prefetch_ahead(pkts: &[MbufPtr], i: usize) {
+    if let Some(&ahead) = pkts.get(i + PREFETCH) {
+        // SAFETY: `ahead` is a valid mbuf of the burst being processed.
+        unsafe { dpdk::prefetch_data(ahead) };
     }
 }

@@ -107,9 +107,9 @@ impl From<IpProtocol> for u8 {
 /// form [`crate::Meta`] and [`crate::FlowKey`] store.
 #[inline]
 pub const fn ipv4_mapped(a: [u8; 4]) -> [u8; 16] {
-    [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-    ]
+    // Built in a register and stored whole: byte-wise construction measured slower on the
+    // parse path (16 narrow stores, then wide loads that cannot forward from them).
+    (0xffff_u128 << 32 | u32::from_be_bytes(a) as u128).to_be_bytes()
 }
 
 #[cfg(test)]
