@@ -45,8 +45,13 @@ pub fn assign<'a>(names: impl Iterator<Item = &'a str> + Clone, previous: &SlotM
             used[s as usize] = true;
         }
     }
-    let mut fresh = (0..max as u16).filter(|s| !previous.values().any(|v| v == s));
-    let mut recycled = (0..max as u16).filter(|s| previous.values().any(|v| v == s));
+    let mut held_before = vec![false; max];
+    for &s in previous.values().filter(|&&s| (s as usize) < max) {
+        held_before[s as usize] = true;
+    }
+    // Slots no one held before go first, so a removed rule's counters are not reused at once.
+    let mut fresh = (0..max as u16).filter(|&s| !held_before[s as usize]);
+    let mut recycled = (0..max as u16).filter(|&s| held_before[s as usize]);
     for n in names {
         if slots.contains_key(n) {
             continue;
