@@ -20,6 +20,46 @@ use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
 /// 20 bits and the low 12 bits of the policy generation above them.
 const RULE_BITS: u32 = 20;
 const RULE_MASK: u32 = (1 << RULE_BITS) - 1;
+/// Generations whose rule lists [`RuleHistory`] keeps.
+const HISTORY: usize = 64;
+
+/// The generation tag a flow's verdict word carries.
+fn gen_tag(gen: u64) -> u32 {
+    (gen as u32) & ((1 << (32 - RULE_BITS)) - 1)
+}
+
+/// The rule ids of recent policy generations, for the main lcore: a flow that saw no
+/// packet since a reload still names its rule by its index in the generation that
+/// decided it, and is reported (flow-end events, flow dumps) with that rule's index in
+/// the current generation — the one the control process labels events with — or with
+/// none if the rule is gone.
+#[derive(Default)]
+pub struct RuleHistory {
+    gens: std::collections::VecDeque<(u32, Vec<String>)>,
+    current: std::collections::HashMap<String, u32>,
+}
+
+impl RuleHistory {
+    /// Records the rules of generation `gen`, which becomes the current one.
+    pub fn record(&mut self, gen: u64, rules: &[RuleImage]) {
+        let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
+        self.current = ids.iter().enumerate().map(|(i, id)| (id.clone(), i as u32)).collect();
+        let tag = gen_tag(gen);
+        self.gens.retain(|(t, _)| *t != tag);
+        if self.gens.len() == HISTORY {
+            self.gens.pop_front();
+        }
+        self.gens.push_back((tag, ids));
+    }
+
+    /// The current-generation index of the rule a flow's verdict word names.
+    pub fn current_rule(&self, verdict: u32) -> Option<u32> {
+        let index = Firewall::rule_of(verdict)? as usize;
+        let tag = verdict >> RULE_BITS;
+        let (_, ids) = self.gens.iter().rev().find(|(t, _)| *t == tag)?;
+        self.current.get(ids.get(index)?).copied()
+    }
+}
 
 /// One generation's rules.
 pub struct Firewall {
@@ -59,7 +99,7 @@ impl Firewall {
             acl: image.acl,
             acl_rule: image.acl_rule,
             default_forward: default_action == Verdict::Forward,
-            gen_tag: (gen as u32) & ((1 << (32 - RULE_BITS)) - 1),
+            gen_tag: gen_tag(gen),
         }
     }
 
@@ -263,4 +303,43 @@ fn inner_key(frame: &[u8], off: usize, zone: u16) -> Option<FlowKey> {
         _ => (0, 0),
     };
     Some(FlowKey { src_addr: src, dst_addr: dst, src_port: sport, dst_port: dport, proto, zone })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(ids: &[&str]) -> Vec<RuleImage> {
+        ids.iter().map(|id| RuleImage { id: id.to_string(), counter: 0, action: RuleAction::Allow, stateful: true, log: false }).collect()
+    }
+
+    fn word(gen: u64, rule: u32) -> u32 {
+        gen_tag(gen) << RULE_BITS | (rule + 1)
+    }
+
+    #[test]
+    fn flows_of_older_generations_are_reported_with_current_rule_indexes() {
+        let mut h = RuleHistory::default();
+        h.record(1, &rules(&["a", "b", "c"]));
+        assert_eq!(h.current_rule(word(1, 1)), Some(1));
+        h.record(2, &rules(&["new", "c", "b"]));
+        assert_eq!(h.current_rule(word(1, 1)), Some(2), "b moved from index 1 to 2");
+        assert_eq!(h.current_rule(word(1, 2)), Some(1), "c moved from index 2 to 1");
+        assert_eq!(h.current_rule(word(1, 0)), None, "a is gone");
+        assert_eq!(h.current_rule(word(2, 0)), Some(0));
+        assert_eq!(h.current_rule(gen_tag(2) << RULE_BITS), None, "default action: no rule");
+        assert_eq!(h.current_rule(word(7, 0)), None, "unknown generation");
+        assert_eq!(h.current_rule(word(2, 9)), None, "index out of range");
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut h = RuleHistory::default();
+        for gen in 1..=(HISTORY as u64 + 10) {
+            h.record(gen, &rules(&["a"]));
+        }
+        assert_eq!(h.gens.len(), HISTORY);
+        assert_eq!(h.current_rule(word(1, 0)), None, "generation 1 fell out of the history");
+        assert_eq!(h.current_rule(word(HISTORY as u64 + 10, 0)), Some(0));
+    }
 }

@@ -7,6 +7,7 @@
 //! ring and reports port state — all through the shared-memory segment.
 
 use crate::dpdk::{self, PortId};
+use crate::firewall::RuleHistory;
 use crate::runtime::Runtime;
 use crate::Shared;
 use rampart_shm::ring::{CommandKind, EventKind};
@@ -38,13 +39,15 @@ pub struct Manager {
     dump_path: std::path::PathBuf,
     attached: BTreeMap<u16, Attached>,
     image: Option<PolicyImage>,
+    /// Rule ids of recent generations, to report old flows with current rule indexes.
+    rules: RuleHistory,
     epoch: u64,
     buf: Vec<u8>,
 }
 
 impl Manager {
     pub fn new(shared: Arc<Shared>, file_mode: u32, dump_path: std::path::PathBuf) -> Manager {
-        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, epoch: 0, buf: Vec::new() }
+        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, rules: RuleHistory::default(), epoch: 0, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -154,6 +157,7 @@ impl Manager {
         self.swap(Runtime::build(gen, &image, |s| ids.get(&s).copied(), self.current()));
         let gone: Vec<u16> = leaving.into_iter().filter(|s| !clashing.contains(s)).collect();
         self.detach(&gone, gen);
+        self.rules.record(gen, image.firewall.as_ref().map_or(&[][..], |f| &f.rules[..]));
         self.image = Some(image);
         self.shared.segment.set_applied(gen);
         self.event(EventKind::PolicyApplied, u16::MAX, gen, "");
@@ -282,7 +286,7 @@ impl Manager {
                 r.key.src_port,
                 r.key.dst_port,
                 r.key.proto,
-                (r.verdict & 0xfffff).checked_sub(1),
+                self.rules.current_rule(r.verdict),
             );
             let rec = EventRecord { tsc: dpdk::rdtsc(), kind: EventKind::FlowEnd as u16, port: r.owner as u16, code: end_code(end.reason), value, len: 32, data, ..Default::default() };
             self.shared.segment.events[MAIN_EVENT_RING].push(rec);
@@ -327,7 +331,7 @@ impl Manager {
                     w,
                     "{{\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":{},\"state\":\"{}\",\"owner\":{},\"rule\":{},\"pkts\":[{},{}],\"bytes\":[{},{}],\"age_ms\":{},\"idle_ms\":{}}}",
                     ip(src), sport, ip(dst), dport, r.key.proto, r.state.name(), r.owner,
-                    (r.verdict & 0xfffff) as i64 - 1,
+                    self.rules.current_rule(r.verdict).map_or(-1, i64::from),
                     r.packets_from_initiator(), r.packets_from_responder(), r.bytes_from_initiator(), r.bytes_from_responder(),
                     now.saturating_sub(r.start_ms), now.saturating_sub(r.last_ms)
                 );

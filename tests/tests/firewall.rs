@@ -1,8 +1,8 @@
 //! Stateful firewall on the real dataplane with simulated guests: rules by
 //! guest, reply traffic admitted by state while its direction is denied by
 //! rule, deny and reject (the sender receives an ICMP port unreachable), per-rule
-//! counters, `rampartctl flows`, and a reload that cuts exactly the flows the new
-//! policy denies.
+//! counters, `rampartctl flows`, a reload that cuts exactly the flows the new
+//! policy denies, and flow-end events that name the deciding rule after a reorder.
 
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::time::Duration;
@@ -139,4 +139,27 @@ fn reload_cuts_exactly_the_flows_the_new_policy_denies() {
     let n = c.received_from(A).1;
     wait_for("the allowed flow to keep flowing after the reload", Duration::from_secs(10), || (c.received_from(A).1 > n + 500).then_some(()));
     assert_eq!(rig.drops("policy_cut"), 1, "and was not cut");
+}
+
+#[test]
+fn a_flow_ending_after_a_reorder_is_logged_with_the_rule_that_decided_it() {
+    // a → b:9 opens a flow under generation 1, where a-to-b-udp9 is rule #0; a reload then
+    // puts another rule first, and the flow, idle since, times out under generation 2.
+    let rules = format!("{RULES}\n[conntrack.timeouts]\nudp_unreplied = 2\n");
+    let mut rig = rig("fwlabel", 19642, &rules);
+    rig.start();
+    let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
+    b.start(None, 0, 0, &[]);
+    rig.wait_link("b");
+    a.start(Some(B), 1000, 20, &[]);
+    wait_for("a's packets at b", Duration::from_secs(20), || (b.received_from(A).1 == 20).then_some(()));
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let first = "[[rules]]\nid = \"first\"\nfrom = [\"guest:c\"]\nto = [\"guest:a\"]\nprotocol = \"tcp\"\naction = \"deny\"\n\n";
+    std::fs::write(&rig.config, text.replacen("[[rules]]", &format!("{first}[[rules]]"), 1)).unwrap();
+    assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
+    let end = wait_for("the flow's timeout in the log", Duration::from_secs(15), || {
+        let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+        eve.lines().find(|l| l.contains("\"reason\":\"timeout\"") && l.contains("\"dest_port\":9")).map(str::to_string)
+    });
+    assert!(end.contains("\"rule\":\"a-to-b-udp9\""), "labelled with the rule that decided the flow, not today's rule #0: {end}");
 }
