@@ -13,7 +13,8 @@ Environment:
                  ovs-ct left out when OVS-DPDK is not installed); "rampart" is
                  "rampart:pass-through", "rampart:NAME" uses bench/configs/NAME.toml,
                  "ovs-ct" is OVS-DPDK with conntrack (DESIGN.md §8)
-  BENCH_FLOWS    flow counts (default "100000"; DESIGN.md's cases: "100000 1000000")
+  BENCH_FLOWS    flow counts (default "1000 100000 1000000": the foundation's 1k and 100k
+                 cases and the stateful profile's 100k and 1M)
   BENCH_RULES / BENCH_ALLOW_AT  rules generated for the stateful profile (10000) and the
                  position of the rule that allows the bench traffic (9990)
   BENCH_RUNS     runs per DUT and flow count (default 3)
@@ -953,7 +954,7 @@ def main():
     global NICE
     NICE = env_int("BENCH_NICE", 0)
     try:
-        flows_list = [int(x) for x in os.environ.get("BENCH_FLOWS", "100000").split()]
+        flows_list = [int(x) for x in os.environ.get("BENCH_FLOWS", "1000 100000 1000000").split()]
     except ValueError:
         die("BENCH_FLOWS must be a list of integers")
     if os.geteuid() != 0:
