@@ -39,6 +39,27 @@ pub(crate) fn inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u6
     (dim as u64) << 1 | u64::from(bits) << 4 | u64::from(offset) << 9 | (base as u64) << 17
 }
 
+// The IPv4 trees' pointers are one u32 each (half the bytes: at 10k rules the
+// pointer load is the first cache miss of a lookup):
+// - leaf:  bit 0 = 1, bits 1..6 candidate count (`V4_LONG_LEAF` = the count
+//   is the `leaf_items` entry at the start, the candidates follow it), bits
+//   6..32 first candidate;
+// - inner: bit 0 = 0, bits 1..4 dimension, 4..8 cut bits - 1, 8..13 bit
+//   offset (every IPv4 dimension is at most 32 bits wide), 13..32 index of the
+//   first child pointer in `v4_nodes` / 2 (child blocks have 2^bits ≥ 2
+//   pointers and start at 0, so they all start at even indices).
+pub(crate) const V4_LONG_LEAF: usize = 31;
+/// Most pointers the IPv4 trees may hold (19 bits of base, times 2).
+pub(crate) const MAX_V4_NODES: usize = 1 << 20;
+
+pub(crate) fn v4_leaf_pointer(start: usize, len: usize) -> u64 {
+    1 | (len.min(V4_LONG_LEAF) as u64) << 1 | (start as u64) << 6
+}
+
+pub(crate) fn v4_inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u64 {
+    (dim as u64) << 1 | u64::from(bits.wrapping_sub(1) & 15) << 4 | u64::from(offset & 31) << 8 | ((base >> 1) as u64) << 13
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pointer {
     Leaf { start: usize, len: usize },
@@ -46,7 +67,19 @@ enum Pointer {
 }
 
 #[inline(always)]
-fn decode(p: u64) -> Pointer {
+fn decode<const V4: bool>(p: u64) -> Pointer {
+    if V4 {
+        return if p & 1 == 1 {
+            Pointer::Leaf { start: (p >> 6) as usize, len: ((p >> 1) & 31) as usize }
+        } else {
+            Pointer::Inner {
+                dim: ((p >> 1) & 7) as usize,
+                bits: ((p >> 4) & 15) as u32 + 1,
+                offset: ((p >> 8) & 31) as u32,
+                base: ((p >> 13) as usize) << 1,
+            }
+        };
+    }
     if p & 1 == 1 {
         Pointer::Leaf { start: (p >> 25) as usize, len: ((p >> 1) & 0xff_ffff) as usize }
     } else {
@@ -223,7 +256,7 @@ pub struct Classifier {
     /// The trees of class 0 (IPv4 source and destination) have their own
     /// pointers, whose address cuts count bits within the 32-bit IPv4
     /// address; their leaves' indices select from `v4_checks`.
-    pub(crate) v4_nodes: Vec<u64>,
+    pub(crate) v4_nodes: Vec<u32>,
     /// `checks` as IPv4 keys see them: `v4_checks[i]` is
     /// `CheckV4::project(&checks[i], i)`.
     pub(crate) v4_checks: Vec<CheckV4>,
@@ -326,7 +359,7 @@ impl Classifier {
         self.checks.len() * std::mem::size_of::<Check>()
             + self.leaf_items.len() * 4
             + self.nodes.len() * 8
-            + self.v4_nodes.len() * 8
+            + self.v4_nodes.len() * 4
             + self.v4_checks.len() * std::mem::size_of::<CheckV4>()
             + self.trees.len() * std::mem::size_of::<Tree>()
     }
@@ -350,9 +383,8 @@ impl Classifier {
                 let next = if v4 { self.step::<true>(p, &key, min_index) } else { self.step::<false>(p, &key, min_index) };
                 (p, min_index) = next.unwrap_or((EMPTY_LEAF, 0));
             }
-            let Pointer::Leaf { start, len } = decode(p) else { continue };
-            let end = start.saturating_add(len);
-            for &i in self.leaf_items.get(start..end).unwrap_or(&[]) {
+            let items = if v4 { self.leaf::<true>(p) } else { self.leaf::<false>(p) };
+            for &i in items.unwrap_or(&[]) {
                 let (rule, matches) = if v4 {
                     let Some(c) = self.v4_checks.get(i as usize) else { break };
                     (c.rule(), self.v4_matches(c, i, &key))
@@ -438,7 +470,6 @@ impl Classifier {
     /// One tree for the keys of `burst` in `class`.
     #[inline(always)]
     fn bulk_tree<const V4: bool>(&self, tree: &Tree, class: usize, b: &mut Burst) {
-        let nodes = self.nodes_of::<V4>();
         let mut count = 0;
         for i in 0..b.n {
             if b.prepared[i].class == class && tree.min_rule < b.best[i] {
@@ -459,22 +490,20 @@ impl Classifier {
             for &i in &b.walking[..inner] {
                 let i = usize::from(i);
                 b.next[i] = child_index::<V4>(b.at[i], &b.prepared[i]).unwrap_or(usize::MAX);
-                if let Some(p) = nodes.get(b.next[i]) {
-                    prefetch(p);
-                }
+                self.prefetch_node::<V4>(b.next[i]);
             }
             let mut still = 0;
             for w in 0..inner {
                 let i = usize::from(b.walking[w]);
-                b.at[i] = match nodes.get(b.next[i]) {
-                    Some(&p) if b.next[i] >= b.min_index[i] => p,
+                b.at[i] = match self.node::<V4>(b.next[i]) {
+                    Some(p) if b.next[i] >= b.min_index[i] => p,
                     _ => EMPTY_LEAF,
                 };
                 b.min_index[i] = b.next[i].wrapping_add(1);
                 if b.at[i] & 1 == 0 {
                     b.walking[still] = i as u8;
                     still += 1;
-                } else if let Pointer::Leaf { start, .. } = decode(b.at[i]) {
+                } else if let Pointer::Leaf { start, .. } = decode::<V4>(b.at[i]) {
                     if let Some(c) = self.leaf_items.get(start) {
                         prefetch(c);
                     }
@@ -497,14 +526,38 @@ impl Classifier {
         self.trees.get(start..end).unwrap_or(&[])
     }
 
-    /// The pointers of the IPv4 trees or of the others.
+    /// Pointer `i` of the IPv4 trees or of the others.
     #[inline(always)]
-    fn nodes_of<const V4: bool>(&self) -> &[u64] {
+    fn node<const V4: bool>(&self, i: usize) -> Option<u64> {
         if V4 {
-            &self.v4_nodes
+            self.v4_nodes.get(i).map(|&p| u64::from(p))
         } else {
-            &self.nodes
+            self.nodes.get(i).copied()
         }
+    }
+
+    #[inline(always)]
+    fn prefetch_node<const V4: bool>(&self, i: usize) {
+        if V4 {
+            if let Some(p) = self.v4_nodes.get(i) {
+                prefetch(p);
+            }
+        } else if let Some(p) = self.nodes.get(i) {
+            prefetch(p);
+        }
+    }
+
+    /// The candidate indices of leaf pointer `p` (`None` for an inner or
+    /// broken pointer).
+    #[inline(always)]
+    fn leaf<const V4: bool>(&self, p: u64) -> Option<&[u32]> {
+        let Pointer::Leaf { start, len } = decode::<V4>(p) else { return None };
+        if V4 && len == V4_LONG_LEAF {
+            let len = *self.leaf_items.get(start)? as usize;
+            let first = start.checked_add(1)?;
+            return self.leaf_items.get(first..first.saturating_add(len));
+        }
+        self.leaf_items.get(start..start.saturating_add(len))
     }
 
     /// One level down: the child pointer `p` leads `key` to, and the smallest
@@ -515,7 +568,7 @@ impl Classifier {
         if i < min_index {
             return None;
         }
-        self.nodes_of::<V4>().get(i).map(|&next| (next, i + 1))
+        self.node::<V4>(i).map(|next| (next, i + 1))
     }
 
     /// Follows `root` down to a leaf pointer (`EMPTY_LEAF` if the structure
@@ -546,10 +599,7 @@ impl Classifier {
     /// Best of `best` and the first candidate of leaf `p` matching `key`.
     #[inline(always)]
     fn scan<const V4: bool>(&self, p: u64, key: &Prepared, best: u32) -> u32 {
-        let Pointer::Leaf { start, len } = decode(p) else { return best };
-        let Some(candidates) = self.leaf_items.get(start..start.saturating_add(len)) else {
-            return best;
-        };
+        let Some(candidates) = self.leaf::<V4>(p) else { return best };
         if V4 {
             for &i in candidates {
                 let Some(c) = self.v4_checks.get(i as usize) else { return best };
@@ -610,7 +660,7 @@ impl Classifier {
         }
         let starts = &self.class_start;
         if starts[0] != 0
-            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 2)
+            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 3)
             || starts[FAMILY_CLASSES] as usize != self.trees.len()
         {
             return Err(format!("tree classes {starts:?} do not partition the {} trees", self.trees.len()));
@@ -625,13 +675,16 @@ impl Classifier {
             }
             previous_min = tree.min_rule;
             let v4 = t < starts[1] as usize;
+            if v4 && tree.root > u64::from(u32::MAX) {
+                return Err(format!("tree {t} root: {:#x} is not an IPv4 tree pointer", tree.root));
+            }
             self.validate_pointer(tree.root, None, v4).map_err(|e| format!("tree {t} root: {e}"))?;
         }
         for (i, &p) in self.nodes.iter().enumerate() {
             self.validate_pointer(p, Some(i), false).map_err(|e| format!("tree node {i}: {e}"))?;
         }
         for (i, &p) in self.v4_nodes.iter().enumerate() {
-            self.validate_pointer(p, Some(i), true).map_err(|e| format!("IPv4 tree node {i}: {e}"))?;
+            self.validate_pointer(u64::from(p), Some(i), true).map_err(|e| format!("IPv4 tree node {i}: {e}"))?;
         }
         Ok(())
     }
@@ -639,9 +692,11 @@ impl Classifier {
     /// One pointer, found at `nodes[at]` (or a root if `None`), of the IPv4
     /// trees or the others.
     fn validate_pointer(&self, p: u64, at: Option<usize>, v4: bool) -> Result<(), String> {
-        match decode(p) {
+        let decoded = if v4 { decode::<true>(p) } else { decode::<false>(p) };
+        match decoded {
             Pointer::Leaf { start, len } => {
-                let Some(candidates) = self.leaf_items.get(start..start.saturating_add(len)) else {
+                let items = if v4 { self.leaf::<true>(p) } else { self.leaf::<false>(p) };
+                let Some(candidates) = items else {
                     return Err(format!(
                         "leaf candidates {start}..+{len} past the {} stored",
                         self.leaf_items.len()
@@ -704,7 +759,7 @@ pub(crate) fn family_class(src: u128, dst: u128) -> usize {
 /// to; `None` for a leaf.
 #[inline(always)]
 fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
-    let Pointer::Inner { dim, bits, offset, base } = decode(p) else { return None };
+    let Pointer::Inner { dim, bits, offset, base } = decode::<V4>(p) else { return None };
     // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
     let child = if V4 {
         let field = *key.fields4.get(dim)?;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::classifier::{
     Check, CheckV4, Classifier, Tree, FAMILY_CLASSES, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
-    LEAF_MAX_LEN, MAX_CUT_BITS,
+    LEAF_MAX_LEN, MAX_CUT_BITS, V4_LONG_LEAF,
 };
 use crate::{prefix_mask, Prefix, Rule, PROTO_ICMP, PROTO_ICMPV6};
 
@@ -22,6 +22,8 @@ pub const MAX_ENTRIES: usize = 1 << 22;
 const MAX_NODES: usize = 1 << 25;
 /// Most candidate copies (64 bytes each) all leaves together may hold.
 const MAX_LEAF_CHECKS: usize = 1 << 23;
+// IPv4 leaf pointers hold a 26-bit start.
+const _: () = assert!(MAX_LEAF_CHECKS + LEAF_MAX_LEN < 1 << 26);
 
 /// Why a rule list cannot be compiled. Rule numbers are 0-based positions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -342,7 +344,7 @@ impl Builder<'_> {
             }
         }
         let base = self.nodes.len();
-        if base + children > MAX_NODES {
+        if base + children > if self.v4 { crate::classifier::MAX_V4_NODES } else { MAX_NODES } {
             self.budget_exceeded = true;
         }
         self.nodes.resize(base + children, crate::classifier::EMPTY_LEAF);
@@ -368,11 +370,16 @@ impl Builder<'_> {
             self.nodes[base + c] = pointer;
         }
         let mut offset = cut.offset;
-        if self.v4 && cut.dim < 2 {
-            // IPv4 trees start with the 96 bits of ::ffff:0:0/96 marked as
-            // cut, so address cuts lie in the last 32 bits.
-            debug_assert!(offset >= 96);
-            offset = offset.wrapping_sub(96);
+        if self.v4 {
+            if cut.dim < 2 {
+                // IPv4 trees start with the 96 bits of ::ffff:0:0/96 marked as
+                // cut, so address cuts lie in the last 32 bits.
+                debug_assert!(offset >= 96);
+                offset = offset.wrapping_sub(96);
+            }
+            // Blocks of 2^bits ≥ 2 pointers from index 0: `base` is even.
+            debug_assert!(base % 2 == 0);
+            return crate::classifier::v4_inner_pointer(cut.dim, offset, cut.bits, base);
         }
         crate::classifier::inner_pointer(cut.dim, offset, cut.bits, base)
     }
@@ -385,8 +392,17 @@ impl Builder<'_> {
         if start + list.len() > MAX_LEAF_CHECKS || list.len() > LEAF_MAX_LEN {
             self.budget_exceeded = true;
         }
+        let p = if self.v4 {
+            // IPv4 pointers have 5 bits of count: longer lists store theirs
+            // in front of the candidates.
+            if list.len() >= V4_LONG_LEAF {
+                self.leaf_items.push(list.len() as u32);
+            }
+            crate::classifier::v4_leaf_pointer(start, list.len())
+        } else {
+            crate::classifier::leaf_pointer(start, list.len())
+        };
         self.leaf_items.extend_from_slice(&list);
-        let p = crate::classifier::leaf_pointer(start, list.len());
         self.leaves.insert(list, p);
         p
     }
@@ -413,16 +429,19 @@ impl Classifier {
         // be copied into every child of every address cut, so they get their
         // own tree, cut on protocol and ports. (Separating candidates open in
         // just one address as well measured slower: two trees per lookup.)
-        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 2];
+        let sep_src = std::env::var("SEPSRC").is_ok();
+        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 3];
         for (i, e) in entries.iter().enumerate() {
-            let separable = usize::from(options.separate && wide(e.prefix(0)) && wide(e.prefix(1)));
+            let (ws, wd) = (wide(e.prefix(0)), wide(e.prefix(1)));
+            let separable = usize::from(options.separate && ws && wd);
             let (src_v4, src_v6) = families(e.prefix(0));
             let (dst_v4, dst_v6) = families(e.prefix(1));
             for class in 0..FAMILY_CLASSES {
                 let src_ok = if class & 1 == 0 { src_v4 } else { src_v6 };
                 let dst_ok = if class & 2 == 0 { dst_v4 } else { dst_v6 };
                 if src_ok && dst_ok {
-                    groups[class * 2 + separable].push(i as u32);
+                    let kind = if class == 0 && sep_src && options.separate && ws && !wd { 2 } else { separable };
+                    groups[class * 3 + kind].push(i as u32);
                 }
             }
         }
@@ -441,9 +460,9 @@ impl Classifier {
         let mut trees: Vec<Tree> = Vec::new();
         let mut class_start = [0u32; FAMILY_CLASSES + 1];
         for (g, list) in groups.into_iter().enumerate() {
-            let class = g / 2;
-            if g % 2 == 0 {
-                class_start[g / 2] = trees.len() as u32;
+            let class = g / 3;
+            if g % 3 == 0 {
+                class_start[class] = trees.len() as u32;
             }
             if let Some(&first) = list.first() {
                 let min_rule = entries[first as usize].check.rule;
@@ -459,10 +478,10 @@ impl Classifier {
                 let root = builder.build(list, region);
                 trees.push(Tree { root, min_rule });
             }
-            if g % 2 == 1 {
-                trees[class_start[g / 2] as usize..].sort_by_key(|t| t.min_rule);
+            if g % 3 == 2 {
+                trees[class_start[class] as usize..].sort_by_key(|t| t.min_rule);
             }
-            if g == 1 {
+            if g == 2 {
                 v4_nodes = std::mem::take(&mut builder.nodes);
                 builder.v4 = false;
             }
@@ -478,7 +497,7 @@ impl Classifier {
             nodes: builder.nodes,
             leaf_items: builder.leaf_items,
             checks: entries.iter().map(|e| e.check).collect(),
-            v4_nodes,
+            v4_nodes: v4_nodes.into_iter().map(|p| p as u32).collect(),
             v4_checks: entries.iter().map(|e| CheckV4::project(&e.check)).collect(),
         })
     }

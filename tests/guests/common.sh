@@ -169,3 +169,24 @@ run_step() {
 	send_step "$g" "$step" "$@"
 	step_result "$g" "$step" "$timeout" "$what" "$t"
 }
+
+# show_rampart_logs: for show_logs after a failure: both guests' consoles, the dataplane's
+# and control process's logs, and `rampartctl stats` (config in $work/rampart.toml).
+show_rampart_logs() {
+	[[ -n $work && -d $work ]] || return 0
+	local f
+	for f in a b; do
+		[[ -f $work/$f.log ]] || continue
+		echo "---- guest $f console (last 40 lines) ----"
+		tr -d '\r' <"$work/$f.log" | grep -v '^$' | tail -n 40 | sed 's/^/  | /'
+	done
+	for f in dataplane control; do
+		[[ -f $work/$f.log ]] || continue
+		echo "---- $f log (last 30 lines) ----"
+		tail -n 30 "$work/$f.log" | sed 's/^/  | /'
+	done
+	if [[ -S $work/control.sock ]]; then
+		echo "---- rampartctl stats ----"
+		"$bin/rampartctl" --config "$work/rampart.toml" stats 2>&1 | sed 's/^/  | /'
+	fi
+}

@@ -37,21 +37,9 @@ passed=0 failed=0 suite=firewall-guests
 work='' dp_pid='' ctl_pid='' qa_pid='' qb_pid='' waiter='' prefix="rp-fw-$$" shm="/dev/shm/rampart-fw-$$"
 
 show_logs() {
+	show_rampart_logs
 	[[ -n $work && -d $work ]] || return 0
-	local f
-	for f in a b; do
-		[[ -f $work/$f.log ]] || continue
-		echo "---- guest $f console (last 40 lines) ----"
-		tr -d '\r' <"$work/$f.log" | grep -v '^$' | tail -n 40 | sed 's/^/  | /'
-	done
-	for f in dataplane control; do
-		[[ -f $work/$f.log ]] || continue
-		echo "---- $f log (last 30 lines) ----"
-		tail -n 30 "$work/$f.log" | sed 's/^/  | /'
-	done
 	if [[ -S $work/control.sock ]]; then
-		echo "---- rampartctl stats ----"
-		ctl stats 2>&1 | sed 's/^/  | /'
 		echo "---- rampartctl flows ----"
 		ctl flows 2>&1 | sed 's/^/  | /'
 	fi
