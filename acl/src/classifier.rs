@@ -660,7 +660,7 @@ impl Classifier {
         }
         let starts = &self.class_start;
         if starts[0] != 0
-            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 3)
+            || starts.windows(2).any(|w| w[0] > w[1] || w[1] - w[0] > 2)
             || starts[FAMILY_CLASSES] as usize != self.trees.len()
         {
             return Err(format!("tree classes {starts:?} do not partition the {} trees", self.trees.len()));
@@ -862,6 +862,39 @@ mod tests {
         assert!(compared > 10_000);
     }
 
+    /// Leaves of 31 or more candidates (IPv4 pointers keep the count in
+    /// front of them): rules no cut separates, none covering the others.
+    #[test]
+    fn long_ipv4_leaves() {
+        let mut rules = Vec::new();
+        for i in 0..80u8 {
+            rules.push(crate::Rule {
+                dst: vec![crate::Prefix::v4([10, 0, 0, 0], 8)],
+                ingress: 1 << (i % 8) | 1 << 9,
+                ..Default::default()
+            });
+        }
+        let c = Classifier::compile(&rules).unwrap();
+        c.validate().unwrap();
+        let long = |p: u64| matches!(decode::<true>(p), Pointer::Leaf { len: V4_LONG_LEAF, .. });
+        assert!(c.v4_nodes.iter().any(|&p| long(u64::from(p))) || long(c.trees[0].root));
+        for ingress in 0..12u8 {
+            for dst in [[10, 1, 2, 3], [11, 0, 0, 1]] {
+                let key = Key {
+                    src: crate::v4_mapped([1, 2, 3, 4]),
+                    dst: crate::v4_mapped(dst),
+                    proto: 6,
+                    src_port: 1,
+                    dst_port: 2,
+                    icmp_type: 0,
+                    icmp_code: 0,
+                    ingress,
+                };
+                assert_eq!(c.lookup(&key), crate::reference::first_match(&rules, &key), "{key:?}");
+            }
+        }
+    }
+
     fn first_inner(c: &Classifier) -> usize {
         c.nodes.iter().position(|&p| p & 1 == 0).expect("an inner pointer")
     }
@@ -892,14 +925,25 @@ mod tests {
             c.checks[0].dport_lo = 10;
             c.checks[0].dport_hi = 9;
         });
+        let v4_inner = |c: &Classifier| c.v4_nodes.iter().position(|&p| p & 1 == 0).expect("an IPv4 inner pointer");
         rejects("IPv4 cut past the 32-bit address", |c| {
-            let i = c.v4_nodes.iter().position(|&p| p & 1 == 0).expect("an IPv4 inner pointer");
-            c.v4_nodes[i] = inner_pointer(1, 30, 4, i + 1);
+            let i = v4_inner(c);
+            c.v4_nodes[i] = v4_inner_pointer(1, 30, 4, (i + 2) & !1) as u32;
         });
         rejects("IPv4 child block past the end", |c| {
-            let i = c.v4_nodes.iter().position(|&p| p & 1 == 0).expect("an IPv4 inner pointer");
-            c.v4_nodes[i] = inner_pointer(0, 0, 8, c.v4_nodes.len());
+            let i = v4_inner(c);
+            c.v4_nodes[i] = v4_inner_pointer(0, 0, 8, c.v4_nodes.len()) as u32;
         });
+        rejects("IPv4 backward pointer", |c| {
+            let i = v4_inner(c);
+            c.v4_nodes[i] = v4_inner_pointer(0, 0, 1, i & !1) as u32;
+        });
+        rejects("IPv4 unknown dimension", |c| {
+            let i = v4_inner(c);
+            c.v4_nodes[i] = (c.v4_nodes[i] & !(7 << 1)) | 5 << 1;
+        });
+        rejects("IPv4 leaf past the end", |c| c.v4_nodes[0] = v4_leaf_pointer(c.leaf_items.len() - 1, 2) as u32);
+        rejects("IPv4 root wider than 32 bits", |c| c.trees[0].root |= 1 << 40);
         rejects("IPv4 candidate differs from its candidate", |c| c.v4_checks[3].dst_mask ^= 1 << 7);
         rejects("IPv4 candidate loses its extended flag", |c| {
             let i = c.v4_checks.iter().position(|v| v.flags & V4_EXTENDED != 0).expect("an extended rule");
@@ -909,6 +953,15 @@ mod tests {
             c.v4_checks.pop();
         });
         rejects("tree classes", |c| c.class_start[2] = 100);
+        rejects("long IPv4 leaf past the end", |c| {
+            c.leaf_items.extend([1, 2]);
+            c.v4_nodes[0] = v4_leaf_pointer(c.leaf_items.len() - 2, V4_LONG_LEAF) as u32;
+        });
+        rejects("long IPv4 leaf length word", |c| {
+            let start = c.leaf_items.len();
+            c.leaf_items.extend([u32::MAX, 1, 2]);
+            c.v4_nodes[0] = v4_leaf_pointer(start, V4_LONG_LEAF) as u32;
+        });
         rejects("trees out of order", |c| {
             c.trees.swap(0, 1);
             c.class_start = [0, 2, 2, 2, 2];

@@ -429,19 +429,16 @@ impl Classifier {
         // be copied into every child of every address cut, so they get their
         // own tree, cut on protocol and ports. (Separating candidates open in
         // just one address as well measured slower: two trees per lookup.)
-        let sep_src = std::env::var("SEPSRC").is_ok();
-        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 3];
+        let mut groups: Vec<Vec<u32>> = vec![Vec::new(); FAMILY_CLASSES * 2];
         for (i, e) in entries.iter().enumerate() {
-            let (ws, wd) = (wide(e.prefix(0)), wide(e.prefix(1)));
-            let separable = usize::from(options.separate && ws && wd);
+            let separable = usize::from(options.separate && wide(e.prefix(0)) && wide(e.prefix(1)));
             let (src_v4, src_v6) = families(e.prefix(0));
             let (dst_v4, dst_v6) = families(e.prefix(1));
             for class in 0..FAMILY_CLASSES {
                 let src_ok = if class & 1 == 0 { src_v4 } else { src_v6 };
                 let dst_ok = if class & 2 == 0 { dst_v4 } else { dst_v6 };
                 if src_ok && dst_ok {
-                    let kind = if class == 0 && sep_src && options.separate && ws && !wd { 2 } else { separable };
-                    groups[class * 3 + kind].push(i as u32);
+                    groups[class * 2 + separable].push(i as u32);
                 }
             }
         }
@@ -460,8 +457,8 @@ impl Classifier {
         let mut trees: Vec<Tree> = Vec::new();
         let mut class_start = [0u32; FAMILY_CLASSES + 1];
         for (g, list) in groups.into_iter().enumerate() {
-            let class = g / 3;
-            if g % 3 == 0 {
+            let class = g / 2;
+            if g % 2 == 0 {
                 class_start[class] = trees.len() as u32;
             }
             if let Some(&first) = list.first() {
@@ -478,10 +475,10 @@ impl Classifier {
                 let root = builder.build(list, region);
                 trees.push(Tree { root, min_rule });
             }
-            if g % 3 == 2 {
+            if g % 2 == 1 {
                 trees[class_start[class] as usize..].sort_by_key(|t| t.min_rule);
             }
-            if g == 2 {
+            if g == 1 {
                 v4_nodes = std::mem::take(&mut builder.nodes);
                 builder.v4 = false;
             }

@@ -60,7 +60,8 @@ impl Manager {
             self.poll_commands();
             let elapsed_ms = last_age.elapsed().as_millis() as u64;
             if elapsed_ms > 0 {
-                last_age = Instant::now();
+                // Advance by whole milliseconds only, so the remainders are not lost.
+                last_age += Duration::from_millis(elapsed_ms);
                 self.age_flows(elapsed_ms);
             }
             if last_link.elapsed() > Duration::from_millis(100) {
@@ -270,9 +271,8 @@ impl Manager {
         }
     }
 
-    /// Ages flows a slice at a time (the workers never do it, so none stalls).
-    /// Ages the slice of the flow table due after `elapsed_ms` (see [`SWEEP_MS`]),
-    /// whatever the tick really was.
+    /// Ages flows a slice at a time (the workers never do it, so none stalls): the
+    /// slice due after `elapsed_ms` (see [`SWEEP_MS`]), whatever the tick really was.
     fn age_flows(&self, elapsed_ms: u64) {
         let now = self.shared.now_ms();
         let flows = &self.shared.flows;
