@@ -1,8 +1,8 @@
 //! The compiled classifier and its lookup: a few decision trees (per address
-//! family class, up to two) walked with one 8-byte load per level, then a
+//! family class, up to two) walked with one load per level, then a
 //! short priority-ordered scan of the leaf's candidates. Keys of class 0
-//! (IPv4 both ways) use their own pointers (32-bit address cuts) and 32-byte
-//! IPv4 projections of the candidates.
+//! (IPv4 both ways) use their own 4-byte pointers (32-bit address cuts) and
+//! 32-byte IPv4 projections of the candidates.
 
 use serde::{Deserialize, Serialize};
 
@@ -954,7 +954,7 @@ mod tests {
         });
         rejects("tree classes", |c| c.class_start[2] = 100);
         rejects("long IPv4 leaf past the end", |c| {
-            c.leaf_items.extend([1, 2]);
+            c.leaf_items.extend([5, 2]);
             c.v4_nodes[0] = v4_leaf_pointer(c.leaf_items.len() - 2, V4_LONG_LEAF) as u32;
         });
         rejects("long IPv4 leaf length word", |c| {

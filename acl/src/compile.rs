@@ -378,7 +378,7 @@ impl Builder<'_> {
                 offset = offset.wrapping_sub(96);
             }
             // Blocks of 2^bits ≥ 2 pointers from index 0: `base` is even.
-            debug_assert!(base % 2 == 0);
+            debug_assert!(base.is_multiple_of(2));
             return crate::classifier::v4_inner_pointer(cut.dim, offset, cut.bits, base);
         }
         crate::classifier::inner_pointer(cut.dim, offset, cut.bits, base)

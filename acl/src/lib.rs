@@ -25,7 +25,8 @@
 //! smallest within a space budget (copies ≤ 4 × candidates); subtrees of
 //! siblings with equal candidate lists are shared, and candidates behind one
 //! that covers a node's whole region are pruned. A lookup walks one tree per
-//! family class (one 8-byte load per level: a pointer encodes the next cut),
+//! family class (one load per level: a pointer encodes the next cut; 4 bytes
+//! in the IPv4 trees, 8 in the others),
 //! then scans at most 16 priority-ordered candidates in the leaf, stopping at
 //! the first match; trees whose best rule cannot beat the match already found
 //! are skipped. `lookup_bulk` walks a burst level by level with prefetching.
@@ -53,7 +54,8 @@
 //! | one tree per family, leaves of 8 copied    | 1.1 M (45 MB, L3/TLB-bound) | 1 s | 29 MB |
 //! | trees, leaves ≤ 16 (indices to 64-byte candidates) | 5.2–5.8 M single, 5.0–6.4 M bulk (1k rules: 9.5 M / 9.3 M) | 80 ms | 1.2 MB |
 //! | same, IPv4 candidates inlined in the leaves | slower at 10k (6.2 MB in memory; 1k rules faster) | 170 ms | 5.4 MB |
-//! | **these trees** (IPv4 trees, 32-byte IPv4 candidates) | **6.5–7.0 M single, 6.7–6.9 M bulk** (1k rules: 14 M / 10.6 M) | **≈ 90 ms** (1k: 5 ms) | **1.5 MB** (1k: 107 KB) |
+//! | same, IPv4 trees, 32-byte IPv4 candidates | 6.5–7.0 M single, 6.7–6.9 M bulk (1k rules: 14 M / 10.6 M) | ≈ 90 ms (1k: 5 ms) | 1.5 MB (1k: 107 KB) |
+//! | **these trees** (same, 4-byte IPv4 tree pointers) | **6.5–7.8 M single, 6.8–7.4 M bulk** (1k rules: 15 M / 11 M) | **≈ 70–95 ms** | **1.4 MB** |
 //!
 //! Hash tables (the VPP way) cost a probe per mask type and this mix has
 //! dozens, each followed by candidate checks; trees cost ~4.3 dependent
@@ -62,9 +64,16 @@
 //! arithmetic (128-bit shifts and masks); at 10k rules the gain is smaller
 //! (~170 → ~145 ns) because what remains is memory latency: a profile shows
 //! the stalls on the tree pointer load, the leaf's index run and the
-//! candidates, in that order. The structures take 2.4 MB (850 KB pointers,
+//! candidates, in that order. The structures took 2.4 MB (850 KB pointers,
 //! 700 KB index runs, 350 KB IPv4 and 700 KB general candidates — the IPv4
-//! path touches about 1.7 MB of it), beyond the 512 KB L2. Tried and dropped:
+//! path touched about 1.7 MB of it), beyond the 512 KB L2. Halving the IPv4
+//! trees' pointers to 4 bytes (93k of them: 745 → 372 KB; the IPv4 path now
+//! touches about 1.35 MB, 2.1 MB in all) gave only a small gain: the
+//! fastest of 12 interleaved `stats` runs was faster than the 8-byte build in
+//! each of three sessions (single 129/144/155 vs 146/146/166 ns, bulk
+//! 134/141/147 vs 143/142/153 ns at 10k; 65.8 vs 66.4 ns single at 1k), by
+//! 1–12 %, about the size of the noise; criterion (`lookup/`, 3 interleaved
+//! runs under a load average of 3) could not tell them apart. Tried and dropped:
 //! copying the IPv4 candidates into the leaves (one dependent load less, but
 //! 177k copies = 6 MB: slower at 10k), prefetching each key's first
 //! candidates in `lookup_bulk` before the scans (no gain; presumably consecutive
@@ -72,12 +81,15 @@
 //! be why bulk barely beats single), leaves of 8/12/24 and space factors 2/8 (within the
 //! noise; leaves of 8 take 4 MB and 300 ms), huge pages (a 2 MB pointer
 //! chase here went from 137 to 127 ns with MADV_HUGEPAGE: small, and the
-//! classifier's vectors come from decoding the image). **The 10 M/s target
-//! is met at 1k rules but not at 10k (about 7 M/s).** Next steps would be
-//! 4-byte tree pointers (halving the pointer bytes), fewer replicated leaf
-//! entries (177k index entries for 11k candidates) and an IPv4-only
-//! separation of the source-wildcard service rules, which are what gets
-//! copied across source cuts.
+//! classifier's vectors come from decoding the image), a third IPv4 tree for
+//! the "any source" candidates (wide source, narrow destination: leaf
+//! entries 177k → 82k, but 1.82 trees and 5.6 levels per lookup instead of
+//! 1.0 and 4.3, 173k pointers: 10–25 % slower). **The 10 M/s target is met
+//! at 1k rules but not at 10k (about 7 M/s).** What remains is fewer
+//! replicated leaf entries within one tree (177k index entries for 11k
+//! candidates; e.g. 16-bit indices when there are fewer than 65,536
+//! candidates) and fewer dependent loads per lookup (~4.3 levels, then the
+//! index run, then the candidates).
 //!
 //! `unsafe` appears once: the x86 prefetch intrinsic in `lookup_bulk`, a pure
 //! hint (see its SAFETY comment).
