@@ -60,7 +60,7 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> CompileOptions {
-        CompileOptions { leaf_size: 16, space_factor: 4, separate: true }
+        CompileOptions { leaf_size: 8, space_factor: 4, separate: true }
     }
 }
 

@@ -27,7 +27,7 @@
 //! that covers a node's whole region are pruned. A lookup walks one tree per
 //! family class (one load per level: a pointer encodes the next cut; 4 bytes
 //! in the IPv4 trees, 8 in the others),
-//! then scans at most 16 priority-ordered candidates in the leaf, stopping at
+//! then scans at most 8 priority-ordered candidates in the leaf, stopping at
 //! the first match; trees whose best rule cannot beat the match already found
 //! are skipped. `lookup_bulk` walks a burst level by level with prefetching.
 //!
@@ -55,11 +55,12 @@
 //! | trees, leaves ≤ 16 (indices to 64-byte candidates) | 5.2–5.8 M single, 5.0–6.4 M bulk (1k rules: 9.5 M / 9.3 M) | 80 ms | 1.2 MB |
 //! | same, IPv4 candidates inlined in the leaves | slower at 10k (6.2 MB in memory; 1k rules faster) | 170 ms | 5.4 MB |
 //! | same, IPv4 trees, 32-byte IPv4 candidates | 6.5–7.0 M single, 6.7–6.9 M bulk (1k rules: 14 M / 10.6 M) | ≈ 90 ms (1k: 5 ms) | 1.5 MB (1k: 107 KB) |
-//! | **these trees** (same, 4-byte IPv4 tree pointers) | **6.5–7.8 M single, 6.8–7.4 M bulk** (1k rules: 15 M / 11 M) | **≈ 70–95 ms** | **1.4 MB** |
+//! | same, 4-byte IPv4 tree pointers           | 6.5–7.8 M single, 6.8–7.4 M bulk (1k rules: 15 M / 11 M) | ≈ 70–95 ms | 1.4 MB |
+//! | **these trees** (same, leaves ≤ 8)         | **7.9–8.3 M single, 8.7–8.9 M bulk** (1k rules: 16 M / 11.9 M) | **≈ 120–160 ms** (1k: 7 ms) | **2.1 MB** (1k: 118 KB) |
 //!
 //! Hash tables (the VPP way) cost a probe per mask type and this mix has
 //! dozens, each followed by candidate checks; trees cost ~4.3 dependent
-//! loads plus ~5 candidate checks per lookup. At 1k rules (everything in L2)
+//! loads plus ~5 candidate checks per lookup (leaves ≤ 16). At 1k rules (everything in L2)
 //! the IPv4 path cut a lookup from ~105 to ~70 ns, which was mostly
 //! arithmetic (128-bit shifts and masks); at 10k rules the gain is smaller
 //! (~170 → ~145 ns) because what remains is memory latency: a profile shows
@@ -73,13 +74,21 @@
 //! each of three sessions (single 129/144/155 vs 146/146/166 ns, bulk
 //! 134/141/147 vs 143/142/153 ns at 10k; 65.8 vs 66.4 ns single at 1k), by
 //! 1–12 %, about the size of the noise; criterion (`lookup/`, 3 interleaved
-//! runs under a load average of 3) could not tell them apart. Tried and dropped:
+//! runs under a load average of 3) could not tell them apart. With the
+//! smaller pointers, leaves of 8 instead of 16 then measured faster in three
+//! sessions (10k: single 121.6/121.0 vs 126.6/124.7 ns, bulk 114.3/112.3 vs
+//! 130.5/128.8 ns; 1k: 62.5 vs 64.8 ns single, 84.1 vs 87.5 ns bulk): 5.1
+//! levels and 3.1 candidate checks per lookup instead of 4.3 and 5.3, for
+//! 250k pointers, 279k leaf entries and 3.1 MB in memory; criterion
+//! (`lookup/`, back to back on a quiet machine) agreed: 10k single 2.50 →
+//! 2.38 ms, bulk 2.25 → 1.91 ms, 1k single 1.19 → 1.12 ms, at twice the
+//! compile time (52 → 113 ms). Tried and dropped:
 //! copying the IPv4 candidates into the leaves (one dependent load less, but
 //! 177k copies = 6 MB: slower at 10k), prefetching each key's first
 //! candidates in `lookup_bulk` before the scans (no gain; presumably consecutive
 //! single lookups already overlap their misses out of order, which would also
-//! be why bulk barely beats single), leaves of 8/12/24 and space factors 2/8 (within the
-//! noise; leaves of 8 take 4 MB and 300 ms), huge pages (a 2 MB pointer
+//! be why bulk barely beats single), leaves of 8/12/24 with 8-byte pointers and space factors 2/8 (within the
+//! noise; space factor 8 with 4-byte pointers too), huge pages (a 2 MB pointer
 //! chase here went from 137 to 127 ns with MADV_HUGEPAGE: small, and the
 //! classifier's vectors come from decoding the image), a third IPv4 tree for
 //! the "any source" candidates (wide source, narrow destination: leaf
@@ -88,7 +97,7 @@
 //! at 1k rules but not at 10k (about 7 M/s).** What remains is fewer
 //! replicated leaf entries within one tree (177k index entries for 11k
 //! candidates; e.g. 16-bit indices when there are fewer than 65,536
-//! candidates) and fewer dependent loads per lookup (~4.3 levels, then the
+//! candidates) and fewer dependent loads per lookup (~5.1 levels, then the
 //! index run, then the candidates).
 //!
 //! `unsafe` appears once: the x86 prefetch intrinsic in `lookup_bulk`, a pure
