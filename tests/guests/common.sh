@@ -190,3 +190,30 @@ show_rampart_logs() {
 		"$bin/rampartctl" --config "$work/rampart.toml" stats 2>&1 | sed 's/^/  | /'
 	fi
 }
+
+# cfg_head DEFAULT_ACTION: the start of a guests-tier config: the dataplane on cores 0 and 1
+# ($dp_mem, $prefix, $shm), the control process in $work with metrics on 127.0.0.1:$port,
+# the policy's default action and the segment "lan"; the caller appends ports and rules.
+cfg_head() {
+	cat <<-EOF
+		[dataplane]
+		main_core = 0
+		worker_cores = [1]
+		memory_mb = $dp_mem
+		file_prefix = "$prefix"
+		hugepages = true
+		shm = "$shm"
+		idle_sleep_us = 50
+
+		[control]
+		socket = "$work/control.sock"
+		metrics = "127.0.0.1:$port"
+		event_log = "$work/eve.json"
+
+		[policy]
+		default_action = "$1"
+
+		[[segments]]
+		name = "lan"
+	EOF
+}

@@ -84,26 +84,8 @@ bin=$work/bin
 # write_cfg WITH_8080: the config, with or without rule b-to-a-8080 (written atomically).
 write_cfg() {
 	{
+		cfg_head drop
 		cat <<-EOF
-			[dataplane]
-			main_core = 0
-			worker_cores = [1]
-			memory_mb = $dp_mem
-			file_prefix = "$prefix"
-			hugepages = true
-			shm = "$shm"
-			idle_sleep_us = 50
-
-			[control]
-			socket = "$work/control.sock"
-			metrics = "127.0.0.1:$port"
-			event_log = "$work/eve.json"
-
-			[policy]
-			default_action = "drop"
-
-			[[segments]]
-			name = "lan"
 
 			[[ports]]
 			name = "vm-a"

@@ -57,26 +57,9 @@ while [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; do port=$((20000 + RAND
 
 # write_cfg ENABLED_B: the config, with vm-b enabled or not (written atomically).
 write_cfg() {
-	cat >"$cfg.new" <<-EOF
-		[dataplane]
-		main_core = 0
-		worker_cores = [1]
-		memory_mb = $dp_mem
-		file_prefix = "$prefix"
-		hugepages = true
-		shm = "$shm"
-		idle_sleep_us = 50
-
-		[control]
-		socket = "$work/control.sock"
-		metrics = "127.0.0.1:$port"
-		event_log = "$work/eve.json"
-
-		[policy]
-		default_action = "forward"
-
-		[[segments]]
-		name = "lan"
+	{
+		cfg_head forward
+		cat <<-EOF
 
 		[[ports]]
 		name = "vm-a"
@@ -93,7 +76,8 @@ write_cfg() {
 		segment = "lan"
 		macs = ["52:54:00:12:00:0b"]
 		enabled = $1
-	EOF
+		EOF
+	} >"$cfg.new"
 	mv "$cfg.new" "$cfg"
 }
 write_cfg true
