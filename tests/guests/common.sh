@@ -217,3 +217,34 @@ cfg_head() {
 		name = "lan"
 	EOF
 }
+
+# start_rampart: starts the dataplane and `rampartctl run` on $cfg (logs in $work; pids in
+# $dp_pid and $ctl_pid, which the caller's cleanup stops) and waits until both vhost-user
+# sockets exist and policy generation 1 is applied (the caller's `applied`), or aborts.
+start_rampart() {
+	local t=$EPOCHREALTIME ready=0
+	"$bin/rampart-dataplane" --config "$cfg" >"$work/dataplane.log" 2>&1 &
+	dp_pid=$!
+	"$bin/rampartctl" --config "$cfg" run >"$work/control.log" 2>&1 &
+	ctl_pid=$!
+	for _ in $(seq 300); do # 60 s
+		alive "$dp_pid" || abort "rampart-dataplane exited (see its log below)"
+		alive "$ctl_pid" || abort "rampartctl run exited (see its log below)"
+		if [[ -S $work/vm-a.sock && -S $work/vm-b.sock ]] && [[ $(applied) == 1 ]]; then
+			ready=1
+			break
+		fi
+		sleep 0.2
+	done
+	((ready)) || abort "rampart not ready within 60 s (vhost-user sockets + applied_generation 1)"
+	pass "rampart up: dataplane pid $dp_pid, control pid $ctl_pid, policy generation 1 applied ($(since "$t"))"
+}
+
+# ctl ARGS: rampartctl on this run's config ($cfg).
+ctl() { "$bin/rampartctl" --config "$cfg" "$@"; }
+
+# json FILE EXPR: evaluate a Python expression over the JSON document `d` in FILE.
+json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
+# applied: the policy generation the dataplane runs, per `rampartctl status --json`.
+# (Output goes to a file first: `ctl | grep -q` fails under pipefail when grep exits early.)
+applied() { ctl status --json >"$work/status.json" 2>&1 && json "$work/status.json" "d['status']['applied_generation']"; }

@@ -143,13 +143,6 @@ write_cfg() {
 	mv "$cfg.new" "$cfg"
 }
 write_cfg true
-ctl() { "$bin/rampartctl" --config "$cfg" "$@"; }
-
-# json FILE EXPR: evaluate a Python expression over the JSON document `d` in FILE.
-json() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
-# applied: the policy generation the dataplane runs, per `rampartctl status --json`.
-# (Output goes to a file first: `ctl | grep -q` fails under pipefail when grep exits early.)
-applied() { ctl status --json >"$work/status.json" 2>&1 && json "$work/status.json" "d['status']['applied_generation']"; }
 # snap NAME: save `rampartctl stats --json` to $work/NAME.json.
 snap() { ctl stats --json >"$work/$1.json" 2>"$work/$1.err" || echo "firewall.sh: stats --json: $(cat "$work/$1.err")" >&2; }
 drops() { json "$work/$1.json" "d['stats']['drops'].get('$2', 0)" || echo -1; }
@@ -170,23 +163,7 @@ flow8080() {
 }
 
 # ---------------------------------------------------------------------------- rampart up
-t=$EPOCHREALTIME
-"$bin/rampart-dataplane" --config "$cfg" >"$work/dataplane.log" 2>&1 &
-dp_pid=$!
-"$bin/rampartctl" --config "$cfg" run >"$work/control.log" 2>&1 &
-ctl_pid=$!
-ready=0
-for _ in $(seq 300); do # 60 s
-	alive "$dp_pid" || abort "rampart-dataplane exited (see its log below)"
-	alive "$ctl_pid" || abort "rampartctl run exited (see its log below)"
-	if [[ -S $work/vm-a.sock && -S $work/vm-b.sock ]] && [[ $(applied) == 1 ]]; then
-		ready=1
-		break
-	fi
-	sleep 0.2
-done
-((ready)) || abort "rampart not ready within 60 s (vhost-user sockets + applied_generation 1)"
-pass "rampart up: dataplane pid $dp_pid, control pid $ctl_pid, policy generation 1 applied ($(since "$t"))"
+start_rampart
 
 # ---------------------------------------------------------------------------- guests
 token=rampart-$RANDOM$RANDOM$RANDOM
