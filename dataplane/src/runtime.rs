@@ -44,6 +44,15 @@ pub struct RtSegment {
     pub macs: MacTable,
 }
 
+/// How a port's packets are decided: see [`Runtime::route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Every packet of the port gets this decision.
+    Fixed(Decision),
+    /// Packets are switched by MAC address in this segment.
+    Switch(u16),
+}
+
 /// Where a packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -148,38 +157,54 @@ impl Runtime {
     /// Decides where a packet received on local port `ingress` goes; learns its source MAC.
     #[inline(always)]
     pub fn decide(&self, ingress: u8, meta: &Meta) -> Decision {
+        match self.route(ingress) {
+            Route::Fixed(decision) => decision,
+            Route::Switch(s) => self.switch(s, ingress, meta),
+        }
+    }
+
+    /// How the packets of one port are decided: the same way for a whole burst when
+    /// nothing in the packet matters (a wire pair, a disabled port, a drop-all policy),
+    /// else by switching in the port's segment.
+    #[inline(always)]
+    pub fn route(&self, ingress: u8) -> Route {
         let Some(port) = self.ports.get(ingress as usize) else {
-            return Decision::Drop(DropReason::PortDetached);
+            return Route::Fixed(Decision::Drop(DropReason::PortDetached));
         };
         if !port.enabled {
-            return Decision::Drop(DropReason::PortDisabled);
+            return Route::Fixed(Decision::Drop(DropReason::PortDisabled));
         }
         if self.default_drop {
-            return Decision::Drop(DropReason::PolicyDrop);
+            return Route::Fixed(Decision::Drop(DropReason::PolicyDrop));
         }
         match port.fwd {
-            Fwd::Wire(peer) => match self.ports.get(peer as usize) {
+            Fwd::Wire(peer) => Route::Fixed(match self.ports.get(peer as usize) {
                 Some(p) if p.enabled => Decision::Port(peer),
                 Some(_) => Decision::Drop(DropReason::PortDisabled),
                 None => Decision::Drop(DropReason::NoDestination),
+            }),
+            Fwd::Segment(s) => Route::Switch(s),
+        }
+    }
+
+    /// L2 switching of a packet from `ingress` inside segment `s`: learn its source
+    /// MAC, then send it to the port that owns its destination MAC, or flood it.
+    #[inline(always)]
+    pub fn switch(&self, s: u16, ingress: u8, meta: &Meta) -> Decision {
+        let seg = &self.segments[s as usize];
+        if is_unicast(&meta.src_mac) {
+            seg.macs.learn(&meta.src_mac, ingress);
+        }
+        if !is_unicast(&meta.dst_mac) {
+            return self.flood_or_drop(s, seg);
+        }
+        match seg.macs.lookup(&meta.dst_mac) {
+            Some(dst) if dst == ingress => Decision::Drop(DropReason::Hairpin),
+            Some(dst) => match self.ports.get(dst as usize) {
+                Some(p) if p.enabled => Decision::Port(dst),
+                _ => Decision::Drop(DropReason::PortDisabled),
             },
-            Fwd::Segment(s) => {
-                let seg = &self.segments[s as usize];
-                if is_unicast(&meta.src_mac) {
-                    seg.macs.learn(&meta.src_mac, ingress);
-                }
-                if !is_unicast(&meta.dst_mac) {
-                    return self.flood_or_drop(s, seg);
-                }
-                match seg.macs.lookup(&meta.dst_mac) {
-                    Some(dst) if dst == ingress => Decision::Drop(DropReason::Hairpin),
-                    Some(dst) => match self.ports.get(dst as usize) {
-                        Some(p) if p.enabled => Decision::Port(dst),
-                        _ => Decision::Drop(DropReason::PortDisabled),
-                    },
-                    None => self.flood_or_drop(s, seg),
-                }
-            }
+            None => self.flood_or_drop(s, seg),
         }
     }
 
@@ -273,6 +298,22 @@ mod tests {
         assert_eq!(rt.decide(0, &meta(B, A)), Decision::Drop(DropReason::Hairpin));
         assert_eq!(rt.decide(3, &meta(A, B)), Decision::Port(4));
         assert_eq!(rt.decide(4, &meta(B, A)), Decision::Port(3));
+    }
+
+    #[test]
+    fn only_segment_ports_are_decided_per_packet() {
+        let rt = rt();
+        assert_eq!(rt.route(0), Route::Switch(0));
+        assert_eq!(rt.route(2), Route::Fixed(Decision::Drop(DropReason::PortDisabled)));
+        assert_eq!(rt.route(3), Route::Fixed(Decision::Port(4)));
+        assert_eq!(rt.route(9), Route::Fixed(Decision::Drop(DropReason::PortDetached)));
+        let mut img = image();
+        img.ports[4].enabled = false;
+        let rt = Runtime::build(2, &img, Some, None);
+        assert_eq!(rt.route(3), Route::Fixed(Decision::Drop(DropReason::PortDisabled)), "peer disabled");
+        img.default_action = Verdict::Drop;
+        let rt = Runtime::build(3, &img, Some, None);
+        assert_eq!(rt.route(0), Route::Fixed(Decision::Drop(DropReason::PolicyDrop)));
     }
 
     #[test]

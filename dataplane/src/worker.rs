@@ -3,6 +3,8 @@
 //! Per iteration: load the current [`Runtime`] (RCU: the main lcore frees an
 //! old one only after every worker has reported a newer epoch), then for each
 //! queue: `rx_burst` → parse → decide → buffer per destination → `tx_burst`.
+//! A port whose packets all go the same way (a wire pair without a firewall) only
+//! checks each packet (`validate`) before forwarding it.
 //! Nothing here allocates, locks or makes a system call except the idle
 //! sleep. Counters go to this worker's own block in shared memory.
 
@@ -14,7 +16,7 @@ use rampart_packet::ParseError;
 use crate::reject;
 use rampart_packet::Meta;
 use rampart_shm::ring::FlowEventData;
-use crate::runtime::{Decision, Runtime};
+use crate::runtime::{Decision, Route, Runtime};
 use crate::Shared;
 use rampart_shm::ring::EventKind;
 use rampart_shm::{DropReason, EventRecord, WorkerCounters, MAX_PORTS};
@@ -124,28 +126,45 @@ impl Worker {
         let slot = rt.ports[ingress as usize].slot as usize;
         let rx_bytes = match &rt.firewall {
             Some(fw) => self.process_stateful(rt, fw, ingress, pkts),
-            // Nothing to look up: each packet is decided as soon as it is parsed.
-            None => {
-                let mut rx_bytes = 0;
-                for (i, &m) in pkts.iter().enumerate() {
-                    prefetch_ahead(pkts, i);
-                    // SAFETY: m is a valid mbuf we own until it is sent or freed.
-                    let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
-                    rx_bytes += len;
-                    let decision = match rampart_packet::parse(data) {
-                        Ok(meta) => rt.decide(ingress, &meta),
-                        Err(e) => self.malformed(slot, e, len, data),
-                    };
-                    self.dispatch(rt, ingress, slot, m, len, decision);
-                }
-                rx_bytes
-            }
+            // Nothing to look up: each packet is decided as soon as it is checked.
+            None => match rt.route(ingress) {
+                // Only whether the packet is well formed matters.
+                Route::Fixed(decision) => self.each_packet(rt, ingress, slot, pkts, |data| {
+                    rampart_packet::validate(data).map(|()| decision)
+                }),
+                Route::Switch(seg) => self.each_packet(rt, ingress, slot, pkts, |data| {
+                    rampart_packet::parse(data).map(|meta| rt.switch(seg, ingress, &meta))
+                }),
+            },
         };
         let c = &self.counters().ports[slot];
         c.rx_packets.add(pkts.len() as u64);
         c.rx_bytes.add(rx_bytes);
         dpdk::free_bulk(&mut self.drops);
         self.drops.clear();
+    }
+
+    /// A burst without a firewall: each packet is checked (malformed ones are dropped and
+    /// counted) and decided by `decide` in one pass. Returns the bytes received.
+    #[inline(always)]
+    fn each_packet(
+        &mut self,
+        rt: &Runtime,
+        ingress: u8,
+        slot: usize,
+        pkts: &[MbufPtr],
+        decide: impl Fn(&[u8]) -> Result<Decision, ParseError>,
+    ) -> u64 {
+        let mut rx_bytes = 0;
+        for (i, &m) in pkts.iter().enumerate() {
+            prefetch_ahead(pkts, i);
+            // SAFETY: m is a valid mbuf we own until it is sent or freed.
+            let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
+            rx_bytes += len;
+            let decision = decide(data).unwrap_or_else(|e| self.malformed(slot, e, len, data));
+            self.dispatch(rt, ingress, slot, m, len, decision);
+        }
+        rx_bytes
     }
 
     /// A burst under a stateful firewall: parse every packet, then decide each one.

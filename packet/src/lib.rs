@@ -42,5 +42,5 @@ pub use error::ParseError;
 pub use ethernet::EtherType;
 pub use flow::{Direction, FlowKey};
 pub use ip::{ipv4_mapped, IpProtocol};
-pub use meta::{parse, Meta, L3};
+pub use meta::{parse, validate, Meta, L3};
 pub use tcp::TcpFlags;

@@ -293,6 +293,19 @@ impl Meta {
 /// length (Ethernet padding) is fine, a shorter one is an error.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Meta, ParseError> {
+    parse_frame(frame)
+}
+
+/// Check one frame exactly as [`parse`] does (same errors), keeping nothing: for paths
+/// whose decision does not depend on what the packet holds (a wire pair without a
+/// firewall). The compiler drops the stores to the [`Meta`] from this copy.
+#[inline]
+pub fn validate(frame: &[u8]) -> Result<(), ParseError> {
+    parse_frame(frame).map(|_| ())
+}
+
+#[inline(always)]
+fn parse_frame(frame: &[u8]) -> Result<Meta, ParseError> {
     let eth = ethernet::Packet::new_checked(frame)?;
     let mut meta = Meta {
         dst_mac: eth.dst_addr(),

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use rampart_packet::{parse, ParseError, ParseError::*};
+use rampart_packet::{parse, validate, ParseError, ParseError::*};
 
 fn edit(mut frame: Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     f(&mut frame);
@@ -342,6 +342,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, ParseError)> {
 fn malformed_frames_give_their_drop_reason() {
     for (name, frame, want) in cases() {
         assert_eq!(parse(&frame), Err(want), "{name}");
+        assert_eq!(validate(&frame), Err(want), "validate: {name}");
     }
 }
 

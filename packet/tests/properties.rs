@@ -1,13 +1,14 @@
 //! Property tests: no input makes `parse` panic, and every `Ok` is internally consistent
-//! (offsets and payload inside the buffer).
+//! (offsets and payload inside the buffer); `validate` agrees with `parse` on every input.
 
 mod common;
 
 use common::*;
 use proptest::prelude::*;
-use rampart_packet::{parse, FlowKey};
+use rampart_packet::{parse, validate, FlowKey};
 
 fn check(frame: &[u8]) {
+    assert_eq!(validate(frame), parse(frame).map(|_| ()));
     if let Ok(meta) = parse(frame) {
         assert_sane(frame, &meta);
         if let Some(key) = FlowKey::from_meta(&meta) {

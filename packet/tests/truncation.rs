@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use rampart_packet::{parse, ParseError};
+use rampart_packet::{parse, validate, ParseError};
 
 /// What `frame[..cut]` must parse to.
 fn expected(sample: &Sample, cut: usize) -> Result<Expect, ParseError> {
@@ -65,7 +65,9 @@ fn every_truncation_of_every_sample() {
                 assert_sane(frame, &m);
                 Expect::observe(&m, frame)
             });
-            assert_eq!(got, expected(&sample, cut), "{} cut at {cut}", sample.name);
+            let want = expected(&sample, cut);
+            assert_eq!(validate(frame), want.as_ref().map(|_| ()).map_err(|e| *e), "validate: {} cut at {cut}", sample.name);
+            assert_eq!(got, want, "{} cut at {cut}", sample.name);
             checked += 1;
         }
     }

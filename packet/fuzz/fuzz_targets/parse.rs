@@ -1,12 +1,15 @@
 //! `cargo +nightly fuzz run parse` (from packet/): any byte string must parse without
-//! panicking, and an `Ok` must describe bytes that are inside the frame.
+//! panicking, an `Ok` must describe bytes that are inside the frame, and `validate` must
+//! give the same verdict as `parse`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_packet::{parse, FlowKey};
+use rampart_packet::{parse, validate, FlowKey};
 
 fuzz_target!(|frame: &[u8]| {
-    let Ok(meta) = parse(frame) else { return };
+    let parsed = parse(frame);
+    assert_eq!(validate(frame), parsed.map(|_| ()));
+    let Ok(meta) = parsed else { return };
     let len = frame.len();
     assert!(meta.l3_offset() <= len);
     assert!(meta.l4_offset as usize <= len);
