@@ -6,9 +6,11 @@
 //! compiled ACL) and, if allowed and stateful, inserted subject to the
 //! guest's quota and the table-full policy. A flow decided under an older
 //! policy generation is re-classified at its next packet: if the new policy
-//! denies it, it is cut and logged. Non-first fragments are dropped (only
-//! the first fragment carries ports; documented, never a bypass); ICMP
-//! errors pass only when their quoted packet belongs to a tracked flow.
+//! denies it, it is cut and logged. A fragmented datagram is decided on its
+//! first fragment (the only one with ports); here a later fragment is
+//! dropped, and the worker lets it follow a first fragment that passed
+//! ([`crate::fragments`]). ICMP errors pass only when their quoted packet
+//! belongs to a tracked flow.
 //! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
 
 use rampart_acl::{Classifier, Key};

@@ -8,6 +8,7 @@
 
 pub mod dpdk;
 pub mod firewall;
+pub mod fragments;
 pub mod mac_table;
 pub mod manager;
 pub mod reject;

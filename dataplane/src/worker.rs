@@ -10,6 +10,7 @@
 
 use crate::dpdk::{self, MbufPtr};
 use crate::firewall::{Firewall, FwVerdict, Lookup};
+use crate::fragments::{Datagram, Fragments};
 use arrayvec::ArrayVec;
 use rampart_flow::FlowHit;
 use rampart_packet::ParseError;
@@ -50,6 +51,8 @@ pub struct Worker {
     /// Destinations with packets waiting, in first-use order.
     dirty: arrayvec::ArrayVec<u8, MAX_PORTS>,
     drops: arrayvec::ArrayVec<MbufPtr, BURST>,
+    /// Datagrams whose later fragments may follow their first.
+    fragments: Fragments,
 }
 
 // SAFETY: a Worker is built on the main lcore with empty buffers and moved
@@ -59,7 +62,7 @@ unsafe impl Send for Worker {}
 impl Worker {
     pub fn new(id: usize, shared: std::sync::Arc<Shared>) -> Worker {
         let tx = Box::new(std::array::from_fn(|_| TxQueue { pkts: [std::ptr::null_mut(); BURST], len: 0, bytes: 0 }));
-        Worker { id, shared, tx, dirty: arrayvec::ArrayVec::new(), drops: arrayvec::ArrayVec::new() }
+        Worker { id, shared, tx, dirty: arrayvec::ArrayVec::new(), drops: arrayvec::ArrayVec::new(), fragments: Fragments::default() }
     }
 
     fn counters(&self) -> &WorkerCounters {
@@ -211,7 +214,7 @@ impl Worker {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup(&l.canonical, l.hash)));
-                        match self.firewall(fw, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
+                        match self.firewall(fw, rt.gen, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
                             Some(reason) => Decision::Drop(reason),
                             None => pass,
                         }
@@ -255,12 +258,14 @@ impl Worker {
         }
     }
 
-    /// The stateful firewall step; returns why to drop, or None to forward.
+    /// The stateful firewall step; returns why to drop, or None to forward. Later
+    /// fragments follow their datagram's first fragment (see [`crate::fragments`]).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn firewall(
         &mut self,
         fw: &Firewall,
+        gen: u64,
         meta: &Meta,
         data: &[u8],
         (ingress, slot): (u8, usize),
@@ -269,11 +274,23 @@ impl Worker {
         now_ms: u64,
         looked_up: Option<(&Lookup, Option<FlowHit>)>,
     ) -> Option<DropReason> {
+        if meta.is_later_fragment() {
+            let Some(datagram) = self.fragments.follow(meta, zone, now_ms) else {
+                return Some(DropReason::Fragment);
+            };
+            if let Some(c) = datagram.counter.filter(|_| datagram.gen == gen) {
+                let rc = &self.counters().rules[c];
+                rc.packets.add(1);
+                rc.bytes.add(len);
+            }
+            return None;
+        }
         let verdict = fw.check_looked_up(&self.shared.flows, meta, data, slot as u8, zone, now_ms, looked_up);
         let rule = match verdict {
             FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) | FwVerdict::Cut(rule) => rule,
         };
-        if let Some(c) = rule.and_then(|r| fw.counter_of(r)) {
+        let counter = rule.and_then(|r| fw.counter_of(r));
+        if let Some(c) = counter {
             let rc = &self.counters().rules[c];
             rc.packets.add(1);
             rc.bytes.add(len);
@@ -283,6 +300,9 @@ impl Worker {
         }
         match verdict {
             FwVerdict::Pass { log, created, rule } => {
+                if meta.is_first_fragment() {
+                    self.fragments.passed(meta, zone, Datagram { counter, gen }, now_ms);
+                }
                 if log && created {
                     self.flow_event(EventKind::FlowStart, slot, 0, meta, rule);
                 }

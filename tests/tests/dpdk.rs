@@ -1,7 +1,7 @@
 //! DPDK tier: the real dataplane on real mbufs without hugepages
 //! (`--no-huge`) and with `net_pcap` ports: a crafted capture goes in, the
 //! test checks exactly which frames come out and which drops were counted
-//! and logged.
+//! and logged; fragmented datagrams under a rule set.
 
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::path::Path;
@@ -79,11 +79,37 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-/// Runs the dataplane with p0 (reads `input`) and p1 (writes out1.pcap) joined as `attach`.
-fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, input: &[Vec<u8>]) -> (Vec<Vec<u8>>, serde_json::Value, String) {
+/// One fragment of a UDP datagram 10.0.0.1:1000 → 10.0.0.2:`dport` of 16 bytes (with
+/// its header), IP id `id`: the first (offset 0, MF, the UDP header and 8 bytes) or the
+/// later one (offset 16, the last 8 bytes).
+fn fragment(id: u16, dport: u16, first: bool) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&B);
+    f.extend_from_slice(&A);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let (total, frag) = if first { (36u16, [0x20, 0x00]) } else { (28, [0x00, 0x02]) };
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&frag);
+    f.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    if first {
+        f.extend_from_slice(&1000u16.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 24, 0, 0]);
+    }
+    f.extend_from_slice(&[id as u8; 8]);
+    f.resize(60, 0);
+    f
+}
+
+/// Runs the dataplane with p0 (reads `input`) and p1 (writes out1.pcap) joined as `attach`,
+/// under `rules` (TOML appended to the config).
+fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>]) -> (Vec<Vec<u8>>, serde_json::Value, String) {
     let mut rig = Rig::new(name, metrics);
     rig.hugepages = false;
     rig.default_action = default_action;
+    rig.extra = rules.into();
     let (inp, empty, out0, out1) = (rig.dir.join("in.pcap"), rig.dir.join("empty.pcap"), rig.dir.join("out0.pcap"), rig.dir.join("out1.pcap"));
     write_pcap(&inp, input);
     write_pcap(&empty, &[]);
@@ -120,7 +146,7 @@ fn pipeline_forwards_valid_frames_and_counts_malformed_ones_by_reason() {
     }
     let expected: Vec<Vec<u8>> = input.iter().filter(|f| f[12] == 0x08 && (f[13] == 0x06 || (f[14] == 0x45 && f[16] == 0))).cloned().collect();
     assert_eq!(expected.len(), 55);
-    let (out, stats, eve) = run("pcapwire", 19620, "forward", true, &input);
+    let (out, stats, eve) = run("pcapwire", 19620, "forward", true, "", &input);
     assert_eq!(out, expected, "exactly the valid frames come out, unchanged and in order");
     let drops = &stats["stats"]["drops"];
     assert_eq!(drops["malformed_ipv4_bad_total_length"], 10, "{drops}");
@@ -133,7 +159,7 @@ fn pipeline_forwards_valid_frames_and_counts_malformed_ones_by_reason() {
 #[test]
 fn default_drop_policy_drops_everything_in_a_segment() {
     let input: Vec<Vec<u8>> = (0..20).map(udp).collect();
-    let (out, stats, _) = run("pcapdrop", 19621, "drop", false, &input);
+    let (out, stats, _) = run("pcapdrop", 19621, "drop", false, "", &input);
     assert!(out.is_empty(), "nothing passes a drop-all policy");
     assert_eq!(stats["stats"]["drops"]["policy_drop"], 20);
 }
@@ -141,6 +167,36 @@ fn default_drop_policy_drops_everything_in_a_segment() {
 #[test]
 fn segment_floods_unknown_unicast_to_the_other_port() {
     let input: Vec<Vec<u8>> = (0..20).map(udp).collect();
-    let (out, _, _) = run("pcapseg", 19622, "forward", false, &input);
+    let (out, _, _) = run("pcapseg", 19622, "forward", false, "", &input);
     assert_eq!(out, input);
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragment_and_nothing_else() {
+    let rules = r#"
+[[rules]]
+id = "dns"
+from = ["10.0.0.1/32"]
+to = ["10.0.0.2/32"]
+protocol = "udp"
+ports = "53"
+action = "allow"
+"#;
+    let input = vec![
+        fragment(100, 53, true),  // allowed datagram: both fragments pass
+        fragment(100, 53, false),
+        fragment(101, 54, true),  // denied by the default action
+        fragment(101, 54, false), // so its later fragment is dropped too
+        fragment(102, 53, false), // a later fragment whose first never came
+        fragment(103, 53, false), // ahead of its first fragment: no reassembly, dropped
+        fragment(103, 53, true),
+    ];
+    let (out, stats, _) = run("pcapfrag", 19623, "drop", true, rules, &input);
+    assert_eq!(out.len(), 3, "{}", stats["stats"]["drops"]);
+    assert_eq!(out, vec![input[0].clone(), input[1].clone(), input[6].clone()], "exactly the allowed first fragments and the fragments that follow them");
+    let drops = &stats["stats"]["drops"];
+    assert_eq!(drops["fragment"], 3, "{drops}");
+    assert_eq!(drops["policy_drop"], 1, "{drops}");
+    let dns = stats["stats"]["rules"].as_array().unwrap().iter().find(|r| r["id"] == "dns").unwrap().clone();
+    assert_eq!(dns["packets"], 3, "a later fragment counts to the rule its first fragment matched: {dns}");
 }
