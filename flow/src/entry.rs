@@ -130,6 +130,19 @@ pub(crate) struct Bucket {
 
 const _: () = assert!(size_of::<Bucket>() == 64);
 
+/// A bucket followed by the entries of its lanes. A lookup reads the bucket's tags, then
+/// the matching lane's entry: kept together they share a 4 KiB page, so a lookup costs
+/// at most one TLB miss instead of one per array (on a VM whose memory is backed by
+/// small host pages that is a nested page walk saved per packet).
+#[repr(C, align(64))]
+#[derive(Default)]
+pub(crate) struct Group {
+    pub bucket: Bucket,
+    pub entries: [FlowEntry; LANES],
+}
+
+const _: () = assert!(size_of::<Group>() == 64 * (LANES + 1));
+
 const LANE_LOW15: u64 = 0x7fff_7fff_7fff_7fff;
 const LANE_HIGH: u64 = 0x8000_8000_8000_8000;
 

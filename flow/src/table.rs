@@ -5,7 +5,9 @@
 //! One table is shared by every worker. Buckets of 16 slots; each key has a primary and a
 //! secondary bucket (two-choice hashing, no cuckoo moves: an entry never moves once
 //! placed, so a reader can never miss a flow because it was being relocated). A new flow
-//! goes to its primary bucket, or its secondary if the primary is full.
+//! goes to its primary bucket, or its secondary if the primary is full. Each bucket's
+//! header (tags, insert lock) and its 16 entries are laid out together ([`Group`]), so a
+//! lookup's two cache misses fall in one page.
 //!
 //! | operation | synchronisation | waits for |
 //! |---|---|---|
@@ -48,7 +50,7 @@ use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use rampart_packet::{Direction, FlowKey, Meta};
 
 use crate::entry::{
-    flag, pack_maxwin, seq, unpack_maxwin, Bucket, FlowEntry, Info, PackedKey, V6Addrs, LANES,
+    flag, pack_maxwin, seq, unpack_maxwin, Bucket, FlowEntry, Group, Info, PackedKey, V6Addrs, LANES,
 };
 use crate::tcp::{TcpCtx, TcpSegment, TcpStep, NO_SCALE};
 use crate::{
@@ -374,8 +376,8 @@ fn lock_bucket(bucket: &Bucket) {
 
 /// The lock-free, symmetric connection-tracking table shared by all workers.
 pub struct FlowTable {
-    buckets: Box<[Bucket]>,
-    entries: Box<[FlowEntry]>,
+    /// Each bucket with the entries of its lanes (see [`Group`]).
+    groups: Box<[Group]>,
     v6: Box<[V6Addrs]>,
     n_buckets: u64,
     hasher: ahash::RandomState,
@@ -410,8 +412,7 @@ impl FlowTable {
             None => ahash::RandomState::new(),
         };
         let table = FlowTable {
-            buckets: build(n_buckets as usize),
-            entries: build(n_slots),
+            groups: build(n_buckets as usize),
             v6: build(n_slots),
             n_buckets,
             hasher,
@@ -466,7 +467,23 @@ impl FlowTable {
 
     /// Number of slots (capacity plus slack, rounded to whole buckets).
     pub fn slots(&self) -> usize {
-        self.entries.len()
+        self.n_slots()
+    }
+
+    #[inline(always)]
+    fn n_slots(&self) -> usize {
+        self.groups.len() * LANES
+    }
+
+    #[inline(always)]
+    fn bucket(&self, bucket: usize) -> &Bucket {
+        &self.groups[bucket].bucket
+    }
+
+    /// The entry of slot `slot` (bucket `slot / LANES`, lane `slot % LANES`).
+    #[inline(always)]
+    fn entry(&self, slot: usize) -> &FlowEntry {
+        &self.groups[slot / LANES].entries[slot % LANES]
     }
 
     /// Live flows.
@@ -545,7 +562,7 @@ impl FlowTable {
     /// Read slot `slot` if it holds `key`: wait-free, validated by the sequence word.
     #[inline]
     fn read_if_key(&self, slot: usize, key: &PackedKey) -> Option<FlowHit> {
-        let e = &self.entries[slot];
+        let e = self.entry(slot);
         // Acquire: pairs with the Release store that published this generation, so the
         // fields below are at least as new as the claim that wrote them.
         let s1 = e.seq.load(Acquire);
@@ -601,7 +618,7 @@ impl FlowTable {
 
     #[inline]
     fn probe(&self, bucket: usize, tag: u16, key: &PackedKey) -> Option<FlowHit> {
-        self.check_lanes(bucket, self.buckets[bucket].matching(tag), key)
+        self.check_lanes(bucket, self.bucket(bucket).matching(tag), key)
     }
 
     #[inline]
@@ -611,7 +628,7 @@ impl FlowTable {
         self.probe(b1, tag, key).or_else(|| {
             // Relaxed: a hint; a stale zero can only cause a miss of a flow inserted
             // concurrently, which the insert path resolves as a clash.
-            if self.buckets[b1].spilled.load(Relaxed) != 0 {
+            if self.bucket(b1).spilled.load(Relaxed) != 0 {
                 self.probe(self.secondary(hash, b1), tag, key)
             } else {
                 None
@@ -629,7 +646,7 @@ impl FlowTable {
     /// key early (while parsing the rest of a burst) hides most of the lookup's first miss.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        prefetch(&self.buckets[self.primary(hash)]);
+        prefetch(self.bucket(self.primary(hash)));
     }
 
     /// Stage 2 of a pipelined lookup (stage 1 is [`Self::prefetch`], stage 3 is
@@ -640,16 +657,16 @@ impl FlowTable {
     #[inline]
     pub fn prefetch_candidates(&self, key: &FlowKey, hash: u64) {
         let primary = self.primary(hash);
-        let bucket = &self.buckets[primary];
+        let bucket = self.bucket(primary);
         let lanes = bucket.matching(Self::tag(hash));
         if lanes != 0 {
             let slot = primary * LANES + lanes.trailing_zeros() as usize;
-            prefetch(&self.entries[slot]);
+            prefetch(self.entry(slot));
             if PackedKey::new(key).is_v6() {
                 prefetch(&self.v6[slot]);
             }
         } else if bucket.spilled.load(Relaxed) != 0 {
-            prefetch(&self.buckets[self.secondary(hash, primary)]);
+            prefetch(self.bucket(self.secondary(hash, primary)));
         }
     }
 
@@ -728,7 +745,7 @@ impl FlowTable {
         now_ms: u64,
     ) -> Result<Tracked, Stale> {
         let slot = hit.slot as usize;
-        let e = &self.entries[slot];
+        let e = self.entry(slot);
         if !self.lock_write(e, hit.generation) {
             return Err(Stale::Gone);
         }
@@ -803,7 +820,7 @@ impl FlowTable {
 
     /// Change a live flow's verdict (e.g. re-classified after a policy swap).
     pub fn set_verdict(&self, hit: &FlowHit, verdict: u32) -> Result<(), Stale> {
-        let e = &self.entries[hit.slot as usize];
+        let e = self.entry(hit.slot as usize);
         if !self.lock_write(e, hit.generation) {
             return Err(Stale::Gone);
         }
@@ -912,11 +929,11 @@ impl FlowTable {
             };
             let generation = self.publish(slot, &packed, new.verdict, info, &ctx, pkt, d, now_ms);
             let bucket = slot / LANES;
-            self.buckets[bucket].tags[(slot % LANES) / 4]
+            self.bucket(bucket).tags[(slot % LANES) / 4]
                 .fetch_or((tag as u64) << (16 * (slot % 4)), Release);
             if bucket != b1 {
                 // Relaxed: a hint read by lookups (see `find`).
-                self.buckets[b1].spilled.fetch_add(1, Relaxed);
+                self.bucket(b1).spilled.fetch_add(1, Relaxed);
             }
             drop(guard);
             bump(&self.counters.creations);
@@ -951,13 +968,13 @@ impl FlowTable {
 
     fn lock_pair(&self, b1: usize, b2: usize) -> BucketGuard<'_> {
         let (lo, hi) = (b1.min(b2), b1.max(b2));
-        lock_bucket(&self.buckets[lo]);
+        lock_bucket(self.bucket(lo));
         if hi != lo {
-            lock_bucket(&self.buckets[hi]);
+            lock_bucket(self.bucket(hi));
         }
         BucketGuard {
-            first: &self.buckets[lo],
-            second: (hi != lo).then(|| &self.buckets[hi]),
+            first: self.bucket(lo),
+            second: (hi != lo).then(|| self.bucket(hi)),
         }
     }
 
@@ -1041,7 +1058,7 @@ impl FlowTable {
     /// rule, which spills ~11 % of flows to their secondary bucket.
     #[inline]
     fn placement(&self, b1: usize, b2: usize) -> (usize, usize) {
-        let fill = |b: usize| LANES as u32 - self.buckets[b].free().count_ones();
+        let fill = |b: usize| LANES as u32 - self.bucket(b).free().count_ones();
         if b2 == b1 || fill(b1) < SPILL_THRESHOLD || fill(b1) <= fill(b2) {
             (b1, b2)
         } else {
@@ -1055,14 +1072,14 @@ impl FlowTable {
     fn claim_free_lane(&self, bucket: usize) -> Option<usize> {
         let mut backoff = Backoff::new();
         loop {
-            let mut free = self.buckets[bucket].free();
+            let mut free = self.bucket(bucket).free();
             if free == 0 {
                 return None;
             }
             while free != 0 {
                 let slot = bucket * LANES + free.trailing_zeros() as usize;
                 free &= free - 1;
-                let e = &self.entries[slot];
+                let e = self.entry(slot);
                 let current = e.seq.load(Relaxed);
                 if current & (seq::OCCUPIED | seq::LOCKS) == 0
                     // Acquire: see the freer's writes before we overwrite the slot.
@@ -1090,7 +1107,7 @@ impl FlowTable {
         d: usize,
         now_ms: u64,
     ) -> u32 {
-        let e = &self.entries[slot];
+        let e = self.entry(slot);
         let locked = e.seq.load(Relaxed);
         // Release fence between taking STRUCT and writing the new key: a reader that
         // sees any new byte also sees STRUCT (or later) on its re-check.
@@ -1126,11 +1143,11 @@ impl FlowTable {
         let now32 = now_ms as u32;
         let mut best: Option<((u8, u32), usize, u32)> = None;
         for bucket in [b1, b2] {
-            let mut occupied = !self.buckets[bucket].free();
+            let mut occupied = !self.bucket(bucket).free();
             while occupied != 0 {
                 let slot = bucket * LANES + occupied.trailing_zeros() as usize;
                 occupied &= occupied - 1;
-                let e = &self.entries[slot];
+                let e = self.entry(slot);
                 let s = e.seq.load(Acquire);
                 if s & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
                     continue;
@@ -1167,7 +1184,7 @@ impl FlowTable {
         keep_live: bool,
         now_ms: u64,
     ) -> Option<FlowEnd> {
-        let e = &self.entries[slot];
+        let e = self.entry(slot);
         let mut backoff = Backoff::new();
         loop {
             // Acquire: see the last writer's data before reporting it.
@@ -1187,7 +1204,7 @@ impl FlowTable {
 
     /// Read the flow in `slot` (which we hold exclusively).
     fn record(&self, slot: usize, now_ms: u64) -> FlowRecord {
-        let e = &self.entries[slot];
+        let e = self.entry(slot);
         let rest = e.key_rest.load(Relaxed);
         let v6 = (rest >> 56 != 0).then(|| {
             let w = &self.v6[slot].words;
@@ -1231,18 +1248,18 @@ impl FlowTable {
         let lane = slot % LANES;
         // Clear the tag while still holding STRUCT, so no insert can claim the slot and
         // set its own tag before we clear ours.
-        self.buckets[bucket].tags[lane / 4].fetch_and(!(0xffffu64 << (16 * (lane % 4))), Release);
+        self.bucket(bucket).tags[lane / 4].fetch_and(!(0xffffu64 << (16 * (lane % 4))), Release);
         let hash = self.hash(&record.key);
         let primary = self.primary(hash);
         if primary != bucket {
-            self.buckets[primary].spilled.fetch_sub(1, Relaxed);
+            self.bucket(primary).spilled.fetch_sub(1, Relaxed);
         }
         self.release_guest(record.owner);
         if !keep_live {
             self.live.0.fetch_sub(1, Relaxed);
         }
         // Release: the next claimer (Acquire CAS) sees the tag cleared and our reads done.
-        self.entries[slot]
+        self.entry(slot)
             .seq
             .store(seq::next_gen(generation), Release);
         FlowEnd { record, reason }
@@ -1287,7 +1304,7 @@ impl FlowTable {
         budget: usize,
         mut on_end: impl FnMut(&FlowEnd),
     ) -> ExpireStep {
-        let total = self.entries.len();
+        let total = self.n_slots();
         let budget = budget.min(total);
         // Relaxed: only partitions the sweep between callers.
         let start = (self.cursor.0.fetch_add(budget as u64, Relaxed) % total as u64) as usize;
@@ -1299,11 +1316,11 @@ impl FlowTable {
             let first = slot % LANES;
             let count = (LANES - first).min(budget - step.scanned);
             let window = (((1u32 << count) - 1) << first) as u16;
-            let mut occupied = !self.buckets[bucket].free() & window;
+            let mut occupied = !self.bucket(bucket).free() & window;
             while occupied != 0 {
                 let s = bucket * LANES + occupied.trailing_zeros() as usize;
                 occupied &= occupied - 1;
-                let e = &self.entries[s];
+                let e = self.entry(s);
                 let word = e.seq.load(Acquire);
                 if word & (seq::OCCUPIED | seq::LOCKS) != seq::OCCUPIED
                     || !self.expired(e.info.load(Relaxed), e.last_ms.load(Relaxed), now32)
@@ -1337,8 +1354,8 @@ impl FlowTable {
     /// Visit a consistent snapshot of every live flow (control-plane listings, tests).
     /// Not for the packet path: it reads the whole table.
     pub fn for_each_flow(&self, now_ms: u64, mut f: impl FnMut(&FlowRecord)) {
-        for slot in 0..self.entries.len() {
-            let e = &self.entries[slot];
+        for slot in 0..self.n_slots() {
+            let e = self.entry(slot);
             let s1 = e.seq.load(Acquire);
             if s1 & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
                 continue;
@@ -1361,6 +1378,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowEntry>(), 64);
         assert_eq!(core::mem::align_of::<FlowEntry>(), 64);
         assert_eq!(core::mem::size_of::<Bucket>(), 64);
+        assert_eq!(core::mem::size_of::<Group>(), 64 * 17, "a bucket and its entries, whole cache lines");
     }
 
     #[test]
@@ -1374,7 +1392,7 @@ mod tests {
         for h in [0u64, u64::MAX, 0x1234_5678_9abc_def0, 1 << 32] {
             let b1 = table.primary(h);
             let b2 = table.secondary(h, b1);
-            assert!(b1 < table.buckets.len() && b2 < table.buckets.len() && b1 != b2);
+            assert!(b1 < table.groups.len() && b2 < table.groups.len() && b1 != b2);
         }
         assert_eq!(
             FlowTable::new(&FlowTableConfig {
