@@ -53,6 +53,17 @@ pub enum Route {
     Switch(u16),
 }
 
+impl Route {
+    /// The decision for one packet of the port this route was found for.
+    #[inline(always)]
+    pub fn decide(self, rt: &Runtime, ingress: u8, meta: &Meta) -> Decision {
+        match self {
+            Route::Fixed(decision) => decision,
+            Route::Switch(s) => rt.switch(s, ingress, meta),
+        }
+    }
+}
+
 /// Where a packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -157,10 +168,7 @@ impl Runtime {
     /// Decides where a packet received on local port `ingress` goes; learns its source MAC.
     #[inline(always)]
     pub fn decide(&self, ingress: u8, meta: &Meta) -> Decision {
-        match self.route(ingress) {
-            Route::Fixed(decision) => decision,
-            Route::Switch(s) => self.switch(s, ingress, meta),
-        }
+        self.route(ingress).decide(self, ingress, meta)
     }
 
     /// How the packets of one port are decided: the same way for a whole burst when

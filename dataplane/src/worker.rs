@@ -180,6 +180,7 @@ impl Worker {
         let port = &rt.ports[ingress as usize];
         let (slot, zone) = (port.slot as usize, port.zone);
         let now_ms = self.shared.now_ms();
+        let route = rt.route(ingress);
         let flows = &self.shared.flows;
         let mut metas = [Err(ParseError::EthernetTruncated); BURST];
         let mut lookups: ArrayVec<Lookup, BURST> = ArrayVec::new();
@@ -210,7 +211,7 @@ impl Worker {
             let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
             rx_bytes += len;
             let decision = match &metas[i] {
-                Ok(meta) => match rt.decide(ingress, meta) {
+                Ok(meta) => match route.decide(rt, ingress, meta) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup(&l.canonical, l.hash)));
