@@ -44,20 +44,29 @@ pub(crate) fn inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u6
 // - leaf:  bit 0 = 1, bits 1..6 candidate count (`V4_LONG_LEAF` = the count
 //   is the `leaf_items` entry at the start, the candidates follow it), bits
 //   6..32 first candidate;
-// - inner: bit 0 = 0, bits 1..4 dimension, 4..8 cut bits - 1, 8..13 bit
-//   offset (every IPv4 dimension is at most 32 bits wide), 13..32 index of the
-//   first child pointer in `v4_nodes` / 2 (child blocks have 2^bits ≥ 2
-//   pointers and start at 0, so they all start at even indices).
+// - inner: bit 0 = 0, bit 1 which 64-bit key word the cut reads (see
+//   `V4_FIELD_AT`), bits 2..8 the cut's first bit counted from the word's
+//   top, 8..12 cut bits - 1, 12..32 index of the first child pointer in
+//   `v4_nodes` / 2 (child blocks have 2^bits ≥ 2 pointers and start at 0, so
+//   they all start at even indices). A level then costs a select, two shifts
+//   and an add between loads, with no per-dimension lookup.
 pub(crate) const V4_LONG_LEAF: usize = 31;
-/// Most pointers the IPv4 trees may hold (19 bits of base, times 2).
-pub(crate) const MAX_V4_NODES: usize = 1 << 20;
+/// Most pointers the IPv4 trees may hold (a base of 20 bits, times 2).
+pub(crate) const MAX_V4_NODES: usize = 1 << 21;
+
+/// Where the IPv4 trees find each dimension: (key word, first bit from the
+/// word's top). Word 0 is source address · destination address, word 1 is
+/// protocol · source port · destination port · 24 zero bits.
+pub(crate) const V4_FIELD_AT: [(u64, u8); DIMS] = [(0, 0), (0, 32), (1, 0), (1, 8), (1, 24)];
 
 pub(crate) fn v4_leaf_pointer(start: usize, len: usize) -> u64 {
     1 | (len.min(V4_LONG_LEAF) as u64) << 1 | (start as u64) << 6
 }
 
 pub(crate) fn v4_inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u64 {
-    (dim as u64) << 1 | u64::from(bits.wrapping_sub(1) & 15) << 4 | u64::from(offset & 31) << 8 | ((base >> 1) as u64) << 13
+    let (word, at) = V4_FIELD_AT[dim];
+    let shift = u64::from(at.wrapping_add(offset) & 63);
+    word << 1 | shift << 2 | u64::from(bits.wrapping_sub(1) & 15) << 8 | ((base >> 1) as u64) << 12
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,15 +78,18 @@ enum Pointer {
 #[inline(always)]
 fn decode<const V4: bool>(p: u64) -> Pointer {
     if V4 {
-        return if p & 1 == 1 {
-            Pointer::Leaf { start: (p >> 6) as usize, len: ((p >> 1) & 31) as usize }
-        } else {
-            Pointer::Inner {
-                dim: ((p >> 1) & 7) as usize,
-                bits: ((p >> 4) & 15) as u32 + 1,
-                offset: ((p >> 8) & 31) as u32,
-                base: ((p >> 13) as usize) << 1,
-            }
+        if p & 1 == 1 {
+            return Pointer::Leaf { start: (p >> 6) as usize, len: ((p >> 1) & 31) as usize };
+        }
+        let (word, shift) = ((p >> 1) & 1, ((p >> 2) & 63) as u8);
+        // The last field of that word starting at or before the cut; a cut
+        // past its end (or past the ports) fails `validate`'s width check.
+        let dim = V4_FIELD_AT.iter().rposition(|&(w, at)| w == word && at <= shift).unwrap_or(0);
+        return Pointer::Inner {
+            dim,
+            bits: ((p >> 8) & 15) as u32 + 1,
+            offset: u32::from(shift.wrapping_sub(V4_FIELD_AT[dim].1)),
+            base: ((p >> 12) as usize) << 1,
         };
     }
     if p & 1 == 1 {
@@ -271,9 +283,8 @@ pub(crate) struct Prepared {
     /// The five dimensions, each left-aligned in 128 bits so that any cut is
     /// `(field << offset) >> (128 - bits)`. Only for keys not of class 0.
     fields: [u128; DIMS],
-    /// For class 0 keys: the dimensions as the IPv4 trees cut them (32-bit
-    /// addresses), left-aligned in 64 bits.
-    fields4: [u64; DIMS],
+    /// For class 0 keys: the two words the IPv4 trees cut (`V4_FIELD_AT`).
+    words4: [u64; 2],
     src4: u32,
     dst4: u32,
     src: u128,
@@ -296,14 +307,11 @@ impl Prepared {
         let dst = u128::from_be_bytes(key.dst);
         let class = family_class(src, dst);
         let (src4, dst4) = (src as u32, dst as u32);
-        let (mut fields, mut fields4) = ([0; DIMS], [0; DIMS]);
+        let (mut fields, mut words4) = ([0; DIMS], [0; 2]);
         if class == 0 {
-            fields4 = [
-                u64::from(src4) << 32,
-                u64::from(dst4) << 32,
-                u64::from(key.proto) << 56,
-                u64::from(key.src_port) << 48,
-                u64::from(key.dst_port) << 48,
+            words4 = [
+                u64::from(src4) << 32 | u64::from(dst4),
+                u64::from(key.proto) << 56 | u64::from(key.src_port) << 40 | u64::from(key.dst_port) << 24,
             ];
         } else {
             fields = [
@@ -316,7 +324,7 @@ impl Prepared {
         }
         Prepared {
             fields,
-            fields4,
+            words4,
             src4,
             dst4,
             src,
@@ -759,15 +767,20 @@ pub(crate) fn family_class(src: u128, dst: u128) -> usize {
 /// to; `None` for a leaf.
 #[inline(always)]
 fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
+    if V4 {
+        if p & 1 == 1 {
+            return None;
+        }
+        // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
+        let word = std::hint::select_unpredictable(p & 2 == 0, key.words4[0], key.words4[1]);
+        let shift = ((p >> 2) & 63) as u32;
+        let bits = ((p >> 8) & 15) as u32 + 1;
+        let child = word.wrapping_shl(shift).wrapping_shr(64 - bits) as usize;
+        return Some((((p >> 12) as usize) << 1).wrapping_add(child));
+    }
     let Pointer::Inner { dim, bits, offset, base } = decode::<V4>(p) else { return None };
-    // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
-    let child = if V4 {
-        let field = *key.fields4.get(dim)?;
-        field.wrapping_shl(offset).wrapping_shr(64u32.wrapping_sub(bits)) as usize
-    } else {
-        let field = *key.fields.get(dim)?;
-        field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize
-    };
+    let field = *key.fields.get(dim)?;
+    let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
     Some(base.wrapping_add(child))
 }
 
@@ -913,7 +926,11 @@ mod tests {
             let i = first_inner(c);
             c.nodes[i] = (c.nodes[i] & !(7 << 1)) | 6 << 1;
         });
-        rejects("cut past the field", |c| c.trees[0].root = inner_pointer(2, 4, 8, 0));
+        rejects("cut past the field", |c| {
+            let general = c.class_start[1] as usize;
+            c.trees[general].root = inner_pointer(2, 4, 8, 0);
+        });
+        rejects("IPv4 cut past the field", |c| c.trees[0].root = v4_inner_pointer(2, 4, 8, 0));
         rejects("leaf past the end", |c| c.trees[0].root = leaf_pointer(c.leaf_items.len(), 2));
         rejects("leaf item past the candidates", |c| {
             let n = c.checks.len() as u32;
@@ -938,9 +955,9 @@ mod tests {
             let i = v4_inner(c);
             c.v4_nodes[i] = v4_inner_pointer(0, 0, 1, i & !1) as u32;
         });
-        rejects("IPv4 unknown dimension", |c| {
+        rejects("IPv4 cut past the ports", |c| {
             let i = v4_inner(c);
-            c.v4_nodes[i] = (c.v4_nodes[i] & !(7 << 1)) | 5 << 1;
+            c.v4_nodes[i] = (c.v4_nodes[i] & !0xff) | 1 << 1 | 40 << 2;
         });
         rejects("IPv4 leaf past the end", |c| c.v4_nodes[0] = v4_leaf_pointer(c.leaf_items.len() - 1, 2) as u32);
         rejects("IPv4 root wider than 32 bits", |c| c.trees[0].root |= 1 << 40);
