@@ -366,7 +366,7 @@ impl Builder<'_> {
             }
         }
         drop(list);
-        if self.blocks && lists.iter().all(|l| l.len() <= self.options.leaf_size.min(BLOCK_LEN)) {
+        if self.blocks && self.blocks_pay(&lists) {
             return self.leaf_blocks(cut, &region, lists);
         }
         let base = self.nodes.len();
@@ -398,6 +398,21 @@ impl Builder<'_> {
             return v4_pointer(cut, base, false);
         }
         crate::classifier::inner_pointer(cut.dim, cut.offset, cut.bits, base)
+    }
+
+    /// Whether a node's children (candidate lists) are all leaves that fit a
+    /// leaf block, and blocks at most double their bytes: 16 bytes a child
+    /// instead of a 4-byte pointer each plus their distinct lists at 4 bytes
+    /// a candidate (a port cut into many children with the same few lists
+    /// stays with pointers).
+    fn blocks_pay(&self, lists: &[Vec<u32>]) -> bool {
+        if lists.iter().any(|l| l.len() > self.options.leaf_size.min(BLOCK_LEN)) {
+            return false;
+        }
+        let mut distinct: Vec<&Vec<u32>> = lists.iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        lists.len() <= distinct.iter().map(|l| l.len()).sum()
     }
 
     /// The children of an IPv4 node that are all leaves of at most
