@@ -1,8 +1,9 @@
 //! The compiled classifier and its lookup: a few decision trees (per address
 //! family class, up to two) walked with one load per level, then a
 //! short priority-ordered scan of the leaf's candidates. Keys of class 0
-//! (IPv4 both ways) use their own 4-byte pointers (32-bit address cuts) and
-//! 32-byte IPv4 projections of the candidates.
+//! (IPv4 both ways) use their own 4-byte pointers (cuts of two 64-bit key
+//! words), leaf blocks (a node's leaves inline, 16 bytes each) and 32-byte
+//! IPv4 projections of the candidates.
 
 use serde::{Deserialize, Serialize};
 
