@@ -1,8 +1,9 @@
 //! The compiled classifier and its lookup: a few decision trees (per address
 //! family class, up to two) walked with one load per level, then a
 //! short priority-ordered scan of the leaf's candidates. Keys of class 0
-//! (IPv4 both ways) use their own 4-byte pointers (32-bit address cuts) and
-//! 32-byte IPv4 projections of the candidates.
+//! (IPv4 both ways) use their own 4-byte pointers (cuts of two 64-bit key
+//! words), leaf blocks (a node's leaves inline, 16 bytes each) and 32-byte
+//! IPv4 projections of the candidates.
 
 use serde::{Deserialize, Serialize};
 
@@ -44,40 +45,76 @@ pub(crate) fn inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u6
 // - leaf:  bit 0 = 1, bits 1..6 candidate count (`V4_LONG_LEAF` = the count
 //   is the `leaf_items` entry at the start, the candidates follow it), bits
 //   6..32 first candidate;
-// - inner: bit 0 = 0, bits 1..4 dimension, 4..8 cut bits - 1, 8..13 bit
-//   offset (every IPv4 dimension is at most 32 bits wide), 13..32 index of the
-//   first child pointer in `v4_nodes` / 2 (child blocks have 2^bits ≥ 2
-//   pointers and start at 0, so they all start at even indices).
+// - inner: bit 0 = 0, bit 1 which 64-bit key word the cut reads (see
+//   `V4_FIELD_AT`), bits 2..8 the cut's first bit counted from the word's
+//   top, 8..12 cut bits - 1, bit 12 `V4_BLOCKS`, 13..32 index of the first
+//   child in `v4_nodes` (or `v4_leaf_blocks` with `V4_BLOCKS`) / 2 (children
+//   come in blocks of 2^bits ≥ 2 from index 0, so they all start at even
+//   indices). A level then costs a select, two shifts and an add between
+//   loads, with no per-dimension lookup.
 pub(crate) const V4_LONG_LEAF: usize = 31;
-/// Most pointers the IPv4 trees may hold (19 bits of base, times 2).
+/// The bit of an inner IPv4 pointer whose children are not pointers but
+/// entries of `v4_leaf_blocks`, each the whole candidate list of a leaf.
+pub(crate) const V4_BLOCKS: u64 = 1 << 12;
+/// Most pointers, and most leaf blocks, the IPv4 trees may hold (a base of
+/// 19 bits, times 2).
 pub(crate) const MAX_V4_NODES: usize = 1 << 20;
+/// Candidates in a leaf block: at most `BLOCK_LEN` candidate indices, then
+/// `BLOCK_END` to the end.
+pub(crate) const BLOCK_LEN: usize = 8;
+pub(crate) const BLOCK_END: u16 = u16::MAX;
+
+/// Where the IPv4 trees find each dimension: (key word, first bit from the
+/// word's top). Word 0 is source address · destination address, word 1 is
+/// protocol · source port · destination port · 24 zero bits.
+pub(crate) const V4_FIELD_AT: [(u64, u8); DIMS] = [(0, 0), (0, 32), (1, 0), (1, 8), (1, 24)];
 
 pub(crate) fn v4_leaf_pointer(start: usize, len: usize) -> u64 {
     1 | (len.min(V4_LONG_LEAF) as u64) << 1 | (start as u64) << 6
 }
 
-pub(crate) fn v4_inner_pointer(dim: usize, offset: u8, bits: u8, base: usize) -> u64 {
-    (dim as u64) << 1 | u64::from(bits.wrapping_sub(1) & 15) << 4 | u64::from(offset & 31) << 8 | ((base >> 1) as u64) << 13
+pub(crate) fn v4_inner_pointer(dim: usize, offset: u8, bits: u8, base: usize, blocks: bool) -> u64 {
+    let (word, at) = V4_FIELD_AT[dim];
+    let shift = u64::from(at.wrapping_add(offset) & 63);
+    let blocks = if blocks { V4_BLOCKS } else { 0 };
+    word << 1 | shift << 2 | u64::from(bits.wrapping_sub(1) & 15) << 8 | blocks | ((base >> 1) as u64) << 13
+}
+
+/// Whether inner pointer `p` of the IPv4 trees (if `V4`) leads to leaf
+/// blocks.
+#[inline(always)]
+fn leads_to_blocks<const V4: bool>(p: u64) -> bool {
+    V4 && p & V4_BLOCKS != 0
+}
+
+/// Where a walk ends: a leaf's run in `leaf_items`, or a leaf block.
+enum Reached<'a> {
+    Run(&'a [u32]),
+    Block(&'a [u16; BLOCK_LEN]),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pointer {
     Leaf { start: usize, len: usize },
-    Inner { dim: usize, bits: u32, offset: u32, base: usize },
+    Inner { dim: usize, bits: u32, offset: u32, base: usize, blocks: bool },
 }
 
 #[inline(always)]
 fn decode<const V4: bool>(p: u64) -> Pointer {
     if V4 {
-        return if p & 1 == 1 {
-            Pointer::Leaf { start: (p >> 6) as usize, len: ((p >> 1) & 31) as usize }
-        } else {
-            Pointer::Inner {
-                dim: ((p >> 1) & 7) as usize,
-                bits: ((p >> 4) & 15) as u32 + 1,
-                offset: ((p >> 8) & 31) as u32,
-                base: ((p >> 13) as usize) << 1,
-            }
+        if p & 1 == 1 {
+            return Pointer::Leaf { start: (p >> 6) as usize, len: ((p >> 1) & 31) as usize };
+        }
+        let (word, shift) = ((p >> 1) & 1, ((p >> 2) & 63) as u8);
+        // The last field of that word starting at or before the cut; a cut
+        // past its end (or past the ports) fails `validate`'s width check.
+        let dim = V4_FIELD_AT.iter().rposition(|&(w, at)| w == word && at <= shift).unwrap_or(0);
+        return Pointer::Inner {
+            dim,
+            bits: ((p >> 8) & 15) as u32 + 1,
+            offset: u32::from(shift.wrapping_sub(V4_FIELD_AT[dim].1)),
+            base: ((p >> 13) as usize) << 1,
+            blocks: p & V4_BLOCKS != 0,
         };
     }
     if p & 1 == 1 {
@@ -88,6 +125,7 @@ fn decode<const V4: bool>(p: u64) -> Pointer {
             bits: ((p >> 4) & 31) as u32,
             offset: ((p >> 9) & 0xff) as u32,
             base: (p >> 17) as usize,
+            blocks: false,
         }
     }
 }
@@ -257,6 +295,11 @@ pub struct Classifier {
     /// pointers, whose address cuts count bits within the 32-bit IPv4
     /// address; their leaves' indices select from `v4_checks`.
     pub(crate) v4_nodes: Vec<u32>,
+    /// The children of IPv4 tree nodes whose children are all leaves of at
+    /// most `BLOCK_LEN` candidates (when there are fewer than `BLOCK_END`
+    /// candidates): each is the leaf's list itself, so reaching it costs one
+    /// load less than a leaf pointer and its run in `leaf_items`.
+    pub(crate) v4_leaf_blocks: Vec<[u16; BLOCK_LEN]>,
     /// `checks` as IPv4 keys see them: `v4_checks[i]` is
     /// `CheckV4::project(&checks[i], i)`.
     pub(crate) v4_checks: Vec<CheckV4>,
@@ -271,9 +314,8 @@ pub(crate) struct Prepared {
     /// The five dimensions, each left-aligned in 128 bits so that any cut is
     /// `(field << offset) >> (128 - bits)`. Only for keys not of class 0.
     fields: [u128; DIMS],
-    /// For class 0 keys: the dimensions as the IPv4 trees cut them (32-bit
-    /// addresses), left-aligned in 64 bits.
-    fields4: [u64; DIMS],
+    /// For class 0 keys: the two words the IPv4 trees cut (`V4_FIELD_AT`).
+    words4: [u64; 2],
     src4: u32,
     dst4: u32,
     src: u128,
@@ -296,14 +338,11 @@ impl Prepared {
         let dst = u128::from_be_bytes(key.dst);
         let class = family_class(src, dst);
         let (src4, dst4) = (src as u32, dst as u32);
-        let (mut fields, mut fields4) = ([0; DIMS], [0; DIMS]);
+        let (mut fields, mut words4) = ([0; DIMS], [0; 2]);
         if class == 0 {
-            fields4 = [
-                u64::from(src4) << 32,
-                u64::from(dst4) << 32,
-                u64::from(key.proto) << 56,
-                u64::from(key.src_port) << 48,
-                u64::from(key.dst_port) << 48,
+            words4 = [
+                u64::from(src4) << 32 | u64::from(dst4),
+                u64::from(key.proto) << 56 | u64::from(key.src_port) << 40 | u64::from(key.dst_port) << 24,
             ];
         } else {
             fields = [
@@ -316,7 +355,7 @@ impl Prepared {
         }
         Prepared {
             fields,
-            fields4,
+            words4,
             src4,
             dst4,
             src,
@@ -346,7 +385,8 @@ impl Classifier {
 
     /// Number of candidate references stored in leaves.
     pub fn check_count(&self) -> usize {
-        self.leaf_items.len()
+        let in_blocks = self.v4_leaf_blocks.iter().flatten().filter(|&&c| c != BLOCK_END).count();
+        self.leaf_items.len() + in_blocks
     }
 
     /// Number of tree pointers.
@@ -360,6 +400,7 @@ impl Classifier {
             + self.leaf_items.len() * 4
             + self.nodes.len() * 8
             + self.v4_nodes.len() * 4
+            + self.v4_leaf_blocks.len() * std::mem::size_of::<[u16; BLOCK_LEN]>()
             + self.v4_checks.len() * std::mem::size_of::<CheckV4>()
             + self.trees.len() * std::mem::size_of::<Tree>()
     }
@@ -369,7 +410,6 @@ impl Classifier {
     #[doc(hidden)]
     pub fn lookup_cost(&self, key: &Key) -> (u32, u32, u32) {
         let key = Prepared::new(key);
-        let v4 = key.class == 0;
         let (mut trees, mut levels, mut checked) = (0, 0, 0);
         let mut best = NO_RULE;
         for tree in self.trees_for(&key) {
@@ -377,30 +417,13 @@ impl Classifier {
                 break;
             }
             trees += 1;
-            let (mut p, mut min_index) = (tree.root, 0);
-            while p & 1 == 0 {
-                levels += 1;
-                let next = if v4 { self.step::<true>(p, &key, min_index) } else { self.step::<false>(p, &key, min_index) };
-                (p, min_index) = next.unwrap_or((EMPTY_LEAF, 0));
-            }
-            let items = if v4 { self.leaf::<true>(p) } else { self.leaf::<false>(p) };
-            for &i in items.unwrap_or(&[]) {
-                let (rule, matches) = if v4 {
-                    let Some(c) = self.v4_checks.get(i as usize) else { break };
-                    (c.rule(), self.v4_matches(c, i, &key))
-                } else {
-                    let Some(c) = self.checks.get(i as usize) else { break };
-                    (c.rule, c.matches(&key))
-                };
-                if rule >= best {
-                    break;
-                }
-                checked += 1;
-                if matches {
-                    best = rule;
-                    break;
-                }
-            }
+            best = if key.class == 0 {
+                let reached = self.walk::<true>(tree.root, &key, &mut levels);
+                self.scan::<true>(reached, &key, best, &mut checked)
+            } else {
+                let reached = self.walk::<false>(tree.root, &key, &mut levels);
+                self.scan::<false>(reached, &key, best, &mut checked)
+            };
         }
         (trees, levels, checked)
     }
@@ -425,8 +448,8 @@ impl Classifier {
             if tree.min_rule >= best {
                 break;
             }
-            let leaf = self.walk::<V4>(tree.root, key);
-            best = self.scan::<V4>(leaf, key, best);
+            let reached = self.walk::<V4>(tree.root, key, &mut 0);
+            best = self.scan::<V4>(reached, key, best, &mut 0);
         }
         best
     }
@@ -446,6 +469,8 @@ impl Classifier {
                 min_index: [0; BULK],
                 next: [0; BULK],
                 walking: [0; BULK],
+                at_leaf: [0; BULK],
+                in_block: [0; BULK],
             };
             for (p, k) in burst.prepared.iter_mut().zip(&keys[..n]) {
                 *p = Prepared::new(k);
@@ -470,51 +495,71 @@ impl Classifier {
     /// One tree for the keys of `burst` in `class`.
     #[inline(always)]
     fn bulk_tree<const V4: bool>(&self, tree: &Tree, class: usize, b: &mut Burst) {
-        let mut count = 0;
+        // Lists of keys, as indices into the burst: walking, at a leaf
+        // pointer (`at`), in a leaf block (`next`). The lists are kept
+        // without branches on the keys' paths (these would mispredict about
+        // once per key and level): every key is written to the next free
+        // slot of each list, which only counts it if it belongs there (a
+        // list never holds more keys than the burst, and `% BULK` keeps the
+        // write in bounds, which the counts already do).
+        let (mut walking, mut at_leaf, mut in_block) = (0, 0, 0);
         for i in 0..b.n {
             if b.prepared[i].class == class && tree.min_rule < b.best[i] {
                 b.at[i] = tree.root;
                 b.min_index[i] = 0;
-                if tree.root & 1 == 0 {
-                    b.walking[count] = i as u8;
-                    count += 1;
-                }
-            } else {
-                b.at[i] = EMPTY_LEAF;
+                let inner = tree.root & 1 == 0;
+                b.walking[walking % BULK] = i as u8;
+                walking += usize::from(inner);
+                b.at_leaf[at_leaf % BULK] = i as u8;
+                at_leaf += usize::from(!inner);
             }
         }
-        let mut inner = count;
-        while inner > 0 {
+        while walking > 0 {
             // Compute every walking key's next address and prefetch it, then
-            // read them all.
-            for &i in &b.walking[..inner] {
-                let i = usize::from(i);
-                b.next[i] = child_index::<V4>(b.at[i], &b.prepared[i]).unwrap_or(usize::MAX);
-                self.prefetch_node::<V4>(b.next[i]);
+            // read them all. Keys stepping into a leaf block are done.
+            let mut loading = 0;
+            for w in 0..walking {
+                let i = usize::from(b.walking[w]);
+                let p = b.at[i];
+                let next = child_index::<V4>(p, &b.prepared[i]).unwrap_or(usize::MAX);
+                b.next[i] = next;
+                let blocks = leads_to_blocks::<V4>(p);
+                let block_line = self.v4_leaf_blocks.as_ptr().wrapping_add(next).cast::<u8>();
+                prefetch(std::hint::select_unpredictable(blocks, block_line, self.node_address::<V4>(next)));
+                b.in_block[in_block % BULK] = i as u8;
+                in_block += usize::from(blocks);
+                b.walking[loading] = i as u8;
+                loading += usize::from(!blocks);
             }
             let mut still = 0;
-            for w in 0..inner {
+            for w in 0..loading {
                 let i = usize::from(b.walking[w]);
-                b.at[i] = match self.node::<V4>(b.next[i]) {
-                    Some(p) if b.next[i] >= b.min_index[i] => p,
+                let next = b.next[i];
+                let p = match self.node::<V4>(next) {
+                    Some(p) if next >= b.min_index[i] => p,
                     _ => EMPTY_LEAF,
                 };
-                b.min_index[i] = b.next[i].wrapping_add(1);
-                if b.at[i] & 1 == 0 {
-                    b.walking[still] = i as u8;
-                    still += 1;
-                } else if let Pointer::Leaf { start, .. } = decode::<V4>(b.at[i]) {
-                    if let Some(c) = self.leaf_items.get(start) {
-                        prefetch(c);
-                    }
-                }
+                b.at[i] = p;
+                b.min_index[i] = next.wrapping_add(1);
+                let inner = p & 1 == 0;
+                b.walking[still] = i as u8;
+                still += usize::from(inner);
+                b.at_leaf[at_leaf % BULK] = i as u8;
+                at_leaf += usize::from(!inner);
+                // The leaf's run (for an inner pointer, a harmless address).
+                prefetch(self.leaf_items.as_ptr().wrapping_add(leaf_start::<V4>(p)));
             }
-            inner = still;
+            walking = still;
         }
-        for i in 0..b.n {
-            if b.at[i] != EMPTY_LEAF {
-                b.best[i] = self.scan::<V4>(b.at[i], &b.prepared[i], b.best[i]);
-            }
+        for &i in &b.in_block[..in_block.min(BULK)] {
+            let i = usize::from(i);
+            let reached = self.v4_leaf_blocks.get(b.next[i]).map(Reached::Block);
+            b.best[i] = self.scan::<V4>(reached, &b.prepared[i], b.best[i], &mut 0);
+        }
+        for &i in &b.at_leaf[..at_leaf.min(BULK)] {
+            let i = usize::from(i);
+            let reached = self.leaf::<V4>(b.at[i]).map(Reached::Run);
+            b.best[i] = self.scan::<V4>(reached, &b.prepared[i], b.best[i], &mut 0);
         }
     }
 
@@ -536,14 +581,14 @@ impl Classifier {
         }
     }
 
+    /// The address of pointer `i` (only for prefetching: it may be out of
+    /// bounds).
     #[inline(always)]
-    fn prefetch_node<const V4: bool>(&self, i: usize) {
+    fn node_address<const V4: bool>(&self, i: usize) -> *const u8 {
         if V4 {
-            if let Some(p) = self.v4_nodes.get(i) {
-                prefetch(p);
-            }
-        } else if let Some(p) = self.nodes.get(i) {
-            prefetch(p);
+            self.v4_nodes.as_ptr().wrapping_add(i).cast()
+        } else {
+            self.nodes.as_ptr().wrapping_add(i).cast()
         }
     }
 
@@ -560,33 +605,24 @@ impl Classifier {
         self.leaf_items.get(start..start.saturating_add(len))
     }
 
-    /// One level down: the child pointer `p` leads `key` to, and the smallest
-    /// index the next step may read. `None` at a leaf or a bad pointer.
+    /// Follows `root` down to where `key`'s candidates are (`None` if the
+    /// structure is broken), counting the levels in `levels`.
     #[inline(always)]
-    fn step<const V4: bool>(&self, p: u64, key: &Prepared, min_index: usize) -> Option<(u64, usize)> {
-        let i = child_index::<V4>(p, key)?;
-        if i < min_index {
-            return None;
-        }
-        self.node::<V4>(i).map(|next| (next, i + 1))
-    }
-
-    /// Follows `root` down to a leaf pointer (`EMPTY_LEAF` if the structure
-    /// is broken).
-    #[inline(always)]
-    fn walk<const V4: bool>(&self, root: u64, key: &Prepared) -> u64 {
+    fn walk<const V4: bool>(&self, root: u64, key: &Prepared, levels: &mut u32) -> Option<Reached<'_>> {
         let mut p = root;
         let mut min_index = 0;
-        while p & 1 == 0 {
-            match self.step::<V4>(p, key, min_index) {
-                Some((next, m)) => {
-                    p = next;
-                    min_index = m;
-                }
-                None => return EMPTY_LEAF,
+        while let Some(i) = child_index::<V4>(p, key) {
+            *levels += 1;
+            if leads_to_blocks::<V4>(p) {
+                return self.v4_leaf_blocks.get(i).map(Reached::Block);
             }
+            if i < min_index {
+                return None;
+            }
+            p = self.node::<V4>(i)?;
+            min_index = i + 1;
         }
-        p
+        self.leaf::<V4>(p).map(Reached::Run)
     }
 
     /// Whether IPv4 candidate `c` = `v4_checks[i]` matches, extended fields
@@ -596,29 +632,39 @@ impl Classifier {
         c.matches(key) && (c.flags & V4_EXTENDED == 0 || self.checks.get(i as usize).is_some_and(|full| full.matches(key)))
     }
 
-    /// Best of `best` and the first candidate of leaf `p` matching `key`.
+    /// Best of `best` and the first of the `reached` candidates matching
+    /// `key`, counting the candidates checked in `checked`.
     #[inline(always)]
-    fn scan<const V4: bool>(&self, p: u64, key: &Prepared, best: u32) -> u32 {
-        let Some(candidates) = self.leaf::<V4>(p) else { return best };
-        if V4 {
-            for &i in candidates {
-                let Some(c) = self.v4_checks.get(i as usize) else { return best };
+    fn scan<const V4: bool>(&self, reached: Option<Reached<'_>>, key: &Prepared, best: u32, checked: &mut u32) -> u32 {
+        match reached {
+            Some(Reached::Run(run)) => self.scan_in::<V4>(run.iter().copied(), key, best, checked),
+            Some(Reached::Block(block)) => {
+                let run = block.iter().map_while(|&i| (i != BLOCK_END).then_some(u32::from(i)));
+                self.scan_in::<true>(run, key, best, checked)
+            }
+            None => best,
+        }
+    }
+
+    #[inline(always)]
+    fn scan_in<const V4: bool>(&self, candidates: impl Iterator<Item = u32>, key: &Prepared, best: u32, checked: &mut u32) -> u32 {
+        for i in candidates {
+            let (rule, matches) = if V4 {
+                let Some(c) = self.v4_checks.get(i as usize) else { break };
                 if c.rule() >= best {
                     break;
                 }
-                if self.v4_matches(c, i, key) {
-                    return c.rule();
+                (c.rule(), self.v4_matches(c, i, key))
+            } else {
+                let Some(c) = self.checks.get(i as usize) else { break };
+                if c.rule >= best {
+                    break;
                 }
-            }
-            return best;
-        }
-        for &i in candidates {
-            let Some(check) = self.checks.get(i as usize) else { return best };
-            if check.rule >= best {
-                break;
-            }
-            if check.matches(key) {
-                return check.rule;
+                (c.rule, c.matches(key))
+            };
+            *checked += 1;
+            if matches {
+                return rule;
             }
         }
         best
@@ -686,6 +732,19 @@ impl Classifier {
         for (i, &p) in self.v4_nodes.iter().enumerate() {
             self.validate_pointer(u64::from(p), Some(i), true).map_err(|e| format!("IPv4 tree node {i}: {e}"))?;
         }
+        for (i, block) in self.v4_leaf_blocks.iter().enumerate() {
+            let len = block.iter().position(|&c| c == BLOCK_END).unwrap_or(BLOCK_LEN);
+            let (run, rest) = block.split_at(len);
+            if rest.iter().any(|&c| c != BLOCK_END) {
+                return Err(format!("leaf block {i}: candidates after its end"));
+            }
+            if run.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!("leaf block {i}: candidates are not in rule order"));
+            }
+            if run.last().is_some_and(|&c| usize::from(c) >= self.checks.len()) {
+                return Err(format!("leaf block {i}: candidate past the {} candidates", self.checks.len()));
+            }
+        }
         Ok(())
     }
 
@@ -709,13 +768,21 @@ impl Classifier {
                     return Err(format!("leaf candidate past the {} candidates", self.checks.len()));
                 }
             }
-            Pointer::Inner { dim, bits, offset, base } => {
+            Pointer::Inner { dim, bits, offset, base, blocks } => {
                 if dim >= DIMS {
                     return Err(format!("cut dimension {dim} does not exist"));
                 }
                 let width = if v4 { DIM_WIDTH_V4[dim] } else { DIM_WIDTH[dim] };
                 if bits == 0 || bits > u32::from(MAX_CUT_BITS) || offset + bits > u32::from(width) {
                     return Err(format!("cut of {bits} bits at offset {offset} does not fit dimension {dim}"));
+                }
+                if blocks {
+                    // Leaf blocks hold no pointers: no walk goes on from them.
+                    let stored = self.v4_leaf_blocks.len();
+                    if base.saturating_add(1 << bits) > stored {
+                        return Err(format!("leaf blocks {base}..+{} past the {stored} stored", 1u32 << bits));
+                    }
+                    return Ok(());
                 }
                 if at.is_some_and(|at| base <= at) {
                     return Err("child pointers do not come after their parent".into());
@@ -739,9 +806,13 @@ struct Burst {
     /// may read (the forward-only rule of `walk`).
     at: [u64; BULK],
     min_index: [usize; BULK],
+    /// Per key: the index its next step reads (the leaf block, once in one).
     next: [usize; BULK],
-    /// Keys still walking, as indices into the burst.
+    /// Keys still walking, at a leaf pointer, in a leaf block, as indices
+    /// into the burst.
     walking: [u8; BULK],
+    at_leaf: [u8; BULK],
+    in_block: [u8; BULK],
 }
 
 /// Keys fall in four classes by the families of their source and
@@ -759,35 +830,46 @@ pub(crate) fn family_class(src: u128, dst: u128) -> usize {
 /// to; `None` for a leaf.
 #[inline(always)]
 fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
-    let Pointer::Inner { dim, bits, offset, base } = decode::<V4>(p) else { return None };
-    // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
-    let child = if V4 {
-        let field = *key.fields4.get(dim)?;
-        field.wrapping_shl(offset).wrapping_shr(64u32.wrapping_sub(bits)) as usize
-    } else {
-        let field = *key.fields.get(dim)?;
-        field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize
-    };
+    if V4 {
+        if p & 1 == 1 {
+            return None;
+        }
+        // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
+        let word = std::hint::select_unpredictable(p & 2 == 0, key.words4[0], key.words4[1]);
+        let shift = ((p >> 2) & 63) as u32;
+        let bits = ((p >> 8) & 15) as u32 + 1;
+        let child = word.wrapping_shl(shift).wrapping_shr(64 - bits) as usize;
+        return Some((((p >> 13) as usize) << 1).wrapping_add(child));
+    }
+    let Pointer::Inner { dim, bits, offset, base, .. } = decode::<V4>(p) else { return None };
+    let field = *key.fields.get(dim)?;
+    let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
     Some(base.wrapping_add(child))
 }
 
-/// Hints the CPU to start loading `value`'s cache line.
+/// Where leaf pointer `p`'s run starts in `leaf_items` (garbage for an
+/// inner pointer: only for prefetching).
+#[inline(always)]
+fn leaf_start<const V4: bool>(p: u64) -> usize {
+    (if V4 { p >> 6 } else { p >> 25 }) as usize
+}
+
+/// Hints the CPU to start loading the cache line at `address`, which may
+/// be any address at all.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn prefetch<T>(value: &T) {
+fn prefetch<T>(address: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in
     // the baseline target features). A prefetch is only a hint: it never
-    // faults and has no effect on memory contents, and the pointer comes
-    // from a live reference anyway.
+    // faults, whatever the address (unmapped, out of bounds or null), and
+    // has no effect on memory contents; the pointer is never dereferenced.
     // SAFETY: the reasons are stated just above.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (value as *const T).cast::<i8>(),
-        );
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = address;
 }
 
 #[cfg(test)]
@@ -913,7 +995,11 @@ mod tests {
             let i = first_inner(c);
             c.nodes[i] = (c.nodes[i] & !(7 << 1)) | 6 << 1;
         });
-        rejects("cut past the field", |c| c.trees[0].root = inner_pointer(2, 4, 8, 0));
+        rejects("cut past the field", |c| {
+            let general = c.class_start[1] as usize;
+            c.trees[general].root = inner_pointer(2, 4, 8, 0);
+        });
+        rejects("IPv4 cut past the field", |c| c.trees[0].root = v4_inner_pointer(2, 4, 8, 0, false));
         rejects("leaf past the end", |c| c.trees[0].root = leaf_pointer(c.leaf_items.len(), 2));
         rejects("leaf item past the candidates", |c| {
             let n = c.checks.len() as u32;
@@ -928,19 +1014,19 @@ mod tests {
         let v4_inner = |c: &Classifier| c.v4_nodes.iter().position(|&p| p & 1 == 0).expect("an IPv4 inner pointer");
         rejects("IPv4 cut past the 32-bit address", |c| {
             let i = v4_inner(c);
-            c.v4_nodes[i] = v4_inner_pointer(1, 30, 4, (i + 2) & !1) as u32;
+            c.v4_nodes[i] = v4_inner_pointer(1, 30, 4, (i + 2) & !1, false) as u32;
         });
         rejects("IPv4 child block past the end", |c| {
             let i = v4_inner(c);
-            c.v4_nodes[i] = v4_inner_pointer(0, 0, 8, c.v4_nodes.len()) as u32;
+            c.v4_nodes[i] = v4_inner_pointer(0, 0, 8, c.v4_nodes.len(), false) as u32;
         });
         rejects("IPv4 backward pointer", |c| {
             let i = v4_inner(c);
-            c.v4_nodes[i] = v4_inner_pointer(0, 0, 1, i & !1) as u32;
+            c.v4_nodes[i] = v4_inner_pointer(0, 0, 1, i & !1, false) as u32;
         });
-        rejects("IPv4 unknown dimension", |c| {
+        rejects("IPv4 cut past the ports", |c| {
             let i = v4_inner(c);
-            c.v4_nodes[i] = (c.v4_nodes[i] & !(7 << 1)) | 5 << 1;
+            c.v4_nodes[i] = (c.v4_nodes[i] & !0xff) | 1 << 1 | 40 << 2;
         });
         rejects("IPv4 leaf past the end", |c| c.v4_nodes[0] = v4_leaf_pointer(c.leaf_items.len() - 1, 2) as u32);
         rejects("IPv4 root wider than 32 bits", |c| c.trees[0].root |= 1 << 40);
@@ -951,6 +1037,26 @@ mod tests {
         });
         rejects("IPv4 candidates missing", |c| {
             c.v4_checks.pop();
+        });
+        let v4_blocks = |c: &Classifier| {
+            c.v4_nodes.iter().position(|&p| u64::from(p) & (V4_BLOCKS | 1) == V4_BLOCKS).expect("a leaf block node")
+        };
+        rejects("leaf blocks past the end", |c| {
+            let i = v4_blocks(c);
+            c.v4_nodes[i] = v4_inner_pointer(3, 0, 2, c.v4_leaf_blocks.len() - 2, true) as u32;
+        });
+        let block_of_two = |c: &Classifier| c.v4_leaf_blocks.iter().position(|b| b[1] != BLOCK_END).expect("a block of two");
+        rejects("leaf block candidate past the candidates", |c| {
+            let b = block_of_two(c);
+            c.v4_leaf_blocks[b][1] = c.checks.len() as u16;
+        });
+        rejects("leaf block out of rule order", |c| {
+            let b = block_of_two(c);
+            c.v4_leaf_blocks[b].swap(0, 1);
+        });
+        rejects("leaf block candidates after its end", |c| {
+            let b = c.v4_leaf_blocks.iter().position(|b| b[0] != BLOCK_END && b[1] == BLOCK_END).expect("a block of one");
+            c.v4_leaf_blocks[b][2] = 0;
         });
         rejects("tree classes", |c| c.class_start[2] = 100);
         rejects("long IPv4 leaf past the end", |c| {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::classifier::{
     Check, CheckV4, Classifier, Tree, FAMILY_CLASSES, CHECK_CODE_ANY, CHECK_PROTO_ANY, CHECK_TYPE_ANY, DIMS, DIM_WIDTH,
-    LEAF_MAX_LEN, MAX_CUT_BITS, V4_LONG_LEAF,
+    BLOCK_END, BLOCK_LEN, LEAF_MAX_LEN, MAX_CUT_BITS, V4_LONG_LEAF,
 };
 use crate::{prefix_mask, Prefix, Rule, PROTO_ICMP, PROTO_ICMPV6};
 
@@ -189,6 +189,20 @@ impl Cut {
 
 }
 
+/// The IPv4 tree pointer for `cut` with children from `base`.
+fn v4_pointer(cut: Cut, base: usize, blocks: bool) -> u64 {
+    let mut offset = cut.offset;
+    if cut.dim < 2 {
+        // IPv4 trees start with the 96 bits of ::ffff:0:0/96 marked as cut,
+        // so address cuts lie in the last 32 bits.
+        debug_assert!(offset >= 96);
+        offset = offset.wrapping_sub(96);
+    }
+    // Blocks of 2^bits ≥ 2 children from index 0: `base` is even.
+    debug_assert!(base.is_multiple_of(2));
+    crate::classifier::v4_inner_pointer(cut.dim, offset, cut.bits, base, blocks)
+}
+
 struct Builder<'a> {
     entries: &'a [Entry],
     options: &'a CompileOptions,
@@ -199,6 +213,10 @@ struct Builder<'a> {
     leaf_items: Vec<u32>,
     /// Leaf lists already stored (per tree), so equal leaves share storage.
     leaves: HashMap<Vec<u32>, u64>,
+    /// Whether nodes whose children are all short leaves store them as leaf
+    /// blocks (IPv4 trees, fewer than `BLOCK_END` candidates).
+    blocks: bool,
+    leaf_blocks: Vec<[u16; BLOCK_LEN]>,
     budget_exceeded: bool,
 }
 
@@ -317,14 +335,18 @@ impl Builder<'_> {
         constrained & ones & zeros & !cut
     }
 
+    /// Drops the candidates after one that matches every key reaching a node
+    /// with `region`: they can never be the first match there.
+    fn prune(&self, list: &mut Vec<u32>, region: &Region) {
+        if let Some(first_total) = list.iter().position(|&i| self.covers(&self.entries[i as usize], region)) {
+            list.truncate(first_total + 1);
+        }
+    }
+
     /// Builds the subtree for `list` (candidate indices in priority order)
     /// and returns the pointer to it.
     fn build(&mut self, mut list: Vec<u32>, region: Region) -> u64 {
-        // Candidates after one that matches every key reaching this node can
-        // never be the first match here.
-        if let Some(first_total) = list.iter().position(|&i| self.covers(&self.entries[i as usize], &region)) {
-            list.truncate(first_total + 1);
-        }
+        self.prune(&mut list, &region);
         if list.is_empty() {
             return crate::classifier::EMPTY_LEAF;
         }
@@ -343,6 +365,10 @@ impl Builder<'_> {
                 lists[c as usize].push(i);
             }
         }
+        drop(list);
+        if self.blocks && self.blocks_pay(&lists) {
+            return self.leaf_blocks(cut, &region, lists);
+        }
         let base = self.nodes.len();
         if base + children > if self.v4 { crate::classifier::MAX_V4_NODES } else { MAX_NODES } {
             self.budget_exceeded = true;
@@ -353,7 +379,6 @@ impl Builder<'_> {
         // too. (After a cut of a ranged dimension the regions differ, and
         // with them what `covers` prunes; equal leaves still share storage.)
         let mut shared: HashMap<Vec<u32>, u64> = HashMap::new();
-        drop(list);
         for (c, child) in lists.into_iter().enumerate() {
             let shareable = cut.dim < 2;
             let pointer = match shared.get(&child) {
@@ -369,19 +394,43 @@ impl Builder<'_> {
             };
             self.nodes[base + c] = pointer;
         }
-        let mut offset = cut.offset;
         if self.v4 {
-            if cut.dim < 2 {
-                // IPv4 trees start with the 96 bits of ::ffff:0:0/96 marked as
-                // cut, so address cuts lie in the last 32 bits.
-                debug_assert!(offset >= 96);
-                offset = offset.wrapping_sub(96);
-            }
-            // Blocks of 2^bits ≥ 2 pointers from index 0: `base` is even.
-            debug_assert!(base.is_multiple_of(2));
-            return crate::classifier::v4_inner_pointer(cut.dim, offset, cut.bits, base);
+            return v4_pointer(cut, base, false);
         }
-        crate::classifier::inner_pointer(cut.dim, offset, cut.bits, base)
+        crate::classifier::inner_pointer(cut.dim, cut.offset, cut.bits, base)
+    }
+
+    /// Whether a node's children (candidate lists) are all leaves that fit a
+    /// leaf block, and blocks at most double their bytes: 16 bytes a child
+    /// instead of a 4-byte pointer each plus their distinct lists at 4 bytes
+    /// a candidate (a port cut into many children with the same few lists
+    /// stays with pointers).
+    fn blocks_pay(&self, lists: &[Vec<u32>]) -> bool {
+        if lists.iter().any(|l| l.len() > self.options.leaf_size.min(BLOCK_LEN)) {
+            return false;
+        }
+        let mut distinct: Vec<&Vec<u32>> = lists.iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        lists.len() <= distinct.iter().map(|l| l.len()).sum()
+    }
+
+    /// The children of an IPv4 node that are all leaves of at most
+    /// `BLOCK_LEN` candidates, stored as leaf blocks.
+    fn leaf_blocks(&mut self, cut: Cut, region: &Region, lists: Vec<Vec<u32>>) -> u64 {
+        let base = self.leaf_blocks.len();
+        if base + lists.len() > crate::classifier::MAX_V4_NODES {
+            self.budget_exceeded = true;
+        }
+        for (c, mut list) in lists.into_iter().enumerate() {
+            self.prune(&mut list, &cut.child_region(region, c as u32));
+            let mut block = [BLOCK_END; BLOCK_LEN];
+            for (slot, &i) in block.iter_mut().zip(&list) {
+                *slot = i as u16;
+            }
+            self.leaf_blocks.push(block);
+        }
+        v4_pointer(cut, base, true)
     }
 
     fn leaf(&mut self, list: Vec<u32>) -> u64 {
@@ -451,6 +500,8 @@ impl Classifier {
             nodes: Vec::new(),
             leaf_items: Vec::new(),
             leaves: HashMap::new(),
+            blocks: entries.len() < usize::from(BLOCK_END),
+            leaf_blocks: Vec::new(),
             budget_exceeded: false,
         };
         let mut v4_nodes = Vec::new();
@@ -481,6 +532,7 @@ impl Classifier {
             if g == 1 {
                 v4_nodes = std::mem::take(&mut builder.nodes);
                 builder.v4 = false;
+                builder.blocks = false;
             }
         }
         class_start[FAMILY_CLASSES] = trees.len() as u32;
@@ -495,6 +547,7 @@ impl Classifier {
             leaf_items: builder.leaf_items,
             checks: entries.iter().map(|e| e.check).collect(),
             v4_nodes: v4_nodes.into_iter().map(|p| p as u32).collect(),
+            v4_leaf_blocks: builder.leaf_blocks,
             v4_checks: entries.iter().map(|e| CheckV4::project(&e.check)).collect(),
         })
     }

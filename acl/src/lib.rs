@@ -29,15 +29,24 @@
 //! in the IPv4 trees, 8 in the others),
 //! then scans at most 8 priority-ordered candidates in the leaf, stopping at
 //! the first match; trees whose best rule cannot beat the match already found
-//! are skipped. `lookup_bulk` walks a burst level by level with prefetching.
+//! are skipped. `lookup_bulk` walks a burst level by level with prefetching,
+//! keeping its lists of keys (walking, at a leaf) without branches.
 //!
 //! Keys with IPv4 source and destination (nearly all traffic) take their own
-//! path: their trees have separate pointers whose address cuts count bits of
-//! the 32-bit address (64-bit shifts instead of 128-bit ones), and their
-//! leaves check 32-byte IPv4 projections of the candidates (precomputed
-//! 32-bit masks, two per cache line, half the bytes of the 64-byte general
-//! candidate); a rule with ICMP type/code or an ingress set is then confirmed
-//! on its full candidate. `validate` recomputes every projection.
+//! path, built around the dependent loads a lookup waits for: their trees
+//! have separate 4-byte pointers that name one of two 64-bit key words
+//! (source · destination, protocol · ports) and a shift, so a level costs a
+//! select, two shifts and an add between loads; a node whose children are
+//! all leaves of at most 8 candidates keeps them as *leaf blocks* — 16 bytes
+//! per child holding the leaf's u16 candidate indices (when there are fewer
+//! than 65,535 candidates), so the last level's load is the leaf itself
+//! instead of a pointer to a run of indices (where blocks would more than
+//! double the bytes of the pointers and lists they replace, the node keeps
+//! pointers); and leaves check 32-byte IPv4 projections of the candidates
+//! (precomputed 32-bit masks, two per cache line, half the bytes of the
+//! 64-byte general candidate); a rule with ICMP type/code or an ingress set
+//! is then confirmed on its full candidate. `validate` recomputes every
+//! projection and checks every block.
 //!
 //! Measured (2-core AMD EPYC 2.6 GHz VM, shared and noisy: run-to-run swings
 //! of 2–4× were seen, so variants were compared back to back, pinned to one
@@ -56,7 +65,9 @@
 //! | same, IPv4 candidates inlined in the leaves | slower at 10k (6.2 MB in memory; 1k rules faster) | 170 ms | 5.4 MB |
 //! | same, IPv4 trees, 32-byte IPv4 candidates | 6.5–7.0 M single, 6.7–6.9 M bulk (1k rules: 14 M / 10.6 M) | ≈ 90 ms (1k: 5 ms) | 1.5 MB (1k: 107 KB) |
 //! | same, 4-byte IPv4 tree pointers           | 6.5–7.8 M single, 6.8–7.4 M bulk (1k rules: 15 M / 11 M) | ≈ 70–95 ms | 1.4 MB |
-//! | **these trees** (same, leaves ≤ 8)         | **7.9–8.3 M single, 8.7–8.9 M bulk** (1k rules: 16 M / 11.9 M) | **≈ 120–160 ms** (1k: 7 ms) | **2.1 MB** (1k: 118 KB) |
+//! | same, leaves ≤ 8                           | 7.9–8.3 M single, 8.7–8.9 M bulk (1k rules: 16 M / 11.9 M); remeasured later: 7.4–8.1 M / 8.6–8.8 M (1k: 15.8 M / 11.8 M) | ≈ 120–160 ms (1k: 7 ms) | 2.1 MB (1k: 118 KB) |
+//! | same, IPv4 pointers name a key word and a shift | 8.0–8.8 M single, 8.6–9.0 M bulk (1k rules: 17 M / 12.1 M) | ≈ 100–150 ms | 2.1 MB |
+//! | **these trees** (same, leaf blocks, branchless bulk lists) | **9.1–9.4 M single, 9.0–9.2 M bulk** (1k rules: 17 M / 12.6 M) | **≈ 100–150 ms** (1k: 5 ms) | **2.9 MB** (1k: 147 KB) |
 //!
 //! Hash tables (the VPP way) cost a probe per mask type and this mix has
 //! dozens, each followed by candidate checks; trees cost ~4.3 dependent
@@ -82,7 +93,42 @@
 //! 250k pointers, 279k leaf entries and 3.1 MB in memory; criterion
 //! (`lookup/`, back to back on a quiet machine) agreed: 10k single 2.50 →
 //! 2.38 ms, bulk 2.25 → 1.91 ms, 1k single 1.19 → 1.12 ms, at twice the
-//! compile time (52 → 113 ms). Tried and dropped:
+//! compile time (52 → 113 ms).
+//!
+//! A profile of that design (`perf record -e cpu-clock`, single lookups at
+//! 10k) put 23 % of the time on the tree pointer loads, 18 % on the leaf's
+//! index run and 11 % on the candidates; at 1k rules (all in L2) a lookup
+//! still took 60 ns, so the arithmetic between loads mattered too. Hence two
+//! changes, each measured as the fastest of 12 interleaved `stats` runs on
+//! CPU 0: (1) IPv4 pointers that name a key word and a shift instead of a
+//! dimension (no load of the key field per level: a `cmov`, two shifts and
+//! a `lea` between loads): single 134 → 125 and 129 → 116 ns in two
+//! sessions, bulk unchanged (116 ns); (2) leaf blocks, which end 63 % of
+//! IPv4 lookups one dependent load earlier: single 115 → 107 ns. Blocks
+//! first made bulk 12 % slower (111 → 124 ns; 1k: 82 → 94 ns, so code, not
+//! memory): one more per-key branch (block or pointer) at each level and
+//! in the scan, mispredicted about once per key; `lookup_bulk` now writes
+//! each key to the next slot of every list and only counts it in the list
+//! it belongs to, which brought bulk to 108 ns (1k: 78 ns, faster than
+//! before blocks). Blocks were then limited to where they at most double
+//! the bytes they replace (3.8 → 3.4 MB in memory at 10k, speed unchanged;
+//! a port cut into 2^16 children sharing a few leaves would otherwise
+//! quadruple its bytes). Altogether, in one session (12 interleaved runs
+//! each): 10k single 127.8 → 106.3 ns, bulk 114.5 → 109.0 ns; 1k single
+//! 63.1 → 58.7 ns, bulk 85.0 → 79.5 ns; 3.4 MB in memory (1.6 MB of it
+//! leaf blocks and runs, 570 KB IPv4 pointers), 2.9 MB postcard, compile
+//! 100–150 ms. Criterion (`lookup/…/10000`, 3 interleaved pairs on CPU 0,
+//! the other core busy) agreed on single lookups (2.25/2.60/2.60 ms against
+//! 2.58/2.93/2.67 ms for 16,384 keys) and could not tell bulk apart
+//! (2.71/2.18/2.23 against 2.22/2.90/2.03 ms). Tried with blocks and dropped: every IPv4 leaf of ≤ 8 as a block,
+//! including those under pointers (one scan path, 3.5 MB: 110–111 vs
+//! 108–110 ns, no gain); checking all of a block's candidates without
+//! branches and taking the first match (single 112 vs 108 ns, bulk 105 vs
+//! 110 ns: mixed, not kept); a floor of 32–128 children for the space
+//! budget of small nodes (levels 5.08 → 5.00 at up to 1.5× the memory:
+//! slower); leaves of 4 or 6 (5.4–6.0 levels, 5–7.5 MB: slower).
+//!
+//! Earlier, tried and dropped:
 //! copying the IPv4 candidates into the leaves (one dependent load less, but
 //! 177k copies = 6 MB: slower at 10k), prefetching each key's first
 //! candidates in `lookup_bulk` before the scans (no gain; presumably consecutive
@@ -94,14 +140,18 @@
 //! the "any source" candidates (wide source, narrow destination: leaf
 //! entries 177k → 82k, but 1.82 trees and 5.6 levels per lookup instead of
 //! 1.0 and 4.3, 173k pointers: 10–25 % slower). **The 10 M/s target is met
-//! at 1k rules but not at 10k (about 7 M/s).** What remains is fewer
-//! replicated leaf entries within one tree (177k index entries for 11k
-//! candidates; e.g. 16-bit indices when there are fewer than 65,536
-//! candidates) and fewer dependent loads per lookup (~5.1 levels, then the
-//! index run, then the candidates).
+//! at 1k rules (17 M/s) but not at 10k: about 9.4 M/s single, 9.2 M/s bulk
+//! (106–109 ns against 100).** A profile now puts the time on the pointer
+//! loads (~21 %), the leaf block or run (~13 % + 9 %) and the candidates
+//! (~12 %). What remains: a smaller footprint (blocks are 1.6 MB, a fifth
+//! of them empty; runs outside blocks are still 32-bit; `leaf_items` could
+//! be 16-bit when there are fewer than 65,536 candidates), fewer levels
+//! (5.1 per lookup, with a tail of 7–11 for a fifth of the keys), and, in
+//! `lookup_bulk`, the candidate misses of the scans, which are not
+//! overlapped.
 //!
 //! `unsafe` appears once: the x86 prefetch intrinsic in `lookup_bulk`, a pure
-//! hint (see its SAFETY comment).
+//! hint that never faults, whatever the address (see its SAFETY comment).
 
 #![deny(unsafe_code)]
 
