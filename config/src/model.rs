@@ -52,7 +52,7 @@ pub struct Dataplane {
     pub shm: String,
     /// Packet buffers in the pool.
     pub mbufs: u32,
-    /// Microseconds an idle worker sleeps between empty polls once it has been idle a while.
+    /// Microseconds an idle worker sleeps between empty polls once it has seen no traffic for 2 ms.
     pub idle_sleep_us: u32,
     /// Octal file mode of the shared-memory segment and vhost-user sockets.
     pub file_mode: u32,

@@ -34,8 +34,11 @@ pub const BURST: usize = 32;
 const PREFETCH: usize = 4;
 /// Packets parsed between prefetching a flow's bucket and its candidate entry.
 const FLOW_LAG: usize = 8;
-/// Empty polls before the worker starts sleeping between polls.
-const IDLE_SPIN_POLLS: u32 = 1024;
+/// How long a worker keeps spinning on empty polls before it starts sleeping between
+/// polls: long enough that a short gap in traffic (a sender descheduled for a moment)
+/// never puts a loaded worker to sleep while its rings fill, short enough that an idle
+/// dataplane leaves its cores to others almost at once.
+const IDLE_SPIN_MS: u64 = 2;
 
 /// Packets waiting for one destination port.
 struct TxQueue {
@@ -74,7 +77,8 @@ impl Worker {
         let nworkers = shared.workers as u16;
         let mut rx: [MbufPtr; BURST] = [std::ptr::null_mut(); BURST];
         let mut seen_epoch = 0;
-        let mut idle_polls: u32 = 0;
+        // TSC of the first empty poll since traffic was last seen.
+        let mut idle_since: Option<u64> = None;
         while !shared.stop.load(Ordering::Relaxed) {
             // Acquire: pairs with the main lcore's Release store of a fully built runtime.
             let ptr = shared.runtime.load(Ordering::Acquire);
@@ -109,11 +113,11 @@ impl Worker {
                 }
             }
             if got > 0 {
-                idle_polls = 0;
+                idle_since = None;
             } else {
-                idle_polls += 1;
                 self.counters().totals.idle_polls.add(1);
-                if idle_polls > IDLE_SPIN_POLLS {
+                let now = dpdk::rdtsc();
+                if now.wrapping_sub(*idle_since.get_or_insert(now)) > IDLE_SPIN_MS * shared.tsc_per_ms {
                     self.counters().totals.sleeps.add(1);
                     std::thread::sleep(std::time::Duration::from_micros(shared.idle_sleep_us as u64));
                 } else {
