@@ -464,8 +464,24 @@ impl Classifier {
         Classifier::compile_with(rules, &CompileOptions::default())
     }
 
-    /// Compiles with explicit construction knobs (benchmarks and tests).
+    /// Compiles with explicit construction knobs (benchmarks and tests). A rule set
+    /// whose trees would outgrow the pointer budget with these knobs (tiny leaves and a
+    /// large space factor can do that to a few dozen rules) is compiled again with
+    /// leaves twice as large, which gives shallower, smaller trees, until it fits:
+    /// `TooLarge` only when even leaves of 65,536 candidates do not.
     pub fn compile_with(rules: &[Rule], options: &CompileOptions) -> Result<Classifier, CompileError> {
+        let mut options = options.clone();
+        loop {
+            match Self::compile_once(rules, &options) {
+                Err(CompileError::TooLarge) if options.leaf_size < 1 << 16 => {
+                    options.leaf_size = (options.leaf_size * 2).max(1);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn compile_once(rules: &[Rule], options: &CompileOptions) -> Result<Classifier, CompileError> {
         if rules.len() > MAX_RULES {
             return Err(CompileError::TooManyRules { count: rules.len() });
         }
