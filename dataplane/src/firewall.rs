@@ -14,8 +14,8 @@
 //! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
 
 use rampart_acl::{Classifier, Key};
-use rampart_flow::{FlowHit, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Stale};
-use rampart_packet::{Direction, FlowKey, Meta, L3};
+use rampart_flow::{FlowHit, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Stale};
+use rampart_packet::{FlowKey, Meta, L3};
 use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
@@ -70,15 +70,6 @@ pub struct Firewall {
     acl_rule: Vec<u32>,
     default_forward: bool,
     gen_tag: u32,
-}
-
-/// A packet's flow key, canonical form, direction and hash (see [`Firewall::lookup_key`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Lookup {
-    pub key: FlowKey,
-    pub canonical: FlowKey,
-    pub dir: Direction,
-    pub hash: u64,
 }
 
 /// What the firewall decided for one packet.
@@ -138,17 +129,22 @@ impl Firewall {
         }
     }
 
-    /// The flow-table key of a packet whose flow is looked up (IP, not a later
-    /// fragment, not an ICMP error), so a burst's lookups can be done in bulk.
-    #[inline]
-    pub fn lookup_key(flows: &FlowTable, meta: &Meta, zone: u16) -> Option<Lookup> {
+    /// The prepared flow of a packet whose flow is looked up (IP, not a later fragment,
+    /// not an ICMP error), so a burst's lookups can be pipelined.
+    #[inline(always)]
+    pub fn lookup_key(flows: &FlowTable, meta: &Meta, zone: u16) -> Option<Prepared> {
         if meta.is_later_fragment() || meta.icmp_inner_offset().is_some() {
             return None;
         }
+        Some(flows.prepare_flow(&Self::packet_key(meta, zone)?))
+    }
+
+    /// The packet-order flow key of an IP packet in `zone`.
+    #[inline(always)]
+    fn packet_key(meta: &Meta, zone: u16) -> Option<FlowKey> {
         let mut key = FlowKey::from_meta(meta)?;
         key.zone = zone;
-        let (canonical, dir, hash) = flows.prepare(&key);
-        Some(Lookup { key, canonical, dir, hash })
+        Some(key)
     }
 
     /// Decides one IP packet received on port slot `ingress` in segment/wire `zone`.
@@ -157,9 +153,11 @@ impl Firewall {
         self.check_looked_up(flows, meta, frame, ingress, zone, now_ms, None)
     }
 
-    /// [`Self::check`] with the flow lookup already done (by `lookup_bulk` for the burst).
+    /// [`Self::check`] with the flow prepared and looked up already (pipelined over the
+    /// burst). A hit under the current policy is decided from the flow alone; everything
+    /// else builds the packet's key.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     pub fn check_looked_up(
         &self,
         flows: &FlowTable,
@@ -168,7 +166,7 @@ impl Firewall {
         ingress: u8,
         zone: u16,
         now_ms: u64,
-        looked_up: Option<(&Lookup, Option<FlowHit>)>,
+        looked_up: Option<(&Prepared, Option<FlowHit>)>,
     ) -> FwVerdict {
         if meta.is_later_fragment() {
             return FwVerdict::Drop(DropReason::Fragment, None);
@@ -176,29 +174,33 @@ impl Firewall {
         if meta.l3() == L3::Ipv6 && (is_v4_mapped(&meta.src_addr) || is_v4_mapped(&meta.dst_addr)) {
             return FwVerdict::Drop(DropReason::Ipv6MappedAddress, None);
         }
-        let Some(mut key) = FlowKey::from_meta(meta) else {
+        let pkt = PacketInfo::from_frame(meta, frame);
+        if let Some((flow, Some(hit))) = looked_up {
+            if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, flow, now_ms) {
+                return verdict;
+            }
+        }
+        let Some(key) = Self::packet_key(meta, zone) else {
             return FwVerdict::Pass { rule: None, created: false, log: false };
         };
-        key.zone = zone;
         if let Some(inner) = meta.icmp_inner_offset() {
             return match inner_key(frame, inner, zone).and_then(|k| flows.icmp_error_related(&meta.dst_addr, &k)) {
                 Some(rel) => FwVerdict::Pass { rule: Self::rule_of(rel.hit.verdict), created: false, log: false },
                 None => FwVerdict::Drop(DropReason::IcmpUnrelated, None),
             };
         }
-        let pkt = PacketInfo::from_frame(meta, frame);
-        let (canonical, dir, hash, hit) = match looked_up {
-            Some((l, hit)) => (l.canonical, l.dir, l.hash, hit),
+        let flow = match looked_up {
+            Some((flow, _)) => *flow,
             None => {
-                let (canonical, dir, hash) = flows.prepare(&key);
-                (canonical, dir, hash, flows.lookup(&canonical, hash))
+                let flow = flows.prepare_flow(&key);
+                if let Some(hit) = flows.lookup_flow(&flow) {
+                    if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, &flow, now_ms) {
+                        return verdict;
+                    }
+                }
+                flow
             }
         };
-        if let Some(hit) = hit {
-            if let Some(verdict) = self.established(flows, &hit, &key, meta, &pkt, (&canonical, dir, hash), now_ms) {
-                return verdict;
-            }
-        }
         let rule = self.classify(&key, meta, ingress);
         let (allowed, stateful) = self.action(rule);
         if !allowed {
@@ -214,7 +216,7 @@ impl Firewall {
             return FwVerdict::Pass { rule, created: false, log };
         }
         let new = NewFlow { verdict: self.verdict_word(rule), owner: ingress };
-        match flows.insert(&canonical, hash, dir, new, &pkt, now_ms) {
+        match flows.insert(&flow.canonical(), flow.hash, flow.dir, new, &pkt, now_ms) {
             Ok(ins) if ins.tracked.outcome.is_valid() => FwVerdict::Pass { rule, created: ins.created, log },
             Ok(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
             Err(InsertError::Full) => FwVerdict::Drop(DropReason::FlowTableFull, rule),
@@ -227,37 +229,48 @@ impl Firewall {
     /// A packet of a tracked flow. None when the flow is gone (expired, reopened, or cut
     /// by another packet of the same burst): the packet is then judged as a new flow.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn established(
         &self,
         flows: &FlowTable,
         hit: &FlowHit,
-        key: &FlowKey,
         meta: &Meta,
+        zone: u16,
         pkt: &PacketInfo,
-        (canonical, dir, hash): (&FlowKey, Direction, u64),
+        flow: &Prepared,
         now_ms: u64,
     ) -> Option<FwVerdict> {
         let mut rule = Self::rule_of(hit.verdict);
         if hit.verdict >> RULE_BITS != self.gen_tag {
-            // Decided under another policy generation: ask the current one.
-            let opener = if hit.initiator == dir { *key } else { key.reversed() };
-            let now_rule = self.classify(&opener, meta, hit.owner);
-            let (allowed, stateful) = self.action(now_rule);
-            if !allowed || !stateful {
-                // Only the packet that removes the flow reports the cut.
-                return flows.remove(canonical, hash, now_ms).map(|_| FwVerdict::Cut(now_rule));
+            match self.recheck(flows, hit, meta, zone, flow, now_ms) {
+                Ok(now_rule) => rule = now_rule,
+                Err(cut) => return cut,
             }
-            let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
-            rule = now_rule;
         }
-        match flows.track(hit, dir, pkt, now_ms) {
+        match flows.track(hit, flow.dir, pkt, now_ms) {
             Ok(t) => Some(match t.outcome {
                 Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
                 Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
             }),
             Err(Stale::Gone) | Err(Stale::Reopened(_)) => None,
         }
+    }
+
+    /// A flow decided under another policy generation: asks the current one. Err carries
+    /// the verdict for a flow the new policy cuts (None if another packet cut it first);
+    /// Ok the rule that now allows it.
+    #[cold]
+    fn recheck(&self, flows: &FlowTable, hit: &FlowHit, meta: &Meta, zone: u16, flow: &Prepared, now_ms: u64) -> Result<Option<u32>, Option<FwVerdict>> {
+        let key = Self::packet_key(meta, zone).ok_or(None)?;
+        let opener = if hit.initiator == flow.dir { key } else { key.reversed() };
+        let now_rule = self.classify(&opener, meta, hit.owner);
+        let (allowed, stateful) = self.action(now_rule);
+        if !allowed || !stateful {
+            // Only the packet that removes the flow reports the cut.
+            return Err(flows.remove(&flow.canonical(), flow.hash, now_ms).map(|_| FwVerdict::Cut(now_rule)));
+        }
+        let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
+        Ok(now_rule)
     }
 
     /// Counter slot of a policy rule.

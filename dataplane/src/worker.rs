@@ -9,10 +9,10 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
-use crate::firewall::{Firewall, FwVerdict, Lookup};
+use crate::firewall::{Firewall, FwVerdict};
 use crate::fragments::{Datagram, Fragments};
 use arrayvec::ArrayVec;
-use rampart_flow::FlowHit;
+use rampart_flow::{FlowHit, Prepared};
 use rampart_packet::ParseError;
 use crate::reject;
 use rampart_packet::Meta;
@@ -187,7 +187,7 @@ impl Worker {
         let route = rt.route(ingress);
         let flows = &self.shared.flows;
         let mut metas = [Err(ParseError::EthernetTruncated); BURST];
-        let mut lookups: ArrayVec<Lookup, BURST> = ArrayVec::new();
+        let mut lookups: ArrayVec<Prepared, BURST> = ArrayVec::new();
         let mut lookup_of = [u8::MAX; BURST];
         let mut started = 0;
         for (i, &m) in pkts.iter().enumerate() {
@@ -201,13 +201,13 @@ impl Worker {
                     lookups.push(l);
                 }
                 if lookups.len() > started + FLOW_LAG {
-                    flows.prefetch_candidates(&lookups[started].canonical, lookups[started].hash);
+                    flows.prefetch_flow(&lookups[started]);
                     started += 1;
                 }
             }
         }
         for l in &lookups[started..] {
-            flows.prefetch_candidates(&l.canonical, l.hash);
+            flows.prefetch_flow(l);
         }
         let mut rx_bytes = 0u64;
         for (i, &m) in pkts.iter().enumerate() {
@@ -218,7 +218,7 @@ impl Worker {
                 Ok(meta) => match route.decide(rt, ingress, meta) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
-                        let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup(&l.canonical, l.hash)));
+                        let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup_flow(l)));
                         match self.firewall(fw, rt.gen, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
                             Some(reason) => Decision::Drop(reason),
                             None => pass,
@@ -277,7 +277,7 @@ impl Worker {
         zone: u16,
         len: u64,
         now_ms: u64,
-        looked_up: Option<(&Lookup, Option<FlowHit>)>,
+        looked_up: Option<(&Prepared, Option<FlowHit>)>,
     ) -> Option<DropReason> {
         if meta.is_later_fragment() {
             let Some(datagram) = self.fragments.follow(meta, zone, now_ms) else {

@@ -134,6 +134,25 @@ impl FlowHit {
     }
 }
 
+/// A packet's flow in the table's own terms: the canonical key, packed as the entries
+/// store it, the packet's direction and the key's hash. The packet path computes it once
+/// per packet ([`FlowTable::prepare_flow`]) and hands it to the prefetches and the lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    key: PackedKey,
+    /// Which way the packet travels relative to the canonical key.
+    pub dir: Direction,
+    /// The canonical key's hash.
+    pub hash: u64,
+}
+
+impl Prepared {
+    /// The canonical key.
+    pub fn canonical(&self) -> FlowKey {
+        PackedKey::unpack(self.key.addrs, self.key.rest, self.key.is_v6().then_some(self.key.words))
+    }
+}
+
 /// What the caller knows about one packet besides its key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketInfo {
@@ -656,18 +675,45 @@ impl FlowTable {
     /// lookup reads the tags again, so flows inserted or removed meanwhile are seen.
     #[inline]
     pub fn prefetch_candidates(&self, key: &FlowKey, hash: u64) {
+        self.prefetch_packed(&PackedKey::new(key), hash)
+    }
+
+    #[inline(always)]
+    fn prefetch_packed(&self, key: &PackedKey, hash: u64) {
         let primary = self.primary(hash);
         let bucket = self.bucket(primary);
         let lanes = bucket.matching(Self::tag(hash));
         if lanes != 0 {
             let slot = primary * LANES + lanes.trailing_zeros() as usize;
             prefetch(self.entry(slot));
-            if PackedKey::new(key).is_v6() {
+            if key.is_v6() {
                 prefetch(&self.v6[slot]);
             }
         } else if bucket.spilled.load(Relaxed) != 0 {
             prefetch(self.bucket(self.secondary(hash, primary)));
         }
+    }
+
+    /// [`Self::prepare`] in the form the packet path keeps: canonical key packed once, its
+    /// direction and hash, for [`Self::prefetch`], [`Self::prefetch_flow`] and
+    /// [`Self::lookup_flow`] (the same pipeline as [`Self::lookup_bulk`], packet by packet).
+    #[inline(always)]
+    pub fn prepare_flow(&self, packet_key: &FlowKey) -> Prepared {
+        let (key, dir) = packet_key.canonical();
+        let key = PackedKey::new(&key);
+        Prepared { hash: self.hash_packed(&key), key, dir }
+    }
+
+    /// [`Self::prefetch_candidates`] of a prepared flow.
+    #[inline(always)]
+    pub fn prefetch_flow(&self, flow: &Prepared) {
+        self.prefetch_packed(&flow.key, flow.hash)
+    }
+
+    /// [`Self::lookup`] of a prepared flow. Wait-free.
+    #[inline(always)]
+    pub fn lookup_flow(&self, flow: &Prepared) -> Option<FlowHit> {
+        self.find(&flow.key, flow.hash)
     }
 
     /// Look up a burst of canonical keys with their hashes, writing one result per key.

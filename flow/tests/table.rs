@@ -480,6 +480,37 @@ fn bulk_lookup_matches_single_lookups() {
     // Short output slices are respected.
     let mut short = vec![None; 5];
     assert_eq!(t.lookup_bulk(&ckeys, &hashes, &mut short), 3);
+    // The packet path's prepared flows agree with `prepare` and `lookup`, both ways round.
+    for (i, k) in keys.iter().enumerate() {
+        for k in [*k, k.reversed()] {
+            let flow = t.prepare_flow(&k);
+            t.prefetch(flow.hash);
+            t.prefetch_flow(&flow);
+            assert_eq!((flow.canonical(), flow.dir, flow.hash), t.prepare(&k));
+            assert_eq!(t.lookup_flow(&flow), out[i]);
+        }
+    }
+}
+
+#[test]
+fn prepared_ipv6_flows_find_their_entry() {
+    let t = table(64);
+    let v6 = |last: u8| {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        a[15] = last;
+        a
+    };
+    let k = FlowKey { src_addr: v6(9), dst_addr: v6(1), src_port: 5000, dst_port: 53, proto: UDP, zone: 3 };
+    let mut far = v6(9);
+    far[5] = 0x42;
+    let other = FlowKey { src_addr: far, ..k };
+    send(&t, &k, &datagram(1), 0);
+    let flow = t.prepare_flow(&k.reversed());
+    assert_eq!((flow.canonical(), flow.dir, flow.hash), t.prepare(&k.reversed()));
+    let hit = t.lookup_flow(&flow).expect("the reply finds the flow");
+    assert_eq!(Some(hit), t.lookup(&flow.canonical(), flow.hash));
+    assert!(t.lookup_flow(&t.prepare_flow(&other)).is_none(), "addresses differ only above the low 32 bits");
 }
 
 #[test]
