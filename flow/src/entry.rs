@@ -9,7 +9,7 @@
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use rampart_packet::FlowKey;
+use rampart_packet::{Direction, FlowKey};
 
 use crate::FlowState;
 
@@ -182,36 +182,50 @@ pub(crate) struct PackedKey {
 }
 
 const MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-
-#[inline]
-fn word(bytes: &[u8; 16], half: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&bytes[half * 8..half * 8 + 8]);
-    u64::from_le_bytes(w)
-}
-
-#[inline]
-fn low32(bytes: &[u8; 16]) -> u64 {
-    u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as u64
-}
+/// The first 12 bytes of an address read as a little-endian u128 (bits 0–95), and their
+/// value in an IPv4-mapped address.
+const PREFIX_BITS: u128 = (1 << 96) - 1;
+const MAPPED_BITS: u128 = 0xffff << 80;
 
 impl PackedKey {
-    #[inline]
+    #[inline(always)]
     pub fn new(key: &FlowKey) -> PackedKey {
-        let v6 = key.src_addr[..12] != MAPPED_PREFIX || key.dst_addr[..12] != MAPPED_PREFIX;
+        PackedKey::from_parts(
+            u128::from_le_bytes(key.src_addr),
+            u128::from_le_bytes(key.dst_addr),
+            key.src_port,
+            key.dst_port,
+            key.zone,
+            key.proto,
+        )
+    }
+
+    /// The packed form of a key whose addresses are given as little-endian u128s (whole
+    /// registers: no byte-wise copies for the packet path to wait on).
+    #[inline(always)]
+    pub fn from_parts(src: u128, dst: u128, src_port: u16, dst_port: u16, zone: u16, proto: u8) -> PackedKey {
+        let v6 = src & PREFIX_BITS != MAPPED_BITS || dst & PREFIX_BITS != MAPPED_BITS;
         PackedKey {
-            addrs: low32(&key.src_addr) | low32(&key.dst_addr) << 32,
-            rest: key.src_port as u64
-                | (key.dst_port as u64) << 16
-                | (key.zone as u64) << 32
-                | (key.proto as u64) << 48
+            addrs: (src >> 96) as u64 | ((dst >> 96) as u64) << 32,
+            rest: src_port as u64
+                | (dst_port as u64) << 16
+                | (zone as u64) << 32
+                | (proto as u64) << 48
                 | (v6 as u64) << 56,
-            words: [
-                word(&key.src_addr, 0),
-                word(&key.src_addr, 1),
-                word(&key.dst_addr, 0),
-                word(&key.dst_addr, 1),
-            ],
+            words: [src as u64, (src >> 64) as u64, dst as u64, (dst >> 64) as u64],
+        }
+    }
+
+    /// The canonical key of a packet-order key, packed, and the packet's direction: the
+    /// same as [`FlowKey::canonical`] then [`PackedKey::new`], on whole words.
+    #[inline(always)]
+    pub fn canonical(key: &FlowKey) -> (PackedKey, Direction) {
+        let (src, dst) = (u128::from_le_bytes(key.src_addr), u128::from_le_bytes(key.dst_addr));
+        // Byte order is address order: compare as big-endian numbers.
+        if (src.swap_bytes(), key.src_port) <= (dst.swap_bytes(), key.dst_port) {
+            (PackedKey::from_parts(src, dst, key.src_port, key.dst_port, key.zone, key.proto), Direction::Forward)
+        } else {
+            (PackedKey::from_parts(dst, src, key.dst_port, key.src_port, key.zone, key.proto), Direction::Reverse)
         }
     }
 
@@ -327,6 +341,18 @@ mod tests {
         let p = PackedKey::new(&v6);
         assert!(p.is_v6());
         assert_eq!(PackedKey::unpack(p.addrs, p.rest, Some(p.words)), v6);
+
+        // A key with only one mapped address is IPv6.
+        let mixed = FlowKey { src_addr: v4.src_addr, ..v6 };
+        assert!(PackedKey::new(&mixed).is_v6());
+        // The canonical key packed on words is the canonical key packed.
+        for k in [v4, v4.reversed(), v6, v6.reversed(), mixed, mixed.reversed()] {
+            let (c, dir) = k.canonical();
+            assert_eq!(PackedKey::canonical(&k), (PackedKey::new(&c), dir));
+        }
+        let same_addr = FlowKey { dst_addr: v4.src_addr, ..v4 };
+        assert_eq!(PackedKey::canonical(&same_addr).1, same_addr.canonical().1);
+        assert_eq!(PackedKey::canonical(&same_addr.reversed()).1, same_addr.reversed().canonical().1);
     }
 
     #[test]

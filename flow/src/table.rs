@@ -699,8 +699,7 @@ impl FlowTable {
     /// [`Self::lookup_flow`] (the same pipeline as [`Self::lookup_bulk`], packet by packet).
     #[inline(always)]
     pub fn prepare_flow(&self, packet_key: &FlowKey) -> Prepared {
-        let (key, dir) = packet_key.canonical();
-        let key = PackedKey::new(&key);
+        let (key, dir) = PackedKey::canonical(packet_key);
         Prepared { hash: self.hash_packed(&key), key, dir }
     }
 
