@@ -32,8 +32,6 @@ pub const END_POLICY_CUT: u16 = 100;
 pub const BURST: usize = 32;
 /// How far ahead packet data is prefetched.
 const PREFETCH: usize = 4;
-/// Packets parsed between prefetching a flow's bucket and its candidate entry.
-const FLOW_LAG: usize = 8;
 /// How long a worker keeps spinning on empty polls before it starts sleeping between
 /// polls: long enough that a short gap in traffic (a sender descheduled for a moment)
 /// never puts a loaded worker to sleep while its rings fill, short enough that an idle
@@ -175,10 +173,13 @@ impl Worker {
     }
 
     /// A burst under a stateful firewall: parse every packet, then decide each one.
-    /// Flow lookups are pipelined so their cache misses overlap with other work:
-    /// a packet's bucket is prefetched as soon as it is parsed, its candidate
-    /// entry [`FLOW_LAG`] packets later, and the lookup itself is done when the
-    /// packet is decided, after the whole burst was parsed. Returns the bytes received.
+    /// Flow lookups are pipelined over the burst, in the stages of
+    /// `FlowTable::lookup_bulk`: once every packet is parsed, all their buckets are
+    /// prefetched in one tight loop, then all their candidate entries, and each lookup is
+    /// done when its packet is decided. With the table far beyond the TLB's reach, each
+    /// prefetch starts a page walk; issued back to back the walks overlap, where
+    /// interleaved with parsing each one held up the core on its own. Returns the bytes
+    /// received.
     #[inline(always)]
     fn process_stateful(&mut self, rt: &Runtime, fw: &Firewall, ingress: u8, pkts: &[MbufPtr]) -> u64 {
         let port = &rt.ports[ingress as usize];
@@ -189,24 +190,19 @@ impl Worker {
         let mut metas = [Err(ParseError::EthernetTruncated); BURST];
         let mut lookups: ArrayVec<Prepared, BURST> = ArrayVec::new();
         let mut lookup_of = [u8::MAX; BURST];
-        let mut started = 0;
         for (i, &m) in pkts.iter().enumerate() {
             prefetch_ahead(pkts, i);
             // SAFETY: m is a valid mbuf we own until it is sent or freed.
             metas[i] = rampart_packet::parse(unsafe { dpdk::mbuf_data(m) });
-            if let Ok(meta) = &metas[i] {
-                if let Some(l) = Firewall::lookup_key(flows, meta, zone) {
-                    flows.prefetch(l.hash);
-                    lookup_of[i] = lookups.len() as u8;
-                    lookups.push(l);
-                }
-                if lookups.len() > started + FLOW_LAG {
-                    flows.prefetch_flow(&lookups[started]);
-                    started += 1;
-                }
+            if let Some(l) = metas[i].as_ref().ok().and_then(|meta| Firewall::lookup_key(flows, meta, zone)) {
+                lookup_of[i] = lookups.len() as u8;
+                lookups.push(l);
             }
         }
-        for l in &lookups[started..] {
+        for l in &lookups {
+            flows.prefetch(l.hash);
+        }
+        for l in &lookups {
             flows.prefetch_flow(l);
         }
         let mut rx_bytes = 0u64;
