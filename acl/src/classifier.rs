@@ -255,11 +255,15 @@ impl CheckV4 {
     /// Whether the key matches, apart from the extended fields.
     #[inline(always)]
     fn matches(&self, key: &Prepared) -> bool {
-        let addresses = ((key.src4 ^ self.src) & self.src_mask) | ((key.dst4 ^ self.dst) & self.dst_mask) == 0;
-        let sport = (self.sport_lo <= key.sport) & (key.sport <= self.sport_hi);
-        let dport = (self.dport_lo <= key.dport) & (key.dport <= self.dport_hi);
-        let proto = (self.flags & V4_PROTO_ANY != 0) | (self.rule_proto >> 24 == u32::from(key.proto));
-        addresses & sport & dport & proto
+        // One word that is 0 only on a match, and one branch on it: which
+        // field differs varies from candidate to candidate, so a branch per
+        // field mispredicts. A port is in `lo..=hi` when `port - lo` (mod
+        // 2^16) is at most `hi - lo` (`validate` checks `lo <= hi`).
+        let addresses = ((key.src4 ^ self.src) & self.src_mask) | ((key.dst4 ^ self.dst) & self.dst_mask);
+        let sport = key.sport.wrapping_sub(self.sport_lo) > self.sport_hi.wrapping_sub(self.sport_lo);
+        let dport = key.dport.wrapping_sub(self.dport_lo) > self.dport_hi.wrapping_sub(self.dport_lo);
+        let proto = (self.rule_proto >> 24 ^ u32::from(key.proto)) & !(self.flags << 1 >> 31).wrapping_neg();
+        addresses | u32::from(sport) | u32::from(dport) | proto == 0
     }
 }
 
@@ -403,6 +407,36 @@ impl Classifier {
             + self.v4_leaf_blocks.len() * std::mem::size_of::<[u16; BLOCK_LEN]>()
             + self.v4_checks.len() * std::mem::size_of::<CheckV4>()
             + self.trees.len() * std::mem::size_of::<Tree>()
+    }
+
+    /// How the IPv4 structures' bytes are spent, for tuning: sizes of the
+    /// arrays, leaf blocks by candidate count, and leaf blocks by the
+    /// longest block of their node.
+    #[doc(hidden)]
+    pub fn layout_report(&self) -> String {
+        let block_len = |b: &[u16; BLOCK_LEN]| b.iter().position(|&c| c == BLOCK_END).unwrap_or(BLOCK_LEN);
+        let mut by_len = [0usize; BLOCK_LEN + 1];
+        for b in &self.v4_leaf_blocks {
+            by_len[block_len(b)] += 1;
+        }
+        let mut by_widest = [0usize; BLOCK_LEN + 1];
+        for &p in &self.v4_nodes {
+            if let Pointer::Inner { bits, blocks: true, base, .. } = decode::<true>(u64::from(p)) {
+                let blocks = self.v4_leaf_blocks.get(base..base.saturating_add(1 << bits)).unwrap_or(&[]);
+                by_widest[blocks.iter().map(block_len).max().unwrap_or(0)] += blocks.len();
+            }
+        }
+        format!(
+            "IPv4 pointers {} KiB, other pointers {} KiB, leaf runs {} KiB, leaf blocks {} KiB ({} by length {by_len:?}; \
+             under nodes whose longest block is 0..=8: {by_widest:?}), candidates {} KiB, IPv4 candidates {} KiB",
+            self.v4_nodes.len() * 4 / 1024,
+            self.nodes.len() * 8 / 1024,
+            self.leaf_items.len() * 4 / 1024,
+            self.v4_leaf_blocks.len() * 16 / 1024,
+            self.v4_leaf_blocks.len(),
+            self.checks.len() * 64 / 1024,
+            self.v4_checks.len() * 32 / 1024,
+        )
     }
 
     /// (trees walked, levels descended, candidates checked) for one lookup —
