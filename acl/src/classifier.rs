@@ -315,10 +315,10 @@ pub(crate) const DIM_WIDTH_V4: [u8; DIMS] = [32, 32, 8, 16, 16];
 /// A key rearranged once per lookup into the shapes trees and checks use.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Prepared {
-    /// The five dimensions, each left-aligned in 128 bits so that any cut is
-    /// `(field << offset) >> (128 - bits)`. Only for keys not of class 0.
-    fields: [u128; DIMS],
     /// For class 0 keys: the two words the IPv4 trees cut (`V4_FIELD_AT`).
+    /// (The other trees cut `Prepared::field`, built per level: keeping
+    /// all five 128-bit fields here made the struct twice as large, which
+    /// `lookup_bulk` pays for in every key of a burst.)
     words4: [u64; 2],
     src4: u32,
     dst4: u32,
@@ -342,23 +342,11 @@ impl Prepared {
         let dst = u128::from_be_bytes(key.dst);
         let class = family_class(src, dst);
         let (src4, dst4) = (src as u32, dst as u32);
-        let (mut fields, mut words4) = ([0; DIMS], [0; 2]);
-        if class == 0 {
-            words4 = [
-                u64::from(src4) << 32 | u64::from(dst4),
-                u64::from(key.proto) << 56 | u64::from(key.src_port) << 40 | u64::from(key.dst_port) << 24,
-            ];
-        } else {
-            fields = [
-                src,
-                dst,
-                u128::from(key.proto) << 120,
-                u128::from(key.src_port) << 112,
-                u128::from(key.dst_port) << 112,
-            ];
-        }
+        let words4 = [
+            u64::from(src4) << 32 | u64::from(dst4),
+            u64::from(key.proto) << 56 | u64::from(key.src_port) << 40 | u64::from(key.dst_port) << 24,
+        ];
         Prepared {
-            fields,
             words4,
             src4,
             dst4,
@@ -372,6 +360,20 @@ impl Prepared {
             ingress_bit: 1u64.checked_shl(u32::from(key.ingress)).unwrap_or(0),
             class,
         }
+    }
+
+    /// Dimension `dim` left-aligned in 128 bits, so that any cut is
+    /// `(field << offset) >> (128 - bits)`.
+    #[inline(always)]
+    fn field(&self, dim: usize) -> Option<u128> {
+        Some(match dim {
+            0 => self.src,
+            1 => self.dst,
+            2 => u128::from(self.proto) << 120,
+            3 => u128::from(self.sport) << 112,
+            4 => u128::from(self.dport) << 112,
+            _ => return None,
+        })
     }
 }
 
@@ -876,7 +878,7 @@ fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
         return Some((((p >> 13) as usize) << 1).wrapping_add(child));
     }
     let Pointer::Inner { dim, bits, offset, base, .. } = decode::<V4>(p) else { return None };
-    let field = *key.fields.get(dim)?;
+    let field = key.field(dim)?;
     let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
     Some(base.wrapping_add(child))
 }
