@@ -499,7 +499,7 @@ impl Classifier {
             let n = keys.len().min(out.len());
             let mut burst = Burst {
                 n,
-                prepared: [Prepared::default(); BULK],
+                prepared: std::array::from_fn(|j| keys.get(j).map_or(Prepared::default(), Prepared::new)),
                 best: [NO_RULE; BULK],
                 at: [EMPTY_LEAF; BULK],
                 min_index: [0; BULK],
@@ -508,9 +508,6 @@ impl Classifier {
                 at_leaf: [0; BULK],
                 in_block: [0; BULK],
             };
-            for (p, k) in burst.prepared.iter_mut().zip(&keys[..n]) {
-                *p = Prepared::new(k);
-            }
             for class in 0..FAMILY_CLASSES {
                 let start = self.class_start.get(class).copied().unwrap_or(0) as usize;
                 let end = self.class_start.get(class + 1).copied().unwrap_or(0) as usize;
