@@ -428,8 +428,29 @@ impl Classifier {
                 by_widest[blocks.iter().map(block_len).max().unwrap_or(0)] += blocks.len();
             }
         }
+        // KiB of distinct child arrays (pointers or blocks) at each depth of
+        // the IPv4 trees (shared subtrees counted once).
+        let mut by_depth = Vec::new();
+        let mut level: Vec<u64> = self.trees.get(..self.class_start[1] as usize).unwrap_or(&[]).iter().map(|t| t.root).collect();
+        let mut seen = std::collections::HashSet::new();
+        while !level.is_empty() {
+            let (mut bytes, mut below) = (0, Vec::new());
+            for &p in &level {
+                if let Pointer::Inner { bits, base, blocks, .. } = decode::<true>(p) {
+                    if seen.insert((base, blocks)) {
+                        let n = 1usize << bits;
+                        bytes += n * if blocks { 16 } else { 4 };
+                        if !blocks {
+                            below.extend(self.v4_nodes.get(base..base.saturating_add(n)).unwrap_or(&[]).iter().map(|&q| u64::from(q)));
+                        }
+                    }
+                }
+            }
+            by_depth.push(bytes / 1024);
+            level = below;
+        }
         format!(
-            "IPv4 pointers {} KiB, other pointers {} KiB, leaf runs {} KiB, leaf blocks {} KiB ({} by length {by_len:?}; \
+            "IPv4 tree KiB by depth {by_depth:?}; IPv4 pointers {} KiB, other pointers {} KiB, leaf runs {} KiB, leaf blocks {} KiB ({} by length {by_len:?}; \
              under nodes whose longest block is 0..=8: {by_widest:?}), candidates {} KiB, IPv4 candidates {} KiB",
             self.v4_nodes.len() * 4 / 1024,
             self.nodes.len() * 8 / 1024,
