@@ -1,6 +1,8 @@
 //! Tuning aid: how the classifier lays out the synthetic mixed set and what a
 //! lookup costs. `cargo run --release -p rampart-acl --example stats -- 10000`
-//! (env LEAF, SPACE, SEPARATE override the compile options).
+//! (env LEAF, SPACE, SEPARATE override the compile options; LAYOUT=1 shows
+//! where the bytes and levels go; BURSTS=1 also times `lookup_bulk` in
+//! bursts of 32).
 use rampart_acl::{synth, Classifier, CompileOptions};
 
 fn main() {
@@ -33,20 +35,30 @@ fn main() {
         c.memory_bytes() / 1024,
         bytes / 1024
     );
+    if std::env::var("LAYOUT").is_ok() {
+        println!("{}", c.layout_report());
+    }
     let keys = synth::keys(&rules, 1 << 14, 75, 0xbeef);
     let (mut t, mut l, mut ch) = (0u64, 0u64, 0u64);
+    let mut hist = [0u32; 16];
     for k in &keys {
         let (a, b, c2) = c.lookup_cost(k);
+        hist[(b as usize).min(15)] += 1;
         t += u64::from(a);
         l += u64::from(b);
         ch += u64::from(c2);
     }
     let nk = keys.len() as f64;
     println!("per lookup: {:.2} trees, {:.2} levels, {:.2} candidates checked", t as f64 / nk, l as f64 / nk, ch as f64 / nk);
+    if std::env::var("LAYOUT").is_ok() {
+        println!("levels histogram {hist:?}");
+    }
     // Best of 5: the machine is shared and noisy.
     let mut sum = 0u64;
-    let (mut single, mut bulk) = (f64::MAX, f64::MAX);
+    let (mut single, mut bulk, mut bulk32) = (f64::MAX, f64::MAX, f64::MAX);
     let mut out = vec![None; keys.len()];
+    // BURSTS=1: also bulk in bursts of 32, as the dataplane calls it.
+    let bursts = std::env::var("BURSTS").is_ok();
     for _ in 0..5 {
         let t0 = std::time::Instant::now();
         for _ in 0..rounds {
@@ -60,6 +72,19 @@ fn main() {
             c.lookup_bulk(std::hint::black_box(&keys), &mut out);
         }
         bulk = bulk.min(t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64);
+        if !bursts {
+            continue;
+        }
+        let t0 = std::time::Instant::now();
+        for _ in 0..rounds {
+            for burst in keys.chunks(32).zip(out.chunks_mut(32)) {
+                c.lookup_bulk(std::hint::black_box(burst.0), burst.1);
+            }
+        }
+        bulk32 = bulk32.min(t0.elapsed().as_nanos() as f64 / (rounds * keys.len()) as f64);
+    }
+    if bursts {
+        println!("bulk in bursts of 32: {bulk32:.1} ns");
     }
     println!("single {single:.1} ns ({:.2} M/s), bulk {bulk:.1} ns ({:.2} M/s) [{sum}]", 1e3 / single, 1e3 / bulk);
 }

@@ -255,11 +255,15 @@ impl CheckV4 {
     /// Whether the key matches, apart from the extended fields.
     #[inline(always)]
     fn matches(&self, key: &Prepared) -> bool {
-        let addresses = ((key.src4 ^ self.src) & self.src_mask) | ((key.dst4 ^ self.dst) & self.dst_mask) == 0;
-        let sport = (self.sport_lo <= key.sport) & (key.sport <= self.sport_hi);
-        let dport = (self.dport_lo <= key.dport) & (key.dport <= self.dport_hi);
-        let proto = (self.flags & V4_PROTO_ANY != 0) | (self.rule_proto >> 24 == u32::from(key.proto));
-        addresses & sport & dport & proto
+        // One word that is 0 only on a match, and one branch on it: which
+        // field differs varies from candidate to candidate, so a branch per
+        // field mispredicts. A port is in `lo..=hi` when `port - lo` (mod
+        // 2^16) is at most `hi - lo` (`validate` checks `lo <= hi`).
+        let addresses = ((key.src4 ^ self.src) & self.src_mask) | ((key.dst4 ^ self.dst) & self.dst_mask);
+        let sport = key.sport.wrapping_sub(self.sport_lo) > self.sport_hi.wrapping_sub(self.sport_lo);
+        let dport = key.dport.wrapping_sub(self.dport_lo) > self.dport_hi.wrapping_sub(self.dport_lo);
+        let proto = (self.rule_proto >> 24 ^ u32::from(key.proto)) & !(self.flags << 1 >> 31).wrapping_neg();
+        addresses | u32::from(sport) | u32::from(dport) | proto == 0
     }
 }
 
@@ -311,10 +315,10 @@ pub(crate) const DIM_WIDTH_V4: [u8; DIMS] = [32, 32, 8, 16, 16];
 /// A key rearranged once per lookup into the shapes trees and checks use.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Prepared {
-    /// The five dimensions, each left-aligned in 128 bits so that any cut is
-    /// `(field << offset) >> (128 - bits)`. Only for keys not of class 0.
-    fields: [u128; DIMS],
     /// For class 0 keys: the two words the IPv4 trees cut (`V4_FIELD_AT`).
+    /// (The other trees cut `Prepared::field`, built per level: keeping
+    /// all five 128-bit fields here made the struct twice as large, which
+    /// `lookup_bulk` pays for in every key of a burst.)
     words4: [u64; 2],
     src4: u32,
     dst4: u32,
@@ -338,23 +342,11 @@ impl Prepared {
         let dst = u128::from_be_bytes(key.dst);
         let class = family_class(src, dst);
         let (src4, dst4) = (src as u32, dst as u32);
-        let (mut fields, mut words4) = ([0; DIMS], [0; 2]);
-        if class == 0 {
-            words4 = [
-                u64::from(src4) << 32 | u64::from(dst4),
-                u64::from(key.proto) << 56 | u64::from(key.src_port) << 40 | u64::from(key.dst_port) << 24,
-            ];
-        } else {
-            fields = [
-                src,
-                dst,
-                u128::from(key.proto) << 120,
-                u128::from(key.src_port) << 112,
-                u128::from(key.dst_port) << 112,
-            ];
-        }
+        let words4 = [
+            u64::from(src4) << 32 | u64::from(dst4),
+            u64::from(key.proto) << 56 | u64::from(key.src_port) << 40 | u64::from(key.dst_port) << 24,
+        ];
         Prepared {
-            fields,
             words4,
             src4,
             dst4,
@@ -368,6 +360,20 @@ impl Prepared {
             ingress_bit: 1u64.checked_shl(u32::from(key.ingress)).unwrap_or(0),
             class,
         }
+    }
+
+    /// Dimension `dim` left-aligned in 128 bits, so that any cut is
+    /// `(field << offset) >> (128 - bits)`.
+    #[inline(always)]
+    fn field(&self, dim: usize) -> Option<u128> {
+        Some(match dim {
+            0 => self.src,
+            1 => self.dst,
+            2 => u128::from(self.proto) << 120,
+            3 => u128::from(self.sport) << 112,
+            4 => u128::from(self.dport) << 112,
+            _ => return None,
+        })
     }
 }
 
@@ -403,6 +409,57 @@ impl Classifier {
             + self.v4_leaf_blocks.len() * std::mem::size_of::<[u16; BLOCK_LEN]>()
             + self.v4_checks.len() * std::mem::size_of::<CheckV4>()
             + self.trees.len() * std::mem::size_of::<Tree>()
+    }
+
+    /// How the IPv4 structures' bytes are spent, for tuning: sizes of the
+    /// arrays, leaf blocks by candidate count, and leaf blocks by the
+    /// longest block of their node.
+    #[doc(hidden)]
+    pub fn layout_report(&self) -> String {
+        let block_len = |b: &[u16; BLOCK_LEN]| b.iter().position(|&c| c == BLOCK_END).unwrap_or(BLOCK_LEN);
+        let mut by_len = [0usize; BLOCK_LEN + 1];
+        for b in &self.v4_leaf_blocks {
+            by_len[block_len(b)] += 1;
+        }
+        let mut by_widest = [0usize; BLOCK_LEN + 1];
+        for &p in &self.v4_nodes {
+            if let Pointer::Inner { bits, blocks: true, base, .. } = decode::<true>(u64::from(p)) {
+                let blocks = self.v4_leaf_blocks.get(base..base.saturating_add(1 << bits)).unwrap_or(&[]);
+                by_widest[blocks.iter().map(block_len).max().unwrap_or(0)] += blocks.len();
+            }
+        }
+        // KiB of distinct child arrays (pointers or blocks) at each depth of
+        // the IPv4 trees (shared subtrees counted once).
+        let mut by_depth = Vec::new();
+        let mut level: Vec<u64> = self.trees.get(..self.class_start[1] as usize).unwrap_or(&[]).iter().map(|t| t.root).collect();
+        let mut seen = std::collections::HashSet::new();
+        while !level.is_empty() {
+            let (mut bytes, mut below) = (0, Vec::new());
+            for &p in &level {
+                if let Pointer::Inner { bits, base, blocks, .. } = decode::<true>(p) {
+                    if seen.insert((base, blocks)) {
+                        let n = 1usize << bits;
+                        bytes += n * if blocks { 16 } else { 4 };
+                        if !blocks {
+                            below.extend(self.v4_nodes.get(base..base.saturating_add(n)).unwrap_or(&[]).iter().map(|&q| u64::from(q)));
+                        }
+                    }
+                }
+            }
+            by_depth.push(bytes / 1024);
+            level = below;
+        }
+        format!(
+            "IPv4 tree KiB by depth {by_depth:?}; IPv4 pointers {} KiB, other pointers {} KiB, leaf runs {} KiB, leaf blocks {} KiB ({} by length {by_len:?}; \
+             under nodes whose longest block is 0..=8: {by_widest:?}), candidates {} KiB, IPv4 candidates {} KiB",
+            self.v4_nodes.len() * 4 / 1024,
+            self.nodes.len() * 8 / 1024,
+            self.leaf_items.len() * 4 / 1024,
+            self.v4_leaf_blocks.len() * 16 / 1024,
+            self.v4_leaf_blocks.len(),
+            self.checks.len() * 64 / 1024,
+            self.v4_checks.len() * 32 / 1024,
+        )
     }
 
     /// (trees walked, levels descended, candidates checked) for one lookup —
@@ -463,7 +520,7 @@ impl Classifier {
             let n = keys.len().min(out.len());
             let mut burst = Burst {
                 n,
-                prepared: [Prepared::default(); BULK],
+                prepared: std::array::from_fn(|j| keys.get(j).map_or(Prepared::default(), Prepared::new)),
                 best: [NO_RULE; BULK],
                 at: [EMPTY_LEAF; BULK],
                 min_index: [0; BULK],
@@ -472,9 +529,6 @@ impl Classifier {
                 at_leaf: [0; BULK],
                 in_block: [0; BULK],
             };
-            for (p, k) in burst.prepared.iter_mut().zip(&keys[..n]) {
-                *p = Prepared::new(k);
-            }
             for class in 0..FAMILY_CLASSES {
                 let start = self.class_start.get(class).copied().unwrap_or(0) as usize;
                 let end = self.class_start.get(class + 1).copied().unwrap_or(0) as usize;
@@ -842,7 +896,7 @@ fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
         return Some((((p >> 13) as usize) << 1).wrapping_add(child));
     }
     let Pointer::Inner { dim, bits, offset, base, .. } = decode::<V4>(p) else { return None };
-    let field = *key.fields.get(dim)?;
+    let field = key.field(dim)?;
     let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
     Some(base.wrapping_add(child))
 }

@@ -67,7 +67,8 @@
 //! | same, 4-byte IPv4 tree pointers           | 6.5–7.8 M single, 6.8–7.4 M bulk (1k rules: 15 M / 11 M) | ≈ 70–95 ms | 1.4 MB |
 //! | same, leaves ≤ 8                           | 7.9–8.3 M single, 8.7–8.9 M bulk (1k rules: 16 M / 11.9 M); remeasured later: 7.4–8.1 M / 8.6–8.8 M (1k: 15.8 M / 11.8 M) | ≈ 120–160 ms (1k: 7 ms) | 2.1 MB (1k: 118 KB) |
 //! | same, IPv4 pointers name a key word and a shift | 8.0–8.8 M single, 8.6–9.0 M bulk (1k rules: 17 M / 12.1 M) | ≈ 100–150 ms | 2.1 MB |
-//! | **these trees** (same, leaf blocks, branchless bulk lists) | **9.1–9.4 M single, 9.0–9.2 M bulk** (1k rules: 17 M / 12.6 M) | **≈ 100–150 ms** (1k: 5 ms) | **2.9 MB** (1k: 147 KB) |
+//! | same, leaf blocks, branchless bulk lists | 9.1–9.4 M single, 9.0–9.2 M bulk (1k rules: 17 M / 12.6 M) | ≈ 100–150 ms (1k: 5 ms) | 2.9 MB (1k: 147 KB) |
+//! | **these trees** (same, one branch per IPv4 candidate check, smaller prepared keys) | **10.2 M single, 10.7 M bulk** (98.2 / 93.7 ns; 1k rules: 18.7 M / 14.4 M) | **≈ 100 ms** (1k: 5 ms) | **2.9 MB** (1k: 147 KB) |
 //!
 //! Hash tables (the VPP way) cost a probe per mask type and this mix has
 //! dozens, each followed by candidate checks; trees cost ~4.3 dependent
@@ -139,16 +140,82 @@
 //! classifier's vectors come from decoding the image), a third IPv4 tree for
 //! the "any source" candidates (wide source, narrow destination: leaf
 //! entries 177k → 82k, but 1.82 trees and 5.6 levels per lookup instead of
-//! 1.0 and 4.3, 173k pointers: 10–25 % slower). **The 10 M/s target is met
-//! at 1k rules (17 M/s) but not at 10k: about 9.4 M/s single, 9.2 M/s bulk
-//! (106–109 ns against 100).** A profile now puts the time on the pointer
+//! 1.0 and 4.3, 173k pointers: 10–25 % slower). That left the 10 M/s
+//! target met at 1k rules (17 M/s) but not at 10k: about 9.4 M/s single,
+//! 9.2 M/s bulk (106–109 ns against 100), with the profile on the pointer
 //! loads (~21 %), the leaf block or run (~13 % + 9 %) and the candidates
-//! (~12 %). What remains: a smaller footprint (blocks are 1.6 MB, a fifth
-//! of them empty; runs outside blocks are still 32-bit; `leaf_items` could
-//! be 16-bit when there are fewer than 65,536 candidates), fewer levels
-//! (5.1 per lookup, with a tail of 7–11 for a fifth of the keys), and, in
-//! `lookup_bulk`, the candidate misses of the scans, which are not
-//! overlapped.
+//! (~12 %).
+//!
+//! **Then, mispredictions rather than bytes.** Prefetching showed that the
+//! misses were not all there was to it: a single lookup at 1k rules (all in
+//! L2) took 59 ns, ~150 cycles for 3.5 levels and 3 candidates, and a
+//! mispredicted branch that waits on a load also throws away the next
+//! lookup's work that the core had started out of order. The IPv4
+//! candidate check compiled to a branch per field (ports, then addresses,
+//! then protocol), and which field differs varies from candidate to
+//! candidate; it now folds every field's mismatch into one word (ports as
+//! one wrapping compare each: `port - lo ≤ hi - lo`) and branches once on
+//! it. And `Prepared` no longer keeps the five 128-bit fields the general
+//! trees cut (80 of its ~180 bytes, zeroed and filled 32 times per burst by
+//! `lookup_bulk`): those trees build the field per level, and the IPv4 words
+//! are computed without a branch on the class; `lookup_bulk` builds its
+//! prepared keys in place instead of zeroing them first. Measured as always (fastest
+//! of 12 interleaved `taskset -c 1 …/stats N` runs, against the previous
+//! build, back to back): **10k rules: single 104.8 → 98.2 ns (10.2 M/s),
+//! bulk 107.3 → 93.7 ns (10.7 M/s)**; every one of the 12 pairs was faster
+//! (single 98.2–103.7 against 104.8–109.8 ns, bulk 93.7–97.7 against
+//! 107.3–117.5 ns); 1k rules: single 58.5 → 53.5 ns, bulk 79.0 → 69.3 ns.
+//! The layout is unchanged (same image, same compile time). The one-branch
+//! check alone gave 106.2 → 101.5 ns single, 108.2 → 98.8 ns bulk; the
+//! smaller prepared key about 2 % more (1k: 56.4 → 54.0 / 75.6 → 72.1 ns),
+//! building them in place 1–2 % of bulk (96.1 → 94.2 ns; 1k: 70.9 → 69.8).
+//! So the target is met at 10k by `lookup_bulk` with a margin of ~6 %, and
+//! by single lookups only just (the fastest run at 98 ns, the median of the
+//! 12 at 99.7 ns; on a busier machine single lookups measure above 100).
+//!
+//! Tried in that session and dropped (each measured in the same process
+//! against the kept `lookup_bulk`, or as interleaved builds):
+//! - `lookup_bulk` as interleaved lanes (AMAC: 10 keys in flight, each
+//!   visit reads what the previous one prefetched, candidates included, and
+//!   a finished lane takes the next key): 121–124 vs 111–117 ns at 10k,
+//!   91 vs 82 ns at 1k — the per-visit switch on the lane's stage
+//!   mispredicts several times per key;
+//! - groups of 8 or 16 keys walked one level per round without branches (a
+//!   finished key rereads pointer 0): 129–133 vs 110 ns (16 keys: 154–174);
+//! - single lookups, each preceded by branch-free prefetches down the tree
+//!   of the keys 3, 6, 9, 12 places ahead (4 stages), or 2…14 ahead (7
+//!   stages, then also their first candidate): 116–117 vs 110 ns at 10k,
+//!   71–94 vs 59 ns single at 1k. The prefetches save ~15 ns of misses at
+//!   10k and cost more than that in instructions;
+//! - prefetching every key's first candidate before the scans in
+//!   `lookup_bulk` (again): 98.5 vs 98.4 ns;
+//! - checking the first 4 slots of a leaf block without a branch per
+//!   candidate: 112.6 vs 101.4 ns single (and `&` instead of `&&` before
+//!   the extended check: 122.5 ns) — a predicted "no match" lets the core
+//!   load the next candidates early, a computed mask waits for all of them;
+//! - the same single-branch fold for the general 64-byte check: 103.3 vs
+//!   101.5 ns single at 10k, 57.8 vs 56.1 ns at 1k (kept as it was);
+//! - ending a leaf block's scan on the bounds check (`BLOCK_END` past the
+//!   candidates) instead of a separate end check: no difference;
+//! - a larger space budget near the IPv4 root (16× or 32× candidates at
+//!   depth 0, 8–16× at depths 0–1): 5.08 → 4.77–4.57 levels at 3.8–6.7 MB,
+//!   within the noise (102.2 vs 103.0 ns) or slower (107 ns); deeper, the
+//!   trees outgrow the pointer budget and leaves double.
+//!
+//! What remains, with numbers from `stats` (`LAYOUT=1`) at 10k rules: 553 KiB
+//! of IPv4 pointers, 496 KiB of leaf runs (32-bit; 16-bit when there are
+//! fewer than 65,536 candidates would save 248 KiB, an image format
+//! change), 1,131 KiB of leaf blocks — 72,400 of them, only 423 empty (not
+//! a fifth), 3.7 candidates on average, and only 10,908 under nodes whose
+//! longest block has at most 4, so narrower blocks would save little —
+//! and 321 KiB of IPv4 candidates: ~2.5 MB touched by IPv4 keys against a
+//! 512 KB L2. The first three levels of the IPv4 tree are small (the root
+//! cuts 14 bits of the destination, 64 KiB, and most of its children share
+//! a few subtrees: 1 and 14 KiB of child arrays below), the misses are at
+//! depths 4–7 (226, 463, 463, 263 KiB) and in the blocks and candidates.
+//! A profile still puts ~20 % of single-lookup samples on the pointer
+//! loads, ~10 % on the leaf block, ~10 % on the runs and ~10 % on the
+//! candidates.
 //!
 //! `unsafe` appears once: the x86 prefetch intrinsic in `lookup_bulk`, a pure
 //! hint that never faults, whatever the address (see its SAFETY comment).
