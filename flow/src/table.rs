@@ -579,7 +579,7 @@ impl FlowTable {
     // ---------------------------------------------------------------- lookups
 
     /// Read slot `slot` if it holds `key`: wait-free, validated by the sequence word.
-    #[inline]
+    #[inline(always)]
     fn read_if_key(&self, slot: usize, key: &PackedKey) -> Option<FlowHit> {
         let e = self.entry(slot);
         // Acquire: pairs with the Release store that published this generation, so the
@@ -623,7 +623,7 @@ impl FlowTable {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn check_lanes(&self, bucket: usize, mut lanes: u16, key: &PackedKey) -> Option<FlowHit> {
         while lanes != 0 {
             let lane = lanes.trailing_zeros() as usize;
@@ -635,12 +635,12 @@ impl FlowTable {
         None
     }
 
-    #[inline]
+    #[inline(always)]
     fn probe(&self, bucket: usize, tag: u16, key: &PackedKey) -> Option<FlowHit> {
         self.check_lanes(bucket, self.bucket(bucket).matching(tag), key)
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &PackedKey, hash: u64) -> Option<FlowHit> {
         let tag = Self::tag(hash);
         let b1 = self.primary(hash);
