@@ -644,15 +644,14 @@ impl FlowTable {
     fn find(&self, key: &PackedKey, hash: u64) -> Option<FlowHit> {
         let tag = Self::tag(hash);
         let b1 = self.primary(hash);
-        self.probe(b1, tag, key).or_else(|| {
-            // Relaxed: a hint; a stale zero can only cause a miss of a flow inserted
-            // concurrently, which the insert path resolves as a clash.
-            if self.bucket(b1).spilled.load(Relaxed) != 0 {
-                self.probe(self.secondary(hash, b1), tag, key)
-            } else {
-                None
-            }
-        })
+        let hit = self.probe(b1, tag, key);
+        // Relaxed: a hint; a stale zero can only cause a miss of a flow inserted
+        // concurrently, which the insert path resolves as a clash. (Plain branches, not
+        // `or_else`: the closure was outlined and returned its hit through the stack.)
+        if hit.is_some() || self.bucket(b1).spilled.load(Relaxed) == 0 {
+            return hit;
+        }
+        self.probe(self.secondary(hash, b1), tag, key)
     }
 
     /// Find the flow of a canonical key. Wait-free.
@@ -782,6 +781,7 @@ impl FlowTable {
 
     /// Track one packet of an existing flow: TCP state machine and window checks, UDP /
     /// ICMP / generic pseudo-state, counters and timer (valid packets only).
+    #[inline(always)]
     pub fn track(
         &self,
         hit: &FlowHit,
