@@ -202,7 +202,7 @@ impl Worker {
         for l in &lookups {
             flows.prefetch(l.hash);
         }
-        for l in &lookups {
+        for l in &mut lookups {
             flows.prefetch_flow(l);
         }
         let mut rx_bytes = 0u64;

@@ -12,9 +12,9 @@
 //! event rings — the caller passes keys, hashes, a [`PacketInfo`], the classifier's
 //! verdict and the current time (`now` in milliseconds, from whatever clock it likes),
 //! and decides what to do with invalid packets, refusals and ended flows. It never
-//! allocates after [`FlowTable::new`], never panics on packet input, and has two small
-//! `unsafe` blocks, both hints to the hardware/OS (a cache prefetch and
-//! `madvise(MADV_HUGEPAGE)`); all shared state is atomics, so the concurrency needs none.
+//! allocates after [`FlowTable::new`], never panics on packet input, and has three small
+//! `unsafe` blocks: two hints to the hardware/OS (a cache prefetch and
+//! `madvise(MADV_HUGEPAGE)`) and the SSE2 tag compare; all shared state is atomics, so the concurrency needs none.
 //!
 //! ```
 //! use rampart_flow::{FlowTable, FlowTableConfig, NewFlow, PacketInfo};

@@ -140,6 +140,9 @@ impl FlowHit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prepared {
     key: PackedKey,
+    /// Lanes of the primary bucket whose tag matched when [`FlowTable::prefetch_flow`]
+    /// read it: where the lookup looks first.
+    lanes: u16,
     /// Which way the packet travels relative to the canonical key.
     pub dir: Direction,
     /// The canonical key's hash.
@@ -674,11 +677,12 @@ impl FlowTable {
     /// lookup reads the tags again, so flows inserted or removed meanwhile are seen.
     #[inline]
     pub fn prefetch_candidates(&self, key: &FlowKey, hash: u64) {
-        self.prefetch_packed(&PackedKey::new(key), hash)
+        self.prefetch_packed(&PackedKey::new(key), hash);
     }
 
+    /// Stage 2 on a packed key; returns the primary bucket's matching lanes.
     #[inline(always)]
-    fn prefetch_packed(&self, key: &PackedKey, hash: u64) {
+    fn prefetch_packed(&self, key: &PackedKey, hash: u64) -> u16 {
         let primary = self.primary(hash);
         let bucket = self.bucket(primary);
         let lanes = bucket.matching(Self::tag(hash));
@@ -691,6 +695,7 @@ impl FlowTable {
         } else if bucket.spilled.load(Relaxed) != 0 {
             prefetch(self.bucket(self.secondary(hash, primary)));
         }
+        lanes
     }
 
     /// [`Self::prepare`] in the form the packet path keeps: canonical key packed once, its
@@ -699,18 +704,27 @@ impl FlowTable {
     #[inline(always)]
     pub fn prepare_flow(&self, packet_key: &FlowKey) -> Prepared {
         let (key, dir) = PackedKey::canonical(packet_key);
-        Prepared { hash: self.hash_packed(&key), key, dir }
+        Prepared { hash: self.hash_packed(&key), key, dir, lanes: 0 }
     }
 
-    /// [`Self::prefetch_candidates`] of a prepared flow.
+    /// [`Self::prefetch_candidates`] of a prepared flow; remembers the lanes whose tag
+    /// matched, where [`Self::lookup_flow`] then looks first.
     #[inline(always)]
-    pub fn prefetch_flow(&self, flow: &Prepared) {
-        self.prefetch_packed(&flow.key, flow.hash)
+    pub fn prefetch_flow(&self, flow: &mut Prepared) {
+        flow.lanes = self.prefetch_packed(&flow.key, flow.hash);
     }
 
-    /// [`Self::lookup`] of a prepared flow. Wait-free.
+    /// [`Self::lookup`] of a prepared flow. Wait-free. The lanes remembered by
+    /// [`Self::prefetch_flow`] are only where it looks first: the entry's key and sequence
+    /// word decide a hit, and anything not found there is looked up in full.
     #[inline(always)]
     pub fn lookup_flow(&self, flow: &Prepared) -> Option<FlowHit> {
+        if flow.lanes != 0 {
+            let hit = self.check_lanes(self.primary(flow.hash), flow.lanes, &flow.key);
+            if hit.is_some() {
+                return hit;
+            }
+        }
         self.find(&flow.key, flow.hash)
     }
 

@@ -483,9 +483,10 @@ fn bulk_lookup_matches_single_lookups() {
     // The packet path's prepared flows agree with `prepare` and `lookup`, both ways round.
     for (i, k) in keys.iter().enumerate() {
         for k in [*k, k.reversed()] {
-            let flow = t.prepare_flow(&k);
+            let mut flow = t.prepare_flow(&k);
+            assert_eq!(t.lookup_flow(&flow), out[i], "without the prefetch stage");
             t.prefetch(flow.hash);
-            t.prefetch_flow(&flow);
+            t.prefetch_flow(&mut flow);
             assert_eq!((flow.canonical(), flow.dir, flow.hash), t.prepare(&k));
             assert_eq!(t.lookup_flow(&flow), out[i]);
         }
@@ -506,11 +507,37 @@ fn prepared_ipv6_flows_find_their_entry() {
     far[5] = 0x42;
     let other = FlowKey { src_addr: far, ..k };
     send(&t, &k, &datagram(1), 0);
-    let flow = t.prepare_flow(&k.reversed());
+    let mut flow = t.prepare_flow(&k.reversed());
+    t.prefetch_flow(&mut flow);
     assert_eq!((flow.canonical(), flow.dir, flow.hash), t.prepare(&k.reversed()));
     let hit = t.lookup_flow(&flow).expect("the reply finds the flow");
     assert_eq!(Some(hit), t.lookup(&flow.canonical(), flow.hash));
-    assert!(t.lookup_flow(&t.prepare_flow(&other)).is_none(), "addresses differ only above the low 32 bits");
+    let mut far_flow = t.prepare_flow(&other);
+    t.prefetch_flow(&mut far_flow);
+    assert!(t.lookup_flow(&far_flow).is_none(), "addresses differ only above the low 32 bits");
+}
+
+#[test]
+fn remembered_lanes_are_only_a_hint() {
+    let t = table(64);
+    let k = key4(A, 1, B, 2, UDP);
+    // Prefetched before the flow exists: no lanes remembered, the lookup still finds a flow
+    // inserted in between.
+    let mut early = t.prepare_flow(&k);
+    t.prefetch_flow(&mut early);
+    assert!(t.lookup_flow(&early).is_none());
+    send(&t, &k, &datagram(1), 0);
+    let hit = t.lookup_flow(&early).expect("found by the full lookup");
+    // Prefetched while the flow exists, removed before the lookup: a miss, not a stale hit.
+    let mut late = t.prepare_flow(&k);
+    t.prefetch_flow(&mut late);
+    let (ckey, _, hash) = t.prepare(&k);
+    t.remove(&ckey, hash, 1).unwrap();
+    assert!(t.lookup_flow(&late).is_none());
+    // Reinserted (possibly in another lane): found again with the old hint.
+    send(&t, &k, &datagram(1), 2);
+    let again = t.lookup_flow(&late).expect("found again");
+    assert_ne!(again.flow_id(), hit.flow_id(), "a new generation");
 }
 
 #[test]
