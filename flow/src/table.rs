@@ -551,8 +551,8 @@ impl FlowTable {
     /// Canonical key, the packet's direction and the hash, from a packet-order key.
     #[inline]
     pub fn prepare(&self, packet_key: &FlowKey) -> (FlowKey, Direction, u64) {
-        let (key, dir) = packet_key.canonical();
-        (key, dir, self.hash(&key))
+        let flow = self.prepare_flow(packet_key);
+        (flow.canonical(), flow.dir, flow.hash)
     }
 
     #[inline]
