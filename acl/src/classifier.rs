@@ -638,9 +638,14 @@ impl Classifier {
     /// pointer, the leaf block or the leaf's run), with no branch on `p`.
     #[inline(always)]
     fn bulk_step<const V4: bool>(&self, i: usize, p: u64, b: &mut Burst, lists: &mut Lists) {
-        let child = child_index::<V4>(p, &b.prepared[i]);
-        let inner = child.is_some();
-        let next = child.unwrap_or(0);
+        // No branch on the kind of pointer (a key reaching a leaf pointer
+        // would mispredict): for IPv4 the child index is computed anyway.
+        let (inner, next) = if V4 {
+            (p & 1 == 0, v4_child_index(p, &b.prepared[i]))
+        } else {
+            let child = child_index::<V4>(p, &b.prepared[i]);
+            (child.is_some(), child.unwrap_or(0))
+        };
         let blocks = inner && leads_to_blocks::<V4>(p);
         b.at[i] = p;
         b.next[i] = next;
@@ -933,20 +938,23 @@ pub(crate) fn family_class(src: u128, dst: u128) -> usize {
 #[inline(always)]
 fn child_index<const V4: bool>(p: u64, key: &Prepared) -> Option<usize> {
     if V4 {
-        if p & 1 == 1 {
-            return None;
-        }
-        // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
-        let word = std::hint::select_unpredictable(p & 2 == 0, key.words4[0], key.words4[1]);
-        let shift = ((p >> 2) & 63) as u32;
-        let bits = ((p >> 8) & 15) as u32 + 1;
-        let child = word.wrapping_shl(shift).wrapping_shr(64 - bits) as usize;
-        return Some((((p >> 13) as usize) << 1).wrapping_add(child));
+        return (p & 1 == 0).then(|| v4_child_index(p, key));
     }
     let Pointer::Inner { dim, bits, offset, base, .. } = decode::<V4>(p) else { return None };
     let field = key.field(dim)?;
     let child = field.wrapping_shl(offset).wrapping_shr(128u32.wrapping_sub(bits)) as usize;
     Some(base.wrapping_add(child))
+}
+
+/// The index an inner IPv4 pointer sends `key` to (garbage for a leaf).
+#[inline(always)]
+fn v4_child_index(p: u64, key: &Prepared) -> usize {
+    // Wrapping shifts: a corrupt pointer gives a wrong index, never a panic.
+    let word = std::hint::select_unpredictable(p & 2 == 0, key.words4[0], key.words4[1]);
+    let shift = ((p >> 2) & 63) as u32;
+    let bits = ((p >> 8) & 15) as u32 + 1;
+    let child = word.wrapping_shl(shift).wrapping_shr(64 - bits) as usize;
+    (((p >> 13) as usize) << 1).wrapping_add(child)
 }
 
 /// Where leaf pointer `p`'s run starts in `leaf_items` (garbage for an
