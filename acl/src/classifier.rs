@@ -14,6 +14,10 @@ pub(crate) const NO_RULE: u32 = u32::MAX;
 
 /// Keys handled together by [`Classifier::lookup_bulk`]: one burst.
 const BULK: usize = 32;
+/// Tree levels `lookup_bulk` descends key by key before walking the burst
+/// level by level (at 10k rules, the IPv4 tree's first three levels hold
+/// 79 KiB; the fourth alone 226 KiB).
+const BULK_DIRECT_LEVELS: usize = 3;
 
 /// Key dimensions the trees cut: source, destination, protocol, source port,
 /// destination port; and their widths in bits.
@@ -601,8 +605,21 @@ impl Classifier {
         for k in keys {
             let i = usize::from(b.by_class[k % BULK]);
             if tree.min_rule < b.best[i] {
-                b.min_index[i] = 0;
-                self.bulk_step::<V4>(i, tree.root, b, &mut lists);
+                // The top levels directly, one key after the other, as
+                // `walk` does: they are small and shared by every key, so
+                // they stay in cache, and a dependent load that hits costs
+                // less than a pass over the burst.
+                let (mut p, mut min_index) = (tree.root, 0);
+                for _ in 0..BULK_DIRECT_LEVELS {
+                    let Some(next) = child_index::<V4>(p, &b.prepared[i]) else { break };
+                    if leads_to_blocks::<V4>(p) || next < min_index {
+                        break;
+                    }
+                    let Some(q) = self.node::<V4>(next) else { break };
+                    (p, min_index) = (q, next + 1);
+                }
+                b.min_index[i] = min_index;
+                self.bulk_step::<V4>(i, p, b, &mut lists);
             }
         }
         // One pass per level: read each walking key's pointer (prefetched
