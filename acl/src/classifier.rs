@@ -535,9 +535,11 @@ impl Classifier {
     }
 
     /// Classifies a burst: `out[i] = lookup(&keys[i])` for every `i` both
-    /// slices have. Walks each tree for groups of 32 keys level by level,
-    /// prefetching every key's next pointer before reading any, so the cache
-    /// misses of a group overlap instead of queueing one after another.
+    /// slices have. Takes the keys 32 at a time, sorted by class; walks
+    /// each tree's top levels key by key (they stay in cache), then the
+    /// rest level by level, prefetching every key's next pointer before
+    /// reading any, so the cache misses of the group overlap instead of
+    /// queueing one after another.
     pub fn lookup_bulk(&self, keys: &[Key], out: &mut [Option<u32>]) {
         for (keys, out) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
             let n = keys.len().min(out.len());
