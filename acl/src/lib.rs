@@ -29,8 +29,10 @@
 //! in the IPv4 trees, 8 in the others),
 //! then scans at most 8 priority-ordered candidates in the leaf, stopping at
 //! the first match; trees whose best rule cannot beat the match already found
-//! are skipped. `lookup_bulk` walks a burst level by level with prefetching,
-//! keeping its lists of keys (walking, at a leaf) without branches.
+//! are skipped. `lookup_bulk` sorts a burst by class, descends the top
+//! three levels of a tree key by key (small and shared, they stay in
+//! cache), then walks the rest level by level with prefetching, keeping its
+//! lists of keys (walking, at a leaf, in a leaf block) without branches.
 //!
 //! Keys with IPv4 source and destination (nearly all traffic) take their own
 //! path, built around the dependent loads a lookup waits for: their trees
@@ -68,7 +70,8 @@
 //! | same, leaves ≤ 8                           | 7.9–8.3 M single, 8.7–8.9 M bulk (1k rules: 16 M / 11.9 M); remeasured later: 7.4–8.1 M / 8.6–8.8 M (1k: 15.8 M / 11.8 M) | ≈ 120–160 ms (1k: 7 ms) | 2.1 MB (1k: 118 KB) |
 //! | same, IPv4 pointers name a key word and a shift | 8.0–8.8 M single, 8.6–9.0 M bulk (1k rules: 17 M / 12.1 M) | ≈ 100–150 ms | 2.1 MB |
 //! | same, leaf blocks, branchless bulk lists | 9.1–9.4 M single, 9.0–9.2 M bulk (1k rules: 17 M / 12.6 M) | ≈ 100–150 ms (1k: 5 ms) | 2.9 MB (1k: 147 KB) |
-//! | **these trees** (same, one branch per IPv4 candidate check, smaller prepared keys) | **10.2 M single, 10.7 M bulk** (98.2 / 93.7 ns; 1k rules: 18.7 M / 14.4 M) | **≈ 100 ms** (1k: 5 ms) | **2.9 MB** (1k: 147 KB) |
+//! | same, one branch per IPv4 candidate check, smaller prepared keys | 10.2 M single, 10.7 M bulk (98.2 / 93.7 ns; 1k rules: 18.7 M / 14.4 M) | ≈ 100 ms (1k: 5 ms) | 2.9 MB (1k: 147 KB) |
+//! | **these trees** (same; `lookup_bulk`: one pass per level, burst sorted by class, top 3 levels key by key) | **≈ 10 M single, 11.6 M bulk** (bursts of 32: 102.5 → 86.3 ns; 1k rules: 78 → 59 ns) | **≈ 100 ms** (1k: 5 ms) | **2.9 MB** (1k: 147 KB) |
 //!
 //! Hash tables (the VPP way) cost a probe per mask type and this mix has
 //! dozens, each followed by candidate checks; trees cost ~4.3 dependent
@@ -201,6 +204,49 @@
 //!   depth 0, 8–16× at depths 0–1): 5.08 → 4.77–4.57 levels at 3.8–6.7 MB,
 //!   within the noise (102.2 vs 103.0 ns) or slower (107 ns); deeper, the
 //!   trees outgrow the pointer budget and leaves double.
+//!
+//! **Then, the work `lookup_bulk` does per key.** The dataplane classifies
+//! bursts of 32, and criterion's `lookup/bulk32/10000` measured 8.8–10 M/s
+//! (100–113 ns per key): `stats` in bursts of 32 took as long as single
+//! lookups (~100 ns), and ~64 ns at 1k rules (all in L2) — more than a
+//! single lookup there (54 ns), so compute, not memory. A profile
+//! (`perf record -e cpu-clock` of the bench) showed the instruction after
+//! each prefetch as the hottest of the walk: every level prefetched a
+//! "leaf run" address computed from inner pointers too, a garbage address
+//! megabytes away. Hence, each measured as the fastest of 3–6 interleaved
+//! `BURSTS=1 taskset -c 1 …/stats 10000` runs against the previous build:
+//! (1) one pass per level instead of two (read the pointer prefetched by
+//! the previous pass, compute and prefetch where it leads — only real
+//! addresses), (2) the burst sorted by class once (a counting sort), so
+//! that each of the four trees visits only its own keys instead of all 32,
+//! (3) `Prepared` in one cache line (64 bytes: ports, protocol and IPv4
+//! addresses are read from the IPv4 tree words): ~100 → ~91 ns together;
+//! (4) no branch on the kind of IPv4 pointer reached (a key reaching a leaf
+//! pointer mispredicted): ~92 → ~90 ns; (5) the first three levels walked
+//! key by key, as `walk` does, before the passes — they are small (79 KiB
+//! at 10k rules: 64, 1 and 14 KiB; the fourth level alone is 226 KiB) and
+//! every key reads them, so a dependent load that hits costs less than a
+//! pass over the burst (0/1/2/3/4/6 levels: ~89/~86/~86/~85/~91/~104 ns;
+//! 1k: ~66 → ~58 ns). Altogether, 6 interleaved pairs: **bursts of 32 at
+//! 10k, fastest 102.5 → 86.3 ns** (each of the 6 pairs faster; 1k: 78.1 →
+//! 58.9 ns); single lookups unchanged (~100 ns at 10k, ~54 ns at 1k).
+//!
+//! Tried in that session and dropped:
+//! - one list of finished keys during the walk, split into blocks and
+//!   runs afterwards (one list write less per level): ~91 vs ~89 ns;
+//! - scanning the keys that finished in the previous pass during the next
+//!   pass (to fill the short last passes): 95 vs 91 ns (a branch on block
+//!   or run per key);
+//! - checking a block's first 4 slots without a branch per candidate: 97–
+//!   101 vs 89 ns; checking blocks slot by slot across the burst's keys,
+//!   without branches (as the walk does levels): 96–101 vs 89–92 ns — a
+//!   predicted "no match" is cheaper than the branch-free bookkeeping;
+//! - prefetching each key's first candidate(s) before the scans, or one
+//!   pass after the key finished walking: within the noise (again);
+//! - no per-key `min_index` (the forward-only check done on the child
+//!   index when it is computed): no difference;
+//! - a larger space budget (factor 8 or 16: 3.9 or 2.9 levels, but 5.3
+//!   or 10.4 candidates per lookup and 4.4–5.3 MB): slower.
 //!
 //! What remains, with numbers from `stats` (`LAYOUT=1`) at 10k rules: 553 KiB
 //! of IPv4 pointers, 496 KiB of leaf runs (32-bit; 16-bit when there are
