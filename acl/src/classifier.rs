@@ -563,7 +563,9 @@ impl Classifier {
             for c in 1..FAMILY_CLASSES {
                 class_end[c] += class_end[c - 1];
             }
-            let mut fill = [0, class_end[0], class_end[1], class_end[2]];
+            // Where each class's keys start.
+            let mut fill = [0usize; FAMILY_CLASSES];
+            fill[1..].copy_from_slice(&class_end[..FAMILY_CLASSES - 1]);
             for (i, p) in burst.prepared[..n].iter().enumerate() {
                 let slot = &mut fill[usize::from(p.class) % FAMILY_CLASSES];
                 burst.by_class[*slot % BULK] = i as u8;
