@@ -13,9 +13,10 @@
 //! belongs to a tracked flow.
 //! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
 
+use arrayvec::ArrayVec;
 use rampart_acl::{Classifier, Key};
 use rampart_flow::{FlowHit, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Stale};
-use rampart_packet::{FlowKey, Meta, L3};
+use rampart_packet::{FlowKey, Meta, ParseError, L3};
 use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
@@ -60,6 +61,63 @@ impl RuleHistory {
         let tag = verdict >> RULE_BITS;
         let (_, ids) = self.gens.iter().rev().find(|(t, _)| *t == tag)?;
         self.current.get(ids.get(index)?).copied()
+    }
+}
+
+/// Packets per burst: the worker's receive burst.
+pub const BURST: usize = 32;
+
+/// A burst's packets, parsed, with the flows of those that are looked up prepared and
+/// their lookups pipelined (the stages of `FlowTable::lookup_bulk`): once every packet is
+/// parsed, all their buckets are prefetched in one tight loop, then all their candidate
+/// entries, and each lookup is done when its packet is decided ([`Self::lookup`]). With
+/// the table far beyond the TLB's reach, each prefetch starts a page walk; issued back to
+/// back the walks overlap, where interleaved with parsing each one held up the core on
+/// its own.
+pub struct Burst {
+    metas: [Result<Meta, ParseError>; BURST],
+    lookups: ArrayVec<Prepared, BURST>,
+    /// Index in `lookups` of each packet's flow (`u8::MAX`: not looked up).
+    lookup_of: [u8; BURST],
+}
+
+impl Burst {
+    /// Parses up to [`BURST`] frames received in `zone` and starts their flow lookups.
+    #[inline(always)]
+    pub fn new<'a>(flows: &FlowTable, zone: u16, frames: impl Iterator<Item = &'a [u8]>) -> Burst {
+        let mut burst = Burst {
+            metas: [Err(ParseError::EthernetTruncated); BURST],
+            lookups: ArrayVec::new(),
+            lookup_of: [u8::MAX; BURST],
+        };
+        for (i, frame) in frames.take(BURST).enumerate() {
+            let meta = rampart_packet::parse(frame);
+            if let Some(l) = meta.as_ref().ok().and_then(|meta| Firewall::lookup_key(flows, meta, zone)) {
+                burst.lookup_of[i] = burst.lookups.len() as u8;
+                burst.lookups.push(l);
+            }
+            burst.metas[i] = meta;
+        }
+        for l in &burst.lookups {
+            flows.prefetch(l.hash);
+        }
+        for l in &mut burst.lookups {
+            flows.prefetch_flow(l);
+        }
+        burst
+    }
+
+    /// Packet `i` parsed, or why it is malformed.
+    #[inline(always)]
+    pub fn meta(&self, i: usize) -> &Result<Meta, ParseError> {
+        &self.metas[i]
+    }
+
+    /// The flow of packet `i` and its lookup, for [`Firewall::check_looked_up`]; None for
+    /// a packet whose flow is not looked up (not IP, a later fragment, an ICMP error).
+    #[inline(always)]
+    pub fn lookup(&self, flows: &FlowTable, i: usize) -> Option<(&Prepared, Option<FlowHit>)> {
+        self.lookups.get(self.lookup_of[i] as usize).map(|l| (l, flows.lookup_flow(l)))
     }
 }
 

@@ -9,9 +9,9 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
-use crate::firewall::{Firewall, FwVerdict};
+pub use crate::firewall::BURST;
+use crate::firewall::{Burst, Firewall, FwVerdict};
 use crate::fragments::{Datagram, Fragments};
-use arrayvec::ArrayVec;
 use rampart_flow::{FlowHit, Prepared};
 use rampart_packet::ParseError;
 use crate::reject;
@@ -28,8 +28,6 @@ pub const ACTION_REJECT: u16 = 1;
 /// `code` of a FlowEnd event: the flow was cut by a new policy generation.
 pub const END_POLICY_CUT: u16 = 100;
 
-/// Packets per receive burst.
-pub const BURST: usize = 32;
 /// How far ahead packet data is prefetched.
 const PREFETCH: usize = 4;
 /// How long a worker keeps spinning on empty polls before it starts sleeping between
@@ -172,14 +170,8 @@ impl Worker {
         rx_bytes
     }
 
-    /// A burst under a stateful firewall: parse every packet, then decide each one.
-    /// Flow lookups are pipelined over the burst, in the stages of
-    /// `FlowTable::lookup_bulk`: once every packet is parsed, all their buckets are
-    /// prefetched in one tight loop, then all their candidate entries, and each lookup is
-    /// done when its packet is decided. With the table far beyond the TLB's reach, each
-    /// prefetch starts a page walk; issued back to back the walks overlap, where
-    /// interleaved with parsing each one held up the core on its own. Returns the bytes
-    /// received.
+    /// A burst under a stateful firewall: parse every packet and start its flow lookup
+    /// ([`Burst`]), then decide each one. Returns the bytes received.
     #[inline(always)]
     fn process_stateful(&mut self, rt: &Runtime, fw: &Firewall, ingress: u8, pkts: &[MbufPtr]) -> u64 {
         let port = &rt.ports[ingress as usize];
@@ -187,34 +179,21 @@ impl Worker {
         let now_ms = self.shared.now_ms();
         let route = rt.route(ingress);
         let flows = &self.shared.flows;
-        let mut metas = [Err(ParseError::EthernetTruncated); BURST];
-        let mut lookups: ArrayVec<Prepared, BURST> = ArrayVec::new();
-        let mut lookup_of = [u8::MAX; BURST];
-        for (i, &m) in pkts.iter().enumerate() {
+        let burst = Burst::new(flows, zone, pkts.iter().enumerate().map(|(i, &m)| {
             prefetch_ahead(pkts, i);
             // SAFETY: m is a valid mbuf we own until it is sent or freed.
-            metas[i] = rampart_packet::parse(unsafe { dpdk::mbuf_data(m) });
-            if let Some(l) = metas[i].as_ref().ok().and_then(|meta| Firewall::lookup_key(flows, meta, zone)) {
-                lookup_of[i] = lookups.len() as u8;
-                lookups.push(l);
-            }
-        }
-        for l in &lookups {
-            flows.prefetch(l.hash);
-        }
-        for l in &mut lookups {
-            flows.prefetch_flow(l);
-        }
+            unsafe { dpdk::mbuf_data(m) }
+        }));
         let mut rx_bytes = 0u64;
         for (i, &m) in pkts.iter().enumerate() {
             // SAFETY: as above.
             let (data, len) = unsafe { (dpdk::mbuf_data(m), dpdk::mbuf_pkt_len(m) as u64) };
             rx_bytes += len;
-            let decision = match &metas[i] {
+            let decision = match burst.meta(i) {
                 Ok(meta) => match route.decide(rt, ingress, meta) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
-                        let looked_up = lookups.get(lookup_of[i] as usize).map(|l| (l, self.shared.flows.lookup_flow(l)));
+                        let looked_up = burst.lookup(&self.shared.flows, i);
                         match self.firewall(fw, rt.gen, meta, data, (ingress, slot), zone, len, now_ms, looked_up) {
                             Some(reason) => Decision::Drop(reason),
                             None => pass,

@@ -1,0 +1,140 @@
+//! The stateful firewall's own cost per packet, without DPDK: the worker's burst pipeline
+//! ([`Burst`]: parse, prepare and prefetch the flows of 32 packets) and the decision of
+//! each packet ([`Firewall::check_looked_up`]: lookup, conntrack tracking) on one-way UDP
+//! flows that are all in the table, as in the bench rig's `stateful` profile after its
+//! first round (every packet a flow-table hit, the table sized for 2M flows as in
+//! `bench/configs/stateful.toml`).
+//!
+//! Frames are written into a burst's 32 buffers just before it is processed, as the vhost
+//! copy does in the dataplane: their data is in the cache, the flow table is not.
+//!
+//! `cargo bench -p rampart-dataplane --bench stateful`. Each iteration handles `BATCH`
+//! packets; criterion's `thrpt` line is packets per second on one core. What the rig adds
+//! on top is DPDK's vhost copies and the counters (README, performance section).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rampart_acl::{Classifier, Rule};
+use rampart_dataplane::firewall::{Burst, Firewall, FwVerdict, BURST};
+use rampart_flow::{FlowTable, FlowTableConfig};
+use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage, Verdict};
+
+/// The rig's table size (`conntrack.table_size` in `bench/configs/stateful.toml`).
+const TABLE: u32 = 1 << 21;
+const BATCH: usize = 1024;
+const FRAME: usize = 60;
+
+/// A stateful allow rule for UDP, behind the default drop.
+fn firewall() -> Firewall {
+    let acl = Classifier::compile(&[Rule { proto: Some(17), ..Default::default() }]).unwrap();
+    let image = FirewallImage {
+        rules: vec![RuleImage { id: "allow-udp".into(), counter: 0, action: RuleAction::Allow, stateful: true, log: false }],
+        acl,
+        acl_rule: vec![0],
+        conntrack: ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() },
+    };
+    Firewall::new(image, Verdict::Drop, 1)
+}
+
+/// The 60-byte Ethernet/IPv4/UDP frame template: 10.0.0.0:0 → 172.16.0.1:53, no checksums.
+fn template() -> [u8; FRAME] {
+    let mut frame = [0; FRAME];
+    frame[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut frame[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&46u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12] = 10;
+    ip[16..20].copy_from_slice(&[172, 16, 0, 1]);
+    frame[36..38].copy_from_slice(&53u16.to_be_bytes());
+    frame[38..40].copy_from_slice(&26u16.to_be_bytes());
+    frame
+}
+
+/// Turns a copy of [`template`] into the frame of flow `i` (source 10.x.y.z, port
+/// 1024 + i mod 50,000). Only the fields that differ are written; the IPv4 header checksum
+/// is left at zero (the dataplane does not verify it).
+#[inline(always)]
+fn write_frame(frame: &mut [u8; FRAME], i: usize) {
+    frame[27..30].copy_from_slice(&[(i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    frame[34..36].copy_from_slice(&(1024 + (i % 50_000) as u16).to_be_bytes());
+}
+
+/// Runs packets `first..first + BATCH` (flow index modulo `flows`) through the pipeline in
+/// bursts of 32; returns how many passed. Runs the stages up to `stage`.
+fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flow_count: usize, first: usize, now_ms: u64, stage: Stage) -> usize {
+    let mut passed = 0;
+    for start in (first..first + BATCH).step_by(BURST) {
+        for (k, buf) in buffers.iter_mut().enumerate() {
+            write_frame(buf, (start + k) % flow_count);
+        }
+        if stage == Stage::Frames {
+            passed += black_box(&buffers)[0][29] as usize;
+            continue;
+        }
+        let burst = Burst::new(flows, 0, buffers.iter().map(|b| &b[..]));
+        if stage == Stage::Burst {
+            passed += black_box(&burst).meta(0).is_ok() as usize;
+            continue;
+        }
+        for (i, buf) in buffers.iter().enumerate() {
+            let Ok(meta) = burst.meta(i) else { continue };
+            let verdict = fw.check_looked_up(flows, meta, buf, 1, 0, now_ms, burst.lookup(flows, i));
+            passed += matches!(verdict, FwVerdict::Pass { .. }) as usize;
+        }
+    }
+    passed
+}
+
+/// How far [`run`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Only write the frames (the baseline to subtract).
+    Frames,
+    /// ... and run the burst stage: parse, prepare, prefetch.
+    Burst,
+    /// ... and decide every packet.
+    Decide,
+}
+
+fn bench_flows(c: &mut Criterion, name: &str, flow_count: usize) {
+    let fw = firewall();
+    let flows = FlowTable::new(&FlowTableConfig { capacity: TABLE, ..Default::default() }).unwrap();
+    let mut buffers = [template(); BURST];
+    // First round: every flow classified and inserted.
+    let mut created = 0;
+    for first in (0..flow_count).step_by(BATCH) {
+        created += run(&fw, &flows, &mut buffers, flow_count, first, 1, Stage::Decide);
+    }
+    assert_eq!(flows.len() as usize, flow_count, "every flow inserted ({created} passed)");
+
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut at = 0;
+    let mut now_ms = 2;
+    let stages = [("write_frames", Stage::Frames), ("burst_parse_prefetch", Stage::Burst), ("burst_and_decide_hits", Stage::Decide)];
+    for (label, stage) in stages {
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                at = (at + BATCH) % flow_count;
+                now_ms += 1;
+                let passed = run(&fw, &flows, &mut buffers, flow_count, at, now_ms, stage);
+                assert!(stage != Stage::Decide || passed == BATCH, "every packet of a tracked flow passes");
+                passed
+            })
+        });
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_flows(c, "stateful_1k_flows", 1024);
+    bench_flows(c, "stateful_100k_flows", 100 * BATCH);
+    bench_flows(c, "stateful_1M_flows", 1 << 20);
+}
+
+criterion_group!(stateful, benches);
+criterion_main!(stateful);
