@@ -67,6 +67,7 @@ fn write_frame(frame: &mut [u8; FRAME], i: usize) {
 /// bursts of 32; returns how many passed. Runs the stages up to `stage`.
 fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flow_count: usize, first: usize, now_ms: u64, stage: Stage) -> usize {
     let mut passed = 0;
+    let mut burst = Burst::default();
     for start in (first..first + BATCH).step_by(BURST) {
         for (k, buf) in buffers.iter_mut().enumerate() {
             write_frame(buf, (start + k) % flow_count);
@@ -75,7 +76,7 @@ fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flo
             passed += black_box(&buffers)[0][29] as usize;
             continue;
         }
-        let burst = Burst::new(flows, 0, buffers.iter().map(|b| &b[..]));
+        burst.fill(flows, 0, buffers.iter().map(|b| &b[..]));
         if stage == Stage::Burst {
             passed += black_box(&burst).meta(0).is_ok() as usize;
             continue;

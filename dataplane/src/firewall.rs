@@ -81,30 +81,35 @@ pub struct Burst {
     lookup_of: [u8; BURST],
 }
 
+impl Default for Burst {
+    fn default() -> Burst {
+        Burst { metas: [Err(ParseError::EthernetTruncated); BURST], lookups: ArrayVec::new(), lookup_of: [u8::MAX; BURST] }
+    }
+}
+
 impl Burst {
     /// Parses up to [`BURST`] frames received in `zone` and starts their flow lookups.
+    /// (Filled in place: returned by value, the 4 KiB struct was copied once per burst.)
     #[inline(always)]
-    pub fn new<'a>(flows: &FlowTable, zone: u16, frames: impl Iterator<Item = &'a [u8]>) -> Burst {
-        let mut burst = Burst {
-            metas: [Err(ParseError::EthernetTruncated); BURST],
-            lookups: ArrayVec::new(),
-            lookup_of: [u8::MAX; BURST],
-        };
+    pub fn fill<'a>(&mut self, flows: &FlowTable, zone: u16, frames: impl Iterator<Item = &'a [u8]>) {
+        self.lookups.clear();
         for (i, frame) in frames.take(BURST).enumerate() {
             let meta = rampart_packet::parse(frame);
-            if let Some(l) = meta.as_ref().ok().and_then(|meta| Firewall::lookup_key(flows, meta, zone)) {
-                burst.lookup_of[i] = burst.lookups.len() as u8;
-                burst.lookups.push(l);
-            }
-            burst.metas[i] = meta;
+            self.lookup_of[i] = match meta.as_ref().ok().and_then(|meta| Firewall::lookup_key(flows, meta, zone)) {
+                Some(l) => {
+                    self.lookups.push(l);
+                    self.lookups.len() as u8 - 1
+                }
+                None => u8::MAX,
+            };
+            self.metas[i] = meta;
         }
-        for l in &burst.lookups {
+        for l in &self.lookups {
             flows.prefetch(l.hash);
         }
-        for l in &mut burst.lookups {
+        for l in &mut self.lookups {
             flows.prefetch_flow(l);
         }
-        burst
     }
 
     /// Packet `i` parsed, or why it is malformed.

@@ -179,7 +179,8 @@ impl Worker {
         let now_ms = self.shared.now_ms();
         let route = rt.route(ingress);
         let flows = &self.shared.flows;
-        let burst = Burst::new(flows, zone, pkts.iter().enumerate().map(|(i, &m)| {
+        let mut burst = Burst::default();
+        burst.fill(flows, zone, pkts.iter().enumerate().map(|(i, &m)| {
             prefetch_ahead(pkts, i);
             // SAFETY: m is a valid mbuf we own until it is sent or freed.
             unsafe { dpdk::mbuf_data(m) }
