@@ -167,6 +167,7 @@ pub struct PacketInfo {
 
 impl PacketInfo {
     /// Packet info of a parsed frame: IP length and, for TCP, the segment fields.
+    #[inline]
     pub fn from_frame(meta: &Meta, frame: &[u8]) -> PacketInfo {
         let ip_len =
             (meta.l4_offset as usize + meta.l4_header_len(frame) + meta.payload_len as usize)

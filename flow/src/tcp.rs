@@ -55,6 +55,7 @@ pub struct TcpSegment {
 impl TcpSegment {
     /// Read the segment of a parsed TCP packet from its frame (the one `meta` came
     /// from). `None` if `meta` is not TCP with a header (e.g. a later fragment).
+    #[inline]
     pub fn from_frame(meta: &Meta, frame: &[u8]) -> Option<TcpSegment> {
         if !meta.has_l4_header() || meta.ip_proto != 6 {
             return None;
