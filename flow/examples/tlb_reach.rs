@@ -1,0 +1,68 @@
+//! How far this machine's TLB reaches: a pointer chase over lines that each sit in their own
+//! 4 KiB page, spread over a given number of 2 MB regions, with or without transparent huge
+//! pages (`MADV_HUGEPAGE`, as the flow table asks for). Prints cycles per access.
+//!
+//! `cargo run --release -p rampart-flow --example tlb_reach -- HUGE LINES_PER_HUGE thp|small`
+//!
+//! With 2 MB translations, `128 16 thp` (2,048 lines, 128 KiB of data, 128 huge pages) costs
+//! about what `4 512 thp` does (the same lines in 4 huge pages); where the hypervisor maps
+//! guest huge pages with 4 KiB translations it costs several times more (README,
+//! performance section). Run it pinned to an idle core (`taskset -c 1`).
+
+use std::time::Instant;
+
+const HUGE: usize = 2 << 20;
+const PAGE: usize = 4096;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: tlb_reach HUGE LINES_PER_HUGE thp|small";
+    let (Some(huge), Some(per), Some(mode)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let (huge, per): (usize, usize) = (huge.parse().expect(usage), per.parse().expect(usage));
+    assert!(huge > 0 && (1..=HUGE / PAGE).contains(&per), "1..=512 lines per 2 MB region");
+    let thp = mode == "thp";
+    let span = huge * HUGE;
+    // SAFETY: a fresh private anonymous mapping, used only through the slice below while
+    // this function runs; the region handed to madvise lies inside it.
+    let base = unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), span + HUGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        assert!(p != libc::MAP_FAILED, "mmap failed");
+        let aligned = (p as usize).next_multiple_of(HUGE);
+        libc::madvise(aligned as *mut libc::c_void, span, if thp { libc::MADV_HUGEPAGE } else { libc::MADV_NOHUGEPAGE });
+        std::slice::from_raw_parts_mut(aligned as *mut usize, span / 8)
+    };
+    // First touch in address order, as the flow table is built (each 2 MB region faulted
+    // in whole when THP gives it a huge page).
+    for i in (0..base.len()).step_by(PAGE / 8) {
+        base[i] = 0;
+    }
+    // Line k: region k / per, page (k % per) spread evenly in it, at a line offset that
+    // varies with k so the lines do not share cache sets.
+    let n = huge * per;
+    let word = |k: usize| ((k / per) * HUGE + (k % per) * (HUGE / per / PAGE * PAGE) + (k * 64) % PAGE) / 8;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, x as usize % (i + 1));
+    }
+    for i in 0..n {
+        base[word(order[i])] = word(order[(i + 1) % n]);
+    }
+    let mut at = word(order[0]);
+    for _ in 0..4 * n {
+        at = base[at];
+    }
+    let steps = 20_000_000;
+    let started = Instant::now();
+    for _ in 0..steps {
+        at = base[at];
+    }
+    let ns = started.elapsed().as_nanos() as f64 / steps as f64;
+    println!("{huge} x 2 MB regions, {per} lines each ({n} lines), {mode}: {ns:.1} ns per access (end {at})");
+}
