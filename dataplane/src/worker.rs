@@ -9,8 +9,7 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
-pub use crate::firewall::BURST;
-use crate::firewall::{Burst, Firewall, FwVerdict};
+use crate::firewall::{Burst, Firewall, FwVerdict, BURST};
 use crate::fragments::{Datagram, Fragments};
 use rampart_flow::{FlowHit, Prepared};
 use rampart_packet::ParseError;
