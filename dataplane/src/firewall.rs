@@ -144,8 +144,10 @@ pub enum FwVerdict {
     Drop(DropReason, Option<u32>),
     /// Drop and answer the sender (TCP RST / ICMP unreachable).
     Reject(Option<u32>),
-    /// An existing flow the new policy denies: drop, and the flow was removed.
-    Cut(Option<u32>),
+    /// An existing flow the new policy denies: drop, and the flow was removed. `reply`:
+    /// this packet came from the flow's responder (the flow-end record names the opener
+    /// as its source, so the worker swaps the packet's endpoints).
+    Cut { rule: Option<u32>, reply: bool },
 }
 
 impl Firewall {
@@ -330,7 +332,8 @@ impl Firewall {
         let (allowed, stateful) = self.action(now_rule);
         if !allowed || !stateful {
             // Only the packet that removes the flow reports the cut.
-            return Err(flows.remove(&flow.canonical(), flow.hash, now_ms).map(|_| FwVerdict::Cut(now_rule)));
+            let reply = hit.initiator != flow.dir;
+            return Err(flows.remove(&flow.canonical(), flow.hash, now_ms).map(|_| FwVerdict::Cut { rule: now_rule, reply }));
         }
         let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
         Ok(now_rule)
@@ -386,6 +389,52 @@ fn inner_key(frame: &[u8], off: usize, zone: u16) -> Option<FlowKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_flow::FlowTableConfig;
+    use rampart_shm::ConntrackImage;
+
+    /// A 60-byte Ethernet/IPv4/UDP frame.
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&46u16.to_be_bytes());
+        f[22] = 64;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[36..38].copy_from_slice(&dport.to_be_bytes());
+        f[38..40].copy_from_slice(&26u16.to_be_bytes());
+        f
+    }
+
+    /// One stateful rule allowing protocol `proto`, behind the default drop.
+    fn allowing(proto: u8, gen: u64) -> Firewall {
+        let acl = Classifier::compile(&[rampart_acl::Rule { proto: Some(proto), ..Default::default() }]).unwrap();
+        let rules = vec![RuleImage { id: format!("allow-{proto}"), counter: 0, action: RuleAction::Allow, stateful: true, log: false }];
+        let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
+        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, Verdict::Drop, gen)
+    }
+
+    #[test]
+    fn a_cut_says_whether_the_packet_came_from_the_flows_responder() {
+        let flows = FlowTable::new(&FlowTableConfig { capacity: 64, ..Default::default() }).unwrap();
+        let check = |fw: &Firewall, frame: &[u8]| fw.check(&flows, &rampart_packet::parse(frame).unwrap(), frame, 1, 0, 10);
+        let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
+        // Opened by the endpoint that sorts last (stored reversed) and by the first.
+        let opened = [udp(b, 40000, a, 8080), udp(a, 40001, c, 8080), udp(c, 40002, a, 8080)];
+        let udp_allowed = allowing(17, 1);
+        for frame in &opened {
+            assert!(matches!(check(&udp_allowed, frame), FwVerdict::Pass { created: true, .. }));
+        }
+        // The next policy allows only TCP: each flow is cut by its next packet.
+        let tcp_only = allowing(6, 2);
+        assert_eq!(check(&tcp_only, &udp(a, 8080, b, 40000)), FwVerdict::Cut { rule: None, reply: true });
+        assert_eq!(check(&tcp_only, &udp(c, 8080, a, 40001)), FwVerdict::Cut { rule: None, reply: true });
+        assert_eq!(check(&tcp_only, &opened[2]), FwVerdict::Cut { rule: None, reply: false });
+        assert_eq!(flows.len(), 0);
+    }
 
     fn rules(ids: &[&str]) -> Vec<RuleImage> {
         ids.iter().map(|id| RuleImage { id: id.to_string(), counter: 0, action: RuleAction::Allow, stateful: true, log: false }).collect()

@@ -280,12 +280,13 @@ impl Manager {
         let budget = (flows.slots() as u64 * elapsed_ms.min(sweep_ms)).div_ceil(sweep_ms);
         self.shared.flows.expire_step(now, budget as usize, |end| {
             let r = &end.record;
+            let k = r.opener_key();
             let (data, value) = rampart_shm::ring::FlowEventData::pack(
-                &r.key.src_addr,
-                &r.key.dst_addr,
-                r.key.src_port,
-                r.key.dst_port,
-                r.key.proto,
+                &k.src_addr,
+                &k.dst_addr,
+                k.src_port,
+                k.dst_port,
+                k.proto,
                 self.rules.current_rule(r.verdict),
             );
             let rec = EventRecord { tsc: dpdk::rdtsc(), kind: EventKind::FlowEnd as u16, port: r.owner as u16, code: end_code(end.reason), value, len: 32, data, ..Default::default() };
@@ -325,12 +326,11 @@ impl Manager {
                 }
                 count += 1;
                 let ip = |a: &[u8; 16]| std::net::Ipv6Addr::from(*a).to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| std::net::Ipv6Addr::from(*a).to_string());
-                let (src, dst) = if r.initiator == rampart_packet::Direction::Forward { (&r.key.src_addr, &r.key.dst_addr) } else { (&r.key.dst_addr, &r.key.src_addr) };
-                let (sport, dport) = if r.initiator == rampart_packet::Direction::Forward { (r.key.src_port, r.key.dst_port) } else { (r.key.dst_port, r.key.src_port) };
+                let k = r.opener_key();
                 result = writeln!(
                     w,
                     "{{\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":{},\"state\":\"{}\",\"owner\":{},\"rule\":{},\"pkts\":[{},{}],\"bytes\":[{},{}],\"age_ms\":{},\"idle_ms\":{}}}",
-                    ip(src), sport, ip(dst), dport, r.key.proto, r.state.name(), r.owner,
+                    ip(&k.src_addr), k.src_port, ip(&k.dst_addr), k.dst_port, k.proto, r.state.name(), r.owner,
                     self.rules.current_rule(r.verdict).map_or(-1, i64::from),
                     r.packets_from_initiator(), r.packets_from_responder(), r.bytes_from_initiator(), r.bytes_from_responder(),
                     now.saturating_sub(r.start_ms), now.saturating_sub(r.last_ms)

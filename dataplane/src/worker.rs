@@ -267,7 +267,7 @@ impl Worker {
         }
         let verdict = fw.check_looked_up(&self.shared.flows, meta, data, slot as u8, zone, now_ms, looked_up);
         let rule = match verdict {
-            FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) | FwVerdict::Cut(rule) => rule,
+            FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) | FwVerdict::Cut { rule, .. } => rule,
         };
         let counter = rule.and_then(|r| fw.counter_of(r));
         if let Some(c) = counter {
@@ -284,18 +284,18 @@ impl Worker {
                     self.fragments.passed(meta, zone, Datagram { counter, gen }, now_ms);
                 }
                 if log && created {
-                    self.flow_event(EventKind::FlowStart, slot, 0, meta, rule);
+                    self.flow_event(EventKind::FlowStart, slot, 0, meta, false, rule);
                 }
                 None
             }
             FwVerdict::Drop(reason, _) => Some(reason),
-            FwVerdict::Cut(rule) => {
-                self.flow_event(EventKind::FlowEnd, slot, END_POLICY_CUT, meta, rule);
+            FwVerdict::Cut { rule, reply } => {
+                self.flow_event(EventKind::FlowEnd, slot, END_POLICY_CUT, meta, reply, rule);
                 Some(DropReason::PolicyCut)
             }
             FwVerdict::Reject(rule) => {
                 self.reject(meta, data, ingress);
-                self.flow_event(EventKind::FlowStart, slot, ACTION_REJECT, meta, rule);
+                self.flow_event(EventKind::FlowStart, slot, ACTION_REJECT, meta, false, rule);
                 Some(DropReason::RuleReject)
             }
         }
@@ -310,8 +310,13 @@ impl Worker {
         }
     }
 
-    fn flow_event(&self, kind: EventKind, slot: usize, code: u16, meta: &Meta, rule: Option<u32>) {
-        let (data, value) = FlowEventData::pack(&meta.src_addr, &meta.dst_addr, meta.src_port, meta.dst_port, meta.ip_proto, rule);
+    /// A flow event for the flow of `meta`'s packet, named as its opener sent it: the
+    /// packet's source first, or, for a `reply` (a packet of the responder), its destination
+    /// (ICMP "ports", type and identifier, are not per endpoint and stay as they are).
+    fn flow_event(&self, kind: EventKind, slot: usize, code: u16, meta: &Meta, reply: bool, rule: Option<u32>) {
+        let (src, dst) = if reply { (&meta.dst_addr, &meta.src_addr) } else { (&meta.src_addr, &meta.dst_addr) };
+        let (sport, dport) = if reply && !meta.is_icmp() { (meta.dst_port, meta.src_port) } else { (meta.src_port, meta.dst_port) };
+        let (data, value) = FlowEventData::pack(src, dst, sport, dport, meta.ip_proto, rule);
         let rec = EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port: slot as u16, code, value, len: 32, data, ..Default::default() };
         if !self.shared.segment.events[self.id].push(rec) {
             self.counters().totals.events_lost.add(1);

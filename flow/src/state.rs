@@ -206,6 +206,14 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// The key as the initiator sent it: source = the endpoint that opened the flow (how
+    /// flow records are reported, as eve.json's `src_*` / `dest_*` are).
+    pub fn opener_key(&self) -> FlowKey {
+        match self.initiator {
+            Direction::Forward => self.key,
+            Direction::Reverse => self.key.reversed(),
+        }
+    }
     /// Packets sent by the initiator ("to server" in eve.json).
     pub fn packets_from_initiator(&self) -> u32 {
         self.packets[self.initiator as usize]

@@ -201,6 +201,28 @@ fn udp_unreplied_then_replied_timeouts() {
 }
 
 #[test]
+fn flow_records_name_the_flow_as_its_opener_sent_it() {
+    let t = table(64);
+    // B sorts after A, so B's flows are stored under the reversed, canonical key.
+    let from_b = key4(B, 40000, A, 53, UDP);
+    let from_a = key4(A, 40001, B, 53, UDP);
+    for (key, at) in [(from_b, 0), (from_a, 1)] {
+        send(&t, &key, &datagram(40), at);
+        send(&t, &key.reversed(), &datagram(60), at + 1);
+    }
+    let ended = sweep(&t, 200 * SEC);
+    assert_eq!(ended.len(), 2);
+    for end in ended {
+        let r = end.record;
+        let sent = if r.key == from_b.canonical().0 { from_b } else { from_a };
+        assert_eq!(r.key, sent.canonical().0);
+        assert_eq!(r.opener_key(), sent, "source is the opener");
+        assert_eq!((r.bytes_from_initiator(), r.bytes_from_responder()), (28 + 40, 28 + 60));
+    }
+    assert_ne!(from_b.canonical().0, from_b, "the case where the two orders differ is covered");
+}
+
+#[test]
 fn timeouts_are_configurable() {
     let t = table_with(FlowTableConfig {
         capacity: 64,
