@@ -332,7 +332,7 @@ for _ in $(seq 50); do # 10 s: the event log is written by the control process
 	[[ -n $rec ]] && break
 	sleep 0.2
 done
-if [[ -n $rec ]]; then pass "event log: $rec"; else fail "event log: no flow record with reason policy for port 8080"; fi
+if [[ -n $rec ]]; then pass "event log: $rec"; else fail "event log: no flow record with reason policy for port 8080 (records with reason policy: $(grep '"reason":"policy"' "$work/eve.json" 2>/dev/null | head -c 600))"; fi
 
 # The guest side: after the cut A gets nothing more while B goes on writing.
 sleep 3
