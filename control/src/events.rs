@@ -3,7 +3,7 @@
 //! `event_type`, `in_iface`, ...). Loss is never silent: ring overflows are
 //! read from the segment and written to the log as `event_type: "loss"`.
 
-use rampart_shm::ring::{EventKind, FlowEventData};
+use rampart_shm::ring::{EventKind, FlowEndCode, FlowEventData};
 use rampart_shm::{DropReason, EventRecord, Segment, MAX_EVENT_RINGS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -142,14 +142,7 @@ fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, 
             let flow = if k == EventKind::FlowStart {
                 json!({"state": "new", "action": if rec.code == 1 { "rejected" } else { "allowed" }})
             } else {
-                let reason = match rec.code {
-                    1 => "timeout",
-                    2 => "evicted",
-                    3 => "removed",
-                    4 => "reopened",
-                    100 => "policy",
-                    _ => "unknown",
-                };
+                let reason = FlowEndCode::from_u16(rec.code).map_or("unknown", FlowEndCode::label);
                 json!({"state": "closed", "reason": reason})
             };
             json!({"timestamp": ts, "event_type": "flow", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,

@@ -5,8 +5,11 @@
 //! rules deny that direction; a miss is classified (first match over the
 //! compiled ACL) and, if allowed and stateful, inserted subject to the
 //! guest's quota and the table-full policy. A flow decided under an older
-//! policy generation is re-classified at its next packet: if the new policy
-//! denies it, it is cut and logged. A fragmented datagram is decided on its
+//! policy generation is re-classified at its next packet, as its opener sent it:
+//! if the new policy denies it, it is cut; if a stateless rule now allows it, it
+//! is no longer tracked and the packet is judged on its own. Every flow that ends
+//! while a packet is decided (cut, untracked, evicted to make room, reopened by a
+//! SYN) is handed back to the worker ([`Ended`]) for its flow-end event. A fragmented datagram is decided on its
 //! first fragment (the only one with ports); here a later fragment is
 //! dropped, and the worker lets it follow a first fragment that passed
 //! ([`crate::fragments`]). ICMP errors pass only when their quoted packet
@@ -15,9 +18,11 @@
 
 use arrayvec::ArrayVec;
 use rampart_acl::{Classifier, Key};
-use rampart_flow::{FlowHit, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Stale};
-use rampart_packet::{FlowKey, Meta, ParseError, L3};
+use rampart_flow::{EndReason, FlowEnd, FlowHit, FlowRecord, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Stale};
+use rampart_packet::{icmp, icmpv6, FlowKey, Meta, ParseError, L3};
+use rampart_shm::ring::FlowEndCode;
 use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
+use std::sync::Arc;
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
 /// 20 bits and the low 12 bits of the policy generation above them.
@@ -31,21 +36,21 @@ fn gen_tag(gen: u64) -> u32 {
     (gen as u32) & ((1 << (32 - RULE_BITS)) - 1)
 }
 
-/// The rule ids of recent policy generations, for the main lcore: a flow that saw no
-/// packet since a reload still names its rule by its index in the generation that
-/// decided it, and is reported (flow-end events, flow dumps) with that rule's index in
-/// the current generation — the one the control process labels events with — or with
-/// none if the rule is gone.
-#[derive(Default)]
+/// The rule ids of recent policy generations: a flow that saw no packet since a reload
+/// still names its rule by its index in the generation that decided it, and is reported
+/// (flow-end events, flow dumps) with that rule's index in the current generation — the
+/// one the control process labels events with — or with none if the rule is gone. The
+/// main lcore keeps it; each generation's [`Firewall`] shares a snapshot.
+#[derive(Default, Clone)]
 pub struct RuleHistory {
-    gens: std::collections::VecDeque<(u32, Vec<String>)>,
+    gens: std::collections::VecDeque<(u32, Arc<[String]>)>,
     current: std::collections::HashMap<String, u32>,
 }
 
 impl RuleHistory {
     /// Records the rules of generation `gen`, which becomes the current one.
     pub fn record(&mut self, gen: u64, rules: &[RuleImage]) {
-        let ids: Vec<String> = rules.iter().map(|r| r.id.clone()).collect();
+        let ids: Arc<[String]> = rules.iter().map(|r| r.id.clone()).collect();
         self.current = ids.iter().enumerate().map(|(i, id)| (id.clone(), i as u32)).collect();
         let tag = gen_tag(gen);
         self.gens.retain(|(t, _)| *t != tag);
@@ -133,6 +138,38 @@ pub struct Firewall {
     acl_rule: Vec<u32>,
     default_forward: bool,
     gen_tag: u32,
+    /// Names the rules of flows decided by earlier generations when they end.
+    history: Arc<RuleHistory>,
+}
+
+/// The flow-end event code of each way a flow leaves the table.
+pub fn end_code(reason: EndReason) -> FlowEndCode {
+    match reason {
+        EndReason::Expired => FlowEndCode::Timeout,
+        EndReason::Evicted => FlowEndCode::Evicted,
+        EndReason::Removed => FlowEndCode::Removed,
+        EndReason::Reopened => FlowEndCode::Reopened,
+    }
+}
+
+impl Ended {
+    /// The flow-end event: the flow named as its opener sent it, from its owner's port.
+    pub fn event(&self, tsc: u64) -> rampart_shm::EventRecord {
+        let k = self.record.opener_key();
+        let (data, value) = rampart_shm::ring::FlowEventData::pack(&k.src_addr, &k.dst_addr, k.src_port, k.dst_port, k.proto, self.rule);
+        let kind = rampart_shm::ring::EventKind::FlowEnd as u16;
+        rampart_shm::EventRecord { tsc, kind, port: self.record.owner as u16, code: self.code as u16, value, len: 32, data, ..Default::default() }
+    }
+}
+
+/// A flow that ended while a packet was decided, for the worker's flow-end event: the
+/// flow as it left, why, and the rule to report (the one that cut or untracked it, else
+/// the one that decided it, by its current-generation index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub record: FlowRecord,
+    pub code: FlowEndCode,
+    pub rule: Option<u32>,
 }
 
 /// What the firewall decided for one packet.
@@ -144,21 +181,34 @@ pub enum FwVerdict {
     Drop(DropReason, Option<u32>),
     /// Drop and answer the sender (TCP RST / ICMP unreachable).
     Reject(Option<u32>),
-    /// An existing flow the new policy denies: drop, and the flow was removed. `reply`:
-    /// this packet came from the flow's responder (the flow-end record names the opener
-    /// as its source, so the worker swaps the packet's endpoints).
-    Cut { rule: Option<u32>, reply: bool },
 }
 
 impl Firewall {
-    pub fn new(image: FirewallImage, default_action: Verdict, gen: u64) -> Firewall {
+    pub fn new(image: FirewallImage, default_action: Verdict, gen: u64, history: Arc<RuleHistory>) -> Firewall {
         Firewall {
             rules: image.rules,
             acl: image.acl,
             acl_rule: image.acl_rule,
             default_forward: default_action == Verdict::Forward,
             gen_tag: gen_tag(gen),
+            history,
         }
+    }
+
+    /// The current-generation index of the rule a flow's verdict word names.
+    fn current_rule(&self, verdict: u32) -> Option<u32> {
+        if verdict >> RULE_BITS == self.gen_tag {
+            Self::rule_of(verdict)
+        } else {
+            self.history.current_rule(verdict)
+        }
+    }
+
+    /// A flow that left the table to make room for a packet's flow, or that its SYN
+    /// reopened.
+    #[cold]
+    fn ended_by_insert(&self, end: FlowEnd) -> Ended {
+        Ended { record: end.record, code: end_code(end.reason), rule: self.current_rule(end.record.verdict) }
     }
 
     fn verdict_word(&self, rule: Option<u32>) -> u32 {
@@ -169,20 +219,13 @@ impl Firewall {
         (word & RULE_MASK).checked_sub(1)
     }
 
-    /// First matching policy rule for a flow opened on `ingress` with this key.
+    /// First matching policy rule for a flow opened on `ingress` with this key and, for
+    /// ICMP, this (type, code).
     #[inline]
-    fn classify(&self, key: &FlowKey, meta: &Meta, ingress: u8) -> Option<u32> {
-        let icmp = meta.is_icmp();
-        let k = Key {
-            src: key.src_addr,
-            dst: key.dst_addr,
-            proto: key.proto,
-            src_port: if icmp { 0 } else { key.src_port },
-            dst_port: if icmp { 0 } else { key.dst_port },
-            icmp_type: meta.icmp_type().unwrap_or(0),
-            icmp_code: meta.icmp_code().unwrap_or(0),
-            ingress,
-        };
+    fn classify(&self, key: &FlowKey, icmp: Option<(u8, u8)>, ingress: u8) -> Option<u32> {
+        let (icmp_type, icmp_code) = icmp.unwrap_or((0, 0));
+        let ports = if icmp.is_some() { (0, 0) } else { (key.src_port, key.dst_port) };
+        let k = Key { src: key.src_addr, dst: key.dst_addr, proto: key.proto, src_port: ports.0, dst_port: ports.1, icmp_type, icmp_code, ingress };
         self.acl.lookup(&k).and_then(|i| self.acl_rule.get(i as usize).copied())
     }
 
@@ -213,9 +256,11 @@ impl Firewall {
     }
 
     /// Decides one IP packet received on port slot `ingress` in segment/wire `zone`.
+    /// A flow that ended on the way is put in `ended`.
     #[inline]
-    pub fn check(&self, flows: &FlowTable, meta: &Meta, frame: &[u8], ingress: u8, zone: u16, now_ms: u64) -> FwVerdict {
-        self.check_looked_up(flows, meta, frame, ingress, zone, now_ms, None)
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(&self, flows: &FlowTable, meta: &Meta, frame: &[u8], ingress: u8, zone: u16, now_ms: u64, ended: &mut Option<Ended>) -> FwVerdict {
+        self.check_looked_up(flows, meta, frame, ingress, zone, now_ms, None, ended)
     }
 
     /// [`Self::check`] with the flow prepared and looked up already (pipelined over the
@@ -232,6 +277,7 @@ impl Firewall {
         zone: u16,
         now_ms: u64,
         looked_up: Option<(&Prepared, Option<FlowHit>)>,
+        ended: &mut Option<Ended>,
     ) -> FwVerdict {
         if meta.is_later_fragment() {
             return FwVerdict::Drop(DropReason::Fragment, None);
@@ -241,7 +287,7 @@ impl Firewall {
         }
         let pkt = PacketInfo::from_frame(meta, frame);
         if let Some((flow, Some(hit))) = looked_up {
-            if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, flow, now_ms) {
+            if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, flow, now_ms, ended) {
                 return verdict;
             }
         }
@@ -259,14 +305,14 @@ impl Firewall {
             None => {
                 let flow = flows.prepare_flow(&key);
                 if let Some(hit) = flows.lookup_flow(&flow) {
-                    if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, &flow, now_ms) {
+                    if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, &flow, now_ms, ended) {
                         return verdict;
                     }
                 }
                 flow
             }
         };
-        let rule = self.classify(&key, meta, ingress);
+        let rule = self.classify(&key, meta.icmp_type().zip(meta.icmp_code()), ingress);
         let (allowed, stateful) = self.action(rule);
         if !allowed {
             let reject = rule.and_then(|r| self.rules.get(r as usize)).is_some_and(|r| r.action == RuleAction::Reject);
@@ -282,8 +328,15 @@ impl Firewall {
         }
         let new = NewFlow { verdict: self.verdict_word(rule), owner: ingress };
         match flows.insert(&flow.canonical(), flow.hash, flow.dir, new, &pkt, now_ms) {
-            Ok(ins) if ins.tracked.outcome.is_valid() => FwVerdict::Pass { rule, created: ins.created, log },
-            Ok(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+            Ok(ins) => {
+                if let Some(end) = ins.ended {
+                    *ended = Some(self.ended_by_insert(end));
+                }
+                match ins.tracked.outcome.is_valid() {
+                    true => FwVerdict::Pass { rule, created: ins.created, log },
+                    false => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+                }
+            }
             Err(InsertError::Full) => FwVerdict::Drop(DropReason::FlowTableFull, rule),
             Err(InsertError::QuotaExceeded(_)) => FwVerdict::Drop(DropReason::FlowQuota, rule),
             Err(InsertError::Invalid(InvalidReason::TcpNotSyn)) => FwVerdict::Drop(DropReason::ConntrackNotSyn, rule),
@@ -291,8 +344,9 @@ impl Firewall {
         }
     }
 
-    /// A packet of a tracked flow. None when the flow is gone (expired, reopened, or cut
-    /// by another packet of the same burst): the packet is then judged as a new flow.
+    /// A packet of a tracked flow. None when the flow is gone (expired, reopened, no
+    /// longer tracked, or cut by another packet of the same burst): the packet is then
+    /// judged as a new flow.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn established(
@@ -304,10 +358,11 @@ impl Firewall {
         pkt: &PacketInfo,
         flow: &Prepared,
         now_ms: u64,
+        ended: &mut Option<Ended>,
     ) -> Option<FwVerdict> {
         let mut rule = Self::rule_of(hit.verdict);
         if hit.verdict >> RULE_BITS != self.gen_tag {
-            match self.recheck(flows, hit, meta, zone, flow, now_ms) {
+            match self.recheck(flows, hit, meta, zone, flow, now_ms, ended) {
                 Ok(now_rule) => rule = now_rule,
                 Err(cut) => return cut,
             }
@@ -317,26 +372,50 @@ impl Firewall {
                 Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
                 Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
             }),
-            Err(Stale::Gone) | Err(Stale::Reopened(_)) => None,
+            Err(Stale::Gone) => None,
+            Err(Stale::Reopened(end)) => {
+                *ended = Some(self.ended_by_insert(end));
+                None
+            }
         }
     }
 
-    /// A flow decided under another policy generation: asks the current one. Err carries
-    /// the verdict for a flow the new policy cuts (None if another packet cut it first);
-    /// Ok the rule that now allows it.
+    /// A flow decided under another policy generation: asks the current one, with the
+    /// flow as its opener sent it (a reply is judged as its request). Ok: the rule that
+    /// now allows it, statefully. Err: the flow left the table — `Some` verdict for a
+    /// flow the new policy denies (a cut), `None` for one it passes by a stateless rule
+    /// (or that another packet removed first), whose packet is judged on its own.
     #[cold]
-    fn recheck(&self, flows: &FlowTable, hit: &FlowHit, meta: &Meta, zone: u16, flow: &Prepared, now_ms: u64) -> Result<Option<u32>, Option<FwVerdict>> {
+    #[allow(clippy::too_many_arguments)]
+    fn recheck(
+        &self,
+        flows: &FlowTable,
+        hit: &FlowHit,
+        meta: &Meta,
+        zone: u16,
+        flow: &Prepared,
+        now_ms: u64,
+        ended: &mut Option<Ended>,
+    ) -> Result<Option<u32>, Option<FwVerdict>> {
         let key = Self::packet_key(meta, zone).ok_or(None)?;
-        let opener = if hit.initiator == flow.dir { key } else { key.reversed() };
-        let now_rule = self.classify(&opener, meta, hit.owner);
+        let reply = hit.initiator != flow.dir;
+        let opener = if reply { key.reversed() } else { key };
+        let icmp = meta.icmp_type().zip(meta.icmp_code()).map(|(t, c)| match (reply, meta.l3()) {
+            (false, _) => (t, c),
+            (true, L3::Ipv4) => (icmp::request_type(t), c),
+            (true, _) => (icmpv6::request_type(t), c),
+        });
+        let now_rule = self.classify(&opener, icmp, hit.owner);
         let (allowed, stateful) = self.action(now_rule);
-        if !allowed || !stateful {
-            // Only the packet that removes the flow reports the cut.
-            let reply = hit.initiator != flow.dir;
-            return Err(flows.remove(&flow.canonical(), flow.hash, now_ms).map(|_| FwVerdict::Cut { rule: now_rule, reply }));
+        if allowed && stateful {
+            let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
+            return Ok(now_rule);
         }
-        let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
-        Ok(now_rule)
+        // Only the packet that removes the flow reports its end.
+        let Some(end) = flows.remove(&flow.canonical(), flow.hash, now_ms) else { return Err(None) };
+        let code = if allowed { FlowEndCode::Untracked } else { FlowEndCode::Policy };
+        *ended = Some(Ended { record: end.record, code, rule: now_rule });
+        Err((!allowed).then_some(FwVerdict::Drop(DropReason::PolicyCut, now_rule)))
     }
 
     /// Counter slot of a policy rule.
@@ -414,26 +493,142 @@ mod tests {
         let acl = Classifier::compile(&[rampart_acl::Rule { proto: Some(proto), ..Default::default() }]).unwrap();
         let rules = vec![RuleImage { id: format!("allow-{proto}"), counter: 0, action: RuleAction::Allow, stateful: true, log: false }];
         let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
-        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, Verdict::Drop, gen)
+        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, Verdict::Drop, gen, Default::default())
+    }
+
+    /// A 42-byte Ethernet/IPv4/ICMP echo frame (`ty` 8 = request, 0 = reply).
+    fn echo(src: [u8; 4], dst: [u8; 4], ty: u8, ident: u16) -> Vec<u8> {
+        let mut f = udp(src, 0, dst, 0);
+        f[23] = 1;
+        f[34..42].fill(0);
+        f[34] = ty;
+        f[38..40].copy_from_slice(&ident.to_be_bytes());
+        f
+    }
+
+    /// A firewall of `rules` (ACL rule, action, stateful) behind the default drop.
+    fn policy(gen: u64, rules: &[(rampart_acl::Rule, RuleAction, bool)]) -> Firewall {
+        let acl = Classifier::compile(&rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>()).unwrap();
+        let images = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RuleImage { id: format!("r{i}"), counter: i as _, action: r.1, stateful: r.2, log: false })
+            .collect();
+        let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
+        let acl_rule = (0..rules.len() as u32).collect();
+        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, Verdict::Drop, gen, Default::default())
+    }
+
+    fn to_port(proto: u8, port: u16) -> rampart_acl::Rule {
+        rampart_acl::Rule { proto: Some(proto), dst_ports: (port, port), ..Default::default() }
+    }
+
+    fn table(capacity: u32, full_policy: rampart_flow::FullPolicy) -> FlowTable {
+        FlowTable::new(&FlowTableConfig { capacity, full_policy, ..Default::default() }).unwrap()
+    }
+
+    /// Decides `frame` (received on port slot 1 at `now`): the verdict and the flow that ended.
+    fn decide(fw: &Firewall, flows: &FlowTable, frame: &[u8], now: u64) -> (FwVerdict, Option<Ended>) {
+        let mut ended = None;
+        let verdict = fw.check(flows, &rampart_packet::parse(frame).unwrap(), frame, 1, 0, now, &mut ended);
+        (verdict, ended)
     }
 
     #[test]
-    fn a_cut_says_whether_the_packet_came_from_the_flows_responder() {
-        let flows = FlowTable::new(&FlowTableConfig { capacity: 64, ..Default::default() }).unwrap();
-        let check = |fw: &Firewall, frame: &[u8]| fw.check(&flows, &rampart_packet::parse(frame).unwrap(), frame, 1, 0, 10);
+    fn a_cut_ends_the_flow_named_as_its_opener_sent_it() {
+        let flows = table(64, Default::default());
         let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
         // Opened by the endpoint that sorts last (stored reversed) and by the first.
         let opened = [udp(b, 40000, a, 8080), udp(a, 40001, c, 8080), udp(c, 40002, a, 8080)];
         let udp_allowed = allowing(17, 1);
         for frame in &opened {
-            assert!(matches!(check(&udp_allowed, frame), FwVerdict::Pass { created: true, .. }));
+            assert!(matches!(decide(&udp_allowed, &flows, frame, 10).0, FwVerdict::Pass { created: true, .. }));
         }
-        // The next policy allows only TCP: each flow is cut by its next packet.
+        // The next policy allows only TCP: each flow is cut by its next packet, replies included.
         let tcp_only = allowing(6, 2);
-        assert_eq!(check(&tcp_only, &udp(a, 8080, b, 40000)), FwVerdict::Cut { rule: None, reply: true });
-        assert_eq!(check(&tcp_only, &udp(c, 8080, a, 40001)), FwVerdict::Cut { rule: None, reply: true });
-        assert_eq!(check(&tcp_only, &opened[2]), FwVerdict::Cut { rule: None, reply: false });
+        for (frame, opener) in [(udp(a, 8080, b, 40000), &opened[0]), (udp(c, 8080, a, 40001), &opened[1]), (opened[2].clone(), &opened[2])] {
+            let (verdict, ended) = decide(&tcp_only, &flows, &frame, 20);
+            assert_eq!(verdict, FwVerdict::Drop(DropReason::PolicyCut, None));
+            let ended = ended.expect("a cut ends the flow");
+            assert_eq!(ended.code, FlowEndCode::Policy);
+            let want = FlowKey::from_meta(&rampart_packet::parse(opener).unwrap()).unwrap();
+            assert_eq!(ended.record.opener_key(), want, "named as its opener sent it");
+        }
         assert_eq!(flows.len(), 0);
+    }
+
+    #[test]
+    fn a_reload_cuts_exactly_the_flows_the_new_policy_denies() {
+        let flows = table(64, Default::default());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let both = policy(1, &[(to_port(17, 8080), RuleAction::Allow, true), (to_port(17, 9090), RuleAction::Allow, true)]);
+        let (web, dns) = (udp(a, 40000, b, 8080), udp(a, 40001, b, 9090));
+        for frame in [&web, &dns] {
+            assert!(matches!(decide(&both, &flows, frame, 10).0, FwVerdict::Pass { created: true, .. }));
+        }
+        // Generation 2 keeps 9090 (now the first rule) and denies 8080.
+        let only_dns = policy(2, &[(to_port(17, 9090), RuleAction::Allow, true), (to_port(17, 8080), RuleAction::Deny, true)]);
+        assert_eq!(decide(&only_dns, &flows, &udp(b, 9090, a, 40001), 20), (FwVerdict::Pass { rule: Some(0), created: false, log: false }, None), "the reply of the kept flow passes by state");
+        let (verdict, ended) = decide(&only_dns, &flows, &udp(b, 8080, a, 40000), 20);
+        assert_eq!(verdict, FwVerdict::Drop(DropReason::PolicyCut, Some(1)));
+        assert_eq!(ended.map(|e| (e.code, e.rule, e.record.opener_key().dst_port)), Some((FlowEndCode::Policy, Some(1), 8080)));
+        assert_eq!(flows.len(), 1, "only the denied flow left");
+        assert_eq!(decide(&only_dns, &flows, &dns, 30).0, FwVerdict::Pass { rule: Some(0), created: false, log: false });
+        assert_eq!(decide(&only_dns, &flows, &web, 30).0, FwVerdict::Drop(DropReason::RuleDeny, Some(1)), "and stays denied");
+    }
+
+    #[test]
+    fn an_echo_reply_is_rechecked_as_its_request() {
+        let flows = table(64, Default::default());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let ping = |gen| policy(gen, &[(rampart_acl::Rule { proto: Some(1), icmp_type: Some(8), ..Default::default() }, RuleAction::Allow, true)]);
+        assert!(matches!(decide(&ping(1), &flows, &echo(a, b, 8, 7), 10).0, FwVerdict::Pass { created: true, .. }));
+        // After a reload that keeps the rule, the next packet is the reply (type 0).
+        assert_eq!(decide(&ping(2), &flows, &echo(b, a, 0, 7), 20), (FwVerdict::Pass { rule: Some(0), created: false, log: false }, None));
+        assert_eq!(flows.len(), 1);
+    }
+
+    #[test]
+    fn a_flow_a_stateless_rule_now_allows_is_untracked_not_cut() {
+        let flows = table(64, Default::default());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let web = udp(a, 40000, b, 8080);
+        let stateful = policy(1, &[(to_port(17, 8080), RuleAction::Allow, true)]);
+        assert!(matches!(decide(&stateful, &flows, &web, 10).0, FwVerdict::Pass { created: true, .. }));
+        let stateless = policy(2, &[(to_port(17, 8080), RuleAction::Allow, false)]);
+        let (verdict, ended) = decide(&stateless, &flows, &web, 20);
+        assert_eq!(verdict, FwVerdict::Pass { rule: Some(0), created: false, log: false }, "the packet passes by the stateless rule");
+        assert_eq!(ended.map(|e| (e.code, e.rule)), Some((FlowEndCode::Untracked, Some(0))));
+        assert_eq!(flows.len(), 0, "no longer tracked");
+        // Without state, a reply needs a rule of its own.
+        assert_eq!(decide(&stateless, &flows, &udp(b, 8080, a, 40000), 30), (FwVerdict::Drop(DropReason::PolicyDrop, None), None));
+    }
+
+    #[test]
+    fn a_flow_evicted_to_make_room_is_handed_back_with_its_rule() {
+        // Four flows fill a 4-flow table; a fifth evicts the oldest (none has replied).
+        let flows = table(4, rampart_flow::FullPolicy::EvictOldest);
+        let old = policy(1, &[(to_port(17, 1), RuleAction::Allow, true), (to_port(17, 53), RuleAction::Allow, true)]);
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        for (i, now) in (0..4).zip([10, 20, 30, 40]) {
+            let (verdict, ended) = decide(&old, &flows, &udp(a, 40000 + i, b, 53), now);
+            assert!(matches!(verdict, FwVerdict::Pass { created: true, .. }) && ended.is_none());
+        }
+        // In generation 2 the rule that decided them (id "r1") moved to index 0.
+        let mut new = policy(2, &[(to_port(17, 53), RuleAction::Allow, true)]);
+        new.rules[0].id = "r1".into();
+        let mut history = RuleHistory::default();
+        history.record(1, &old.rules);
+        history.record(2, &new.rules);
+        let new = Firewall { history: Arc::new(history), ..new };
+        let (verdict, ended) = decide(&new, &flows, &udp(a, 50000, b, 53), 50);
+        assert!(matches!(verdict, FwVerdict::Pass { created: true, .. }));
+        let ended = ended.expect("the victim is handed back for its flow-end event");
+        assert_eq!((ended.code, ended.rule), (FlowEndCode::Evicted, Some(0)));
+        assert_eq!(ended.record.opener_key().src_port, 40000, "the oldest flow");
+        let event = ended.event(7);
+        assert_eq!((event.kind, event.code, event.port), (rampart_shm::ring::EventKind::FlowEnd as u16, FlowEndCode::Evicted as u16, 1));
+        assert_eq!(rampart_shm::ring::FlowEventData::unpack(&event).3, 53);
     }
 
     fn rules(ids: &[&str]) -> Vec<RuleImage> {

@@ -7,7 +7,7 @@
 //! ring and reports port state — all through the shared-memory segment.
 
 use crate::dpdk::{self, PortId};
-use crate::firewall::RuleHistory;
+use crate::firewall::{end_code, Ended, RuleHistory};
 use crate::runtime::Runtime;
 use crate::Shared;
 use rampart_shm::ring::{CommandKind, EventKind};
@@ -39,15 +39,16 @@ pub struct Manager {
     dump_path: std::path::PathBuf,
     attached: BTreeMap<u16, Attached>,
     image: Option<PolicyImage>,
-    /// Rule ids of recent generations, to report old flows with current rule indexes.
-    rules: RuleHistory,
+    /// Rule ids of recent generations, to report old flows with current rule indexes
+    /// (shared with each generation's firewall, for the flows its workers end).
+    rules: Arc<RuleHistory>,
     epoch: u64,
     buf: Vec<u8>,
 }
 
 impl Manager {
     pub fn new(shared: Arc<Shared>, file_mode: u32, dump_path: std::path::PathBuf) -> Manager {
-        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, rules: RuleHistory::default(), epoch: 0, buf: Vec::new() }
+        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, rules: Arc::default(), epoch: 0, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -139,7 +140,7 @@ impl Manager {
         if !clashing.is_empty() {
             if let Some(current) = self.image.clone() {
                 let ids = self.port_ids(&clashing);
-                self.swap(Runtime::build(self.running_gen(), &current, |s| ids.get(&s).copied(), self.current()));
+                self.swap(Runtime::build(self.running_gen(), &current, |s| ids.get(&s).copied(), self.current(), &self.rules));
             }
             self.detach(&clashing, gen);
         }
@@ -154,11 +155,11 @@ impl Manager {
         if let Some(fw) = &image.firewall {
             self.configure_flows(&image, fw);
         }
+        Arc::make_mut(&mut self.rules).record(gen, image.firewall.as_ref().map_or(&[][..], |f| &f.rules[..]));
         let ids = self.port_ids(&[]);
-        self.swap(Runtime::build(gen, &image, |s| ids.get(&s).copied(), self.current()));
+        self.swap(Runtime::build(gen, &image, |s| ids.get(&s).copied(), self.current(), &self.rules));
         let gone: Vec<u16> = leaving.into_iter().filter(|s| !clashing.contains(s)).collect();
         self.detach(&gone, gen);
-        self.rules.record(gen, image.firewall.as_ref().map_or(&[][..], |f| &f.rules[..]));
         self.image = Some(image);
         self.shared.segment.set_applied(gen);
         self.event(EventKind::PolicyApplied, u16::MAX, gen, "");
@@ -279,18 +280,8 @@ impl Manager {
         let sweep_ms = (flows.shortest_timeout_ms() as u64 / 4).clamp(*SWEEP_MS.start(), *SWEEP_MS.end());
         let budget = (flows.slots() as u64 * elapsed_ms.min(sweep_ms)).div_ceil(sweep_ms);
         self.shared.flows.expire_step(now, budget as usize, |end| {
-            let r = &end.record;
-            let k = r.opener_key();
-            let (data, value) = rampart_shm::ring::FlowEventData::pack(
-                &k.src_addr,
-                &k.dst_addr,
-                k.src_port,
-                k.dst_port,
-                k.proto,
-                self.rules.current_rule(r.verdict),
-            );
-            let rec = EventRecord { tsc: dpdk::rdtsc(), kind: EventKind::FlowEnd as u16, port: r.owner as u16, code: end_code(end.reason), value, len: 32, data, ..Default::default() };
-            self.shared.segment.events[MAIN_EVENT_RING].push(rec);
+            let ended = Ended { record: end.record, code: end_code(end.reason), rule: self.rules.current_rule(end.record.verdict) };
+            self.shared.segment.events[MAIN_EVENT_RING].push(ended.event(dpdk::rdtsc()));
         });
     }
 
@@ -364,7 +355,7 @@ impl Manager {
                 Some(CommandKind::FlushMacs) => {
                     if let Some(image) = self.image.clone() {
                         let ids = self.port_ids(&[]);
-                        self.swap(Runtime::build(self.running_gen(), &image, |s| ids.get(&s).copied(), None));
+                        self.swap(Runtime::build(self.running_gen(), &image, |s| ids.get(&s).copied(), None, &self.rules));
                     }
                 }
                 Some(CommandKind::DumpFlows) => self.dump_flows(cmd.value),
@@ -389,15 +380,5 @@ fn prepare_server_socket(path: &str) -> Result<(), String> {
             Ok(_) => Err(format!("socket path {path} is in use by another process; stop it or choose another `socket`")),
             Err(_) => std::fs::remove_file(p).map_err(|e| format!("removing stale socket {path}: {e}")),
         },
-    }
-}
-
-/// `code` of a FlowEnd event for each end reason.
-fn end_code(r: rampart_flow::EndReason) -> u16 {
-    match r {
-        rampart_flow::EndReason::Expired => 1,
-        rampart_flow::EndReason::Evicted => 2,
-        rampart_flow::EndReason::Removed => 3,
-        rampart_flow::EndReason::Reopened => 4,
     }
 }

@@ -7,10 +7,12 @@
 //! pure function of the runtime and the parsed packet ([`Runtime::decide`]),
 //! so it is unit-tested without DPDK.
 
+use crate::firewall::{Firewall, RuleHistory};
 use crate::mac_table::{is_unicast, MacTable};
 use arrayvec::ArrayVec;
 use rampart_packet::Meta;
 use rampart_shm::{Attach, DropReason, PolicyImage, Verdict, MAX_PORTS};
+use std::sync::Arc;
 
 /// Highest DPDK port id + 1 that the lookup table covers (Debian's RTE_MAX_ETHPORTS).
 pub const MAX_PORT_IDS: usize = rampart_ffi::RTE_MAX_ETHPORTS as usize;
@@ -76,7 +78,7 @@ pub enum Decision {
 
 pub struct Runtime {
     /// The stateful firewall, if the policy has rules.
-    pub firewall: Option<crate::firewall::Firewall>,
+    pub firewall: Option<Firewall>,
     /// Policy generation this runtime implements.
     pub gen: u64,
     /// Swap counter (set by the main lcore): workers report the epoch they run.
@@ -91,9 +93,16 @@ impl Runtime {
     /// Builds generation `gen` from `image`. `port_id_of(slot)` gives the DPDK
     /// port of each attached slot (ports that failed to attach are left out).
     /// Learned MACs of `previous` carry over for ports that stay in the same segment.
-    pub fn build(gen: u64, image: &PolicyImage, port_id_of: impl Fn(u16) -> Option<u16>, previous: Option<&Runtime>) -> Runtime {
+    /// `history` names the rules of flows earlier generations decided.
+    pub fn build(
+        gen: u64,
+        image: &PolicyImage,
+        port_id_of: impl Fn(u16) -> Option<u16>,
+        previous: Option<&Runtime>,
+        history: &Arc<RuleHistory>,
+    ) -> Runtime {
         let mut rt = Runtime {
-            firewall: image.firewall.clone().map(|fw| crate::firewall::Firewall::new(fw, image.default_action, gen)),
+            firewall: image.firewall.clone().map(|fw| Firewall::new(fw, image.default_action, gen, history.clone())),
             gen,
             epoch: 0,
             // With rules, the firewall applies the default action to IP traffic no rule
@@ -276,7 +285,7 @@ mod tests {
     const BCAST: [u8; 6] = [0xff; 6];
 
     fn rt() -> Runtime {
-        Runtime::build(1, &image(), |slot| Some(10 + slot), None)
+        Runtime::build(1, &image(), |slot| Some(10 + slot), None, &Default::default())
     }
 
     #[test]
@@ -317,10 +326,10 @@ mod tests {
         assert_eq!(rt.route(9), Route::Fixed(Decision::Drop(DropReason::PortDetached)));
         let mut img = image();
         img.ports[4].enabled = false;
-        let rt = Runtime::build(2, &img, Some, None);
+        let rt = Runtime::build(2, &img, Some, None, &Default::default());
         assert_eq!(rt.route(3), Route::Fixed(Decision::Drop(DropReason::PortDisabled)), "peer disabled");
         img.default_action = Verdict::Drop;
-        let rt = Runtime::build(3, &img, Some, None);
+        let rt = Runtime::build(3, &img, Some, None, &Default::default());
         assert_eq!(rt.route(0), Route::Fixed(Decision::Drop(DropReason::PolicyDrop)));
     }
 
@@ -328,10 +337,10 @@ mod tests {
     fn default_drop_and_missing_ports() {
         let mut img = image();
         img.default_action = Verdict::Drop;
-        let rt = Runtime::build(2, &img, Some, None);
+        let rt = Runtime::build(2, &img, Some, None, &Default::default());
         assert_eq!(rt.decide(0, &meta(A, B)), Decision::Drop(DropReason::PolicyDrop));
         // Port 6 failed to attach: its wire peer has nowhere to send.
-        let rt = Runtime::build(3, &image(), |slot| (slot != 6).then_some(slot), None);
+        let rt = Runtime::build(3, &image(), |slot| (slot != 6).then_some(slot), None, &Default::default());
         assert_eq!(rt.decide(3, &meta(A, B)), Decision::Drop(DropReason::NoDestination));
         assert_eq!(rt.decide(9, &meta(A, B)), Decision::Drop(DropReason::PortDetached));
     }
@@ -340,10 +349,10 @@ mod tests {
     fn learned_macs_survive_a_new_generation_and_flush() {
         let old = rt();
         old.decide(1, &meta(B, A));
-        let new = Runtime::build(2, &image(), |slot| Some(20 + slot), Some(&old));
+        let new = Runtime::build(2, &image(), |slot| Some(20 + slot), Some(&old), &Default::default());
         assert_eq!(new.decide(0, &meta(A, B)), Decision::Port(1));
         // FlushMacs rebuilds without carrying learned entries over.
-        let flushed = Runtime::build(2, &image(), |slot| Some(20 + slot), None);
+        let flushed = Runtime::build(2, &image(), |slot| Some(20 + slot), None, &Default::default());
         assert_eq!(flushed.decide(0, &meta(A, B)), Decision::Flood(0));
         assert_eq!(flushed.decide(1, &meta(B, A)), Decision::Port(0), "static bindings stay");
     }

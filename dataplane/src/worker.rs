@@ -9,7 +9,7 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
-use crate::firewall::{Burst, Firewall, FwVerdict, BURST};
+use crate::firewall::{Burst, Ended, Firewall, FwVerdict, BURST};
 use crate::fragments::{Datagram, Fragments};
 use rampart_flow::{FlowHit, Prepared};
 use rampart_packet::ParseError;
@@ -24,8 +24,6 @@ use std::sync::atomic::Ordering;
 
 /// `code` of a FlowStart event for a rejected flow.
 pub const ACTION_REJECT: u16 = 1;
-/// `code` of a FlowEnd event: the flow was cut by a new policy generation.
-pub const END_POLICY_CUT: u16 = 100;
 
 /// How far ahead packet data is prefetched.
 const PREFETCH: usize = 4;
@@ -265,9 +263,13 @@ impl Worker {
             }
             return None;
         }
-        let verdict = fw.check_looked_up(&self.shared.flows, meta, data, slot as u8, zone, now_ms, looked_up);
+        let mut ended = None;
+        let verdict = fw.check_looked_up(&self.shared.flows, meta, data, slot as u8, zone, now_ms, looked_up, &mut ended);
+        if let Some(ended) = ended {
+            self.flow_ended(&ended);
+        }
         let rule = match verdict {
-            FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) | FwVerdict::Cut { rule, .. } => rule,
+            FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) => rule,
         };
         let counter = rule.and_then(|r| fw.counter_of(r));
         if let Some(c) = counter {
@@ -284,18 +286,14 @@ impl Worker {
                     self.fragments.passed(meta, zone, Datagram { counter, gen }, now_ms);
                 }
                 if log && created {
-                    self.flow_event(EventKind::FlowStart, slot, 0, meta, false, rule);
+                    self.flow_started(slot, 0, meta, rule);
                 }
                 None
             }
             FwVerdict::Drop(reason, _) => Some(reason),
-            FwVerdict::Cut { rule, reply } => {
-                self.flow_event(EventKind::FlowEnd, slot, END_POLICY_CUT, meta, reply, rule);
-                Some(DropReason::PolicyCut)
-            }
             FwVerdict::Reject(rule) => {
                 self.reject(meta, data, ingress);
-                self.flow_event(EventKind::FlowStart, slot, ACTION_REJECT, meta, false, rule);
+                self.flow_started(slot, ACTION_REJECT, meta, rule);
                 Some(DropReason::RuleReject)
             }
         }
@@ -310,14 +308,21 @@ impl Worker {
         }
     }
 
-    /// A flow event for the flow of `meta`'s packet, named as its opener sent it: the
-    /// packet's source first, or, for a `reply` (a packet of the responder), its destination
-    /// (ICMP "ports", type and identifier, are not per endpoint and stay as they are).
-    fn flow_event(&self, kind: EventKind, slot: usize, code: u16, meta: &Meta, reply: bool, rule: Option<u32>) {
-        let (src, dst) = if reply { (&meta.dst_addr, &meta.src_addr) } else { (&meta.src_addr, &meta.dst_addr) };
-        let (sport, dport) = if reply && !meta.is_icmp() { (meta.dst_port, meta.src_port) } else { (meta.src_port, meta.dst_port) };
-        let (data, value) = FlowEventData::pack(src, dst, sport, dport, meta.ip_proto, rule);
-        let rec = EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port: slot as u16, code, value, len: 32, data, ..Default::default() };
+    /// The flow-start event of the flow `meta`'s packet opens.
+    #[cold]
+    fn flow_started(&self, slot: usize, code: u16, meta: &Meta, rule: Option<u32>) {
+        let (data, value) = FlowEventData::pack(&meta.src_addr, &meta.dst_addr, meta.src_port, meta.dst_port, meta.ip_proto, rule);
+        let kind = EventKind::FlowStart as u16;
+        self.push_event(EventRecord { tsc: dpdk::rdtsc(), kind, port: slot as u16, code, value, len: 32, data, ..Default::default() });
+    }
+
+    /// The flow-end event of a flow that ended while a packet was decided.
+    #[cold]
+    fn flow_ended(&self, ended: &Ended) {
+        self.push_event(ended.event(dpdk::rdtsc()));
+    }
+
+    fn push_event(&self, rec: EventRecord) {
         if !self.shared.segment.events[self.id].push(rec) {
             self.counters().totals.events_lost.add(1);
         }
@@ -363,10 +368,7 @@ impl Worker {
     }
 
     fn event(&self, kind: EventKind, slot: usize, code: u16, value: u64, data: &[u8]) {
-        let rec = EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port: slot as u16, code, value, ..Default::default() }.with_data(data);
-        if !self.shared.segment.events[self.id].push(rec) {
-            self.counters().totals.events_lost.add(1);
-        }
+        self.push_event(EventRecord { tsc: dpdk::rdtsc(), kind: kind as u16, port: slot as u16, code, value, ..Default::default() }.with_data(data));
     }
 }
 

@@ -87,6 +87,19 @@ pub const fn has_ident(msg_type: u8) -> bool {
     matches!(msg_type, 0 | 8 | 13..=18)
 }
 
+/// The request a query reply answers (echo reply 0 → 8, timestamp reply 14 → 13,
+/// information reply 16 → 15, address mask reply 18 → 17); any other type as it is. A flow
+/// is classified as its opener sent it, so a reply re-checked against a new policy is
+/// judged as its request.
+#[inline]
+pub const fn request_type(msg_type: u8) -> u8 {
+    match msg_type {
+        0 => 8,
+        14 | 16 | 18 => msg_type - 1,
+        t => t,
+    }
+}
+
 /// Read-only view of an ICMP message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet<T: AsRef<[u8]>> {
@@ -170,6 +183,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_map_to_their_requests() {
+        let pairs = [(0, 8), (14, 13), (16, 15), (18, 17)];
+        for (reply, request) in pairs {
+            assert_eq!(request_type(reply), request);
+            assert_eq!(request_type(request), request, "a request stays itself");
+        }
+        assert_eq!(request_type(3), 3, "not a query");
+        assert_eq!(crate::icmpv6::request_type(129), 128);
+        assert_eq!(crate::icmpv6::request_type(128), 128);
+        assert_eq!(crate::icmpv6::request_type(136), 136, "neighbour advertisement is not an echo reply");
+    }
 
     #[test]
     fn echo_and_error() {

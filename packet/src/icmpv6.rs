@@ -98,6 +98,17 @@ pub const fn has_ident(msg_type: u8) -> bool {
     matches!(msg_type, 128 | 129)
 }
 
+/// The request an echo reply (129) answers (128); any other type as it is (see
+/// [`crate::icmp::request_type`]).
+#[inline]
+pub const fn request_type(msg_type: u8) -> u8 {
+    if msg_type == 129 {
+        128
+    } else {
+        msg_type
+    }
+}
+
 /// Read-only view of an ICMPv6 message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet<T: AsRef<[u8]>> {

@@ -158,6 +158,51 @@ impl EventKind {
     }
 }
 
+/// Why a flow ended: the `code` of an [`EventKind::FlowEnd`] record, one list for the
+/// dataplane that writes it and the control process that names it in the event log.
+#[repr(u16)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEndCode {
+    /// Idle longer than its state's timeout.
+    Timeout = 1,
+    /// Evicted to make room for a new flow (table full, `evict-oldest`).
+    Evicted = 2,
+    /// Removed on request.
+    Removed = 3,
+    /// A SYN reopened a closed TCP connection: the old flow ended, a new one starts.
+    Reopened = 4,
+    /// Cut: a new policy generation denies it.
+    Policy = 100,
+    /// A new policy generation passes it by a stateless rule: no longer tracked.
+    Untracked = 101,
+}
+
+impl FlowEndCode {
+    pub fn from_u16(v: u16) -> Option<FlowEndCode> {
+        Some(match v {
+            1 => FlowEndCode::Timeout,
+            2 => FlowEndCode::Evicted,
+            3 => FlowEndCode::Removed,
+            4 => FlowEndCode::Reopened,
+            100 => FlowEndCode::Policy,
+            101 => FlowEndCode::Untracked,
+            _ => return None,
+        })
+    }
+
+    /// The event log's `flow.reason`.
+    pub fn label(self) -> &'static str {
+        match self {
+            FlowEndCode::Timeout => "timeout",
+            FlowEndCode::Evicted => "evicted",
+            FlowEndCode::Removed => "removed",
+            FlowEndCode::Reopened => "reopened",
+            FlowEndCode::Policy => "policy",
+            FlowEndCode::Untracked => "untracked",
+        }
+    }
+}
+
 /// A fixed-size event from the dataplane.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //! guest, reply traffic admitted by state while its direction is denied by
 //! rule, deny and reject (the sender receives an ICMP port unreachable), per-rule
 //! counters, `rampartctl flows`, a reload that cuts exactly the flows the new
-//! policy denies, and flow-end events that name the deciding rule after a reorder.
+//! policy denies, flows evicted from a full table, and flow-end events that name
+//! the deciding rule after a reorder.
 
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::time::Duration;
@@ -100,22 +101,21 @@ fn rules_state_deny_reject_and_counters() {
 
 #[test]
 fn reload_cuts_exactly_the_flows_the_new_policy_denies() {
+    // Two flows run through one reload: a → b:9 (its rule now names another source: cut)
+    // and b → c (still allowed: kept).
     let rules = format!(
-        "{RULES}\n[[rules]]\nid = \"a-to-c\"\nfrom = [\"guest:a\"]\nto = [\"guest:c\"]\nprotocol = \"udp\"\naction = \"allow\"\n"
+        "{RULES}\n[[rules]]\nid = \"b-to-c\"\nfrom = [\"guest:b\"]\nto = [\"guest:c\"]\nprotocol = \"udp\"\naction = \"allow\"\n"
     );
     let mut rig = rig("fwcut", 19641, &rules);
     rig.start();
-    let (mut a1, mut a2, mut b, mut c) = (rig.guest("a", A), rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
-    b.start(None, 0, 0, &[]);
+    let (mut a, mut b, mut c) = (rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
     c.start(None, 0, 0, &[]);
-    rig.wait_link("b");
     rig.wait_link("c");
-    let _ = &mut a2;
-    // One guest, two flows: to b (will be cut) and to c (stays). Same guest process sends to one MAC,
-    // so use two phases with one sender: first to b, then to c, each steady.
-    a1.start(Some(B), 1000, 0, &[]);
+    b.start(Some(C), 1000, 0, &["--sport", "20000", "--dport", "21"]);
+    rig.wait_link("b");
+    a.start(Some(B), 1000, 0, &[]);
     wait_for("a → b flowing", Duration::from_secs(20), || (b.received_from(A).1 > 200).then_some(()));
-    // The new policy drops a-to-b-udp9.
+    wait_for("b → c flowing", Duration::from_secs(20), || (c.received_from(B).1 > 200).then_some(()));
     let text = std::fs::read_to_string(&rig.config).unwrap();
     let cut = text.replace("id = \"a-to-b-udp9\"", "id = \"a-to-b-udp9\"\nfrom = [\"guest:c\"]").replacen("from = [\"guest:a\"]\nto = [\"guest:b\"]", "to = [\"guest:b\"]", 1);
     assert_ne!(cut, text);
@@ -124,21 +124,53 @@ fn reload_cuts_exactly_the_flows_the_new_policy_denies() {
     assert_eq!(r["result"], "applied", "{r}");
     wait_for("the cut", Duration::from_secs(10), || (rig.drops("policy_cut") == 1).then_some(()));
     std::thread::sleep(Duration::from_millis(500));
-    let before = b.received_from(A).1;
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(b.received_from(A).1, before, "nothing of the cut flow passes any more");
-    assert!(rig.drops("policy_drop") > 0, "its later packets meet the default action");
+    let (cut_before, kept_before) = (b.received_from(A).1, c.received_from(B).1);
+    wait_for("the allowed flow to keep flowing after the reload", Duration::from_secs(10), || {
+        (c.received_from(B).1 > kept_before + 500).then_some(())
+    });
+    assert_eq!(b.received_from(A).1, cut_before, "nothing of the cut flow passes any more");
+    assert_eq!(rig.drops("policy_cut"), 1, "only the flow the new policy denies was cut");
+    assert!(rig.drops("policy_drop") > 0, "the cut flow's later packets meet the default action");
     let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
-    assert!(eve.contains("\"reason\":\"policy\""), "the cut is logged");
-    a1.stop();
-    // A flow the new policy still allows survives the same kind of reload.
-    a2.start(Some(C), 1000, 0, &[]);
-    wait_for("a → c flowing", Duration::from_secs(20), || (c.received_from(A).1 > 200).then_some(()));
-    std::fs::write(&rig.config, std::fs::read_to_string(&rig.config).unwrap().replace("id = \"c-to-a\"", "id = \"c-to-a-renamed\"")).unwrap();
-    assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
-    let n = c.received_from(A).1;
-    wait_for("the allowed flow to keep flowing after the reload", Duration::from_secs(10), || (c.received_from(A).1 > n + 500).then_some(()));
-    assert_eq!(rig.drops("policy_cut"), 1, "and was not cut");
+    let cuts: Vec<&str> = eve.lines().filter(|l| l.contains("\"reason\":\"policy\"")).collect();
+    assert_eq!(cuts.len(), 1, "one cut logged: {cuts:?}");
+    assert!(
+        cuts[0].contains("\"src_ip\":\"10.0.5.10\"") && cuts[0].contains("\"src_port\":10000") && cuts[0].contains("\"dest_port\":9"),
+        "the cut names a's flow as a sent it: {}",
+        cuts[0]
+    );
+}
+
+#[test]
+fn flows_evicted_from_a_full_table_are_counted_and_logged() {
+    // A 1024-flow table that evicts: a opens 1500 flows to b:9, each one packet.
+    let rules = format!("{RULES}\n[conntrack]\ntable_size = 1024\ntable_full = \"evict-oldest\"\n");
+    let mut rig = rig("fwevict", 19643, &rules);
+    rig.start();
+    let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
+    b.start(None, 0, 0, &[]);
+    rig.wait_link("b");
+    a.start(Some(B), 2000, 1500, &["--flows", "1500"]);
+    wait_for("a's packets at b", Duration::from_secs(30), || (b.received_from(A).1 == 1500).then_some(()));
+    let table = wait_for("the flow table's counters", Duration::from_secs(10), || {
+        let t = rig.ctl_ok(&["stats"])["stats"]["flow_table"].clone();
+        (t["creations"].as_u64() == Some(1500)).then_some(t)
+    });
+    let evictions = table["evictions"].as_u64().unwrap();
+    assert!(evictions >= 1500 - 1024, "at least one eviction per flow beyond the table's size: {table}");
+    assert_eq!(rig.drops("flow_table_full"), 0, "evict-oldest makes room instead of refusing: {table}");
+    let evicted = wait_for("one flow-end record per eviction", Duration::from_secs(10), || {
+        let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+        let lines: Vec<String> = eve.lines().filter(|l| l.contains("\"reason\":\"evicted\"")).map(str::to_string).collect();
+        (lines.len() as u64 == evictions).then_some(lines)
+    });
+    for l in &evicted {
+        assert!(
+            l.contains("\"src_ip\":\"10.0.5.10\"") && l.contains("\"dest_port\":9") && l.contains("\"rule\":\"a-to-b-udp9\""),
+            "each names its flow and the rule that decided it: {l}"
+        );
+    }
+    assert_eq!(rig.ctl_ok(&["stats"])["stats"]["events_lost"], 0);
 }
 
 #[test]
