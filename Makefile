@@ -25,7 +25,9 @@ test: build hugepages
 test-unit test-dpdk test-vhost test-guests: build hugepages
 	@tests/run.sh $(patsubst test-%,%,$@)
 
+# The bench rig also needs OVS-DPDK (its ovs-ct DUT); `make test`/`make demo` do not.
 bench: build hugepages
+	@scripts/deps.sh bench
 	python3 bench/rig.py
 
 clean:

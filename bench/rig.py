@@ -646,6 +646,17 @@ class Rampart:
         RIG.clean_files()
 
 
+def system_ovs_vswitchd():
+    """Pid of a running system-wide ovs-vswitchd (the Debian service's pidfile), or None."""
+    try:
+        with open("/run/openvswitch/ovs-vswitchd.pid") as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
 class OvsCt:
     """OVS-DPDK with conntrack (DESIGN.md §8): ovsdb-server and ovs-vswitchd-dpdk started by
     hand with their own run directory, database and pidfiles under $BENCH_WORKDIR/ovs (the
@@ -656,11 +667,17 @@ class OvsCt:
 
     def __init__(self, cfg):
         if OVS_VSWITCHD is None:
-            raise Fail("DUT ovs-ct needs OVS-DPDK: apt-get install -y openvswitch-switch-dpdk "
-                       "(/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk)")
+            raise Fail("DUT ovs-ct needs OVS-DPDK: scripts/deps.sh bench (as root; `make bench` runs it) "
+                       "installs openvswitch-switch-dpdk (/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk)")
         for b in (OVSDB_SERVER, OVSDB_TOOL, OVS_VSCTL, OVS_OFCTL, OVS_APPCTL, OVS_SCHEMA):
             if not os.path.exists(b):
-                raise Fail(f"DUT ovs-ct: {b} is missing (package openvswitch-switch)")
+                raise Fail(f"DUT ovs-ct: {b} is missing (package openvswitch-switch; scripts/deps.sh bench)")
+        system_vswitchd = system_ovs_vswitchd()
+        if system_vswitchd:
+            # The rig never touches a system OVS (see the class comment), but it shares the machine.
+            log(f"warning: a system ovs-vswitchd (pid {system_vswitchd}) is running; the rig's own OVS does "
+                "not use it, but it takes CPU (and, with DPDK enabled in its database, hugepages and "
+                "PMD cores): `service openvswitch-switch stop` for clean numbers")
         self.cfg = cfg
         self.name = "ovs-ct"
         self.dir = os.path.join(cfg.workdir, "ovs")
@@ -992,8 +1009,8 @@ def main():
             if OVS_VSWITCHD:
                 spec += " ovs-ct"
             else:
-                log("note: OVS-DPDK is not installed (apt-get install -y openvswitch-switch-dpdk): "
-                    "measuring without the ovs-ct DUT")
+                log("note: OVS-DPDK is not installed (scripts/deps.sh bench, which `make bench` runs, "
+                    "installs it): measuring without the ovs-ct DUT")
         duts = parse_duts(spec, cfg)
         RIG.clean_files()
         if any(isinstance(d, Rampart) for d in duts):

@@ -38,16 +38,35 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         let field = e.path().to_string().split(".$__").next().unwrap_or_default().to_string();
         let inner = e.into_inner();
         let line = inner.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            field: if field == "." { String::new() } else { field },
-            message: inner.message().to_string(),
-        }
+        let message = name_the_rule(text, &field, inner.message());
+        ConfigError { file: file.to_string(), line, field: if field == "." { String::new() } else { field }, message }
     })?;
     config.source = ConfigSource { file: file.to_string(), text: text.to_string() };
     validate::validate(&config)?;
     Ok(config)
+}
+
+/// A serde error inside `rules[N]` knows the field path but not the rule, and
+/// operators (and logs, metrics) know rules by their stable `id`: name it the
+/// way validation errors do (`rule ID: ...`), read from the raw TOML because
+/// the typed rule was never built.
+fn name_the_rule(text: &str, field: &str, message: &str) -> String {
+    let Some(index) = field.strip_prefix("rules[").and_then(|rest| rest.split(']').next()).and_then(|n| n.parse::<usize>().ok()) else {
+        return message.to_string();
+    };
+    let raw: Option<toml::Table> = text.parse().ok();
+    let rule = raw.as_ref().and_then(|t| t.get("rules")).and_then(|r| r.get(index));
+    const NEED_ID: &str = "every rule needs a stable, unique `id` (1-32 characters of [A-Za-z0-9_-], e.g. id = \"allow-web\")";
+    match rule.map(|r| r.get("id")) {
+        Some(Some(id)) => match id.as_str() {
+            Some(id) => format!("rule {id}: {message}"),
+            None => message.to_string(),
+        },
+        // The rule has no id: say so, whichever of its fields serde tripped on first.
+        Some(None) if message == "missing field `id`" => format!("{message}: {NEED_ID}"),
+        Some(None) => format!("rule with no `id`: {message} (and {NEED_ID})"),
+        None => message.to_string(),
+    }
 }
 
 /// The admin socket named by a config file, read leniently: one-shot
@@ -158,6 +177,48 @@ mod tests {
         assert!(e.message.contains("no port has tag"), "{e}");
         let e = err(&format!("{base}[[rules]]\nid = \"r1\"\naction = \"permit\"\n"));
         assert_eq!(e.field, "rules[0].action");
+    }
+
+    /// Serde errors inside a rule (before validation can see it) name the rule's
+    /// stable id as well as file, line and field, like validation errors do.
+    #[test]
+    fn rule_deserializer_errors_name_the_rule_id() {
+        let base = "[[segments]]\nname = \"lan\"\n[[rules]]\nid = \"first\"\naction = \"allow\"\n[[rules]]\n";
+        let cases = [
+            ("id = \"web-in\"\naction = \"permit\"\n", "rules[1].action", 8, "unknown variant `permit`"),
+            ("id = \"web-in\"\nlog = \"yes\"\naction = \"allow\"\n", "rules[1].log", 8, "expected a boolean"),
+            ("id = \"web-in\"\nprotocol = \"icmp\"\nicmp_type = 300\naction = \"allow\"\n", "rules[1].icmp_type", 9, "300"),
+            // The id after the bad field: the raw TOML still has it.
+            ("action = \"permit\"\nid = \"web-in\"\n", "rules[1].action", 7, "unknown variant `permit`"),
+        ];
+        for (rule, field, line, what) in cases {
+            let e = err(&format!("{base}{rule}"));
+            assert_eq!((e.field.as_str(), e.line), (field, line), "{e}");
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("t.toml:{line}: field `{field}`: rule web-in: ")), "{text}");
+            assert!(text.contains(what), "{text}");
+        }
+        // Inline-table rules are found too.
+        let e = err("rules = [{ id = \"a\", action = \"allow\" }, { id = \"b\", action = 7 }]\n");
+        assert_eq!(e.field, "rules[1].action");
+        assert!(e.message.starts_with("rule b: "), "{e}");
+    }
+
+    #[test]
+    fn rule_without_id_gives_a_clear_message() {
+        let base = "[[rules]]\nid = \"first\"\naction = \"allow\"\n[[rules]]\n";
+        let e = err(&format!("{base}action = \"permit\"\n"));
+        assert_eq!((e.field.as_str(), e.line), ("rules[1].action", 5));
+        assert!(e.message.contains("rule with no `id`") && e.message.contains("unknown variant `permit`"), "{e}");
+        let e = err(&format!("{base}action = \"allow\"\n"));
+        assert_eq!((e.field.as_str(), e.line), ("rules[1]", 4));
+        assert!(e.message.starts_with("missing field `id`: every rule needs a stable, unique `id`"), "{e}");
+        // A non-string id is itself the error; no id to name.
+        let e = err(&format!("{base}id = 5\naction = \"allow\"\n"));
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("rules[1].id", "invalid type: integer `5`, expected a string"));
+        // Errors outside rules are left alone.
+        let e = err("[dataplane]\nmemory_mb = \"lots\"\n");
+        assert!(!e.message.contains("rule"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rampart_shm::{PolicyImage, PolicyOutcome, Segment, ShmError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -330,8 +331,13 @@ pub fn handle(d: &Daemon, request: &str) -> Value {
 }
 
 /// `flows`: asks the dataplane to dump its flow table, then filters the dump by
-/// guest (owner port name), address, port and state.
-fn flows(d: &Daemon, filter: &Value) -> Value {
+/// guest (owner port name), address or prefix, port and state.
+fn flows(d: &Daemon, request: &Value) -> Value {
+    // A bad filter is the operator's error: say so before asking the dataplane for anything.
+    let filter = match FlowFilter::from_request(request) {
+        Ok(f) => f,
+        Err(e) => return json!({"ok": false, "error": e}),
+    };
     let (seg, shm, names, rules) = {
         let inner = d.inner.lock().unwrap();
         match inner.segment.clone() {
@@ -356,18 +362,11 @@ fn flows(d: &Daemon, filter: &Value) -> Value {
         Ok(t) => t,
         Err(e) => return json!({"ok": false, "error": format!("reading the flow dump: {e}")}),
     };
-    let want = |k: &str| filter.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
-    let (guest, addr, state) = (want("guest"), want("address"), want("state"));
-    let port = filter.get("port").and_then(|v| v.as_u64());
     let mut out = Vec::new();
     for line in text.lines() {
         let Ok(mut f) = serde_json::from_str::<Value>(line) else { continue };
         let owner = f["owner"].as_u64().and_then(|o| names.get(&(o as u16)).cloned()).unwrap_or_default();
-        if guest.as_ref().is_some_and(|g| *g != owner)
-            || addr.as_ref().is_some_and(|a| f["src_ip"] != a.as_str() && f["dest_ip"] != a.as_str())
-            || port.is_some_and(|p| f["src_port"] != p && f["dest_port"] != p)
-            || state.as_ref().is_some_and(|s| !f["state"].as_str().unwrap_or("").eq_ignore_ascii_case(s))
-        {
+        if !filter.keeps(&f, &owner) {
             continue;
         }
         f["guest"] = json!(owner);
@@ -376,6 +375,83 @@ fn flows(d: &Daemon, filter: &Value) -> Value {
         out.push(f);
     }
     json!({"ok": true, "total": seg.flows.dump_count.load(Ordering::Relaxed), "flows": out})
+}
+
+/// What `rampartctl flows` asked for; every part given must match.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FlowFilter {
+    guest: Option<String>,
+    address: Option<Prefix>,
+    port: Option<u64>,
+    state: Option<String>,
+}
+
+impl FlowFilter {
+    fn from_request(request: &Value) -> Result<FlowFilter, String> {
+        let want = |k: &str| request.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
+        let address = match request.get("address") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(a)) if a.trim().is_empty() => None,
+            Some(Value::String(a)) => Some(Prefix::parse(a)?),
+            Some(other) => return Err(format!("flows: `address` must be a string, got {other}")),
+        };
+        Ok(FlowFilter { guest: want("guest"), address, port: request.get("port").and_then(|v| v.as_u64()), state: want("state") })
+    }
+
+    /// Whether a line of the dataplane's flow dump (owner already named) passes.
+    fn keeps(&self, flow: &Value, owner: &str) -> bool {
+        let inside = |prefix: &Prefix, k: &str| flow[k].as_str().and_then(|ip| ip.parse().ok()).is_some_and(|ip| prefix.contains(ip));
+        self.guest.as_ref().is_none_or(|g| g == owner)
+            && self.address.as_ref().is_none_or(|p| inside(p, "src_ip") || inside(p, "dest_ip"))
+            && self.port.is_none_or(|p| flow["src_port"] == p || flow["dest_port"] == p)
+            && self.state.as_ref().is_none_or(|s| flow["state"].as_str().unwrap_or("").eq_ignore_ascii_case(s))
+    }
+}
+
+/// An address prefix for filtering, IPv4 mapped into IPv6 (as the flow table
+/// stores addresses), so one comparison serves both families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prefix {
+    network: u128,
+    len: u8,
+}
+
+impl Prefix {
+    /// `10.0.0.5`, `10.0.0.0/24`, `fd00::/64`, `FD00:0::1`: any textual form
+    /// `std::net` accepts. Host bits after the prefix are ignored (`10.0.0.5/24`
+    /// means 10.0.0.0/24): this is a lookup, not a rule.
+    fn parse(text: &str) -> Result<Prefix, String> {
+        let text = text.trim();
+        let bad = |why: &str| format!("--address {text:?}: {why}; expected an address or a prefix like 10.0.0.5, 10.0.0.0/24, fd00::1 or fd00::/64");
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad("the prefix length is not a number"))?)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
+        let (bits, len) = match addr {
+            IpAddr::V4(v4) => match len.unwrap_or(32) {
+                l @ 0..=32 => (u128::from(v4.to_ipv6_mapped()), 96 + l),
+                _ => return Err(bad("an IPv4 prefix length is at most 32")),
+            },
+            IpAddr::V6(v6) => match len.unwrap_or(128) {
+                l @ 0..=128 => (u128::from(v6), l),
+                _ => return Err(bad("an IPv6 prefix length is at most 128")),
+            },
+        };
+        Ok(Prefix { network: bits & Self::mask(len), len })
+    }
+
+    fn mask(len: u8) -> u128 {
+        u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let bits = match ip {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        bits & Self::mask(self.len) == self.network
+    }
 }
 
 /// Round trip through the command ring and an event ring.
@@ -396,4 +472,114 @@ fn ping(d: &Daemon) -> Value {
         std::thread::sleep(Duration::from_millis(2));
     }
     json!({"ok": false, "error": "no answer from the dataplane within 5 s"})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str, dst: &str) -> Value {
+        json!({"src_ip": src, "src_port": 40000, "dest_ip": dst, "dest_port": 80, "proto": 6, "state": "ESTABLISHED", "owner": 0})
+    }
+
+    fn filter(address: &str) -> FlowFilter {
+        FlowFilter::from_request(&json!({"cmd": "flows", "address": address})).unwrap()
+    }
+
+    #[test]
+    fn address_filter_takes_addresses_and_prefixes_of_both_families() {
+        let v4 = flow("10.0.0.5", "192.168.1.9");
+        let v6 = flow("fd00::1", "2001:db8::80");
+        for (address, keeps_v4, keeps_v6) in [
+            ("10.0.0.5", true, false),
+            ("192.168.1.9", true, false),
+            ("10.0.0.6", false, false),
+            ("10.0.0.0/24", true, false),
+            ("192.168.0.0/16", true, false),
+            ("10.0.1.0/24", false, false),
+            ("10.0.0.4/31", true, false),
+            ("10.0.0.5/24", true, false), // host bits are ignored
+            ("0.0.0.0/0", true, false),
+            ("::ffff:10.0.0.5", true, false), // the flow table's own mapped form
+            ("fd00::1", false, true),
+            ("FD00:0::1", false, true),
+            ("fd00:0:0:0:0:0:0:1/128", false, true),
+            ("fd00::/64", false, true),
+            ("2001:db8::/32", false, true),
+            ("fd00::2", false, false),
+            ("fd01::/64", false, false),
+            ("::/0", true, true),
+            (" 10.0.0.0/8 ", true, false),
+        ] {
+            let f = filter(address);
+            assert_eq!(f.keeps(&v4, "a"), keeps_v4, "{address} on {v4}");
+            assert_eq!(f.keeps(&v6, "a"), keeps_v6, "{address} on {v6}");
+        }
+    }
+
+    #[test]
+    fn unparsable_address_is_an_error_not_an_empty_list() {
+        for (address, why) in [
+            ("banana", "not an IP address"),
+            ("10.0.0", "not an IP address"),
+            ("10.0.0.0/33", "at most 32"),
+            ("fd00::/129", "at most 128"),
+            ("10.0.0.0/x", "not a number"),
+            ("10.0.0.0/", "not a number"),
+            ("10.0.0.1:80", "not an IP address"),
+        ] {
+            let e = FlowFilter::from_request(&json!({"address": address})).unwrap_err();
+            assert!(e.contains(&format!("{address:?}")) && e.contains(why) && e.contains("expected an address or a prefix"), "{address}: {e}");
+        }
+        assert!(FlowFilter::from_request(&json!({"address": 5})).is_err());
+        // Absent, null or empty: no address filter.
+        for request in [json!({}), json!({"address": null}), json!({"address": ""})] {
+            assert_eq!(FlowFilter::from_request(&request).unwrap(), FlowFilter::default());
+        }
+    }
+
+    #[test]
+    fn flows_reports_a_bad_address_before_anything_else() {
+        // No dataplane attached: the filter error still wins over "not attached".
+        let reply = handle_flows_without_dataplane(r#"{"cmd":"flows","address":"10.0.0.300"}"#);
+        assert_eq!(reply["ok"], false);
+        assert!(reply["error"].as_str().unwrap().contains("not an IP address"), "{reply}");
+    }
+
+    fn handle_flows_without_dataplane(request: &str) -> Value {
+        let config = rampart_config::parse("t.toml", "").unwrap();
+        let (image, slots) = compile(&config, &Slots::default()).unwrap();
+        let d = Daemon {
+            inner: Mutex::new(Inner {
+                config_path: PathBuf::from("t.toml"),
+                config,
+                segment: None,
+                image,
+                slots,
+                log: EventLog::open(Path::new("/dev/null")).unwrap(),
+                last_reload: String::new(),
+                waiting_logged: false,
+            }),
+            stop: AtomicBool::new(false),
+        };
+        handle(&d, request)
+    }
+
+    #[test]
+    fn other_filters_still_apply_with_the_address() {
+        let f = flow("10.0.0.5", "10.0.1.7");
+        let req = |extra: Value| {
+            let mut r = json!({"address": "10.0.0.0/16"});
+            r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            FlowFilter::from_request(&r).unwrap()
+        };
+        assert!(req(json!({})).keeps(&f, "web"));
+        assert!(req(json!({"guest": "web", "port": 80, "state": "established"})).keeps(&f, "web"));
+        assert!(!req(json!({"guest": "db"})).keeps(&f, "web"));
+        assert!(!req(json!({"port": 443})).keeps(&f, "web"));
+        assert!(!req(json!({"state": "syn_sent"})).keeps(&f, "web"));
+        assert!(!filter("10.1.0.0/16").keeps(&f, "web"));
+        // A malformed dump line never matches an address filter.
+        assert!(!filter("10.0.0.0/8").keeps(&json!({"src_ip": "junk"}), "web"));
+    }
 }

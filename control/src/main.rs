@@ -46,7 +46,7 @@ enum Cmd {
         /// Only flows opened by this guest (port name).
         #[arg(long)]
         guest: Option<String>,
-        /// Only flows with this address at either end.
+        /// Only flows with either end inside this address or prefix (10.0.0.5, 10.0.0.0/24, fd00::/64).
         #[arg(long)]
         address: Option<String>,
         /// Only flows with this port at either end.

@@ -29,6 +29,25 @@ fn invalid_config_names_file_line_and_field() {
 }
 
 #[test]
+fn invalid_rule_names_file_line_field_and_rule_id() {
+    let dir = std::env::temp_dir().join(format!("rampart-badrule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    let rules = "[[rules]]\nid = \"first\"\naction = \"allow\"\n\n[[rules]]\nid = \"web-in\"\n";
+    for (rule, expected) in [
+        ("action = \"permit\"\n", ":7: field `rules[1].action`: rule web-in: unknown variant `permit`"),
+        ("protocol = \"icmp\"\nicmp_type = 300\naction = \"allow\"\n", ":8: field `rules[1].icmp_type`: rule web-in: "),
+    ] {
+        std::fs::write(&cfg, format!("{rules}{rule}")).unwrap();
+        let out = Command::new(bin("rampartctl")).arg("check").arg(&cfg).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "rampartctl check accepted a bad rule");
+        assert!(err.contains(&format!("{}{expected}", cfg.display())), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn rejected_reload_keeps_the_running_policy() {
     let mut rig = quick_rig("badreload", 19630);
     rig.start();
