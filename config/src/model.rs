@@ -100,16 +100,35 @@ impl Default for Control {
     }
 }
 
-/// Global policy defaults.
+/// Global policy defaults: what happens to IP traffic no rule matches (to all traffic,
+/// when there are no rules), per direction. A direction is named by where the traffic
+/// enters: from a guest (vhost-user ports: what guests send, to each other or out) or from
+/// an uplink (device ports: what arrives from outside).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
+    /// Both directions, unless one is set below.
     pub default_action: DefaultAction,
+    /// Traffic entering from guest ports.
+    pub from_guests: Option<DefaultAction>,
+    /// Traffic entering from uplink (device) ports.
+    pub from_uplinks: Option<DefaultAction>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { default_action: DefaultAction::Forward }
+        Policy { default_action: DefaultAction::Forward, from_guests: None, from_uplinks: None }
+    }
+}
+
+impl Policy {
+    /// The default action for traffic entering on a port of this kind.
+    pub fn default_for(&self, kind: PortKind) -> DefaultAction {
+        match kind {
+            PortKind::VhostServer | PortKind::VhostClient => self.from_guests,
+            PortKind::Device => self.from_uplinks,
+        }
+        .unwrap_or(self.default_action)
     }
 }
 

@@ -111,14 +111,14 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
             enabled: p.enabled,
             macs: p.macs.iter().filter_map(|m| parse_mac(m.get_ref())).collect(),
             max_flows: p.max_flows,
+            default_action: match config.policy.default_for(*p.kind.get_ref()) {
+                DefaultAction::Forward => Verdict::Forward,
+                DefaultAction::Drop => Verdict::Drop,
+            },
         });
     }
     let image = PolicyImage {
         format: IMAGE_FORMAT,
-        default_action: match config.policy.default_action {
-            DefaultAction::Forward => Verdict::Forward,
-            DefaultAction::Drop => Verdict::Drop,
-        },
         firewall: crate::rules::compile_firewall(config, &slots)?,
         segments,
         ports,
@@ -148,6 +148,23 @@ mod tests {
         assert!(img.ports[0].device.ends_with(",iface=/tmp/a.sock,queues=1,client=0"));
         assert!(!img.ports[1].enabled);
         assert_eq!(img.ports[0].attach, Attach::Segment(0));
+    }
+
+    #[test]
+    fn each_port_gets_the_default_action_of_its_direction() {
+        let ports = "[[segments]]\nname = \"lan\"\n\
+            [[ports]]\nname = \"guest\"\nkind = \"vhost-server\"\nsocket = \"/tmp/g.sock\"\nsegment = \"lan\"\n\
+            [[ports]]\nname = \"uplink\"\nkind = \"device\"\ndevice = \"net_tap0,iface=up0\"\nsegment = \"lan\"\n";
+        let defaults = |policy: &str| {
+            let (img, _) = compile(&rampart_config::parse("t.toml", &format!("[policy]\n{policy}\n{ports}")).unwrap(), &Slots::default()).unwrap();
+            (img.ports[0].default_action, img.ports[1].default_action)
+        };
+        assert_eq!(defaults("default_action = \"drop\""), (Verdict::Drop, Verdict::Drop));
+        assert_eq!(defaults("default_action = \"drop\"\nfrom_guests = \"forward\""), (Verdict::Forward, Verdict::Drop));
+        assert_eq!(defaults("from_uplinks = \"drop\""), (Verdict::Forward, Verdict::Drop), "the default default forwards");
+        assert_eq!(defaults("default_action = \"forward\"\nfrom_guests = \"drop\"\nfrom_uplinks = \"forward\""), (Verdict::Drop, Verdict::Forward));
+        let e = rampart_config::parse("t.toml", &format!("[policy]\nfrom_guests = \"allow\"\n{ports}")).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (2, "policy.from_guests"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rampart_acl::{Classifier, Rule};
 use rampart_dataplane::firewall::{Burst, Firewall, FwVerdict, BURST};
 use rampart_flow::{FlowTable, FlowTableConfig};
-use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage, Verdict};
+use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
 
 /// The rig's table size (`conntrack.table_size` in `bench/configs/stateful.toml`).
 const TABLE: u32 = 1 << 21;
@@ -34,7 +34,7 @@ fn firewall() -> Firewall {
         acl_rule: vec![0],
         conntrack: ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() },
     };
-    Firewall::new(image, Verdict::Drop, 1, Default::default())
+    Firewall::new(image, 0, 1, Default::default())
 }
 
 /// The 60-byte Ethernet/IPv4/UDP frame template: 10.0.0.0:0 → 172.16.0.1:53, no checksums.

@@ -21,7 +21,7 @@ use rampart_acl::{Classifier, Key};
 use rampart_flow::{EndReason, FlowEnd, FlowHit, FlowRecord, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Stale};
 use rampart_packet::{icmp, icmpv6, FlowKey, Meta, ParseError, L3};
 use rampart_shm::ring::FlowEndCode;
-use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage, Verdict};
+use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage};
 use std::sync::Arc;
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
@@ -136,7 +136,8 @@ pub struct Firewall {
     pub rules: Vec<RuleImage>,
     acl: Classifier,
     acl_rule: Vec<u32>,
-    default_forward: bool,
+    /// Bit `slot`: the default action for flows opened on that port forwards.
+    default_forward: u64,
     gen_tag: u32,
     /// Names the rules of flows decided by earlier generations when they end.
     history: Arc<RuleHistory>,
@@ -184,12 +185,13 @@ pub enum FwVerdict {
 }
 
 impl Firewall {
-    pub fn new(image: FirewallImage, default_action: Verdict, gen: u64, history: Arc<RuleHistory>) -> Firewall {
+    /// `default_forward`: bit `slot` set where the port's default action forwards.
+    pub fn new(image: FirewallImage, default_forward: u64, gen: u64, history: Arc<RuleHistory>) -> Firewall {
         Firewall {
             rules: image.rules,
             acl: image.acl,
             acl_rule: image.acl_rule,
-            default_forward: default_action == Verdict::Forward,
+            default_forward,
             gen_tag: gen_tag(gen),
             history,
         }
@@ -229,11 +231,11 @@ impl Firewall {
         self.acl.lookup(&k).and_then(|i| self.acl_rule.get(i as usize).copied())
     }
 
-    fn action(&self, rule: Option<u32>) -> (bool, bool) {
-        // (allowed, stateful)
+    /// (allowed, stateful) for a flow opened on port slot `ingress` that `rule` decided.
+    fn action(&self, rule: Option<u32>, ingress: u8) -> (bool, bool) {
         match rule.and_then(|r| self.rules.get(r as usize)) {
             Some(r) => (matches!(r.action, RuleAction::Allow | RuleAction::Log), r.stateful),
-            None => (self.default_forward, false),
+            None => (self.default_forward.checked_shr(ingress as u32).unwrap_or(0) & 1 == 1, false),
         }
     }
 
@@ -313,7 +315,7 @@ impl Firewall {
             }
         };
         let rule = self.classify(&key, meta.icmp_type().zip(meta.icmp_code()), ingress);
-        let (allowed, stateful) = self.action(rule);
+        let (allowed, stateful) = self.action(rule, ingress);
         if !allowed {
             let reject = rule.and_then(|r| self.rules.get(r as usize)).is_some_and(|r| r.action == RuleAction::Reject);
             return match (reject, rule) {
@@ -406,7 +408,7 @@ impl Firewall {
             (true, _) => (icmpv6::request_type(t), c),
         });
         let now_rule = self.classify(&opener, icmp, hit.owner);
-        let (allowed, stateful) = self.action(now_rule);
+        let (allowed, stateful) = self.action(now_rule, hit.owner);
         if allowed && stateful {
             let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
             return Ok(now_rule);
@@ -493,7 +495,7 @@ mod tests {
         let acl = Classifier::compile(&[rampart_acl::Rule { proto: Some(proto), ..Default::default() }]).unwrap();
         let rules = vec![RuleImage { id: format!("allow-{proto}"), counter: 0, action: RuleAction::Allow, stateful: true, log: false }];
         let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
-        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, Verdict::Drop, gen, Default::default())
+        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, 0, gen, Default::default())
     }
 
     /// A 42-byte Ethernet/IPv4/ICMP echo frame (`ty` 8 = request, 0 = reply).
@@ -516,7 +518,7 @@ mod tests {
             .collect();
         let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
         let acl_rule = (0..rules.len() as u32).collect();
-        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, Verdict::Drop, gen, Default::default())
+        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, 0, gen, Default::default())
     }
 
     fn to_port(proto: u8, port: u16) -> rampart_acl::Rule {
@@ -575,6 +577,23 @@ mod tests {
         assert_eq!(flows.len(), 1, "only the denied flow left");
         assert_eq!(decide(&only_dns, &flows, &dns, 30).0, FwVerdict::Pass { rule: Some(0), created: false, log: false });
         assert_eq!(decide(&only_dns, &flows, &web, 30).0, FwVerdict::Drop(DropReason::RuleDeny, Some(1)), "and stays denied");
+    }
+
+    #[test]
+    fn the_default_action_is_that_of_the_port_the_flow_came_in_on() {
+        let flows = table(64, Default::default());
+        let acl = Classifier::compile(&[to_port(6, 22)]).unwrap();
+        let rules = vec![RuleImage { id: "ssh".into(), counter: 0, action: RuleAction::Deny, stateful: true, log: false }];
+        let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
+        // Slot 1 (a guest) forwards by default, slot 2 (an uplink) drops.
+        let fw = Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, 1 << 1, 1, Default::default());
+        let frame = udp([10, 0, 0, 1], 40000, [10, 0, 0, 2], 53);
+        let meta = rampart_packet::parse(&frame).unwrap();
+        let mut ended = None;
+        assert_eq!(fw.check(&flows, &meta, &frame, 1, 0, 10, &mut ended), FwVerdict::Pass { rule: None, created: false, log: false });
+        assert_eq!(fw.check(&flows, &meta, &frame, 2, 0, 10, &mut ended), FwVerdict::Drop(DropReason::PolicyDrop, None));
+        assert_eq!(fw.check(&flows, &meta, &frame, 63, 0, 10, &mut ended), FwVerdict::Drop(DropReason::PolicyDrop, None));
+        assert_eq!(flows.len(), 0, "the default action never tracks");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct RtPort {
     pub fwd: Fwd,
     /// Conntrack zone: flows of different segments / wire pairs never mix.
     pub zone: u16,
+    /// No rules, and this port's default action drops: everything it receives is dropped.
+    pub default_drop: bool,
 }
 
 pub struct RtSegment {
@@ -83,7 +85,6 @@ pub struct Runtime {
     pub gen: u64,
     /// Swap counter (set by the main lcore): workers report the epoch they run.
     pub epoch: u64,
-    pub default_drop: bool,
     pub ports: ArrayVec<RtPort, MAX_PORTS>,
     pub segments: Vec<RtSegment>,
     local_by_port_id: [u8; MAX_PORT_IDS],
@@ -102,12 +103,15 @@ impl Runtime {
         history: &Arc<RuleHistory>,
     ) -> Runtime {
         let mut rt = Runtime {
-            firewall: image.firewall.clone().map(|fw| Firewall::new(fw, image.default_action, gen, history.clone())),
+            // With rules, the firewall applies each port's default action to IP traffic
+            // no rule matches (ARP and other non-IP frames are switched); without, it
+            // applies to all (`RtPort::default_drop`).
+            firewall: image.firewall.clone().map(|fw| {
+                let forward = image.ports.iter().filter(|p| p.default_action == Verdict::Forward).fold(0u64, |m, p| m | 1 << p.slot);
+                Firewall::new(fw, forward, gen, history.clone())
+            }),
             gen,
             epoch: 0,
-            // With rules, the firewall applies the default action to IP traffic no rule
-            // matches (ARP and other non-IP frames are switched); without, it applies to all.
-            default_drop: image.default_action == Verdict::Drop && image.firewall.is_none(),
             ports: ArrayVec::new(),
             segments: image
                 .segments
@@ -132,6 +136,7 @@ impl Runtime {
                     Attach::Segment(s) => s + 1,
                     Attach::Wire(peer) => 0x8000 | p.slot.min(peer),
                 },
+                default_drop: p.default_action == Verdict::Drop && image.firewall.is_none(),
             });
         }
         for (local, (p, _)) in attached.iter().enumerate() {
@@ -191,7 +196,7 @@ impl Runtime {
         if !port.enabled {
             return Route::Fixed(Decision::Drop(DropReason::PortDisabled));
         }
-        if self.default_drop {
+        if port.default_drop {
             return Route::Fixed(Decision::Drop(DropReason::PolicyDrop));
         }
         match port.fwd {
@@ -253,13 +258,13 @@ mod tests {
             enabled,
             macs,
             max_flows: None,
+            default_action: Verdict::Forward,
         }
     }
 
     fn image() -> PolicyImage {
         PolicyImage {
             format: IMAGE_FORMAT,
-            default_action: Verdict::Forward,
             segments: vec![SegmentImage { name: "lan".into() }],
             ports: vec![
                 port(0, Attach::Segment(0), true, vec![[2, 0, 0, 0, 0, 0xa]]),
@@ -328,15 +333,16 @@ mod tests {
         img.ports[4].enabled = false;
         let rt = Runtime::build(2, &img, Some, None, &Default::default());
         assert_eq!(rt.route(3), Route::Fixed(Decision::Drop(DropReason::PortDisabled)), "peer disabled");
-        img.default_action = Verdict::Drop;
+        img.ports[0].default_action = Verdict::Drop;
         let rt = Runtime::build(3, &img, Some, None, &Default::default());
         assert_eq!(rt.route(0), Route::Fixed(Decision::Drop(DropReason::PolicyDrop)));
+        assert_eq!(rt.route(1), Route::Switch(0), "the default is per port (direction)");
     }
 
     #[test]
     fn default_drop_and_missing_ports() {
         let mut img = image();
-        img.default_action = Verdict::Drop;
+        img.ports.iter_mut().for_each(|p| p.default_action = Verdict::Drop);
         let rt = Runtime::build(2, &img, Some, None, &Default::default());
         assert_eq!(rt.decide(0, &meta(A, B)), Decision::Drop(DropReason::PolicyDrop));
         // Port 6 failed to attach: its wire peer has nowhere to send.

@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 5;
+pub const IMAGE_FORMAT: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
@@ -49,6 +49,9 @@ pub struct PortImage {
     pub macs: Vec<[u8; 6]>,
     /// Flow-table quota of this guest (None: the conntrack default).
     pub max_flows: Option<u32>,
+    /// Action for IP traffic entering here that no rule matches (for all of it when there
+    /// are no rules): the policy's default for this port's direction.
+    pub default_action: Verdict,
 }
 
 /// What a policy rule does with the new flows it matches.
@@ -95,11 +98,9 @@ pub struct FirewallImage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyImage {
     pub format: u32,
-    /// Action for IP traffic no rule matches (and for all traffic when there are no rules).
-    pub default_action: Verdict,
     pub segments: Vec<SegmentImage>,
     pub ports: Vec<PortImage>,
-    /// None: no rules, traffic is switched under `default_action` alone.
+    /// None: no rules, traffic is switched under each port's `default_action` alone.
     pub firewall: Option<FirewallImage>,
 }
 
@@ -190,7 +191,6 @@ pub(crate) mod tests_support {
     pub(crate) fn sample() -> PolicyImage {
         PolicyImage {
             format: IMAGE_FORMAT,
-            default_action: Verdict::Forward,
             segments: vec![SegmentImage { name: "lan".into() }],
             ports: vec![
                 PortImage {
@@ -204,6 +204,7 @@ pub(crate) mod tests_support {
                     enabled: true,
                     macs: vec![[2, 0, 0, 0, 0, 1]],
                     max_flows: Some(100),
+                    default_action: Verdict::Forward,
                 },
                 PortImage {
                     slot: 3,
@@ -216,6 +217,7 @@ pub(crate) mod tests_support {
                     enabled: false,
                     macs: vec![],
                     max_flows: None,
+                    default_action: Verdict::Drop,
                 },
                 PortImage {
                     slot: 4,
@@ -228,6 +230,7 @@ pub(crate) mod tests_support {
                     enabled: true,
                     macs: vec![],
                     max_flows: None,
+                    default_action: Verdict::Drop,
                 },
             ],
             firewall: None,
