@@ -77,11 +77,23 @@ pub enum TableFull {
 pub struct Conntrack {
     pub table_size: u32,
     pub table_full: TableFull,
-    /// Default per-guest flow quota (a port's `max_flows` overrides it); 0 = table size.
+    /// Default per-port flow quota (a port's `max_flows` overrides it); 0 = a fair share,
+    /// `table_size` ÷ the number of ports, so that no guest can fill the table and stop the
+    /// others from opening flows.
     pub max_flows_per_guest: u32,
     /// `[conntrack.timeouts]`, seconds per state; defaults are Linux conntrack's
     /// (tcp_established = 432000, tcp_syn_sent = 120, udp_unreplied = 30, ...).
     pub timeouts: rampart_flow::Timeouts,
+}
+
+impl Conntrack {
+    /// The flow-table quota of `port`, one of `ports` ports: flows it opens count against it.
+    pub fn quota_of(&self, port: &crate::Port, ports: usize) -> u32 {
+        port.max_flows.unwrap_or(match self.max_flows_per_guest {
+            0 => self.table_size / ports.max(1) as u32,
+            q => q,
+        })
+    }
 }
 
 impl Default for Conntrack {
@@ -209,6 +221,25 @@ pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotas_default_to_a_fair_share_and_oversubscription_is_warned_about() {
+        let ports = |extra: &str| {
+            let mut t = format!("[[segments]]\nname = \"lan\"\n[conntrack]\ntable_size = 3000\n{extra}\n");
+            for (n, q) in [("a", ""), ("b", ""), ("c", "max_flows = 2500\n")] {
+                t += &format!("[[ports]]\nname = \"{n}\"\nkind = \"vhost-server\"\nsocket = \"/tmp/{n}.sock\"\nsegment = \"lan\"\n{q}");
+            }
+            crate::parse("t.toml", &t).unwrap()
+        };
+        let quotas = |c: &crate::Config| c.ports.iter().map(|p| c.conntrack.quota_of(p, c.ports.len())).collect::<Vec<_>>();
+        let oversubscribed = |c: &crate::Config| crate::warnings(c).iter().any(|w| w.0.contains("add up to"));
+        let fair = ports("");
+        assert_eq!(quotas(&fair), [1000, 1000, 2500], "a third of the table each, unless a port says otherwise");
+        assert!(oversubscribed(&fair), "4500 > 3000");
+        let set = ports("max_flows_per_guest = 200");
+        assert_eq!(quotas(&set), [200, 200, 2500]);
+        assert!(!oversubscribed(&set), "2900 <= 3000");
+    }
 
     #[test]
     fn cidrs() {

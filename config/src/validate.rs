@@ -294,6 +294,15 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
             config.dataplane.main_core
         )));
     }
+    let ct = &config.conntrack;
+    let quotas: u64 = config.ports.iter().map(|p| ct.quota_of(p, config.ports.len()) as u64).sum();
+    if quotas > ct.table_size as u64 {
+        out.push(Warning(format!(
+            "the ports' flow quotas (max_flows, conntrack.max_flows_per_guest) add up to {quotas} flows, more than conntrack.table_size = {}: \
+             one guest can fill the table and stop the others from opening flows",
+            ct.table_size
+        )));
+    }
     for s in &config.segments {
         let n = config.ports.iter().filter(|p| p.segment.as_ref().map(|x| x.get_ref()) == Some(s.name.get_ref())).count();
         if n < 2 {

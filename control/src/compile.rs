@@ -110,7 +110,7 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
             attach,
             enabled: p.enabled,
             macs: p.macs.iter().filter_map(|m| parse_mac(m.get_ref())).collect(),
-            max_flows: p.max_flows,
+            max_flows: config.conntrack.quota_of(p, config.ports.len()),
             default_action: match config.policy.default_for(*p.kind.get_ref()) {
                 DefaultAction::Forward => Verdict::Forward,
                 DefaultAction::Drop => Verdict::Drop,

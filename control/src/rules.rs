@@ -134,7 +134,7 @@ pub fn compile_firewall(config: &Config, slots: &Slots) -> Result<Option<Firewal
             .collect(),
         acl,
         acl_rule,
-        conntrack: ConntrackImage { max_flows_per_guest: ct.max_flows_per_guest, timeouts: ct.timeouts },
+        conntrack: ConntrackImage { timeouts: ct.timeouts },
     }))
 }
 

@@ -32,7 +32,7 @@ fn firewall() -> Firewall {
         rules: vec![RuleImage { id: "allow-udp".into(), counter: 0, action: RuleAction::Allow, stateful: true, log: false }],
         acl,
         acl_rule: vec![0],
-        conntrack: ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() },
+        conntrack: ConntrackImage { timeouts: Default::default() },
     };
     Firewall::new(image, 0, 1, Default::default())
 }

@@ -494,7 +494,7 @@ mod tests {
     fn allowing(proto: u8, gen: u64) -> Firewall {
         let acl = Classifier::compile(&[rampart_acl::Rule { proto: Some(proto), ..Default::default() }]).unwrap();
         let rules = vec![RuleImage { id: format!("allow-{proto}"), counter: 0, action: RuleAction::Allow, stateful: true, log: false }];
-        let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
+        let conntrack = ConntrackImage { timeouts: Default::default() };
         Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, 0, gen, Default::default())
     }
 
@@ -516,7 +516,7 @@ mod tests {
             .enumerate()
             .map(|(i, r)| RuleImage { id: format!("r{i}"), counter: i as _, action: r.1, stateful: r.2, log: false })
             .collect();
-        let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
+        let conntrack = ConntrackImage { timeouts: Default::default() };
         let acl_rule = (0..rules.len() as u32).collect();
         Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, 0, gen, Default::default())
     }
@@ -584,7 +584,7 @@ mod tests {
         let flows = table(64, Default::default());
         let acl = Classifier::compile(&[to_port(6, 22)]).unwrap();
         let rules = vec![RuleImage { id: "ssh".into(), counter: 0, action: RuleAction::Deny, stateful: true, log: false }];
-        let conntrack = ConntrackImage { max_flows_per_guest: u32::MAX, timeouts: Default::default() };
+        let conntrack = ConntrackImage { timeouts: Default::default() };
         // Slot 1 (a guest) forwards by default, slot 2 (an uplink) drops.
         let fw = Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, 1 << 1, 1, Default::default());
         let frame = udp([10, 0, 0, 1], 40000, [10, 0, 0, 2], 53);

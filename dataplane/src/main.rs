@@ -89,7 +89,6 @@ fn main() -> Result<()> {
             rampart_config::rules::TableFull::Refuse => rampart_flow::FullPolicy::Refuse,
             rampart_config::rules::TableFull::EvictOldest => rampart_flow::FullPolicy::EvictOldest,
         },
-        guest_quota: if ct.max_flows_per_guest == 0 { u32::MAX } else { ct.max_flows_per_guest },
         ..Default::default()
     })
     .map_err(|e| anyhow::anyhow!("conntrack.table_size: {e}"))?;

@@ -258,17 +258,12 @@ impl Manager {
         }
     }
 
-    /// Timeouts and per-guest quotas take effect with the image (table size and
+    /// Timeouts and per-port quotas take effect with the image (table size and
     /// table-full policy are fixed at dataplane start).
     fn configure_flows(&self, image: &PolicyImage, fw: &rampart_shm::FirewallImage) {
         self.shared.flows.set_timeouts(&fw.conntrack.timeouts);
         for p in &image.ports {
-            let quota = match p.max_flows {
-                Some(q) => q,
-                None if fw.conntrack.max_flows_per_guest > 0 => fw.conntrack.max_flows_per_guest,
-                None => u32::MAX,
-            };
-            self.shared.flows.set_guest_quota(p.slot as u8, quota);
+            self.shared.flows.set_guest_quota(p.slot as u8, p.max_flows);
         }
     }
 

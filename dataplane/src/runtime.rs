@@ -257,7 +257,7 @@ mod tests {
             attach,
             enabled,
             macs,
-            max_flows: None,
+            max_flows: u32::MAX,
             default_action: Verdict::Forward,
         }
     }

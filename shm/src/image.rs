@@ -47,8 +47,8 @@ pub struct PortImage {
     pub enabled: bool,
     /// Static MAC bindings.
     pub macs: Vec<[u8; 6]>,
-    /// Flow-table quota of this guest (None: the conntrack default).
-    pub max_flows: Option<u32>,
+    /// Flow-table quota of this port: at most this many live flows opened here.
+    pub max_flows: u32,
     /// Action for IP traffic entering here that no rule matches (for all of it when there
     /// are no rules): the policy's default for this port's direction.
     pub default_action: Verdict,
@@ -80,7 +80,6 @@ pub struct RuleImage {
 /// Connection-tracking settings that apply on reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConntrackImage {
-    pub max_flows_per_guest: u32,
     pub timeouts: rampart_flow::Timeouts,
 }
 
@@ -203,7 +202,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Segment(0),
                     enabled: true,
                     macs: vec![[2, 0, 0, 0, 0, 1]],
-                    max_flows: Some(100),
+                    max_flows: 100,
                     default_action: Verdict::Forward,
                 },
                 PortImage {
@@ -216,7 +215,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Wire(4),
                     enabled: false,
                     macs: vec![],
-                    max_flows: None,
+                    max_flows: u32::MAX,
                     default_action: Verdict::Drop,
                 },
                 PortImage {
@@ -229,7 +228,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Wire(3),
                     enabled: true,
                     macs: vec![],
-                    max_flows: None,
+                    max_flows: u32::MAX,
                     default_action: Verdict::Drop,
                 },
             ],

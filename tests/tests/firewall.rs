@@ -2,8 +2,9 @@
 //! guest, reply traffic admitted by state while its direction is denied by
 //! rule, deny and reject (the sender receives an ICMP port unreachable), per-rule
 //! counters, `rampartctl flows`, a reload that cuts exactly the flows the new
-//! policy denies, flows evicted from a full table, and flow-end events that name
-//! the deciding rule after a reorder.
+//! policy denies, flows evicted from a full table, default per-guest quotas that
+//! keep one guest from filling the table, and flow-end events that name the
+//! deciding rule after a reorder.
 
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::time::Duration;
@@ -143,8 +144,8 @@ fn reload_cuts_exactly_the_flows_the_new_policy_denies() {
 
 #[test]
 fn flows_evicted_from_a_full_table_are_counted_and_logged() {
-    // A 1024-flow table that evicts: a opens 1500 flows to b:9, each one packet.
-    let rules = format!("{RULES}\n[conntrack]\ntable_size = 1024\ntable_full = \"evict-oldest\"\n");
+    // A 1024-flow table that evicts, and a may fill it: a opens 1500 flows to b:9, each one packet.
+    let rules = format!("{RULES}\n[conntrack]\ntable_size = 1024\ntable_full = \"evict-oldest\"\nmax_flows_per_guest = 4096\n");
     let mut rig = rig("fwevict", 19643, &rules);
     rig.start();
     let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
@@ -171,6 +172,27 @@ fn flows_evicted_from_a_full_table_are_counted_and_logged() {
         );
     }
     assert_eq!(rig.ctl_ok(&["stats"])["stats"]["events_lost"], 0);
+}
+
+#[test]
+fn by_default_one_guest_cannot_fill_the_table_for_the_others() {
+    // No quota configured: each of the 3 ports may open a third of the 1024-flow table.
+    let rules = "[conntrack]\ntable_size = 1024\n\n\
+        [[rules]]\nid = \"a-out\"\nfrom = [\"guest:a\"]\nprotocol = \"udp\"\naction = \"allow\"\n\n\
+        [[rules]]\nid = \"c-out\"\nfrom = [\"guest:c\"]\nprotocol = \"udp\"\naction = \"allow\"\n";
+    let mut rig = rig("fwquota", 19644, rules);
+    rig.start();
+    let (mut a, mut b, mut c) = (rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
+    b.start(None, 0, 0, &[]);
+    rig.wait_link("b");
+    // a tries 1000 flows (more than the whole table would take after c's 100).
+    a.start(Some(B), 2000, 1000, &["--flows", "1000"]);
+    wait_for("a's flows refused beyond its quota", Duration::from_secs(30), || (rig.drops("flow_quota") == 1000 - 341).then_some(()));
+    assert_eq!(b.received_from(A).1, 341, "a opened 1024 / 3 flows");
+    c.start(Some(B), 2000, 100, &["--flows", "100"]);
+    wait_for("all of c's flows at b", Duration::from_secs(30), || (b.received_from(C).1 == 100).then_some(()));
+    assert_eq!(rig.drops("flow_quota"), 1000 - 341, "c was refused nothing");
+    assert_eq!(rig.drops("flow_table_full"), 0);
 }
 
 #[test]
