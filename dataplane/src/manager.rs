@@ -155,6 +155,7 @@ impl Manager {
         if let Some(fw) = &image.firewall {
             self.configure_flows(&image, fw);
         }
+        self.reset_fresh_rule_counters(&image);
         Arc::make_mut(&mut self.rules).record(gen, image.firewall.as_ref().map_or(&[][..], |f| &f.rules[..]));
         let ids = self.port_ids(&[]);
         self.swap(Runtime::build(gen, &image, |s| ids.get(&s).copied(), self.current(), &self.rules));
@@ -254,6 +255,27 @@ impl Manager {
                 }
                 self.shared.segment.ports[*slot as usize].set(PortState::Absent, 0, gen, "removed by policy");
                 self.event(EventKind::PortDown, *slot, a.port_id as u64, &a.image.name);
+            }
+        }
+    }
+
+    /// The counters of a slot a rule takes up afresh start from zero: the slot may have
+    /// counted a rule removed before the control process restarted (which then knows only
+    /// the running generation's slots). A rule that keeps its slot keeps its counts. The
+    /// control process hands out slots the running generation does not hold, so no worker
+    /// writes to a fresh slot before the swap (only once all 16,384 slots have been used
+    /// could a removed rule's last packets be lost from its final count).
+    fn reset_fresh_rule_counters(&self, image: &PolicyImage) {
+        let rules_of = |i: &PolicyImage| i.firewall.iter().flat_map(|f| f.rules.iter()).map(|r| (r.id.clone(), r.counter)).collect::<std::collections::HashSet<_>>();
+        let running = self.image.as_ref().map(rules_of).unwrap_or_default();
+        for (id, slot) in rules_of(image) {
+            if (slot as usize) < rampart_shm::MAX_RULE_COUNTERS && !running.contains(&(id, slot)) {
+                for w in self.shared.segment.workers.iter() {
+                    let c = &w.rules[slot as usize];
+                    for x in [&c.packets, &c.bytes, &c.flows] {
+                        x.reset();
+                    }
+                }
             }
         }
     }

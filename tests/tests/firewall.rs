@@ -1,7 +1,8 @@
 //! Stateful firewall on the real dataplane with simulated guests: rules by
 //! guest, reply traffic admitted by state while its direction is denied by
 //! rule, deny and reject (the sender receives an ICMP port unreachable), per-rule
-//! counters, `rampartctl flows`, a reload that cuts exactly the flows the new
+//! counters (kept across reloads, from zero for a new rule), `rampartctl flows`,
+//! a reload that cuts exactly the flows the new
 //! policy denies, flows evicted from a full table, default per-guest quotas that
 //! keep one guest from filling the table, and flow-end events that name the
 //! deciding rule after a reorder.
@@ -193,6 +194,38 @@ fn by_default_one_guest_cannot_fill_the_table_for_the_others() {
     wait_for("all of c's flows at b", Duration::from_secs(30), || (b.received_from(C).1 == 100).then_some(()));
     assert_eq!(rig.drops("flow_quota"), 1000 - 341, "c was refused nothing");
     assert_eq!(rig.drops("flow_table_full"), 0);
+}
+
+#[test]
+fn rule_counters_survive_reloads_and_a_new_rule_starts_from_zero() {
+    let mut rig = rig("fwcount", 19645, RULES);
+    rig.start();
+    let (mut a, mut b, mut c) = (rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
+    b.start(None, 0, 0, &[]);
+    rig.wait_link("b");
+    a.start(Some(B), 1000, 50, &[]);
+    c.start(Some(B), 1000, 20, &[]);
+    wait_for("both rules counted", Duration::from_secs(20), || {
+        (rule(&rig, "a-to-b-udp9")["packets"] == 50 && rule(&rig, "c-to-b")["packets"] == 20).then_some(())
+    });
+    // Generation 2 drops a-to-b-udp9; then the control process restarts and knows only
+    // the running generation's counter slots; generation 3 adds a rule, which may take
+    // the freed slot.
+    // (The rig writes its config from `extra`, also when it starts the control process.)
+    let start = rig.extra.find("[[rules]]\nid = \"a-to-b-udp9\"").unwrap();
+    let end = start + rig.extra[start..].find("\n\n").unwrap();
+    rig.extra = format!("{}{}", &rig.extra[..start], &rig.extra[end + 2..]);
+    rig.write_config();
+    assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
+    rig.control.as_mut().unwrap().stop();
+    rig.start_control();
+    rig.wait_applied(2);
+    rig.extra += "\n[[rules]]\nid = \"fresh\"\nfrom = [\"guest:b\"]\nto = [\"guest:a\"]\nprotocol = \"udp\"\naction = \"allow\"\n";
+    rig.write_config();
+    assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
+    let r = rule(&rig, "fresh");
+    assert_eq!((r["packets"].as_u64(), r["flows"].as_u64()), (Some(0), Some(0)), "a new rule starts from zero: {r}");
+    assert_eq!(rule(&rig, "c-to-b")["packets"], 20, "a rule that stays keeps its counts across reloads and a control restart");
 }
 
 #[test]
