@@ -2,10 +2,9 @@
 //! guest, reply traffic admitted by state while its direction is denied by
 //! rule, deny and reject (the sender receives an ICMP port unreachable), per-rule
 //! counters (kept across reloads, from zero for a new rule), `rampartctl flows`,
-//! a reload that cuts exactly the flows the new
-//! policy denies, flows evicted from a full table, default per-guest quotas that
-//! keep one guest from filling the table, and flow-end events that name the
-//! deciding rule after a reorder.
+//! a reload that cuts exactly the flows the new policy denies, flows evicted
+//! from a full table, default per-guest quotas that keep one guest from filling
+//! the table, and flow-end events that name the deciding rule after a reorder.
 
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::time::Duration;
