@@ -13,7 +13,8 @@
 //! first fragment (the only one with ports); here a later fragment is
 //! dropped, and the worker lets it follow a first fragment that passed
 //! ([`crate::fragments`]). ICMP errors pass only when their quoted packet
-//! belongs to a tracked flow.
+//! belongs to a tracked flow. IPv6 neighbour discovery, like ARP, is always
+//! switched.
 //! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
 
 use arrayvec::ArrayVec;
@@ -287,6 +288,11 @@ impl Firewall {
         if meta.l3() == L3::Ipv6 && (is_v4_mapped(&meta.src_addr) || is_v4_mapped(&meta.dst_addr)) {
             return FwVerdict::Drop(DropReason::Ipv6MappedAddress, None);
         }
+        // IPv6's ARP is switched like ARP, whatever the rules: without it no guest reaches
+        // any other over IPv6. Only as RFC 4861 sends it, from the link (hop limit 255).
+        if meta.is_neighbor_discovery() && frame.get(meta.l3_offset() + 7) == Some(&255) {
+            return FwVerdict::Pass { rule: None, created: false, log: false };
+        }
         let pkt = PacketInfo::from_frame(meta, frame);
         if let Some((flow, Some(hit))) = looked_up {
             if let Some(verdict) = self.established(flows, &hit, meta, zone, &pkt, flow, now_ms, ended) {
@@ -508,6 +514,28 @@ mod tests {
         f
     }
 
+    /// An Ethernet/IPv6 frame from fd00::`src` to fd00::`dst` carrying `proto` and `l4`.
+    fn ipv6(src: u8, dst: u8, proto: u8, hop_limit: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 54];
+        f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&(l4.len() as u16).to_be_bytes());
+        (f[20], f[21]) = (proto, hop_limit);
+        (f[22], f[23], f[37]) = (0xfd, 0, src);
+        (f[38], f[39], f[53]) = (0xfd, 0, dst);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    fn udp6(src: u8, sport: u16, dst: u8, dport: u16) -> Vec<u8> {
+        let mut l4 = [0u8; 12];
+        l4[..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..6].copy_from_slice(&12u16.to_be_bytes());
+        ipv6(src, dst, 17, 64, &l4)
+    }
+
     /// A firewall of `rules` (ACL rule, action, stateful) behind the default drop.
     fn policy(gen: u64, rules: &[(rampart_acl::Rule, RuleAction, bool)]) -> Firewall {
         let acl = Classifier::compile(&rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>()).unwrap();
@@ -594,6 +622,60 @@ mod tests {
         assert_eq!(fw.check(&flows, &meta, &frame, 2, 0, 10, &mut ended), FwVerdict::Drop(DropReason::PolicyDrop, None));
         assert_eq!(fw.check(&flows, &meta, &frame, 63, 0, 10, &mut ended), FwVerdict::Drop(DropReason::PolicyDrop, None));
         assert_eq!(flows.len(), 0, "the default action never tracks");
+    }
+
+    #[test]
+    fn ipv6_flows_are_tracked_and_neighbour_discovery_is_switched_like_arp() {
+        let flows = table(64, Default::default());
+        let fw = policy(1, &[(to_port(17, 53), RuleAction::Allow, true)]);
+        let (verdict, _) = decide(&fw, &flows, &udp6(1, 40000, 2, 53), 10);
+        assert!(matches!(verdict, FwVerdict::Pass { rule: Some(0), created: true, .. }));
+        assert_eq!(decide(&fw, &flows, &udp6(2, 53, 1, 40000), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false }, "the reply, by state");
+        assert_eq!(decide(&fw, &flows, &udp6(2, 53, 1, 40001), 20).0, FwVerdict::Drop(DropReason::PolicyDrop, None), "another flow is not");
+        // A neighbour solicitation passes behind the default drop, no rule needed, not tracked;
+        // one that did not come from the link (hop limit below 255) meets the rules.
+        let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        ns.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(decide(&fw, &flows, &ipv6(1, 2, 58, 255, &ns), 30), (FwVerdict::Pass { rule: None, created: false, log: false }, None));
+        assert_eq!(decide(&fw, &flows, &ipv6(1, 2, 58, 64, &ns), 30).0, FwVerdict::Drop(DropReason::PolicyDrop, None));
+        assert_eq!(flows.len(), 1);
+    }
+
+    #[test]
+    fn a_stateless_rule_passes_packets_without_tracking_them() {
+        let flows = table(64, Default::default());
+        let fw = policy(1, &[(to_port(17, 53), RuleAction::Allow, false)]);
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        for now in [10, 20] {
+            assert_eq!(decide(&fw, &flows, &udp(a, 40000, b, 53), now), (FwVerdict::Pass { rule: Some(0), created: false, log: false }, None));
+        }
+        assert_eq!(flows.len(), 0, "nothing tracked");
+        assert_eq!(decide(&fw, &flows, &udp(b, 53, a, 40000), 30).0, FwVerdict::Drop(DropReason::PolicyDrop, None), "so no reply passes by state");
+    }
+
+    /// An ICMP port unreachable from `from` to `to`, quoting `quoted` (an IPv4 packet's start).
+    fn unreachable(from: [u8; 4], to: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+        let mut f = udp(from, 0, to, 0);
+        f.truncate(34);
+        f[23] = 1;
+        f[16..18].copy_from_slice(&(20 + 8 + quoted.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(quoted);
+        f
+    }
+
+    #[test]
+    fn an_icmp_error_passes_only_for_a_tracked_flow() {
+        let flows = table(64, Default::default());
+        let fw = policy(1, &[(to_port(17, 53), RuleAction::Allow, true)]);
+        let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
+        let query = udp(a, 40000, b, 53);
+        assert!(matches!(decide(&fw, &flows, &query, 10).0, FwVerdict::Pass { created: true, .. }));
+        assert_eq!(decide(&fw, &flows, &unreachable(b, a, &query[14..42]), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false }, "about a tracked flow, counted to its rule");
+        let untracked = udp(a, 40001, b, 53);
+        assert_eq!(decide(&fw, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "forged: no such flow");
+        assert_eq!(decide(&fw, &flows, &unreachable(c, b, &query[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "sent to the wrong end");
+        assert_eq!(decide(&fw, &flows, &unreachable(b, a, &query[14..36]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "quoting too little to name a flow");
     }
 
     #[test]
