@@ -197,8 +197,8 @@ fn print_human(cmd: &str, reply: &Value) {
                 }
                 let ft = &stats.flow_table;
                 println!(
-                    "\nflow table: {} of {} live; created {}, expired {}, evicted {}, invalid {}, refused (full) {}, refused (quota) {}",
-                    ft.live, ft.capacity, ft.creations, ft.expirations, ft.evictions, ft.invalid, ft.full_refusals, ft.quota_refusals
+                    "\nflow table: {} of {} live; created {}, expired {}, evicted {}, removed by reloads {}, reopened {}, invalid {}, refused (full) {}, refused (quota) {}",
+                    ft.live, ft.capacity, ft.creations, ft.expirations, ft.evictions, ft.removals, ft.reopened, ft.invalid, ft.full_refusals, ft.quota_refusals
                 );
             }
         }

@@ -133,10 +133,12 @@ impl Collector for ShmCollector {
         for (port, n) in &ft.per_port {
             f.add(&[("port", port)], *n as f64);
         }
-        f.family("rampart_flow_events_total", "Flow-table events: created, expired, evicted, invalid packets, refusals", COUNTER)
+        f.family("rampart_flow_events_total", "Flow-table events: created, expired, evicted, removed by a reload, reopened, invalid packets, refusals", COUNTER)
             .add(&[("event", "created")], ft.creations as f64)
             .add(&[("event", "expired")], ft.expirations as f64)
             .add(&[("event", "evicted")], ft.evictions as f64)
+            .add(&[("event", "removed")], ft.removals as f64)
+            .add(&[("event", "reopened")], ft.reopened as f64)
             .add(&[("event", "invalid")], ft.invalid as f64)
             .add(&[("event", "refused_full")], ft.full_refusals as f64)
             .add(&[("event", "refused_quota")], ft.quota_refusals as f64);

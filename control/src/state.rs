@@ -77,6 +77,9 @@ pub struct FlowTableRow {
     pub creations: u64,
     pub expirations: u64,
     pub evictions: u64,
+    /// Flows a reload cut (denied) or untracked (now a stateless rule's).
+    pub removals: u64,
+    pub reopened: u64,
     pub invalid: u64,
     pub full_refusals: u64,
     pub quota_refusals: u64,
@@ -203,6 +206,8 @@ pub fn stats(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
         creations: get(&f.creations),
         expirations: get(&f.expirations),
         evictions: get(&f.evictions),
+        removals: get(&f.removals),
+        reopened: get(&f.reopened),
         invalid: get(&f.invalid),
         full_refusals: get(&f.full_refusals),
         quota_refusals: get(&f.quota_refusals),

@@ -5,9 +5,10 @@
 //! rules deny that direction; a miss is classified (first match over the
 //! compiled ACL) and, if allowed and stateful, inserted subject to the
 //! guest's quota and the table-full policy. A flow decided under an older
-//! policy generation is re-classified at its next packet, as its opener sent it:
-//! if the new policy denies it, it is cut; if a stateless rule now allows it, it
-//! is no longer tracked and the packet is judged on its own. Every flow that ends
+//! policy generation is re-classified, as its opener sent it, at its next packet
+//! or by the main lcore's sweep after the reload ([`Firewall::revisit`]),
+//! whichever comes first: if the new policy denies it, it is cut; if a stateless
+//! rule now allows it, it is no longer tracked (its packets are judged one by one). Every flow that ends
 //! while a packet is decided (cut, untracked, evicted to make room, reopened by a
 //! SYN) is handed back to the worker ([`Ended`]) for its flow-end event. A fragmented datagram is decided on its
 //! first fragment (the only one with ports); here a later fragment is
@@ -19,7 +20,7 @@
 
 use arrayvec::ArrayVec;
 use rampart_acl::{Classifier, Key};
-use rampart_flow::{EndReason, FlowEnd, FlowHit, FlowRecord, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Stale};
+use rampart_flow::{EndReason, FlowEnd, FlowHit, FlowRecord, FlowTable, InsertError, InvalidReason, NewFlow, Outcome, PacketInfo, Prepared, Revisit, Stale};
 use rampart_packet::{icmp, icmpv6, FlowKey, Meta, ParseError, L3};
 use rampart_shm::ring::FlowEndCode;
 use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage};
@@ -413,17 +414,45 @@ impl Firewall {
             (true, L3::Ipv4) => (icmp::request_type(t), c),
             (true, _) => (icmpv6::request_type(t), c),
         });
-        let now_rule = self.classify(&opener, icmp, hit.owner);
-        let (allowed, stateful) = self.action(now_rule, hit.owner);
-        if allowed && stateful {
-            let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
-            return Ok(now_rule);
+        match self.judge_again(&opener, icmp, hit.owner) {
+            Ok(now_rule) => {
+                let _ = flows.set_verdict(hit, self.verdict_word(now_rule));
+                Ok(now_rule)
+            }
+            Err((code, now_rule)) => {
+                // Only the packet that removes the flow reports its end.
+                let Some(end) = flows.remove(&flow.canonical(), flow.hash, now_ms) else { return Err(None) };
+                *ended = Some(Ended { record: end.record, code, rule: now_rule });
+                Err((code == FlowEndCode::Policy).then_some(FwVerdict::Drop(DropReason::PolicyCut, now_rule)))
+            }
         }
-        // Only the packet that removes the flow reports its end.
-        let Some(end) = flows.remove(&flow.canonical(), flow.hash, now_ms) else { return Err(None) };
-        let code = if allowed { FlowEndCode::Untracked } else { FlowEndCode::Policy };
-        *ended = Some(Ended { record: end.record, code, rule: now_rule });
-        Err((!allowed).then_some(FwVerdict::Drop(DropReason::PolicyCut, now_rule)))
+    }
+
+    /// What this generation makes of a flow opened on `owner` as `opener` (with `icmp`
+    /// type and code) that an earlier one decided: Ok, the rule that keeps it (a stateful
+    /// allow); Err, how it ends — cut (denied) or untracked (a stateless allow) — and by
+    /// which rule.
+    fn judge_again(&self, opener: &FlowKey, icmp: Option<(u8, u8)>, owner: u8) -> Result<Option<u32>, (FlowEndCode, Option<u32>)> {
+        let rule = self.classify(opener, icmp, owner);
+        match self.action(rule, owner) {
+            (true, true) => Ok(rule),
+            (true, false) => Err((FlowEndCode::Untracked, rule)),
+            (false, _) => Err((FlowEndCode::Policy, rule)),
+        }
+    }
+
+    /// The main lcore's sweep after a reload ([`FlowTable::revisit_step`]): what this
+    /// generation makes of a flow, so one it denies is cut even if it never sends again —
+    /// the packet path does the same at a flow's next packet, whichever comes first. ICMP
+    /// query flows (30 s) are left to their next packet: the record lacks their type.
+    pub fn revisit(&self, r: &FlowRecord) -> Revisit<(FlowEndCode, Option<u32>)> {
+        if r.verdict >> RULE_BITS == self.gen_tag || matches!(r.key.proto, 1 | 58) {
+            return Revisit::Keep;
+        }
+        match self.judge_again(&r.opener_key(), None, r.owner) {
+            Ok(rule) => Revisit::Verdict(self.verdict_word(rule)),
+            Err(end) => Revisit::Remove(end),
+        }
     }
 
     /// Counter slot of a policy rule.

@@ -25,6 +25,9 @@ const TICK: Duration = Duration::from_millis(10);
 /// sweep takes a quarter of the shortest conntrack timeout (so a flow ends at most
 /// 25 % late), within these bounds: sweeping costs cache misses on a worker's core.
 const SWEEP_MS: std::ops::RangeInclusive<u64> = 50..=5000;
+/// After a reload, every flow is re-examined against the new policy in this many ticks
+/// (about a second), a slice per tick.
+const REVISIT_TICKS: usize = 100;
 
 /// A port the dataplane has attached.
 struct Attached {
@@ -39,6 +42,8 @@ pub struct Manager {
     dump_path: std::path::PathBuf,
     attached: BTreeMap<u16, Attached>,
     image: Option<PolicyImage>,
+    /// The sweep re-examining flows after a reload: (cursor, slots left to visit).
+    revisit: Option<(usize, usize)>,
     /// Rule ids of recent generations, to report old flows with current rule indexes
     /// (shared with each generation's firewall, for the flows its workers end).
     rules: Arc<RuleHistory>,
@@ -48,7 +53,7 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(shared: Arc<Shared>, file_mode: u32, dump_path: std::path::PathBuf) -> Manager {
-        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, rules: Arc::default(), epoch: 0, buf: Vec::new() }
+        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), epoch: 0, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -65,6 +70,7 @@ impl Manager {
                 last_age += Duration::from_millis(elapsed_ms);
                 self.age_flows(elapsed_ms);
             }
+            self.revisit_flows();
             if last_link.elapsed() > Duration::from_millis(100) {
                 self.report_links();
                 self.report_flows();
@@ -154,6 +160,7 @@ impl Manager {
         }
         if let Some(fw) = &image.firewall {
             self.configure_flows(&image, fw);
+            self.revisit = Some((0, self.shared.flows.slots()));
         }
         self.reset_fresh_rule_counters(&image);
         Arc::make_mut(&mut self.rules).record(gen, image.firewall.as_ref().map_or(&[][..], |f| &f.rules[..]));
@@ -302,6 +309,23 @@ impl Manager {
         });
     }
 
+    /// After a reload, re-examines the flows earlier generations decided, a slice per
+    /// tick: a flow the new policy denies is cut and logged even if it never sends again,
+    /// and (ICMP queries aside, which live 30 s) no flow keeps the 12-bit generation tag
+    /// of its verdict long enough for it to come round again.
+    fn revisit_flows(&mut self) {
+        let Some((mut cursor, left)) = self.revisit else { return };
+        let budget = self.shared.flows.slots().div_ceil(REVISIT_TICKS).min(left);
+        if let Some(fw) = self.current().and_then(|rt| rt.firewall.as_ref()) {
+            let now = self.shared.now_ms();
+            let ring = &self.shared.segment.events[MAIN_EVENT_RING];
+            self.shared.flows.revisit_step(&mut cursor, budget, now, |r| fw.revisit(r), |end, (code, rule)| {
+                ring.push(Ended { record: end.record, code, rule }.event(dpdk::rdtsc()));
+            });
+        }
+        self.revisit = (left > budget).then_some((cursor, left - budget));
+    }
+
     /// Publishes the flow table's counters and per-port occupancy to shared memory.
     fn report_flows(&self) {
         let st = self.shared.flows.stats();
@@ -311,6 +335,8 @@ impl Manager {
         f.creations.store(st.creations, Ordering::Relaxed);
         f.expirations.store(st.expirations, Ordering::Relaxed);
         f.evictions.store(st.evictions, Ordering::Relaxed);
+        f.removals.store(st.removals, Ordering::Relaxed);
+        f.reopened.store(st.reopened, Ordering::Relaxed);
         f.invalid.store(st.invalid, Ordering::Relaxed);
         f.full_refusals.store(st.full_refusals, Ordering::Relaxed);
         f.quota_refusals.store(st.quota_refusals, Ordering::Relaxed);

@@ -53,6 +53,6 @@ pub use entry::FlowEntry;
 pub use state::{EndReason, FlowEnd, FlowRecord, FlowState, InvalidReason, Outcome};
 pub use table::{
     ConfigError, ExpireStep, FlowHit, FlowStats, FlowTable, InsertError, Inserted, NewFlow,
-    PacketInfo, Prepared, Related, Stale, Tracked, MAX_CAPACITY,
+    PacketInfo, Prepared, Related, Revisit, Stale, Tracked, MAX_CAPACITY,
 };
 pub use tcp::TcpSegment;

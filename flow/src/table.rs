@@ -107,6 +107,17 @@ pub enum Stale {
     Reopened(FlowEnd),
 }
 
+/// What [`FlowTable::revisit_step`] does with one flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revisit<T> {
+    /// Leave it as it is.
+    Keep,
+    /// Store this verdict.
+    Verdict(u32),
+    /// Remove it; its end is reported with `T`.
+    Remove(T),
+}
+
 /// A flow found by a lookup: a validated snapshot plus the handle for [`FlowTable::track`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowHit {
@@ -245,7 +256,7 @@ pub struct FlowStats {
     pub expirations: u64,
     /// Flows evicted to make room.
     pub evictions: u64,
-    /// Flows removed on request.
+    /// Flows removed on request ([`FlowTable::remove`], [`FlowTable::revisit_step`]).
     pub removals: u64,
     /// TCP flows ended by a reopening SYN.
     pub reopened: u64,
@@ -880,14 +891,19 @@ impl FlowTable {
 
     /// Change a live flow's verdict (e.g. re-classified after a policy swap).
     pub fn set_verdict(&self, hit: &FlowHit, verdict: u32) -> Result<(), Stale> {
-        let e = self.entry(hit.slot as usize);
-        if !self.lock_write(e, hit.generation) {
-            return Err(Stale::Gone);
+        self.store_verdict(hit.slot as usize, hit.generation, verdict).then_some(()).ok_or(Stale::Gone)
+    }
+
+    /// Store the verdict of the flow in `slot` if it still holds `generation`.
+    fn store_verdict(&self, slot: usize, generation: u32, verdict: u32) -> bool {
+        let e = self.entry(slot);
+        if !self.lock_write(e, generation) {
+            return false;
         }
         e.verdict.store(verdict, Relaxed);
         // Release: publishes the verdict to the next writer.
-        e.seq.store(hit.generation, Release);
-        Ok(())
+        e.seq.store(generation, Release);
+        true
     }
 
     // ---------------------------------------------------------------- inserts
@@ -1409,6 +1425,60 @@ impl FlowTable {
             slot = (slot + count) % total;
         }
         step
+    }
+
+    /// Incremental re-examination of live flows, e.g. against a new policy: visits the
+    /// next `budget` slots from `*cursor` (advanced, wrapping round), asks `decide` about
+    /// each flow from a consistent snapshot, and carries out its answer: a new verdict,
+    /// or removal (reported to `on_end` after the flow is freed, with what `decide`
+    /// attached). A flow that left or was reused meanwhile is left alone; setting a
+    /// verdict waits for an update in progress (tens of ns), as removal does.
+    pub fn revisit_step<T>(
+        &self,
+        cursor: &mut usize,
+        budget: usize,
+        now_ms: u64,
+        mut decide: impl FnMut(&FlowRecord) -> Revisit<T>,
+        mut on_end: impl FnMut(FlowEnd, T),
+    ) {
+        let total = self.n_slots();
+        let mut scanned = 0;
+        while scanned < budget.min(total) {
+            let slot = *cursor % total;
+            let (bucket, first) = (slot / LANES, slot % LANES);
+            let count = (LANES - first).min(budget - scanned);
+            let window = (((1u32 << count) - 1) << first) as u16;
+            let mut occupied = !self.bucket(bucket).free() & window;
+            while occupied != 0 {
+                let s = bucket * LANES + occupied.trailing_zeros() as usize;
+                occupied &= occupied - 1;
+                let e = self.entry(s);
+                let word = e.seq.load(Acquire);
+                if word & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
+                    continue;
+                }
+                let record = self.record(s, now_ms);
+                fence(Acquire);
+                let generation = word & !seq::WRITE;
+                if e.seq.load(Relaxed) & !seq::WRITE != generation {
+                    continue;
+                }
+                match decide(&record) {
+                    Revisit::Keep => {}
+                    Revisit::Verdict(verdict) => {
+                        self.store_verdict(s, generation, verdict);
+                    }
+                    Revisit::Remove(with) => {
+                        if let Some(end) = self.delete(s, generation, EndReason::Removed, false, now_ms) {
+                            bump(&self.counters.removals);
+                            on_end(end, with);
+                        }
+                    }
+                }
+            }
+            scanned += count;
+            *cursor = (slot + count) % total;
+        }
     }
 
     /// Visit a consistent snapshot of every live flow (control-plane listings, tests).

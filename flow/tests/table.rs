@@ -589,6 +589,47 @@ fn remove_and_stale_hits() {
 }
 
 #[test]
+fn revisit_sets_verdicts_and_removes_flows_a_slice_at_a_time() {
+    use rampart_flow::Revisit;
+    let t = table(256);
+    // Flows to port 1..=30: even ports get verdict 7, multiples of 3 are removed, the rest kept.
+    let keys: Vec<FlowKey> = (1..=30).map(|p| key4(A, 1000 + p, B, p, UDP)).collect();
+    for k in &keys {
+        send(&t, k, &datagram(1), 0);
+    }
+    let mut ended = Vec::new();
+    let mut cursor = 0;
+    let mut steps = 0;
+    let total = t.slots();
+    while steps * 16 < total {
+        t.revisit_step(
+            &mut cursor,
+            16,
+            5,
+            |r| match r.opener_key().dst_port {
+                p if p % 3 == 0 => Revisit::Remove(p),
+                p if p % 2 == 0 => Revisit::Verdict(7),
+                _ => Revisit::Keep,
+            },
+            |end, port| ended.push((end.reason, end.record.opener_key().dst_port, port)),
+        );
+        steps += 1;
+    }
+    assert_eq!(cursor, 0, "one whole round");
+    ended.sort_by_key(|e| e.1);
+    let removed: Vec<u16> = (1..=30).filter(|p| p % 3 == 0).collect();
+    assert_eq!(ended, removed.iter().map(|&p| (EndReason::Removed, p, p)).collect::<Vec<_>>(), "each reported once, with what decide attached");
+    for k in &keys {
+        let p = k.dst_port;
+        match record(&t, k, 5) {
+            None => assert_eq!(p % 3, 0, "port {p} removed"),
+            Some(r) => assert_eq!(r.verdict, if p % 2 == 0 { 7 } else { 1 }, "port {p}"),
+        }
+    }
+    assert_eq!((t.len(), t.stats().removals), (20, 10));
+}
+
+#[test]
 fn table_fills_to_capacity_without_spurious_full() {
     // Both candidate buckets of a key being full is what refuses a flow before the table
     // holds `capacity`; bucket placement must make that (practically) never happen.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).
@@ -142,6 +142,10 @@ pub struct FlowStatus {
     pub creations: AtomicU64,
     pub expirations: AtomicU64,
     pub evictions: AtomicU64,
+    /// Flows a reload cut or untracked.
+    pub removals: AtomicU64,
+    /// TCP flows a SYN reopened.
+    pub reopened: AtomicU64,
     pub invalid: AtomicU64,
     pub full_refusals: AtomicU64,
     pub quota_refusals: AtomicU64,
