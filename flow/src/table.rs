@@ -1385,45 +1385,33 @@ impl FlowTable {
         // Relaxed: only partitions the sweep between callers.
         let start = (self.cursor.0.fetch_add(budget as u64, Relaxed) % total as u64) as usize;
         let now32 = now_ms as u32;
-        let mut step = ExpireStep::default();
-        let mut slot = start;
-        while step.scanned < budget {
-            let bucket = slot / LANES;
-            let first = slot % LANES;
-            let count = (LANES - first).min(budget - step.scanned);
-            let window = (((1u32 << count) - 1) << first) as u16;
-            let mut occupied = !self.bucket(bucket).free() & window;
-            while occupied != 0 {
-                let s = bucket * LANES + occupied.trailing_zeros() as usize;
-                occupied &= occupied - 1;
-                let e = self.entry(s);
-                let word = e.seq.load(Acquire);
-                if word & (seq::OCCUPIED | seq::LOCKS) != seq::OCCUPIED
-                    || !self.expired(e.info.load(Relaxed), e.last_ms.load(Relaxed), now32)
-                {
-                    continue;
-                }
-                // Try once: a flow being updated is alive; skip it.
-                if e.seq
-                    .compare_exchange(word, word | seq::STRUCT, Acquire, Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                if !self.expired(e.info.load(Relaxed), e.last_ms.load(Relaxed), now32) {
-                    // Refreshed between our check and the lock. Release: nothing changed,
-                    // but keep the pairing uniform.
-                    e.seq.store(word, Release);
-                    continue;
-                }
-                let end = self.free_locked(s, word, EndReason::Expired, false, now_ms);
-                bump(&self.counters.expirations);
-                step.expired += 1;
-                on_end(&end);
+        let mut step = ExpireStep { scanned: budget, expired: 0 };
+        self.occupied_slots(start, budget, |s| {
+            let e = self.entry(s);
+            let word = e.seq.load(Acquire);
+            if word & (seq::OCCUPIED | seq::LOCKS) != seq::OCCUPIED
+                || !self.expired(e.info.load(Relaxed), e.last_ms.load(Relaxed), now32)
+            {
+                return;
             }
-            step.scanned += count;
-            slot = (slot + count) % total;
-        }
+            // Try once: a flow being updated is alive; skip it.
+            if e.seq
+                .compare_exchange(word, word | seq::STRUCT, Acquire, Relaxed)
+                .is_err()
+            {
+                return;
+            }
+            if !self.expired(e.info.load(Relaxed), e.last_ms.load(Relaxed), now32) {
+                // Refreshed between our check and the lock. Release: nothing changed,
+                // but keep the pairing uniform.
+                e.seq.store(word, Release);
+                return;
+            }
+            let end = self.free_locked(s, word, EndReason::Expired, false, now_ms);
+            bump(&self.counters.expirations);
+            step.expired += 1;
+            on_end(&end);
+        });
         step
     }
 
@@ -1442,42 +1430,53 @@ impl FlowTable {
         mut on_end: impl FnMut(FlowEnd, T),
     ) {
         let total = self.n_slots();
-        let mut scanned = 0;
-        while scanned < budget.min(total) {
-            let slot = *cursor % total;
+        let budget = budget.min(total);
+        let start = *cursor % total;
+        *cursor = (start + budget) % total;
+        self.occupied_slots(start, budget, |s| {
+            let e = self.entry(s);
+            let word = e.seq.load(Acquire);
+            if word & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
+                return;
+            }
+            let record = self.record(s, now_ms);
+            fence(Acquire);
+            let generation = word & !seq::WRITE;
+            if e.seq.load(Relaxed) & !seq::WRITE != generation {
+                return;
+            }
+            match decide(&record) {
+                Revisit::Keep => {}
+                Revisit::Verdict(verdict) => {
+                    self.store_verdict(s, generation, verdict);
+                }
+                Revisit::Remove(with) => {
+                    if let Some(end) = self.delete(s, generation, EndReason::Removed, false, now_ms) {
+                        bump(&self.counters.removals);
+                        on_end(end, with);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Calls `f` with each slot in the `budget` slots from `start` (wrapping round) whose
+    /// bucket marks it taken: the sweeps read one bucket header per 16 slots, and entries
+    /// only where there are flows.
+    fn occupied_slots(&self, start: usize, budget: usize, mut f: impl FnMut(usize)) {
+        let total = self.n_slots();
+        let (mut slot, mut scanned) = (start, 0);
+        while scanned < budget {
             let (bucket, first) = (slot / LANES, slot % LANES);
             let count = (LANES - first).min(budget - scanned);
             let window = (((1u32 << count) - 1) << first) as u16;
             let mut occupied = !self.bucket(bucket).free() & window;
             while occupied != 0 {
-                let s = bucket * LANES + occupied.trailing_zeros() as usize;
+                f(bucket * LANES + occupied.trailing_zeros() as usize);
                 occupied &= occupied - 1;
-                let e = self.entry(s);
-                let word = e.seq.load(Acquire);
-                if word & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
-                    continue;
-                }
-                let record = self.record(s, now_ms);
-                fence(Acquire);
-                let generation = word & !seq::WRITE;
-                if e.seq.load(Relaxed) & !seq::WRITE != generation {
-                    continue;
-                }
-                match decide(&record) {
-                    Revisit::Keep => {}
-                    Revisit::Verdict(verdict) => {
-                        self.store_verdict(s, generation, verdict);
-                    }
-                    Revisit::Remove(with) => {
-                        if let Some(end) = self.delete(s, generation, EndReason::Removed, false, now_ms) {
-                            bump(&self.counters.removals);
-                            on_end(end, with);
-                        }
-                    }
-                }
             }
             scanned += count;
-            *cursor = (slot + count) % total;
+            slot = (slot + count) % total;
         }
     }
 

@@ -51,6 +51,15 @@ fn rig(name: &str, metrics: u16, rules: &str) -> Rig {
     rig
 }
 
+/// Removes rule `id` from the rig's config (written from `extra`, also when the rig
+/// starts the control process again); the caller reloads.
+fn withdraw_rule(rig: &mut Rig, id: &str) {
+    let start = rig.extra.find(&format!("[[rules]]\nid = \"{id}\"")).unwrap_or_else(|| panic!("no rule {id}"));
+    let end = rig.extra[start..].find("\n\n").map_or(rig.extra.len(), |n| start + n + 2);
+    rig.extra.replace_range(start..end, "");
+    rig.write_config();
+}
+
 fn rule(rig: &Rig, id: &str) -> serde_json::Value {
     let s = rig.ctl_ok(&["stats"]);
     s["stats"]["rules"].as_array().unwrap().iter().find(|r| r["id"] == id).cloned().unwrap_or_else(|| panic!("no rule {id}: {s}"))
@@ -155,10 +164,7 @@ fn an_idle_flow_the_new_policy_denies_is_cut_without_another_packet() {
     wait_for("a's packets at b", Duration::from_secs(20), || (b.received_from(A).1 == 20).then_some(()));
     assert_eq!(rig.ctl_ok(&["flows", "--guest", "a"])["flows"].as_array().map(Vec::len), Some(1));
     // a sends nothing more; the reload withdraws the rule that allowed its flow.
-    let start = rig.extra.find("[[rules]]\nid = \"a-to-b-udp9\"").unwrap();
-    let end = start + rig.extra[start..].find("\n\n").unwrap();
-    rig.extra = format!("{}{}", &rig.extra[..start], &rig.extra[end + 2..]);
-    rig.write_config();
+    withdraw_rule(&mut rig, "a-to-b-udp9");
     assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
     let cut = wait_for("the idle flow's cut in the log", Duration::from_secs(10), || {
         let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
@@ -241,11 +247,7 @@ fn rule_counters_survive_reloads_and_a_new_rule_starts_from_zero() {
     // Generation 2 drops a-to-b-udp9; then the control process restarts and knows only
     // the running generation's counter slots; generation 3 adds a rule, which may take
     // the freed slot.
-    // (The rig writes its config from `extra`, also when it starts the control process.)
-    let start = rig.extra.find("[[rules]]\nid = \"a-to-b-udp9\"").unwrap();
-    let end = start + rig.extra[start..].find("\n\n").unwrap();
-    rig.extra = format!("{}{}", &rig.extra[..start], &rig.extra[end + 2..]);
-    rig.write_config();
+    withdraw_rule(&mut rig, "a-to-b-udp9");
     assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
     rig.control.as_mut().unwrap().stop();
     rig.start_control();
