@@ -198,8 +198,25 @@ pub enum Endpoint {
     Any,
     Guest(String),
     Tag(String),
+    /// Every port attached to the segment: an implicit tag.
+    Segment(String),
     Set(String),
     Cidr(Cidr),
+}
+
+impl Endpoint {
+    /// The ports a `guest:`, `tag:` or `segment:` endpoint names (maybe none); None for
+    /// address endpoints. A rule's source matches traffic entering on those ports (from
+    /// their `addresses`, if they have any); its destination, their `addresses`.
+    pub fn ports<'a>(&self, config: &'a crate::Config) -> Option<Vec<&'a crate::Port>> {
+        let named = |f: &dyn Fn(&crate::Port) -> bool| Some(config.ports.iter().filter(|p| f(p)).collect());
+        match self {
+            Endpoint::Guest(g) => named(&|p| p.name.get_ref() == g),
+            Endpoint::Tag(t) => named(&|p| p.tags.iter().any(|x| x.get_ref() == t)),
+            Endpoint::Segment(s) => named(&|p| p.segment.as_ref().is_some_and(|x| x.get_ref() == s)),
+            Endpoint::Any | Endpoint::Set(_) | Endpoint::Cidr(_) => None,
+        }
+    }
 }
 
 pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
@@ -211,6 +228,9 @@ pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
     }
     if let Some(t) = s.strip_prefix("tag:") {
         return Some(Endpoint::Tag(t.into()));
+    }
+    if let Some(n) = s.strip_prefix("segment:") {
+        return Some(Endpoint::Segment(n.into()));
     }
     if let Some(n) = s.strip_prefix("set:") {
         return Some(Endpoint::Set(n.into()));

@@ -222,25 +222,20 @@ fn validate_rules(c: &Checker) -> Result<(), ConfigError> {
             for (j, e) in list.iter().enumerate() {
                 let field = format!("rules[{i}].{side}[{j}]");
                 let Some(ep) = parse_endpoint(e.get_ref()) else {
-                    return c.at(e, field, format!("rule {}: expected any, guest:NAME, tag:TAG, set:NAME or an address/prefix", r.id.get_ref()));
+                    return c.at(e, field, format!("rule {}: expected any, guest:NAME, tag:TAG, segment:NAME, set:NAME or an address/prefix", r.id.get_ref()));
                 };
-                let guests: Vec<&crate::Port> = match &ep {
-                    Endpoint::Guest(g) => match config.ports.iter().find(|p| p.name.get_ref() == g) {
-                        Some(p) => vec![p],
-                        None => return c.at(e, field, format!("rule {}: unknown guest \"{g}\"", r.id.get_ref())),
-                    },
-                    Endpoint::Tag(t) => {
-                        let tagged: Vec<_> = config.ports.iter().filter(|p| p.tags.iter().any(|x| x.get_ref() == t)).collect();
-                        if tagged.is_empty() {
-                            return c.at(e, field, format!("rule {}: no port has tag \"{t}\"", r.id.get_ref()));
-                        }
-                        tagged
-                    }
-                    Endpoint::Set(n) if !config.sets.addresses.contains_key(n) => {
-                        return c.at(e, field, format!("rule {}: unknown address set \"{n}\"", r.id.get_ref()));
-                    }
-                    _ => vec![],
+                let guests = ep.ports(config).unwrap_or_default();
+                let missing = match &ep {
+                    Endpoint::Guest(g) if guests.is_empty() => Some(format!("unknown guest \"{g}\"")),
+                    Endpoint::Tag(t) if guests.is_empty() => Some(format!("no port has tag \"{t}\"")),
+                    Endpoint::Segment(s) if !config.segments.iter().any(|x| x.name.get_ref() == s) => Some(format!("unknown segment \"{s}\"")),
+                    Endpoint::Segment(s) if guests.is_empty() => Some(format!("segment \"{s}\" has no ports")),
+                    Endpoint::Set(n) if !config.sets.addresses.contains_key(n) => Some(format!("unknown address set \"{n}\"")),
+                    _ => None,
                 };
+                if let Some(why) = missing {
+                    return c.at(e, field, format!("rule {}: {why}", r.id.get_ref()));
+                }
                 if side == "to" {
                     if let Some(p) = guests.iter().find(|p| p.addresses.is_empty()) {
                         return c.at(e, field, format!("rule {}: guest \"{}\" has no `addresses`, which a rule needs to match traffic to it", r.id.get_ref(), p.name.get_ref()));

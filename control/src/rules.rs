@@ -28,8 +28,7 @@ fn sources(config: &Config, slots: &SlotMap, list: &[toml::Spanned<String>]) -> 
             None | Some(Endpoint::Any) => return vec![(u64::MAX, Vec::new())],
             Some(Endpoint::Cidr(c)) => any_port.push(prefix(c)),
             Some(Endpoint::Set(n)) => any_port.extend(config.sets.addresses[&n].iter().filter_map(|a| Cidr::parse(a.get_ref())).map(prefix)),
-            Some(Endpoint::Guest(g)) => per_guest.extend(config.ports.iter().filter(|p| p.name.get_ref() == &g).map(guest)),
-            Some(Endpoint::Tag(t)) => per_guest.extend(config.ports.iter().filter(|p| p.tags.iter().any(|x| x.get_ref() == &t)).map(guest)),
+            Some(ep) => per_guest.extend(ep.ports(config).unwrap_or_default().into_iter().map(guest)),
         }
     }
     if list.is_empty() {
@@ -48,8 +47,7 @@ fn destinations(config: &Config, list: &[toml::Spanned<String>]) -> Vec<Prefix> 
             None | Some(Endpoint::Any) => return Vec::new(),
             Some(Endpoint::Cidr(c)) => out.push(prefix(c)),
             Some(Endpoint::Set(n)) => out.extend(config.sets.addresses[&n].iter().filter_map(|a| Cidr::parse(a.get_ref())).map(prefix)),
-            Some(Endpoint::Guest(g)) => out.extend(config.ports.iter().filter(|p| p.name.get_ref() == &g).flat_map(addresses)),
-            Some(Endpoint::Tag(t)) => out.extend(config.ports.iter().filter(|p| p.tags.iter().any(|x| x.get_ref() == &t)).flat_map(addresses)),
+            Some(ep) => out.extend(ep.ports(config).unwrap_or_default().into_iter().flat_map(addresses)),
         }
     }
     out
@@ -255,6 +253,36 @@ action = "reject"
         assert_eq!(rule(&key([192, 168, 7, 9], [10, 0, 0, 20], 6, 22, web)).as_deref(), Some("admins-ssh"));
         assert_eq!(fw.rules[2].action, RuleAction::Reject);
         assert_eq!(fw.conntrack.timeouts.tcp_established, 432_000, "Linux default for established TCP");
+    }
+
+    #[test]
+    fn a_segment_names_every_port_attached_to_it() {
+        let (config, fw, slots) = compile(
+            r#"
+[[segments]]
+name = "dmz"
+[[ports]]
+name = "edge"
+kind = "vhost-server"
+socket = "/tmp/edge.sock"
+segment = "dmz"
+[[rules]]
+id = "lan-to-db"
+from = ["segment:lan"]
+to = ["guest:db"]
+protocol = "tcp"
+action = "allow"
+"#,
+        );
+        let (web, db, edge) = (slots["web"] as u8, slots["db"] as u8, slots["edge"] as u8);
+        let rule = |k: &Key| fw.acl.lookup(k).map(|i| fw.rules[fw.acl_rule[i as usize] as usize].id.clone());
+        assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 5432, web)).as_deref(), Some("lan-to-db"), "from a lan port, with its address");
+        assert_eq!(rule(&key([10, 0, 0, 20], [10, 0, 0, 20], 6, 5432, db)).as_deref(), Some("lan-to-db"));
+        assert_eq!(rule(&key([10, 0, 0, 10], [10, 0, 0, 20], 6, 5432, edge)), None, "the dmz port is not in lan");
+        assert_eq!(rule(&key([10, 9, 9, 9], [10, 0, 0, 20], 6, 5432, web)), None, "a lan port spoofing another address");
+        let e = rampart_config::parse("t.toml", &format!("{BASE}[[rules]]\nid = \"x\"\nfrom = [\"segment:nowhere\"]\naction = \"allow\"\n")).unwrap_err();
+        assert!(e.field == "rules[0].from[0]" && e.message.contains("unknown segment \"nowhere\""), "{e}");
+        assert!(config.rules[0].from[0].get_ref().starts_with("segment:"));
     }
 
     #[test]
