@@ -486,7 +486,9 @@ fn inner_key(frame: &[u8], off: usize, zone: u16) -> Option<FlowKey> {
         6 => {
             let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            (s, d, *ip.get(6)?, ip.get(40..)?)
+            // Past any extension headers the quote holds (as far as it goes).
+            let chain = rampart_packet::ipv6::walk_ext_headers(*ip.get(6)?, ip.get(40..)?).ok()?;
+            (s, d, chain.upper_layer, ip.get(40 + chain.upper_offset..)?)
         }
         _ => return None,
     };
@@ -705,6 +707,24 @@ mod tests {
         assert_eq!(decide(&fw, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "forged: no such flow");
         assert_eq!(decide(&fw, &flows, &unreachable(c, b, &query[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "sent to the wrong end");
         assert_eq!(decide(&fw, &flows, &unreachable(b, a, &query[14..36]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "quoting too little to name a flow");
+    }
+
+    #[test]
+    fn an_icmpv6_error_quoting_extension_headers_finds_its_flow() {
+        let flows = table(64, Default::default());
+        let fw = policy(1, &[(to_port(17, 53), RuleAction::Allow, true)]);
+        // The query carries a Destination Options header (8 bytes: next header UDP) before UDP.
+        let mut l4 = vec![17, 0, 1, 4, 0, 0, 0, 0];
+        l4.extend_from_slice(&udp6(1, 40000, 2, 53)[54..]);
+        let query = ipv6(1, 2, 60, 64, &l4);
+        assert!(matches!(decide(&fw, &flows, &query, 10).0, FwVerdict::Pass { created: true, .. }));
+        // Port unreachable (type 1 code 4) from fd00::2 back to fd00::1, quoting the query.
+        let mut error = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        error.extend_from_slice(&query[14..]);
+        assert_eq!(decide(&fw, &flows, &ipv6(2, 1, 58, 64, &error), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false });
+        let mut forged = error.clone();
+        forged[8 + 40 + 8 + 1] ^= 1; // another source port
+        assert_eq!(decide(&fw, &flows, &ipv6(2, 1, 58, 64, &forged), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
     }
 
     #[test]
