@@ -814,4 +814,70 @@ mod tests {
         assert_eq!(h.current_rule(word(1, 0)), None, "generation 1 fell out of the history");
         assert_eq!(h.current_rule(word(HISTORY as u64 + 10, 0)), Some(0));
     }
+
+    /// Frames a guest could send, mutated at random: whatever the bytes, the firewall's
+    /// packet path (burst parse and lookups, decisions, re-checks after a reload, ICMP
+    /// quotes) and the sweep decide without a panic or a read out of bounds, and never
+    /// track a flow it did not pass.
+    mod mutated {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn templates() -> Vec<Vec<u8>> {
+            let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+            let query = udp(a, 40000, b, 53);
+            let mut icmp6 = vec![1, 4, 0, 0, 0, 0, 0, 0];
+            icmp6.extend_from_slice(&udp6(1, 40000, 2, 53)[14..]);
+            vec![
+                query.clone(),
+                udp(b, 53, a, 40000),
+                echo(a, b, 8, 7),
+                unreachable(b, a, &query[14..42]),
+                udp6(1, 40000, 2, 53),
+                ipv6(2, 1, 58, 64, &icmp6),
+                ipv6(1, 2, 58, 255, &[135, 0, 0, 0, 0, 0, 0, 0]),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_frame_is_decided_safely(
+                picks in prop::collection::vec((0usize..7, prop::collection::vec((0usize..128, any::<u8>()), 0..6), 0usize..128), 1..BURST),
+            ) {
+                let flows = table(256, rampart_flow::FullPolicy::EvictOldest);
+                let gen1 = policy(1, &[(to_port(17, 53), RuleAction::Allow, true), (rampart_acl::Rule { proto: Some(1), ..Default::default() }, RuleAction::Allow, true)]);
+                let gen2 = policy(2, &[(to_port(17, 53), RuleAction::Allow, false)]);
+                let t = templates();
+                let frames: Vec<Vec<u8>> = picks
+                    .iter()
+                    .map(|(which, flips, cut)| {
+                        let mut f = t[*which].clone();
+                        for &(at, byte) in flips {
+                            if let Some(x) = f.get_mut(at) {
+                                *x = byte;
+                            }
+                        }
+                        f.truncate((*cut).max(14));
+                        f
+                    })
+                    .collect();
+                for (now, fw) in [(10, &gen1), (20, &gen1), (30, &gen2)] {
+                    let mut burst = Burst::default();
+                    burst.fill(&flows, 0, frames.iter().map(Vec::as_slice));
+                    for (i, frame) in frames.iter().enumerate() {
+                        let Ok(meta) = burst.meta(i) else { continue };
+                        let mut ended = None;
+                        let verdict = fw.check_looked_up(&flows, meta, frame, 1, 0, now, burst.lookup(&flows, i), &mut ended);
+                        if matches!(verdict, FwVerdict::Pass { created: true, .. }) {
+                            prop_assert!(flows.len() > 0);
+                        }
+                    }
+                }
+                let mut cursor = 0;
+                flows.revisit_step(&mut cursor, flows.slots(), 40, |r| gen2.revisit(r), |_, _| {});
+            }
+        }
+    }
 }
