@@ -871,7 +871,7 @@ mod tests {
                         let mut ended = None;
                         let verdict = fw.check_looked_up(&flows, meta, frame, 1, 0, now, burst.lookup(&flows, i), &mut ended);
                         if matches!(verdict, FwVerdict::Pass { created: true, .. }) {
-                            prop_assert!(flows.len() > 0);
+                            prop_assert!(!flows.is_empty());
                         }
                     }
                 }
