@@ -88,6 +88,8 @@ pub struct Conntrack {
 
 impl Conntrack {
     /// The flow-table quota of `port`, one of `ports` ports: flows it opens count against it.
+    /// (The dataplane computes the fair share from the table it runs, which a reload does
+    /// not resize; this one, from `table_size`, is for `rampartctl check`.)
     pub fn quota_of(&self, port: &crate::Port, ports: usize) -> u32 {
         port.max_flows.unwrap_or(match self.max_flows_per_guest {
             0 => self.table_size / ports.max(1) as u32,

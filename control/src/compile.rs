@@ -110,7 +110,8 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
             attach,
             enabled: p.enabled,
             macs: p.macs.iter().filter_map(|m| parse_mac(m.get_ref())).collect(),
-            max_flows: config.conntrack.quota_of(p, config.ports.len()),
+            // Unset: the dataplane gives a fair share of the table it runs (sized at its start).
+            max_flows: p.max_flows.or((config.conntrack.max_flows_per_guest > 0).then_some(config.conntrack.max_flows_per_guest)),
             default_action: match config.policy.default_for(*p.kind.get_ref()) {
                 DefaultAction::Forward => Verdict::Forward,
                 DefaultAction::Drop => Verdict::Drop,
@@ -160,6 +161,9 @@ mod tests {
             (img.ports[0].default_action, img.ports[1].default_action)
         };
         assert_eq!(defaults("default_action = \"drop\""), (Verdict::Drop, Verdict::Drop));
+        // Without rules, a firewall only where the defaults differ (to track what one forwards).
+        let firewall = |policy: &str| compile(&rampart_config::parse("t.toml", &format!("[policy]\n{policy}\n{ports}")).unwrap(), &Slots::default()).unwrap().0.firewall.is_some();
+        assert!(!firewall("default_action = \"drop\"") && firewall("from_uplinks = \"drop\""));
         assert_eq!(defaults("default_action = \"drop\"\nfrom_guests = \"forward\""), (Verdict::Forward, Verdict::Drop));
         assert_eq!(defaults("from_uplinks = \"drop\""), (Verdict::Forward, Verdict::Drop), "the default default forwards");
         assert_eq!(defaults("default_action = \"forward\"\nfrom_guests = \"drop\"\nfrom_uplinks = \"forward\""), (Verdict::Drop, Verdict::Forward));

@@ -3,7 +3,7 @@
 //! `event_type`, `in_iface`, ...). Loss is never silent: ring overflows are
 //! read from the segment and written to the log as `event_type: "loss"`.
 
-use rampart_shm::ring::{EventKind, FlowEndCode, FlowEventData};
+use rampart_shm::ring::{EventKind, FlowEndCode, FlowEventData, FLOW_START_REJECTED};
 use rampart_shm::{DropReason, EventRecord, Segment, MAX_EVENT_RINGS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -140,7 +140,7 @@ fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, 
             let (src, dst, sport, dport, proto, rule) = FlowEventData::unpack(rec);
             let rule = rule.and_then(|r| rules.get(r as usize)).cloned();
             let flow = if k == EventKind::FlowStart {
-                json!({"state": "new", "action": if rec.code == 1 { "rejected" } else { "allowed" }})
+                json!({"state": "new", "action": if rec.code == FLOW_START_REJECTED { "rejected" } else { "allowed" }})
             } else {
                 let reason = FlowEndCode::from_u16(rec.code).map_or("unknown", FlowEndCode::label);
                 json!({"state": "closed", "reason": reason})

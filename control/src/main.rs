@@ -112,6 +112,7 @@ fn check(file: &Path, json: bool) -> Result<()> {
     let mut warnings = rampart_config::warnings(&config);
     let (_, slots) = compile::compile(&config, &Default::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     warnings.extend(rules::shadowed(&config, &slots.ports).into_iter().map(rampart_config::Warning));
+    warnings.extend(rules::neighbor_discovery_warnings(&config, &slots).into_iter().map(rampart_config::Warning));
     if json {
         let w: Vec<&str> = warnings.iter().map(|w| w.0.as_str()).collect();
         println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w}));

@@ -5,7 +5,7 @@
 //! rules that an earlier rule fully shadows.
 
 use crate::compile::{SlotMap, Slots};
-use rampart_acl::{Classifier, Prefix, Rule};
+use rampart_acl::{Classifier, Key, Prefix, Rule};
 use rampart_config::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint, RuleAction as CfgAction};
 use rampart_config::{Config, Port};
 use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
@@ -93,8 +93,14 @@ pub fn expand(config: &Config, slots: &SlotMap) -> (Vec<Rule>, Vec<u32>) {
     (acl, owner)
 }
 
+/// The stateful firewall of a config: None when nothing needs it — no rules, and every
+/// port's default the same (then each port simply forwards or drops all it receives).
+/// With defaults that differ by direction, even without rules, flows the default forwards
+/// are tracked so that their replies come back through a port that drops by default.
 pub fn compile_firewall(config: &Config, slots: &Slots) -> Result<Option<FirewallImage>, String> {
-    if config.rules.is_empty() {
+    let mut defaults = config.ports.iter().map(|p| config.policy.default_for(*p.kind.get_ref()));
+    let first = defaults.next();
+    if config.rules.is_empty() && defaults.all(|d| Some(d) == first) {
         return Ok(None);
     }
     let (acl_rules, acl_rule) = expand(config, &slots.ports);
@@ -154,6 +160,39 @@ fn covers(a: &Rule, b: &Rule) -> bool {
         && b.ingress & !a.ingress == 0
 }
 
+/// Guests that use IPv6 (an IPv6 address among their `addresses`) whose neighbour
+/// solicitations the policy drops: they could reach no one over IPv6. Rampart switches
+/// ARP whatever the rules, but neighbour discovery is ICMPv6 and meets the rules (a guest
+/// may not send router advertisements or redirects to the others, or carry data out in
+/// ND options, unless a rule lets it).
+pub fn neighbor_discovery_warnings(config: &Config, slots: &Slots) -> Vec<String> {
+    let Ok(Some(fw)) = compile_firewall(config, slots) else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in &config.ports {
+        let v6: Vec<[u8; 16]> = p.addresses.iter().filter_map(|a| a.get_ref().split('/').next()?.parse::<std::net::Ipv6Addr>().ok()).map(|a| a.octets()).collect();
+        let Some(&global) = v6.first() else { continue };
+        let slot = slots.ports[p.name.get_ref()] as u8;
+        let link_local = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets();
+        let solicited = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 1).octets();
+        let allowed = [link_local, global].iter().all(|src| {
+            let key = Key { src: *src, dst: solicited, proto: 58, icmp_type: 135, ingress: slot, ..Default::default() };
+            match fw.acl.lookup(&key).map(|i| fw.rules[fw.acl_rule[i as usize] as usize].action) {
+                Some(action) => matches!(action, RuleAction::Allow | RuleAction::Log),
+                None => config.policy.default_for(*p.kind.get_ref()) == rampart_config::DefaultAction::Forward,
+            }
+        });
+        if !allowed {
+            out.push(format!(
+                "port {} has IPv6 addresses but the policy drops its neighbour solicitations (ICMPv6 type 135): \
+                 allow them, e.g. a rule with from = [\"fe80::/10\", \"guest:{}\"] (link-local sources are not among its addresses), protocol = \"icmpv6\"",
+                p.name.get_ref(),
+                p.name.get_ref()
+            ));
+        }
+    }
+    out
+}
+
 /// Rules that can never match because one earlier rule covers all they match.
 pub fn shadowed(config: &Config, slots: &SlotMap) -> Vec<String> {
     let (acl, owner) = expand(config, slots);
@@ -180,7 +219,6 @@ pub fn shadowed(config: &Config, slots: &SlotMap) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rampart_acl::Key;
 
     const BASE: &str = r#"
 [dataplane]
@@ -283,6 +321,23 @@ action = "allow"
         let e = rampart_config::parse("t.toml", &format!("{BASE}[[rules]]\nid = \"x\"\nfrom = [\"segment:nowhere\"]\naction = \"allow\"\n")).unwrap_err();
         assert!(e.field == "rules[0].from[0]" && e.message.contains("unknown segment \"nowhere\""), "{e}");
         assert!(config.rules[0].from[0].get_ref().starts_with("segment:"));
+    }
+
+    #[test]
+    fn guests_whose_neighbour_discovery_is_dropped_are_warned_about() {
+        let warnings = |rules: &str| {
+            let config = rampart_config::parse("t.toml", &format!("[policy]\ndefault_action = \"drop\"\n{BASE}{rules}")).unwrap();
+            let (_, slots) = crate::compile::compile(&config, &Slots::default()).unwrap();
+            neighbor_discovery_warnings(&config, &slots)
+        };
+        let tcp = "[[rules]]\nid = \"tcp\"\nprotocol = \"tcp\"\naction = \"allow\"\n";
+        let w = warnings(tcp);
+        assert_eq!(w.len(), 1, "only db has an IPv6 address: {w:?}");
+        assert!(w[0].starts_with("port db has IPv6 addresses but the policy drops its neighbour solicitations"), "{w:?}");
+        let nd = "[[rules]]\nid = \"nd\"\nfrom = [\"fe80::/10\", \"guest:db\"]\nprotocol = \"icmpv6\"\naction = \"allow\"\n";
+        assert_eq!(warnings(&format!("{tcp}{nd}")), Vec::<String>::new(), "from its link-local and its own address");
+        let own_only = "[[rules]]\nid = \"nd\"\nfrom = [\"guest:db\"]\nprotocol = \"icmpv6\"\naction = \"allow\"\n";
+        assert_eq!(warnings(own_only).len(), 1, "guest:db means its addresses: solicitations from its link-local address are still dropped");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn firewall() -> Firewall {
         acl_rule: vec![0],
         conntrack: ConntrackImage { timeouts: Default::default() },
     };
-    Firewall::new(image, 0, 1, Default::default())
+    Firewall::new(image, Default::default(), 1, Default::default())
 }
 
 /// The 60-byte Ethernet/IPv4/UDP frame template: 10.0.0.0:0 → 172.16.0.1:53, no checksums.
@@ -83,7 +83,7 @@ fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flo
         }
         for (i, buf) in buffers.iter().enumerate() {
             let Ok(meta) = burst.meta(i) else { continue };
-            let mut ended = None;
+            let mut ended = rampart_dataplane::firewall::EndedFlows::new();
             let verdict = fw.check_looked_up(flows, meta, buf, 1, 0, now_ms, burst.lookup(flows, i), &mut ended);
             passed += matches!(verdict, FwVerdict::Pass { .. }) as usize;
         }

@@ -14,8 +14,7 @@
 //! first fragment (the only one with ports); here a later fragment is
 //! dropped, and the worker lets it follow a first fragment that passed
 //! ([`crate::fragments`]). ICMP errors pass only when their quoted packet
-//! belongs to a tracked flow. IPv6 neighbour discovery, like ARP, is always
-//! switched.
+//! belongs to a tracked flow.
 //! DPDK-free: the worker passes bytes, the parsed [`Meta`] and the time.
 
 use arrayvec::ArrayVec;
@@ -138,8 +137,7 @@ pub struct Firewall {
     pub rules: Vec<RuleImage>,
     acl: Classifier,
     acl_rule: Vec<u32>,
-    /// Bit `slot`: the default action for flows opened on that port forwards.
-    default_forward: u64,
+    defaults: Defaults,
     gen_tag: u32,
     /// Names the rules of flows decided by earlier generations when they end.
     history: Arc<RuleHistory>,
@@ -165,6 +163,29 @@ impl Ended {
     }
 }
 
+/// The flows that ended while one packet was decided: at most a flow its SYN reopened
+/// and one evicted to make room for the new one.
+pub type EndedFlows = ArrayVec<Ended, 2>;
+
+/// The default action of each port, for the IP traffic entering it that no rule matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Defaults {
+    /// Bit `slot`: the default forwards flows opened on that port.
+    pub forward: u64,
+    /// Track the flows a default forwards, so that their replies pass by state: on when
+    /// some port's default drops (e.g. forward what guests send, drop what comes in on the
+    /// uplinks, replies included unless tracked).
+    pub track: bool,
+}
+
+impl Defaults {
+    pub fn of(ports: &[rampart_shm::PortImage]) -> Defaults {
+        let forward = ports.iter().filter(|p| p.default_action == rampart_shm::Verdict::Forward).fold(0u64, |m, p| m | 1u64.checked_shl(p.slot as u32).unwrap_or(0));
+        let track = forward != 0 && ports.iter().any(|p| p.default_action == rampart_shm::Verdict::Drop);
+        Defaults { forward, track }
+    }
+}
+
 /// A flow that ended while a packet was decided, for the worker's flow-end event: the
 /// flow as it left, why, and the rule to report (the one that cut or untracked it, else
 /// the one that decided it, by its current-generation index).
@@ -187,13 +208,12 @@ pub enum FwVerdict {
 }
 
 impl Firewall {
-    /// `default_forward`: bit `slot` set where the port's default action forwards.
-    pub fn new(image: FirewallImage, default_forward: u64, gen: u64, history: Arc<RuleHistory>) -> Firewall {
+    pub fn new(image: FirewallImage, defaults: Defaults, gen: u64, history: Arc<RuleHistory>) -> Firewall {
         Firewall {
             rules: image.rules,
             acl: image.acl,
             acl_rule: image.acl_rule,
-            default_forward,
+            defaults,
             gen_tag: gen_tag(gen),
             history,
         }
@@ -237,7 +257,10 @@ impl Firewall {
     fn action(&self, rule: Option<u32>, ingress: u8) -> (bool, bool) {
         match rule.and_then(|r| self.rules.get(r as usize)) {
             Some(r) => (matches!(r.action, RuleAction::Allow | RuleAction::Log), r.stateful),
-            None => (self.default_forward.checked_shr(ingress as u32).unwrap_or(0) & 1 == 1, false),
+            None => {
+                let forward = self.defaults.forward.checked_shr(ingress as u32).unwrap_or(0) & 1 == 1;
+                (forward, forward && self.defaults.track)
+            }
         }
     }
 
@@ -260,10 +283,10 @@ impl Firewall {
     }
 
     /// Decides one IP packet received on port slot `ingress` in segment/wire `zone`.
-    /// A flow that ended on the way is put in `ended`.
+    /// Flows that ended on the way are put in `ended`.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub fn check(&self, flows: &FlowTable, meta: &Meta, frame: &[u8], ingress: u8, zone: u16, now_ms: u64, ended: &mut Option<Ended>) -> FwVerdict {
+    pub fn check(&self, flows: &FlowTable, meta: &Meta, frame: &[u8], ingress: u8, zone: u16, now_ms: u64, ended: &mut EndedFlows) -> FwVerdict {
         self.check_looked_up(flows, meta, frame, ingress, zone, now_ms, None, ended)
     }
 
@@ -281,18 +304,13 @@ impl Firewall {
         zone: u16,
         now_ms: u64,
         looked_up: Option<(&Prepared, Option<FlowHit>)>,
-        ended: &mut Option<Ended>,
+        ended: &mut EndedFlows,
     ) -> FwVerdict {
         if meta.is_later_fragment() {
             return FwVerdict::Drop(DropReason::Fragment, None);
         }
         if meta.l3() == L3::Ipv6 && (is_v4_mapped(&meta.src_addr) || is_v4_mapped(&meta.dst_addr)) {
             return FwVerdict::Drop(DropReason::Ipv6MappedAddress, None);
-        }
-        // IPv6's ARP is switched like ARP, whatever the rules: without it no guest reaches
-        // any other over IPv6. Only as RFC 4861 sends it, from the link (hop limit 255).
-        if meta.is_neighbor_discovery() && frame.get(meta.l3_offset() + 7) == Some(&255) {
-            return FwVerdict::Pass { rule: None, created: false, log: false };
         }
         let pkt = PacketInfo::from_frame(meta, frame);
         if let Some((flow, Some(hit))) = looked_up {
@@ -339,7 +357,7 @@ impl Firewall {
         match flows.insert(&flow.canonical(), flow.hash, flow.dir, new, &pkt, now_ms) {
             Ok(ins) => {
                 if let Some(end) = ins.ended {
-                    *ended = Some(self.ended_by_insert(end));
+                    let _ = ended.try_push(self.ended_by_insert(end));
                 }
                 match ins.tracked.outcome.is_valid() {
                     true => FwVerdict::Pass { rule, created: ins.created, log },
@@ -367,7 +385,7 @@ impl Firewall {
         pkt: &PacketInfo,
         flow: &Prepared,
         now_ms: u64,
-        ended: &mut Option<Ended>,
+        ended: &mut EndedFlows,
     ) -> Option<FwVerdict> {
         let mut rule = Self::rule_of(hit.verdict);
         if hit.verdict >> RULE_BITS != self.gen_tag {
@@ -383,7 +401,7 @@ impl Firewall {
             }),
             Err(Stale::Gone) => None,
             Err(Stale::Reopened(end)) => {
-                *ended = Some(self.ended_by_insert(end));
+                let _ = ended.try_push(self.ended_by_insert(end));
                 None
             }
         }
@@ -404,7 +422,7 @@ impl Firewall {
         zone: u16,
         flow: &Prepared,
         now_ms: u64,
-        ended: &mut Option<Ended>,
+        ended: &mut EndedFlows,
     ) -> Result<Option<u32>, Option<FwVerdict>> {
         let key = Self::packet_key(meta, zone).ok_or(None)?;
         let reply = hit.initiator != flow.dir;
@@ -421,8 +439,8 @@ impl Firewall {
             }
             Err((code, now_rule)) => {
                 // Only the packet that removes the flow reports its end.
-                let Some(end) = flows.remove(&flow.canonical(), flow.hash, now_ms) else { return Err(None) };
-                *ended = Some(Ended { record: end.record, code, rule: now_rule });
+                let Some(end) = flows.remove_hit(hit, now_ms) else { return Err(None) };
+                let _ = ended.try_push(Ended { record: end.record, code, rule: now_rule });
                 Err((code == FlowEndCode::Policy).then_some(FwVerdict::Drop(DropReason::PolicyCut, now_rule)))
             }
         }
@@ -488,6 +506,9 @@ fn inner_key(frame: &[u8], off: usize, zone: u16) -> Option<FlowKey> {
             let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
             // Past any extension headers the quote holds (as far as it goes).
             let chain = rampart_packet::ipv6::walk_ext_headers(*ip.get(6)?, ip.get(40..)?).ok()?;
+            if chain.fragment.is_some_and(|f| f.offset != 0) {
+                return None; // a later fragment: no ports to name a flow by
+            }
             (s, d, chain.upper_layer, ip.get(40 + chain.upper_offset..)?)
         }
         _ => return None,
@@ -532,7 +553,7 @@ mod tests {
         let acl = Classifier::compile(&[rampart_acl::Rule { proto: Some(proto), ..Default::default() }]).unwrap();
         let rules = vec![RuleImage { id: format!("allow-{proto}"), counter: 0, action: RuleAction::Allow, stateful: true, log: false }];
         let conntrack = ConntrackImage { timeouts: Default::default() };
-        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, 0, gen, Default::default())
+        Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, Defaults::default(), gen, Default::default())
     }
 
     /// A 42-byte Ethernet/IPv4/ICMP echo frame (`ty` 8 = request, 0 = reply).
@@ -577,7 +598,7 @@ mod tests {
             .collect();
         let conntrack = ConntrackImage { timeouts: Default::default() };
         let acl_rule = (0..rules.len() as u32).collect();
-        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, 0, gen, Default::default())
+        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, Defaults::default(), gen, Default::default())
     }
 
     fn to_port(proto: u8, port: u16) -> rampart_acl::Rule {
@@ -588,11 +609,17 @@ mod tests {
         FlowTable::new(&FlowTableConfig { capacity, full_policy, ..Default::default() }).unwrap()
     }
 
+    /// Decides `frame` received on port slot `slot`, at time 10.
+    fn decide_on(fw: &Firewall, flows: &FlowTable, frame: &[u8], slot: u8) -> FwVerdict {
+        fw.check(flows, &rampart_packet::parse(frame).unwrap(), frame, slot, 0, 10, &mut EndedFlows::new())
+    }
+
     /// Decides `frame` (received on port slot 1 at `now`): the verdict and the flow that ended.
     fn decide(fw: &Firewall, flows: &FlowTable, frame: &[u8], now: u64) -> (FwVerdict, Option<Ended>) {
-        let mut ended = None;
+        let mut ended = EndedFlows::new();
         let verdict = fw.check(flows, &rampart_packet::parse(frame).unwrap(), frame, 1, 0, now, &mut ended);
-        (verdict, ended)
+        assert!(ended.len() <= 1, "{ended:?}");
+        (verdict, ended.pop())
     }
 
     #[test]
@@ -640,35 +667,50 @@ mod tests {
 
     #[test]
     fn the_default_action_is_that_of_the_port_the_flow_came_in_on() {
-        let flows = table(64, Default::default());
         let acl = Classifier::compile(&[to_port(6, 22)]).unwrap();
         let rules = vec![RuleImage { id: "ssh".into(), counter: 0, action: RuleAction::Deny, stateful: true, log: false }];
-        let conntrack = ConntrackImage { timeouts: Default::default() };
+        let image = FirewallImage { rules, acl, acl_rule: vec![0], conntrack: ConntrackImage { timeouts: Default::default() } };
+        let port = |slot, default_action| rampart_shm::PortImage {
+            slot,
+            name: format!("p{slot}"),
+            device: String::new(),
+            socket: String::new(),
+            client: false,
+            queues: 1,
+            attach: rampart_shm::Attach::Segment(0),
+            enabled: true,
+            macs: vec![],
+            max_flows: None,
+            default_action,
+        };
+        use rampart_shm::Verdict;
         // Slot 1 (a guest) forwards by default, slot 2 (an uplink) drops.
-        let fw = Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, 1 << 1, 1, Default::default());
-        let frame = udp([10, 0, 0, 1], 40000, [10, 0, 0, 2], 53);
-        let meta = rampart_packet::parse(&frame).unwrap();
-        let mut ended = None;
-        assert_eq!(fw.check(&flows, &meta, &frame, 1, 0, 10, &mut ended), FwVerdict::Pass { rule: None, created: false, log: false });
-        assert_eq!(fw.check(&flows, &meta, &frame, 2, 0, 10, &mut ended), FwVerdict::Drop(DropReason::PolicyDrop, None));
-        assert_eq!(fw.check(&flows, &meta, &frame, 63, 0, 10, &mut ended), FwVerdict::Drop(DropReason::PolicyDrop, None));
-        assert_eq!(flows.len(), 0, "the default action never tracks");
+        let defaults = Defaults::of(&[port(1, Verdict::Forward), port(2, Verdict::Drop)]);
+        assert_eq!(defaults, Defaults { forward: 1 << 1, track: true });
+        let fw = Firewall::new(image.clone(), defaults, 1, Default::default());
+        let flows = table(64, Default::default());
+        let (guest, outside) = ([10, 0, 0, 1], [192, 0, 2, 7]);
+        let out = udp(guest, 40000, outside, 53);
+        assert_eq!(decide_on(&fw, &flows, &out, 1), FwVerdict::Pass { rule: None, created: true, log: false }, "tracked, as a port drops by default");
+        assert_eq!(decide_on(&fw, &flows, &udp(outside, 53, guest, 40000), 2), FwVerdict::Pass { rule: None, created: false, log: false }, "so its reply passes the uplink by state");
+        assert_eq!(decide_on(&fw, &flows, &udp(outside, 53, guest, 40001), 2), FwVerdict::Drop(DropReason::PolicyDrop, None), "what else comes in is dropped");
+        assert_eq!(decide_on(&fw, &flows, &udp(guest, 40002, outside, 53), 63), FwVerdict::Drop(DropReason::PolicyDrop, None), "a port the image does not have");
+        // Where every default forwards, nothing needs tracking.
+        let all = Defaults::of(&[port(1, Verdict::Forward), port(2, Verdict::Forward)]);
+        assert_eq!(all, Defaults { forward: 0b110, track: false });
+        let flows = table(64, Default::default());
+        assert_eq!(decide_on(&Firewall::new(image, all, 1, Default::default()), &flows, &out, 2), FwVerdict::Pass { rule: None, created: false, log: false });
+        assert_eq!(flows.len(), 0);
     }
 
     #[test]
-    fn ipv6_flows_are_tracked_and_neighbour_discovery_is_switched_like_arp() {
+    fn ipv6_flows_are_tracked_by_state() {
         let flows = table(64, Default::default());
         let fw = policy(1, &[(to_port(17, 53), RuleAction::Allow, true)]);
         let (verdict, _) = decide(&fw, &flows, &udp6(1, 40000, 2, 53), 10);
         assert!(matches!(verdict, FwVerdict::Pass { rule: Some(0), created: true, .. }));
         assert_eq!(decide(&fw, &flows, &udp6(2, 53, 1, 40000), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false }, "the reply, by state");
         assert_eq!(decide(&fw, &flows, &udp6(2, 53, 1, 40001), 20).0, FwVerdict::Drop(DropReason::PolicyDrop, None), "another flow is not");
-        // A neighbour solicitation passes behind the default drop, no rule needed, not tracked;
-        // one that did not come from the link (hop limit below 255) meets the rules.
-        let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
-        ns.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        assert_eq!(decide(&fw, &flows, &ipv6(1, 2, 58, 255, &ns), 30), (FwVerdict::Pass { rule: None, created: false, log: false }, None));
-        assert_eq!(decide(&fw, &flows, &ipv6(1, 2, 58, 64, &ns), 30).0, FwVerdict::Drop(DropReason::PolicyDrop, None));
         assert_eq!(flows.len(), 1);
     }
 
@@ -725,6 +767,29 @@ mod tests {
         let mut forged = error.clone();
         forged[8 + 40 + 8 + 1] ^= 1; // another source port
         assert_eq!(decide(&fw, &flows, &ipv6(2, 1, 58, 64, &forged), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
+    }
+
+    #[test]
+    fn the_sweep_after_a_reload_keeps_retags_untracks_and_cuts() {
+        let flows = table(64, Default::default());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let old = policy(1, &[(to_port(17, 0), RuleAction::Allow, true), (rampart_acl::Rule { proto: Some(17), ..Default::default() }, RuleAction::Allow, true), (rampart_acl::Rule { proto: Some(1), ..Default::default() }, RuleAction::Allow, true)]);
+        for frame in [udp(a, 1, b, 53), udp(a, 2, b, 80), udp(a, 3, b, 9), echo(a, b, 8, 7)] {
+            assert!(matches!(decide(&old, &flows, &frame, 10).0, FwVerdict::Pass { created: true, .. }));
+        }
+        // Generation 2: 53 stays (stateful), 80 becomes stateless, the rest is denied.
+        let new = policy(2, &[(to_port(17, 53), RuleAction::Allow, true), (to_port(17, 80), RuleAction::Allow, false)]);
+        let mut ends = Vec::new();
+        let mut cursor = 0;
+        flows.revisit_step(&mut cursor, flows.slots(), 20, |r| new.revisit(r), |end, (code, rule)| ends.push((end.record.opener_key().dst_port, code, rule)));
+        ends.sort_by_key(|e| e.0);
+        assert_eq!(ends, [(9, FlowEndCode::Policy, None), (80, FlowEndCode::Untracked, Some(1))]);
+        let mut left: Vec<(u8, u16, u32)> = Vec::new();
+        flows.for_each_flow(20, |r| left.push((r.key.proto, r.opener_key().dst_port, r.verdict)));
+        left.sort();
+        assert_eq!(left, [(1, 7, old.verdict_word(Some(2))), (17, 53, new.verdict_word(Some(0)))], "the echo flow waits for its next packet; 53 carries the new generation");
+        // Swept already: its next packet is not re-checked again.
+        assert_eq!(decide(&new, &flows, &udp(b, 53, a, 1), 30), (FwVerdict::Pass { rule: Some(0), created: false, log: false }, None));
     }
 
     #[test]
@@ -868,15 +933,20 @@ mod tests {
                     burst.fill(&flows, 0, frames.iter().map(Vec::as_slice));
                     for (i, frame) in frames.iter().enumerate() {
                         let Ok(meta) = burst.meta(i) else { continue };
-                        let mut ended = None;
+                        let mut ended = EndedFlows::new();
+                        let before = flows.len();
                         let verdict = fw.check_looked_up(&flows, meta, frame, 1, 0, now, burst.lookup(&flows, i), &mut ended);
-                        if matches!(verdict, FwVerdict::Pass { created: true, .. }) {
-                            prop_assert!(!flows.is_empty());
-                        }
+                        let created = matches!(verdict, FwVerdict::Pass { created: true, .. });
+                        prop_assert!(flows.len() <= before + created as u32, "only a passed first packet adds a flow: {verdict:?}");
                     }
                 }
-                let mut cursor = 0;
-                flows.revisit_step(&mut cursor, flows.slots(), 40, |r| gen2.revisit(r), |_, _| {});
+                // Generation 2 tracks nothing: its sweep leaves only ICMP queries (left to
+                // their next packet) and reports every flow it removes.
+                let (mut cursor, mut removed) = (0, 0);
+                let live = flows.len();
+                flows.revisit_step(&mut cursor, flows.slots(), 40, |r| gen2.revisit(r), |_, _| removed += 1);
+                flows.for_each_flow(40, |r| assert!(matches!(r.key.proto, 1 | 58), "{r:?}"));
+                prop_assert_eq!(flows.len() + removed, live);
             }
         }
     }

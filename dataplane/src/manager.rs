@@ -160,7 +160,9 @@ impl Manager {
         }
         if let Some(fw) = &image.firewall {
             self.configure_flows(&image, fw);
-            self.revisit = Some((0, self.shared.flows.slots()));
+            // A whole round from where the last sweep got to: reloads faster than sweeps
+            // must not leave the end of the table unvisited.
+            self.revisit = Some((self.revisit.map_or(0, |(cursor, _)| cursor), self.shared.flows.slots()));
         }
         self.reset_fresh_rule_counters(&image);
         Arc::make_mut(&mut self.rules).record(gen, image.firewall.as_ref().map_or(&[][..], |f| &f.rules[..]));
@@ -291,8 +293,9 @@ impl Manager {
     /// table-full policy are fixed at dataplane start).
     fn configure_flows(&self, image: &PolicyImage, fw: &rampart_shm::FirewallImage) {
         self.shared.flows.set_timeouts(&fw.conntrack.timeouts);
+        let fair_share = self.shared.flows.capacity() / image.ports.len().max(1) as u32;
         for p in &image.ports {
-            self.shared.flows.set_guest_quota(p.slot as u8, p.max_flows);
+            self.shared.flows.set_guest_quota(p.slot as u8, p.max_flows.unwrap_or(fair_share));
         }
     }
 

@@ -7,7 +7,7 @@
 //! pure function of the runtime and the parsed packet ([`Runtime::decide`]),
 //! so it is unit-tested without DPDK.
 
-use crate::firewall::{Firewall, RuleHistory};
+use crate::firewall::{Defaults, Firewall, RuleHistory};
 use crate::mac_table::{is_unicast, MacTable};
 use arrayvec::ArrayVec;
 use rampart_packet::Meta;
@@ -106,10 +106,7 @@ impl Runtime {
             // With rules, the firewall applies each port's default action to IP traffic
             // no rule matches (ARP and other non-IP frames are switched); without, it
             // applies to all (`RtPort::default_drop`).
-            firewall: image.firewall.clone().map(|fw| {
-                let forward = image.ports.iter().filter(|p| p.default_action == Verdict::Forward).fold(0u64, |m, p| m | 1 << p.slot);
-                Firewall::new(fw, forward, gen, history.clone())
-            }),
+            firewall: image.firewall.clone().map(|fw| Firewall::new(fw, Defaults::of(&image.ports), gen, history.clone())),
             gen,
             epoch: 0,
             ports: ArrayVec::new(),
@@ -257,7 +254,7 @@ mod tests {
             attach,
             enabled,
             macs,
-            max_flows: u32::MAX,
+            max_flows: None,
             default_action: Verdict::Forward,
         }
     }

@@ -9,7 +9,7 @@
 //! sleep. Counters go to this worker's own block in shared memory.
 
 use crate::dpdk::{self, MbufPtr};
-use crate::firewall::{Burst, Ended, Firewall, FwVerdict, BURST};
+use crate::firewall::{Burst, Ended, EndedFlows, Firewall, FwVerdict, BURST};
 use crate::fragments::{Datagram, Fragments};
 use rampart_flow::{FlowHit, Prepared};
 use rampart_packet::ParseError;
@@ -22,8 +22,6 @@ use rampart_shm::ring::EventKind;
 use rampart_shm::{DropReason, EventRecord, WorkerCounters, MAX_PORTS};
 use std::sync::atomic::Ordering;
 
-/// `code` of a FlowStart event for a rejected flow.
-pub const ACTION_REJECT: u16 = 1;
 
 /// How far ahead packet data is prefetched.
 const PREFETCH: usize = 4;
@@ -263,10 +261,10 @@ impl Worker {
             }
             return None;
         }
-        let mut ended = None;
+        let mut ended = EndedFlows::new();
         let verdict = fw.check_looked_up(&self.shared.flows, meta, data, slot as u8, zone, now_ms, looked_up, &mut ended);
-        if let Some(ended) = ended {
-            self.flow_ended(&ended);
+        for e in &ended {
+            self.flow_ended(e);
         }
         let rule = match verdict {
             FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) => rule,
@@ -293,7 +291,7 @@ impl Worker {
             FwVerdict::Drop(reason, _) => Some(reason),
             FwVerdict::Reject(rule) => {
                 self.reject(meta, data, ingress);
-                self.flow_started(slot, ACTION_REJECT, meta, rule);
+                self.flow_started(slot, rampart_shm::ring::FLOW_START_REJECTED, meta, rule);
                 Some(DropReason::RuleReject)
             }
         }

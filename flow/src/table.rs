@@ -1360,6 +1360,13 @@ impl FlowTable {
         None
     }
 
+    /// Remove the flow a lookup found, if it is still that flow (not freed, not reused).
+    pub fn remove_hit(&self, hit: &FlowHit, now_ms: u64) -> Option<FlowEnd> {
+        let end = self.delete(hit.slot as usize, hit.generation, EndReason::Removed, false, now_ms)?;
+        bump(&self.counters.removals);
+        Some(end)
+    }
+
     // ---------------------------------------------------------------- ageing
 
     #[inline]

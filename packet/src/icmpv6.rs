@@ -98,13 +98,6 @@ pub const fn has_ident(msg_type: u8) -> bool {
     matches!(msg_type, 128 | 129)
 }
 
-/// True for the neighbour discovery messages (RFC 4861): router solicitation (133) and
-/// advertisement (134), neighbour solicitation (135) and advertisement (136), redirect (137).
-#[inline]
-pub const fn is_neighbor_discovery(msg_type: u8) -> bool {
-    matches!(msg_type, 133..=137)
-}
-
 /// The request an echo reply (129) answers (128); any other type as it is (see
 /// [`crate::icmp::request_type`]).
 #[inline]

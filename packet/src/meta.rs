@@ -208,13 +208,6 @@ impl Meta {
             }
     }
 
-    /// True for an ICMPv6 neighbour discovery message (IPv6's ARP: see
-    /// [`icmpv6::is_neighbor_discovery`]).
-    #[inline]
-    pub fn is_neighbor_discovery(&self) -> bool {
-        self.l3() == L3::Ipv6 && self.icmp_type().is_some_and(icmpv6::is_neighbor_discovery)
-    }
-
     /// ICMP/ICMPv6 message type.
     #[inline]
     pub fn icmp_type(&self) -> Option<u8> {

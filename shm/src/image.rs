@@ -47,8 +47,9 @@ pub struct PortImage {
     pub enabled: bool,
     /// Static MAC bindings.
     pub macs: Vec<[u8; 6]>,
-    /// Flow-table quota of this port: at most this many live flows opened here.
-    pub max_flows: u32,
+    /// Flow-table quota of this port: at most this many live flows opened here (None: a
+    /// fair share, the running table's capacity ÷ the number of ports).
+    pub max_flows: Option<u32>,
     /// Action for IP traffic entering here that no rule matches (for all of it when there
     /// are no rules): the policy's default for this port's direction.
     pub default_action: Verdict,
@@ -202,7 +203,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Segment(0),
                     enabled: true,
                     macs: vec![[2, 0, 0, 0, 0, 1]],
-                    max_flows: 100,
+                    max_flows: Some(100),
                     default_action: Verdict::Forward,
                 },
                 PortImage {
@@ -215,7 +216,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Wire(4),
                     enabled: false,
                     macs: vec![],
-                    max_flows: u32::MAX,
+                    max_flows: None,
                     default_action: Verdict::Drop,
                 },
                 PortImage {
@@ -228,7 +229,7 @@ pub(crate) mod tests_support {
                     attach: Attach::Wire(3),
                     enabled: true,
                     macs: vec![],
-                    max_flows: u32::MAX,
+                    max_flows: None,
                     default_action: Verdict::Drop,
                 },
             ],

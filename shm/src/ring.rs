@@ -158,6 +158,9 @@ impl EventKind {
     }
 }
 
+/// The `code` of an [`EventKind::FlowStart`] record for a flow a rule rejected (0: allowed).
+pub const FLOW_START_REJECTED: u16 = 1;
+
 /// Why a flow ended: the `code` of an [`EventKind::FlowEnd`] record, one list for the
 /// dataplane that writes it and the control process that names it in the event log.
 #[repr(u16)]
