@@ -6,7 +6,7 @@
 //! from a full table, default per-guest quotas that keep one guest from filling
 //! the table, and flow-end events that name the deciding rule after a reorder.
 
-use rampart_tests::{wait_for, PortSpec, Rig};
+use rampart_tests::{wait_for, GuestSim, PortSpec, Rig};
 use std::time::Duration;
 
 const A: &str = "52:54:00:00:05:0a"; // 10.0.5.10
@@ -49,6 +49,16 @@ fn rig(name: &str, metrics: u16, rules: &str) -> Rig {
     // The rig writes [policy] itself; the rules carry their own default.
     rig.extra = rules.replace("[policy]\ndefault_action = \"drop\"\n", "");
     rig
+}
+
+/// A started rig with `rules`, guests a, b and c, and b connected and listening.
+fn started(name: &str, metrics: u16, rules: &str) -> (Rig, GuestSim, GuestSim, GuestSim) {
+    let mut rig = rig(name, metrics, rules);
+    rig.start();
+    let (a, mut b, c) = (rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
+    b.start(None, 0, 0, &[]);
+    rig.wait_link("b");
+    (rig, a, b, c)
 }
 
 /// Removes rule `id` from the rig's config (written from `extra`, also when the rig
@@ -155,11 +165,7 @@ fn reload_cuts_exactly_the_flows_the_new_policy_denies() {
 
 #[test]
 fn an_idle_flow_the_new_policy_denies_is_cut_without_another_packet() {
-    let mut rig = rig("fwidle", 19646, RULES);
-    rig.start();
-    let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
-    b.start(None, 0, 0, &[]);
-    rig.wait_link("b");
+    let (mut rig, mut a, b, _c) = started("fwidle", 19646, RULES);
     a.start(Some(B), 1000, 20, &[]);
     wait_for("a's packets at b", Duration::from_secs(20), || (b.received_from(A).1 == 20).then_some(()));
     assert_eq!(rig.ctl_ok(&["flows", "--guest", "a"])["flows"].as_array().map(Vec::len), Some(1));
@@ -183,11 +189,7 @@ fn an_idle_flow_the_new_policy_denies_is_cut_without_another_packet() {
 fn flows_evicted_from_a_full_table_are_counted_and_logged() {
     // A 1024-flow table that evicts, and a may fill it: a opens 1500 flows to b:9, each one packet.
     let rules = format!("{RULES}\n[conntrack]\ntable_size = 1024\ntable_full = \"evict-oldest\"\nmax_flows_per_guest = 4096\n");
-    let mut rig = rig("fwevict", 19643, &rules);
-    rig.start();
-    let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
-    b.start(None, 0, 0, &[]);
-    rig.wait_link("b");
+    let (rig, mut a, b, _c) = started("fwevict", 19643, &rules);
     a.start(Some(B), 2000, 1500, &["--flows", "1500"]);
     wait_for("a's packets at b", Duration::from_secs(30), || (b.received_from(A).1 == 1500).then_some(()));
     let table = wait_for("the flow table's counters", Duration::from_secs(10), || {
@@ -217,11 +219,7 @@ fn by_default_one_guest_cannot_fill_the_table_for_the_others() {
     let rules = "[conntrack]\ntable_size = 1024\n\n\
         [[rules]]\nid = \"a-out\"\nfrom = [\"guest:a\"]\nprotocol = \"udp\"\naction = \"allow\"\n\n\
         [[rules]]\nid = \"c-out\"\nfrom = [\"guest:c\"]\nprotocol = \"udp\"\naction = \"allow\"\n";
-    let mut rig = rig("fwquota", 19644, rules);
-    rig.start();
-    let (mut a, mut b, mut c) = (rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
-    b.start(None, 0, 0, &[]);
-    rig.wait_link("b");
+    let (rig, mut a, b, mut c) = started("fwquota", 19644, rules);
     // a tries 1000 flows (more than the whole table would take after c's 100).
     a.start(Some(B), 2000, 1000, &["--flows", "1000"]);
     wait_for("a's flows refused beyond its quota", Duration::from_secs(30), || (rig.drops("flow_quota") == 1000 - 341).then_some(()));
@@ -234,11 +232,7 @@ fn by_default_one_guest_cannot_fill_the_table_for_the_others() {
 
 #[test]
 fn rule_counters_survive_reloads_and_a_new_rule_starts_from_zero() {
-    let mut rig = rig("fwcount", 19645, RULES);
-    rig.start();
-    let (mut a, mut b, mut c) = (rig.guest("a", A), rig.guest("b", B), rig.guest("c", C));
-    b.start(None, 0, 0, &[]);
-    rig.wait_link("b");
+    let (mut rig, mut a, _b, mut c) = started("fwcount", 19645, RULES);
     a.start(Some(B), 1000, 50, &[]);
     c.start(Some(B), 1000, 20, &[]);
     wait_for("both rules counted", Duration::from_secs(20), || {
@@ -265,11 +259,7 @@ fn a_flow_ending_after_a_reorder_is_logged_with_the_rule_that_decided_it() {
     // a → b:9 opens a flow under generation 1, where a-to-b-udp9 is rule #0; a reload then
     // puts another rule first, and the flow, idle since, times out under generation 2.
     let rules = format!("{RULES}\n[conntrack.timeouts]\nudp_unreplied = 2\n");
-    let mut rig = rig("fwlabel", 19642, &rules);
-    rig.start();
-    let (mut a, mut b) = (rig.guest("a", A), rig.guest("b", B));
-    b.start(None, 0, 0, &[]);
-    rig.wait_link("b");
+    let (rig, mut a, b, _c) = started("fwlabel", 19642, &rules);
     a.start(Some(B), 1000, 20, &[]);
     wait_for("a's packets at b", Duration::from_secs(20), || (b.received_from(A).1 == 20).then_some(()));
     let text = std::fs::read_to_string(&rig.config).unwrap();
