@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps hugepages build demo test test-unit test-dpdk test-vhost test-guests bench vm-image clean
+.PHONY: all deps hugepages build demo test test-unit test-dpdk test-vhost test-guests test-fuzz fuzz bench vm-image clean
 
 all: build
 
@@ -22,8 +22,12 @@ demo: build hugepages
 test: build hugepages
 	@tests/run.sh
 
-test-unit test-dpdk test-vhost test-guests: build hugepages
+test-unit test-dpdk test-vhost test-guests test-fuzz: build hugepages
 	@tests/run.sh $(patsubst test-%,%,$@)
+
+# libFuzzer on every target (FUZZ_SECONDS each, default 30), or those in FUZZ_TARGETS.
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_TARGETS)
 
 # The bench rig also needs OVS-DPDK (its ovs-ct DUT); `make test`/`make demo` do not.
 bench: build hugepages

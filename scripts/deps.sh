@@ -1,10 +1,11 @@
 #!/bin/bash
 # Installs what Rampart needs on Debian 12, idempotently: DPDK 22.11, clang for
-# bindgen, QEMU + busybox for the guest tests, Python for the bench rig.
+# bindgen, g++ for libFuzzer (fuzz tier), QEMU + busybox for the guest tests, Python for
+# the bench rig.
 #   scripts/deps.sh         the base list (`make build`, `make test`, `make demo`)
 #   scripts/deps.sh bench   the base list plus OVS-DPDK for the bench rig's ovs-ct DUT (`make bench`)
 set -euo pipefail
-pkgs=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config qemu-system-x86 busybox-static cpio xz-utils iproute2 python3 procps)
+pkgs=(dpdk dpdk-dev libdpdk-dev clang libclang-dev g++ pkg-config qemu-system-x86 busybox-static cpio xz-utils iproute2 python3 procps)
 case "${1:-}" in
 "") ;;
 # OVS 3.1.0 built with DPDK 22.11: bench/rig.py runs its ovs-vswitchd-dpdk binary

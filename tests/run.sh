@@ -6,11 +6,12 @@
 #   guests  real Linux guests in QEMU on Rampart's vhost-user ports: switching and admin
 #           state (rampart.sh), the stateful firewall with TCP/ICMP (firewall.sh), the
 #           service VM (vm-image/) chained between two guests (appliance.sh)
+#   fuzz    libFuzzer on every fuzz target (fuzz/) for FUZZ_SECONDS each (default 30)
 # Ends with `tiers: N passed, M failed`; exits non-zero if any tier failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tiers=("$@")
-((${#tiers[@]})) || tiers=(unit dpdk vhost guests)
+((${#tiers[@]})) || tiers=(unit dpdk vhost guests fuzz)
 passed=() failed=()
 for tier in "${tiers[@]}"; do
 	echo "=== tier: $tier ==="
@@ -19,8 +20,9 @@ for tier in "${tiers[@]}"; do
 	unit) cargo test --workspace --exclude rampart-tests ;;
 	dpdk) cargo test -p rampart-tests --test dpdk --test badinput -- --test-threads=1 ;;
 	vhost) cargo test -p rampart-tests --test vhost --test firewall -- --test-threads=1 ;;
+	fuzz) scripts/fuzz.sh ;;
 	guests) RAMPART_SKIP_BUILD=1 tests/guests/rampart.sh && RAMPART_SKIP_BUILD=1 tests/guests/firewall.sh && RAMPART_SKIP_BUILD=1 tests/guests/appliance.sh ;;
-	*) echo "unknown tier $tier (expected unit, dpdk, vhost, guests)"; false ;;
+	*) echo "unknown tier $tier (expected unit, dpdk, vhost, guests, fuzz)"; false ;;
 	esac
 	rc=$?
 	echo "=== tier $tier: $([[ $rc == 0 ]] && echo passed || echo FAILED) in $((SECONDS - start)) s ==="

@@ -38,12 +38,30 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         let field = e.path().to_string().split(".$__").next().unwrap_or_default().to_string();
         let inner = e.into_inner();
         let line = inner.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        let message = name_the_rule(text, &field, inner.message());
+        let message = match inner.message() {
+            "" => unexpected_at(text, inner.span().map(|s| s.start)),
+            message => message.to_string(),
+        };
+        let message = name_the_rule(text, &field, &message);
         ConfigError { file: file.to_string(), line, field: if field == "." { String::new() } else { field }, message }
     })?;
     config.source = ConfigSource { file: file.to_string(), text: text.to_string() };
     validate::validate(&config)?;
     Ok(config)
+}
+
+/// The toml crate leaves the message of some syntax errors empty (a control character,
+/// even inside a comment): say what stands where the error is.
+fn unexpected_at(text: &str, offset: Option<usize>) -> String {
+    let Some((before, after)) = offset.and_then(|at| Some((text.get(..at)?, text.get(at..)?))) else {
+        return "invalid TOML".to_string();
+    };
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    match after.chars().next() {
+        Some(c) if c.is_control() => format!("invalid TOML: control character U+{:04X} at column {column} (not allowed anywhere, comments included)", c as u32),
+        Some(c) => format!("invalid TOML: unexpected {c:?} at column {column}"),
+        None => "invalid TOML: unexpected end of file".to_string(),
+    }
 }
 
 /// A serde error inside `rules[N]` knows the field path but not the rule, and
@@ -115,6 +133,16 @@ mod tests {
     fn syntax_error_names_line() {
         let e = err("[dataplane]\nmemory_mb = = 3\n");
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn a_control_character_is_named_even_where_toml_gives_no_message() {
+        // Found by the config fuzz target: the message was empty.
+        let e = err("# comment\u{1}\n[dataplane]\n");
+        assert_eq!(e.line, 1);
+        assert_eq!(e.message, "invalid TOML: control character U+0001 at column 10 (not allowed anywhere, comments included)");
+        let e = err("[dataplane]\n# é\u{0}\n");
+        assert_eq!((e.line, e.message.contains("U+0000 at column 4")), (2, true), "{e}");
     }
 
     #[test]

@@ -72,15 +72,17 @@ impl EventLog {
     }
 }
 
-struct Clock {
-    tsc_hz: u64,
-    tsc0: u64,
-    real0: u64,
+/// The dataplane's TSC calibration (from the segment header): turns a record's TSC into
+/// wall-clock time.
+pub struct Clock {
+    pub tsc_hz: u64,
+    pub tsc0: u64,
+    pub real0: u64,
 }
 
 impl Clock {
     fn at(&self, tsc: u64) -> String {
-        let delta = tsc.saturating_sub(self.tsc0) as u128 * 1_000_000_000 / self.tsc_hz as u128;
+        let delta = tsc.saturating_sub(self.tsc0) as u128 * 1_000_000_000 / self.tsc_hz.max(1) as u128;
         rfc3339(self.real0 as i128 + delta as i128)
     }
 }
@@ -111,7 +113,10 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
-fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, String>, rules: &[String]) -> Value {
+/// One event record as a log line. The record comes from another process's memory, so any
+/// bytes must give a JSON object with an `event_type` (unknown kinds and codes are named as
+/// such, never trusted as indexes).
+pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, String>, rules: &[String]) -> Value {
     let iface = names.get(&rec.port).cloned();
     let text = String::from_utf8_lossy(rec.data()).into_owned();
     let ts = clock.at(rec.tsc);

@@ -1,12 +1,7 @@
 //! `rampartctl`: the control process (`run`) and the operator's one-shot
 //! commands, which talk to it over its admin socket.
 
-mod compile;
-mod daemon;
-mod events;
-mod metrics;
-mod rules;
-mod state;
+use rampart_control::{daemon, rules, state};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -109,10 +104,7 @@ fn real_main(cli: Cli) -> Result<()> {
 
 fn check(file: &Path, json: bool) -> Result<()> {
     let config = rampart_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut warnings = rampart_config::warnings(&config);
-    let (_, slots) = compile::compile(&config, &Default::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    warnings.extend(rules::shadowed(&config, &slots.ports).into_iter().map(rampart_config::Warning));
-    warnings.extend(rules::neighbor_discovery_warnings(&config, &slots).into_iter().map(rampart_config::Warning));
+    let (_, warnings) = rules::check(&config).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     if json {
         let w: Vec<&str> = warnings.iter().map(|w| w.0.as_str()).collect();
         println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w}));

@@ -7,8 +7,8 @@
 use crate::compile::{SlotMap, Slots};
 use rampart_acl::{Classifier, Key, Prefix, Rule};
 use rampart_config::rules::{parse_endpoint, parse_ports, parse_protocol, parse_service, Cidr, Endpoint, RuleAction as CfgAction};
-use rampart_config::{Config, Port};
-use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
+use rampart_config::{Config, Port, Warning};
+use rampart_shm::{ConntrackImage, FirewallImage, PolicyImage, RuleAction, RuleImage};
 
 fn prefix(c: Cidr) -> Prefix {
     Prefix { addr: c.addr, len: c.len }
@@ -158,6 +158,17 @@ fn covers(a: &Rule, b: &Rule) -> bool {
         && (a.icmp_type.is_none() || a.icmp_type == b.icmp_type)
         && (a.icmp_code.is_none() || a.icmp_code == b.icmp_code)
         && b.ingress & !a.ingress == 0
+}
+
+/// What `rampartctl check` does after the config validated: compiles the policy image (as
+/// a fresh control process would) and gathers every warning: the config's own, rules
+/// shadowed by earlier ones, and guests whose neighbour discovery the rules would drop.
+pub fn check(config: &Config) -> Result<(PolicyImage, Vec<Warning>), String> {
+    let mut warnings = rampart_config::warnings(config);
+    let (image, slots) = crate::compile::compile(config, &Default::default())?;
+    warnings.extend(shadowed(config, &slots.ports).into_iter().map(Warning));
+    warnings.extend(neighbor_discovery_warnings(config, &slots).into_iter().map(Warning));
+    Ok((image, warnings))
 }
 
 /// Guests that use IPv6 (an IPv6 address among their `addresses`) whose neighbour

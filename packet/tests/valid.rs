@@ -187,7 +187,7 @@ fn non_ethernet_arp_parses_without_addresses() {
 
 #[test]
 fn fuzz_seed_corpus_holds_every_sample() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/parse");
     for sample in common::all() {
         let seed = std::fs::read(dir.join(sample.name)).unwrap_or_else(|e| {
             panic!(

@@ -1,0 +1,316 @@
+//! What Rampart must survive, as checks a fuzzer (and the corpus replay in `tests/`) drive
+//! with arbitrary bytes. Each check is one way bytes enter Rampart from outside:
+//!
+//! | check | bytes from | must hold |
+//! |---|---|---|
+//! | [`parse`] | a guest (frames) | no panic; every offset and length inside the frame; `validate` agrees with `parse`; flow keys are symmetric |
+//! | [`firewall`] | a guest (bursts of frames) | the worker's burst pipeline, decisions, re-checks after a reload and the sweep never panic, and only a passed first packet adds a flow |
+//! | [`config`] | the operator (TOML) | an error names its file and a line in the text; a config that validates compiles into an image the dataplane accepts as it is |
+//! | [`image`] | the control process (shared memory) | an image that decodes is safe to run: the dataplane builds its runtime from it and decides packets with it |
+//! | [`event`] | the dataplane (shared memory) | any record becomes one JSON log line with an `event_type` |
+//!
+//! A failed check panics; the fuzz binaries abort on it and libFuzzer saves the input.
+//! `scripts/fuzz.sh` builds and runs them (stable Rust, SanitizerCoverage), `make fuzz`.
+
+use rampart_dataplane::firewall::{Burst, Defaults, EndedFlows, Firewall, FwVerdict, RuleHistory};
+use rampart_dataplane::runtime::Runtime;
+use rampart_flow::{FlowTable, FlowTableConfig, FullPolicy};
+use rampart_packet::{validate, FlowKey};
+use rampart_shm::{EventRecord, PolicyImage};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+/// Frames per burst (a worker's burst).
+const BURST: usize = 32;
+
+/// The firewall check's policies: generation 1, then the reload to generation 2.
+pub const FIREWALL_POLICY: &str = include_str!("../corpus/config/firewall.toml");
+pub const FIREWALL_RELOAD: &str = include_str!("../corpus/config/firewall-reload.toml");
+
+/// Any byte string: parsing never panics, an `Ok` describes bytes inside the frame, and
+/// `validate` gives the same verdict as `parse`.
+pub fn parse(frame: &[u8]) {
+    let parsed = rampart_packet::parse(frame);
+    assert_eq!(validate(frame), parsed.map(|_| ()));
+    let Ok(meta) = parsed else { return };
+    let len = frame.len();
+    assert!(meta.l3_offset() <= len);
+    assert!(meta.l4_offset as usize <= len);
+    let start = if meta.is_ip() { meta.l4_offset as usize + meta.l4_header_len(frame) } else { meta.l3_offset() };
+    assert!(start + meta.payload_len as usize <= len);
+    assert_eq!(meta.payload(frame).len(), meta.payload_len as usize);
+    if let Some(inner) = meta.icmp_inner_offset() {
+        assert!(inner <= len);
+    }
+    if let Some(key) = FlowKey::from_meta(&meta) {
+        assert_eq!(key.canonical().0, key.reversed().canonical().0);
+    }
+}
+
+/// Compiles a config the way `rampartctl check` does; panics if a config that validated
+/// does not compile.
+fn compile(text: &str) -> Option<PolicyImage> {
+    let config = rampart_config::parse("fuzz.toml", text).ok()?;
+    let (image, _warnings) = rampart_control::rules::check(&config).unwrap_or_else(|e| panic!("a validated config does not compile: {e}"));
+    Some(image)
+}
+
+/// Any text as a config file: a rejected one names the file and a line of the text (0 when
+/// no line applies); an accepted one compiles, and the image survives the trip through
+/// shared memory unchanged and valid.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match rampart_config::parse("fuzz.toml", text) {
+        Err(e) => {
+            assert_eq!(e.file, "fuzz.toml");
+            assert!(e.line <= text.lines().count() + 1, "line {} of a {}-line text: {e}", e.line, text.lines().count());
+            assert!(!e.message.is_empty());
+        }
+        Ok(_) => {
+            let image = compile(text).expect("parsed once already");
+            let decoded = PolicyImage::decode(&image.encode()).unwrap_or_else(|e| panic!("the dataplane would refuse a compiled image: {e}"));
+            assert_eq!(decoded, image);
+        }
+    }
+}
+
+/// Frames the image check decides with every decoded image (a UDP query, its reply, TCP
+/// SYN, ICMP echo, IPv6 UDP, ARP).
+fn sample_frames() -> &'static [Vec<u8>] {
+    static FRAMES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    FRAMES.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/parse/");
+        ["ipv4_udp", "ipv4_tcp_syn", "icmp_echo", "icmp_dest_unreachable", "ipv6_tcp", "arp_request"]
+            .iter()
+            .filter_map(|name| std::fs::read(format!("{dir}{name}")).ok())
+            .collect()
+    })
+}
+
+fn table() -> FlowTable {
+    FlowTable::new(&FlowTableConfig { capacity: 256, full_policy: FullPolicy::EvictOldest, hash_seed: Some(1), ..Default::default() }).expect("a valid table size")
+}
+
+/// Any bytes as a published policy image: decoding never panics, and an image that decodes
+/// (and so validated) builds the dataplane's runtime and decides packets on every port.
+pub fn image(data: &[u8]) {
+    let Ok(image) = PolicyImage::decode(data) else { return };
+    let history = Arc::new(RuleHistory::default());
+    let rt = Runtime::build(1, &image, Some, None, &history);
+    let flows = table();
+    for (local, port) in rt.ports.iter().enumerate() {
+        for frame in sample_frames() {
+            let Ok(meta) = rampart_packet::parse(frame) else { continue };
+            let _ = rt.decide(local as u8, &meta);
+            if let Some(fw) = &rt.firewall {
+                let _ = fw.check(&flows, &meta, frame, port.slot as u8, port.zone, 10, &mut EndedFlows::new());
+            }
+        }
+    }
+}
+
+/// Any 80 bytes as an event record from the dataplane: one JSON object with an
+/// `event_type`, whatever the kind, codes, port, length and clock say.
+pub fn event(data: &[u8]) {
+    let word = |i: usize| data.get(i..i + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+    let half = |i: usize| data.get(i..i + 2).map_or(0, |b| u16::from_le_bytes(b.try_into().unwrap()));
+    let mut rec = EventRecord { seq: word(0), tsc: word(8), kind: half(16), port: half(18), code: half(20), len: half(22), value: word(24), data: [0; 32] };
+    for (d, s) in rec.data.iter_mut().zip(data.iter().skip(32)) {
+        *d = *s;
+    }
+    let clock = rampart_control::events::Clock { tsc_hz: word(64), tsc0: word(72), real0: word(80) };
+    let names = BTreeMap::from([(0u16, "guest-a".to_string()), (1, "uplink".to_string())]);
+    let rules = ["allow-dns".to_string(), "deny-rest".to_string()];
+    let line = rampart_control::events::to_json(&rec, half(88) as usize, &clock, &names, &rules);
+    assert!(line.get("event_type").and_then(|t| t.as_str()).is_some(), "{line}");
+    assert!(!serde_json::to_string(&line).expect("a JSON value serialises").contains('\n'));
+}
+
+/// The firewall of a compiled policy, as the dataplane builds it.
+fn firewall_of(gen: u64, text: &str, history: &mut RuleHistory) -> (Firewall, Vec<u8>) {
+    let image = compile(text).expect("the firewall check's policies are valid");
+    let fw = image.firewall.clone().expect("the firewall check's policies have rules");
+    history.record(gen, &fw.rules);
+    let ports = image.ports.iter().map(|p| p.slot as u8).collect();
+    (Firewall::new(fw, Defaults::of(&image.ports), gen, Arc::new(history.clone())), ports)
+}
+
+/// What one pass of [`firewall`] decided.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Verdicts {
+    /// Passed, of which `created` opened a tracked flow.
+    pub passed: u32,
+    pub created: u32,
+    pub dropped: u32,
+    pub rejected: u32,
+}
+
+/// Bytes as a guest's bursts: byte 0 picks the ingress port, then each frame is a length
+/// byte and that many bytes (up to 32 frames). The burst is decided under generation 1
+/// twice (first packets, then hits), then after a reload to generation 2 (re-checks), and
+/// the sweep after that reload runs over the table: no panic, no flow added but by a
+/// passed first packet, every removal reported. Returns what each pass decided.
+pub fn firewall(data: &[u8]) -> [Verdicts; 3] {
+    static POLICIES: OnceLock<(Firewall, Firewall, Vec<u8>)> = OnceLock::new();
+    let (gen1, gen2, ports) = POLICIES.get_or_init(|| {
+        let mut history = RuleHistory::default();
+        let (gen1, ports) = firewall_of(1, FIREWALL_POLICY, &mut history);
+        let (gen2, _) = firewall_of(2, FIREWALL_RELOAD, &mut history);
+        (gen1, gen2, ports)
+    });
+    let mut passes = [Verdicts::default(); 3];
+    let Some((&pick, mut rest)) = data.split_first() else { return passes };
+    let (ingress, zone) = (ports[pick as usize % ports.len()], 0);
+    let mut frames = Vec::new();
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = (len as usize).min(tail.len());
+        frames.push(&tail[..len]);
+        rest = &tail[len..];
+        if frames.len() == BURST {
+            break;
+        }
+    }
+    let flows = table();
+    for ((now, fw), seen) in [(10, gen1), (20, gen1), (30, gen2)].into_iter().zip(&mut passes) {
+        let mut burst = Burst::default();
+        burst.fill(&flows, zone, frames.iter().copied());
+        for (i, frame) in frames.iter().enumerate() {
+            let Ok(meta) = burst.meta(i) else { continue };
+            let before = flows.len();
+            let verdict = fw.check_looked_up(&flows, meta, frame, ingress, zone, now, burst.lookup(&flows, i), &mut EndedFlows::new());
+            let created = matches!(verdict, FwVerdict::Pass { created: true, .. });
+            assert!(flows.len() <= before + created as u32, "only a passed first packet adds a flow: {verdict:?}");
+            match verdict {
+                FwVerdict::Pass { .. } => (seen.passed, seen.created) = (seen.passed + 1, seen.created + created as u32),
+                FwVerdict::Drop(..) => seen.dropped += 1,
+                FwVerdict::Reject(_) => seen.rejected += 1,
+            }
+        }
+    }
+    let (mut cursor, mut removed) = (0, 0);
+    let live = flows.len();
+    flows.revisit_step(&mut cursor, flows.slots(), 40, |r| gen2.revisit(r), |_, _| removed += 1);
+    assert!(flows.len() + removed == live, "the sweep reports every flow it removes");
+    passes
+}
+
+/// The committed seeds of `target` (`corpus/<target>/`), by file name.
+pub fn committed_seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let mut seeds: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, std::fs::read(e.path()).ok()?)))
+        .collect();
+    seeds.sort();
+    seeds
+}
+
+/// The bytes [`event`] reads as `rec` (with a 1 GHz clock).
+fn event_seed(rec: &EventRecord) -> Vec<u8> {
+    let mut b = Vec::with_capacity(90);
+    b.extend_from_slice(&rec.seq.to_le_bytes());
+    b.extend_from_slice(&rec.tsc.to_le_bytes());
+    for half in [rec.kind, rec.port, rec.code, rec.len] {
+        b.extend_from_slice(&half.to_le_bytes());
+    }
+    b.extend_from_slice(&rec.value.to_le_bytes());
+    b.extend_from_slice(&rec.data);
+    for word in [1_000_000_000u64, 0, 1_700_000_000_000_000_000] {
+        b.extend_from_slice(&word.to_le_bytes());
+    }
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b
+}
+
+/// Seeds built from the code, so they follow format changes: (target, name, bytes).
+/// - `config`: the built-in demo config;
+/// - `image`: every config seed compiled, as the control process publishes it;
+/// - `event`: one record of each kind the dataplane writes;
+/// - `firewall`: a burst of each sample frame, and one of them all.
+pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    use rampart_shm::ring::{EventKind, FlowEndCode, FlowEventData};
+    let mut seeds = vec![("config", "demo.toml".to_string(), rampart_config::DEMO_CONFIG.as_bytes().to_vec())];
+    let configs = committed_seeds("config").into_iter().chain([("demo.toml".to_string(), rampart_config::DEMO_CONFIG.as_bytes().to_vec())]);
+    for (name, text) in configs {
+        if let Some(image) = std::str::from_utf8(&text).ok().and_then(compile) {
+            seeds.push(("image", name.replace(".toml", ".image"), image.encode()));
+        }
+    }
+    let (data, value) = FlowEventData::pack(&[0; 16], &[1; 16], 40000, 53, 17, Some(0));
+    let flow = EventRecord { tsc: 5_000_000_000, port: 0, data, value, ..Default::default() };
+    let records = [
+        ("flow-start", EventRecord { kind: EventKind::FlowStart as u16, ..flow }),
+        ("flow-end", EventRecord { kind: EventKind::FlowEnd as u16, code: FlowEndCode::Evicted as u16, ..flow }),
+        ("drop", EventRecord { kind: EventKind::Malformed as u16, code: 3, value: 60, ..Default::default() }.with_data(&[0xff; 20])),
+        ("port-up", EventRecord { kind: EventKind::PortUp as u16, port: 1, ..Default::default() }.with_data(b"link up")),
+        ("policy", EventRecord { kind: EventKind::PolicyRejected as u16, value: 7, ..Default::default() }.with_data(b"bad image")),
+        ("pong", EventRecord { kind: EventKind::Pong as u16, value: 9, ..Default::default() }),
+        ("dumped", EventRecord { kind: EventKind::FlowsDumped as u16, value: 2, ..Default::default() }),
+    ];
+    seeds.extend(records.iter().map(|(name, rec)| ("event", name.to_string(), event_seed(rec))));
+    let frames: Vec<_> = committed_seeds("parse").into_iter().filter(|(_, f)| f.len() <= u8::MAX as usize).collect();
+    let burst = |pick: u8, frames: &mut dyn Iterator<Item = &Vec<u8>>| {
+        let mut b = vec![pick];
+        for f in frames {
+            b.push(f.len() as u8);
+            b.extend_from_slice(f);
+        }
+        b
+    };
+    for (i, (name, frame)) in frames.iter().enumerate() {
+        seeds.push(("firewall", name.clone(), burst(i as u8, &mut [frame, frame].into_iter())));
+    }
+    seeds.push(("firewall", "all".to_string(), burst(0, &mut frames.iter().map(|(_, f)| f))));
+    // Bursts the policy has rules for (10.0.0.1 is guest a, 10.0.0.2 guest b).
+    let sample = |name: &str| frames.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).unwrap_or_default();
+    // The same IPv4 packet the other way: addresses swapped, and ports for TCP/UDP.
+    let reply = |f: &[u8], ports: bool| {
+        let mut r = f.to_vec();
+        if r.len() >= 38 {
+            r[26..34].rotate_left(4);
+            if ports {
+                r[34..38].rotate_left(2);
+            }
+        }
+        r
+    };
+    let to_port = |f: &[u8], port: u16| {
+        let mut f = f.to_vec();
+        if f.len() >= 38 {
+            f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+            f[36..38].copy_from_slice(&port.to_be_bytes());
+        }
+        f
+    };
+    let dns = to_port(&sample("ipv4_udp"), 53);
+    let (ssh, web) = (to_port(&sample("ipv4_tcp_syn"), 22), to_port(&sample("ipv4_tcp_syn"), 80));
+    let mut pong = reply(&sample("icmp_echo"), false);
+    if let Some(t) = pong.get_mut(34) {
+        *t = 0;
+    }
+    let exchanges = [("dns", vec![dns.clone(), reply(&dns, true), dns]), ("tcp", vec![ssh, web.clone(), reply(&web, true)]), ("ping", vec![sample("icmp_echo"), pong])];
+    for (name, frames) in exchanges {
+        for pick in [0u8, 1, 2] {
+            seeds.push(("firewall", format!("{name}-from-{pick}"), burst(pick, &mut frames.iter())));
+        }
+    }
+    seeds
+}
+
+/// Runs `target`'s check on `data`.
+pub fn check(target: &str, data: &[u8]) {
+    match target {
+        "parse" => parse(data),
+        "config" => config(data),
+        "image" => image(data),
+        "event" => event(data),
+        "firewall" => drop(firewall(data)),
+        other => panic!("no fuzz target {other:?}"),
+    }
+}
+
+/// The fuzz targets, in the order `scripts/fuzz.sh` runs them.
+pub const TARGETS: [&str; 5] = ["parse", "firewall", "config", "image", "event"];
