@@ -324,7 +324,7 @@ impl Firewall {
         if let Some(inner) = meta.icmp_inner_offset() {
             return match inner_key(frame, inner, zone).and_then(|k| flows.icmp_error_related(&meta.dst_addr, &k)) {
                 Some(rel) => FwVerdict::Pass { rule: Self::rule_of(rel.hit.verdict), created: false, log: false },
-                None => FwVerdict::Drop(DropReason::IcmpUnrelated, None),
+                None => self.unrelated_error(&key, meta, ingress),
             };
         }
         let flow = match looked_up {
@@ -368,6 +368,24 @@ impl Firewall {
             Err(InsertError::QuotaExceeded(_)) => FwVerdict::Drop(DropReason::FlowQuota, rule),
             Err(InsertError::Invalid(InvalidReason::TcpNotSyn)) => FwVerdict::Drop(DropReason::ConntrackNotSyn, rule),
             Err(InsertError::Invalid(_)) | Err(InsertError::Contended) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
+        }
+    }
+
+    /// An ICMP error about no tracked flow. Where the port's default forwards without
+    /// tracking (no port's default drops), the flows that default forwards were never
+    /// tracked, so their errors cannot be related to one: such an error is judged as a
+    /// packet of its own — by the first rule that matches it (never answered: a `reject`
+    /// drops it), else forwarded by the default — and path-MTU discovery keeps working
+    /// for the traffic no rule tracks. Everywhere else it is dropped (Linux's INVALID).
+    #[cold]
+    fn unrelated_error(&self, key: &FlowKey, meta: &Meta, ingress: u8) -> FwVerdict {
+        if self.action(None, ingress) != (true, false) {
+            return FwVerdict::Drop(DropReason::IcmpUnrelated, None);
+        }
+        let rule = self.classify(key, meta.icmp_type().zip(meta.icmp_code()), ingress);
+        match self.action(rule, ingress) {
+            (true, _) => FwVerdict::Pass { rule, created: false, log: false },
+            (false, _) => FwVerdict::Drop(DropReason::RuleDeny, rule),
         }
     }
 
@@ -590,6 +608,11 @@ mod tests {
 
     /// A firewall of `rules` (ACL rule, action, stateful) behind the default drop.
     fn policy(gen: u64, rules: &[(rampart_acl::Rule, RuleAction, bool)]) -> Firewall {
+        policy_with(gen, rules, Defaults::default())
+    }
+
+    /// A firewall of `rules` behind `defaults`.
+    fn policy_with(gen: u64, rules: &[(rampart_acl::Rule, RuleAction, bool)], defaults: Defaults) -> Firewall {
         let acl = Classifier::compile(&rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>()).unwrap();
         let images = rules
             .iter()
@@ -598,7 +621,7 @@ mod tests {
             .collect();
         let conntrack = ConntrackImage { timeouts: Default::default() };
         let acl_rule = (0..rules.len() as u32).collect();
-        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, Defaults::default(), gen, Default::default())
+        Firewall::new(FirewallImage { rules: images, acl, acl_rule, conntrack }, defaults, gen, Default::default())
     }
 
     fn to_port(proto: u8, port: u16) -> rampart_acl::Rule {
@@ -749,6 +772,35 @@ mod tests {
         assert_eq!(decide(&fw, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "forged: no such flow");
         assert_eq!(decide(&fw, &flows, &unreachable(c, b, &query[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "sent to the wrong end");
         assert_eq!(decide(&fw, &flows, &unreachable(b, a, &query[14..36]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "quoting too little to name a flow");
+    }
+
+    #[test]
+    fn an_icmp_error_about_an_untracked_flow_follows_an_untracked_default_forward() {
+        let flows = table(64, Default::default());
+        let (a, b, c) = ([10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]);
+        let from_c = rampart_acl::Rule { src: vec![rampart_acl::Prefix::v4(c, 32)], proto: Some(1), icmp_type: Some(3), ..Default::default() };
+        let rules = [(to_port(17, 53), RuleAction::Allow, true), (from_c, RuleAction::Reject, true)];
+        // Nothing matches a→b:8080, so the default forwarded it without tracking it.
+        let untracked = udp(a, 40001, b, 8080);
+        let all_forward = policy_with(1, &rules, Defaults { forward: !0, track: false });
+        assert_eq!(decide(&all_forward, &flows, &untracked, 10).0, FwVerdict::Pass { rule: None, created: false, log: false });
+        assert_eq!(
+            decide(&all_forward, &flows, &unreachable(b, a, &untracked[14..42]), 20).0,
+            FwVerdict::Pass { rule: None, created: false, log: false },
+            "forwarded like the flow it is about (fragmentation needed, port unreachable...)"
+        );
+        assert_eq!(flows.len(), 0, "and nothing is tracked for it");
+        assert_eq!(
+            decide(&all_forward, &flows, &unreachable(c, a, &untracked[14..42]), 20).0,
+            FwVerdict::Drop(DropReason::RuleDeny, Some(1)),
+            "a rule that matches the error decides it, and an error is never answered"
+        );
+        // Where some port's default drops, default-forwarded flows are tracked: an error
+        // about no tracked flow is forged or stale.
+        let tracked_defaults = policy_with(1, &rules, Defaults { forward: 1 << 1, track: true });
+        assert_eq!(decide(&tracked_defaults, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
+        let default_drop = policy_with(1, &rules, Defaults::default());
+        assert_eq!(decide(&default_drop, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub enum DropReason {
     FlowQuota,
     /// A non-first IP fragment (fragments after the first are dropped by policy).
     Fragment,
-    /// An ICMP error whose quoted packet matches no tracked flow.
+    /// An ICMP error whose quoted packet matches no tracked flow (where defaults track or drop).
     IcmpUnrelated,
     /// A flow the new policy generation denies (cut at the first packet after the reload).
     PolicyCut,
