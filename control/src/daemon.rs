@@ -331,13 +331,19 @@ pub fn handle(d: &Daemon, request: &str) -> Value {
 }
 
 /// `flows`: asks the dataplane to dump its flow table, then filters the dump by
-/// guest (owner port name), address or prefix, port and state.
+/// guest (owner port name), address or prefix, port and state. With `kill`, also ends
+/// the flows that matched (at least one filter is required), each logged as `removed`,
+/// and reports how many are gone from a second dump.
 fn flows(d: &Daemon, request: &Value) -> Value {
     // A bad filter is the operator's error: say so before asking the dataplane for anything.
     let filter = match FlowFilter::from_request(request) {
         Ok(f) => f,
         Err(e) => return json!({"ok": false, "error": e}),
     };
+    let kill = request.get("kill").and_then(Value::as_bool).unwrap_or(false);
+    if kill && filter == FlowFilter::default() {
+        return json!({"ok": false, "error": "flows --kill needs a filter (--guest, --address, --port or --state): it will not end every flow"});
+    }
     let (seg, shm, names, rules) = {
         let inner = d.inner.lock().unwrap();
         match inner.segment.clone() {
@@ -345,36 +351,83 @@ fn flows(d: &Daemon, request: &Value) -> Value {
             None => return json!({"ok": false, "error": "the dataplane is not attached"}),
         }
     };
-    let id = seg.flows.dump_requested.fetch_add(1, Ordering::Relaxed) + 1;
-    let cmd = rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::DumpFlows as u32, value: id, ..Default::default() };
-    if !seg.commands.push(cmd) {
-        return json!({"ok": false, "error": "command ring full"});
-    }
-    let start = Instant::now();
-    // Acquire: pairs with the dataplane's Release once the dump file is complete.
-    while seg.flows.dump_done.load(Ordering::Acquire) < id {
-        if start.elapsed() > Duration::from_secs(10) {
-            return json!({"ok": false, "error": "the dataplane did not dump its flows within 10 s"});
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let text = match std::fs::read_to_string(format!("{shm}.flows")) {
-        Ok(t) => t,
-        Err(e) => return json!({"ok": false, "error": format!("reading the flow dump: {e}")}),
+    let (total, dump) = match dump_flows(&seg, &shm) {
+        Ok(d) => d,
+        Err(e) => return json!({"ok": false, "error": e}),
     };
     let mut out = Vec::new();
-    for line in text.lines() {
-        let Ok(mut f) = serde_json::from_str::<Value>(line) else { continue };
+    let mut kills = Vec::new();
+    for mut f in dump {
         let owner = f["owner"].as_u64().and_then(|o| names.get(&(o as u16)).cloned()).unwrap_or_default();
         if !filter.keeps(&f, &owner) {
             continue;
+        }
+        if kill {
+            kills.extend(kill_command(&f).map(|cmd| (cmd, flow_id(&f))));
         }
         f["guest"] = json!(owner);
         f["rule"] = json!(f["rule"].as_u64().and_then(|r| rules.get(r as usize)));
         f["proto"] = json!(crate::events::proto_name(f["proto"].as_u64().unwrap_or(0) as u8));
         out.push(f);
     }
-    json!({"ok": true, "total": seg.flows.dump_count.load(Ordering::Relaxed), "flows": out})
+    if !kill {
+        return json!({"ok": true, "total": total, "flows": out});
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (cmd, _) in &kills {
+        // The ring holds 256 commands; the dataplane drains it every tick (10 ms).
+        while !seg.commands.push(*cmd) {
+            if Instant::now() > deadline {
+                return json!({"ok": false, "error": "the dataplane stopped taking commands (command ring full for 10 s)"});
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Commands are taken in order: the second dump comes after every kill.
+    let still: std::collections::HashSet<String> = match dump_flows(&seg, &shm) {
+        Ok((_, after)) => after.iter().map(flow_id).collect(),
+        Err(e) => return json!({"ok": false, "error": format!("the flows were asked to end, but checking failed: {e}")}),
+    };
+    let killed = kills.iter().filter(|(_, id)| !still.contains(id)).count();
+    json!({"ok": true, "total": total, "flows": out, "killed": killed})
+}
+
+/// Asks the dataplane to write its flow table to the dump file and reads it back:
+/// (flows in the table, one JSON object per flow).
+fn dump_flows(seg: &Segment, shm: &str) -> Result<(u64, Vec<Value>), String> {
+    let id = seg.flows.dump_requested.fetch_add(1, Ordering::Relaxed) + 1;
+    let cmd = rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::DumpFlows as u32, value: id, ..Default::default() };
+    if !seg.commands.push(cmd) {
+        return Err("command ring full".into());
+    }
+    let start = Instant::now();
+    // Acquire: pairs with the dataplane's Release once the dump file is complete.
+    while seg.flows.dump_done.load(Ordering::Acquire) < id {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("the dataplane did not dump its flows within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = std::fs::read_to_string(format!("{shm}.flows")).map_err(|e| format!("reading the flow dump: {e}"))?;
+    let flows = text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).collect();
+    Ok((seg.flows.dump_count.load(Ordering::Relaxed), flows))
+}
+
+/// A dumped flow's identity: its key as the dump names it.
+fn flow_id(f: &Value) -> String {
+    format!("{} {} {} {} {} {}", f["src_ip"], f["src_port"], f["dest_ip"], f["dest_port"], f["proto"], f["zone"])
+}
+
+/// The command that ends a dumped flow (None if the dump line does not name a key).
+fn kill_command(f: &Value) -> Option<rampart_shm::CommandRecord> {
+    let addr = |k: &str| -> Option<[u8; 16]> {
+        Some(match f[k].as_str()?.parse::<IpAddr>().ok()? {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
+        })
+    };
+    let num = |k: &str| f[k].as_u64().and_then(|n| u16::try_from(n).ok());
+    Some(rampart_shm::CommandRecord::kill_flow(&addr("src_ip")?, &addr("dest_ip")?, num("src_port")?, num("dest_port")?, u8::try_from(num("proto")?).ok()?, num("zone")?))
 }
 
 /// What `rampartctl flows` asked for; every part given must match.
@@ -544,6 +597,27 @@ mod tests {
         let reply = handle_flows_without_dataplane(r#"{"cmd":"flows","address":"10.0.0.300"}"#);
         assert_eq!(reply["ok"], false);
         assert!(reply["error"].as_str().unwrap().contains("not an IP address"), "{reply}");
+    }
+
+    #[test]
+    fn flows_kill_wants_a_filter_before_anything_else() {
+        let reply = handle_flows_without_dataplane(r#"{"cmd":"flows","kill":true}"#);
+        assert!(reply["error"].as_str().unwrap().contains("needs a filter"), "{reply}");
+        let reply = handle_flows_without_dataplane(r#"{"cmd":"flows","kill":true,"port":22}"#);
+        assert_eq!(reply["error"], "the dataplane is not attached", "with a filter it goes on");
+    }
+
+    #[test]
+    fn a_dumped_flow_becomes_the_command_that_ends_it() {
+        let line: Value = serde_json::from_str(r#"{"src_ip":"10.0.0.1","src_port":40000,"dest_ip":"fd00::2","dest_port":53,"proto":17,"zone":3,"state":"udp_unreplied"}"#).unwrap();
+        let cmd = kill_command(&line).unwrap();
+        let v4 = std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets();
+        let v6 = "fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert_eq!(cmd.flow_key(), (v4, v6, 40000, 53, 17, 3));
+        assert_eq!(cmd.kind, rampart_shm::ring::CommandKind::KillFlow as u32);
+        for broken in [r#"{"src_ip":"10.0.0.1"}"#, r#"{"src_ip":"x","src_port":1,"dest_ip":"10.0.0.2","dest_port":2,"proto":6,"zone":0}"#, r#"{"src_ip":"10.0.0.1","src_port":70000,"dest_ip":"10.0.0.2","dest_port":2,"proto":6,"zone":0}"#] {
+            assert_eq!(kill_command(&serde_json::from_str(broken).unwrap()), None, "{broken}");
+        }
     }
 
     fn handle_flows_without_dataplane(request: &str) -> Value {

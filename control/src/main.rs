@@ -50,6 +50,10 @@ enum Cmd {
         /// Only flows in this state (e.g. established, syn_sent, time_wait; any case).
         #[arg(long)]
         state: Option<String>,
+        /// End the flows that match (needs at least one filter); each is logged with the
+        /// reason `removed`, and its next packet is judged as a new flow.
+        #[arg(long)]
+        kill: bool,
     },
     /// Validate a config file without applying it.
     Check { file: Option<PathBuf> },
@@ -79,8 +83,8 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Stats => "stats",
         Cmd::Reload => "reload",
         Cmd::Ping => "ping",
-        Cmd::Flows { guest, address, port, state } => {
-            request_body = serde_json::json!({"guest": guest, "address": address, "port": port, "state": state});
+        Cmd::Flows { guest, address, port, state, kill } => {
+            request_body = serde_json::json!({"guest": guest, "address": address, "port": port, "state": state, "kill": kill});
             "flows"
         }
     };
@@ -219,7 +223,10 @@ fn print_human(cmd: &str, reply: &Value) {
                     f["rule"].as_str().unwrap_or("-")
                 );
             }
-            println!("{} shown of {} tracked", flows.len(), reply["total"]);
+            match reply["killed"].as_u64() {
+                Some(killed) => println!("{killed} of {} matching flows ended ({} were tracked)", flows.len(), reply["total"]),
+                None => println!("{} shown of {} tracked", flows.len(), reply["total"]),
+            }
         }
         "ping" => println!("dataplane answered in {:.2} ms", reply["round_trip_ms"].as_f64().unwrap_or(0.0)),
         _ => println!("{reply}"),

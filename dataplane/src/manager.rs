@@ -11,7 +11,8 @@ use crate::firewall::{end_code, Ended, RuleHistory};
 use crate::runtime::Runtime;
 use crate::Shared;
 use rampart_shm::ring::{CommandKind, EventKind};
-use rampart_shm::{EventRecord, Fetched, PolicyImage, PortImage, MAIN_EVENT_RING};
+use rampart_packet::FlowKey;
+use rampart_shm::{CommandRecord, EventRecord, Fetched, PolicyImage, PortImage, MAIN_EVENT_RING};
 use rampart_shm::layout::PortState;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -349,6 +350,18 @@ impl Manager {
     }
 
     /// Writes every live flow as a JSON line to the dump file for `rampartctl flows`.
+    /// Ends the flow a `rampartctl flows --kill` named (gone already: nothing to do), logged
+    /// with the reason `removed`.
+    fn kill_flow(&self, cmd: &CommandRecord) {
+        let (src_addr, dst_addr, src_port, dst_port, proto, zone) = cmd.flow_key();
+        let (key, _) = FlowKey { src_addr, dst_addr, src_port, dst_port, proto, zone }.canonical();
+        let flows = &self.shared.flows;
+        if let Some(end) = flows.remove(&key, flows.hash(&key), self.shared.now_ms()) {
+            let ended = Ended { record: end.record, code: end_code(end.reason), rule: self.rules.current_rule(end.record.verdict) };
+            self.shared.segment.events[MAIN_EVENT_RING].push(ended.event(dpdk::rdtsc()));
+        }
+    }
+
     fn dump_flows(&self, request: u64) {
         use std::io::Write;
         let now = self.shared.now_ms();
@@ -366,8 +379,8 @@ impl Manager {
                 let k = r.opener_key();
                 result = writeln!(
                     w,
-                    "{{\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":{},\"state\":\"{}\",\"owner\":{},\"rule\":{},\"pkts\":[{},{}],\"bytes\":[{},{}],\"age_ms\":{},\"idle_ms\":{}}}",
-                    ip(&k.src_addr), k.src_port, ip(&k.dst_addr), k.dst_port, k.proto, r.state.name(), r.owner,
+                    "{{\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":{},\"zone\":{},\"state\":\"{}\",\"owner\":{},\"rule\":{},\"pkts\":[{},{}],\"bytes\":[{},{}],\"age_ms\":{},\"idle_ms\":{}}}",
+                    ip(&k.src_addr), k.src_port, ip(&k.dst_addr), k.dst_port, k.proto, k.zone, r.state.name(), r.owner,
                     self.rules.current_rule(r.verdict).map_or(-1, i64::from),
                     r.packets_from_initiator(), r.packets_from_responder(), r.bytes_from_initiator(), r.bytes_from_responder(),
                     now.saturating_sub(r.start_ms), now.saturating_sub(r.last_ms)
@@ -405,6 +418,7 @@ impl Manager {
                     }
                 }
                 Some(CommandKind::DumpFlows) => self.dump_flows(cmd.value),
+                Some(CommandKind::KillFlow) => self.kill_flow(&cmd),
                 None => eprintln!("rampart-dataplane: unknown command kind {} ignored", cmd.kind),
             }
         }

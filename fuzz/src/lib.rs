@@ -145,22 +145,28 @@ pub struct Verdicts {
     pub rejected: u32,
 }
 
-/// Bytes as a guest's bursts: byte 0 picks the ingress port, then each frame is a length
-/// byte and that many bytes (up to 32 frames). The burst is decided under generation 1
+/// Bytes as a guest's bursts: byte 0 picks the ingress port (and, bit 7, generation 1's
+/// defaults: some drop, or all forward), then each frame is a length byte and that many
+/// bytes (up to 32 frames). The burst is decided under generation 1
 /// twice (first packets, then hits), then after a reload to generation 2 (re-checks), and
 /// the sweep after that reload runs over the table: no panic, no flow added but by a
 /// passed first packet, every removal reported. Returns what each pass decided.
 pub fn firewall(data: &[u8]) -> [Verdicts; 3] {
-    static POLICIES: OnceLock<(Firewall, Firewall, Vec<u8>)> = OnceLock::new();
-    let (gen1, gen2, ports) = POLICIES.get_or_init(|| {
+    static POLICIES: OnceLock<([Firewall; 2], Firewall, Vec<u8>)> = OnceLock::new();
+    let (gen1s, gen2, ports) = POLICIES.get_or_init(|| {
         let mut history = RuleHistory::default();
         let (gen1, ports) = firewall_of(1, FIREWALL_POLICY, &mut history);
+        // The same rules where every default forwards (so untracked).
+        let open = FIREWALL_POLICY.replace("from_uplinks = \"drop\"", "from_uplinks = \"forward\"");
+        let (gen1_open, _) = firewall_of(1, &open, &mut history);
         let (gen2, _) = firewall_of(2, FIREWALL_RELOAD, &mut history);
-        (gen1, gen2, ports)
+        ([gen1, gen1_open], gen2, ports)
     });
     let mut passes = [Verdicts::default(); 3];
     let Some((&pick, mut rest)) = data.split_first() else { return passes };
-    let (ingress, zone) = (ports[pick as usize % ports.len()], 0);
+    // Byte 0: the port (low bits), and with bit 7 the policy whose defaults all forward.
+    let (ingress, zone) = (ports[(pick & 0x7f) as usize % ports.len()], 0);
+    let gen1 = &gen1s[(pick >> 7) as usize];
     let mut frames = Vec::new();
     while let Some((&len, tail)) = rest.split_first() {
         let len = (len as usize).min(tail.len());
@@ -291,9 +297,14 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     if let Some(t) = pong.get_mut(34) {
         *t = 0;
     }
-    let exchanges = [("dns", vec![dns.clone(), reply(&dns, true), dns]), ("tcp", vec![ssh, web.clone(), reply(&web, true)]), ("ping", vec![sample("icmp_echo"), pong])];
+    let exchanges = [
+        ("dns", vec![dns.clone(), reply(&dns, true), dns]),
+        ("tcp", vec![ssh, web.clone(), reply(&web, true)]),
+        ("ping", vec![sample("icmp_echo"), pong]),
+        ("errors", vec![sample("icmp_dest_unreachable"), sample("icmpv6_packet_too_big")]),
+    ];
     for (name, frames) in exchanges {
-        for pick in [0u8, 1, 2] {
+        for pick in [0u8, 1, 2, 0x80, 0x82] {
             seeds.push(("firewall", format!("{name}-from-{pick}"), burst(pick, &mut frames.iter())));
         }
     }

@@ -58,4 +58,8 @@ fn the_firewall_seeds_open_hit_reject_and_cut_flows() {
     assert_eq!(firewall(&seed("ping-from-0")), [v(2, 1, 0, 0), v(2, 0, 0, 0), v(0, 0, 2, 0)]);
     // On the uplink (slot 2, default drop) nothing but the rules' traffic enters.
     assert_eq!(firewall(&seed("ping-from-2"))[0].created, 1, "the ping rule allows it from anywhere");
+    // ICMP errors about no flow: dropped where defaults track; where all forward, they pass
+    // untracked (no rule matches them).
+    assert_eq!(firewall(&seed("errors-from-0"))[0], v(0, 0, 2, 0));
+    assert_eq!(firewall(&seed("errors-from-128"))[0], v(2, 0, 0, 0));
 }

@@ -170,7 +170,7 @@ pub enum FlowEndCode {
     Timeout = 1,
     /// Evicted to make room for a new flow (table full, `evict-oldest`).
     Evicted = 2,
-    /// Removed on request.
+    /// Ended by `rampartctl flows --kill`.
     Removed = 3,
     /// A SYN reopened a closed TCP connection: the old flow ended, a new one starts.
     Reopened = 4,
@@ -234,6 +234,8 @@ pub enum CommandKind {
     FlushMacs = 2,
     /// Write every flow to the dump file (`value` = request id).
     DumpFlows = 3,
+    /// End one flow now, logged as `removed` (the key: [`CommandRecord::kill_flow`]).
+    KillFlow = 4,
 }
 
 impl CommandKind {
@@ -242,6 +244,7 @@ impl CommandKind {
             1 => Some(CommandKind::Ping),
             2 => Some(CommandKind::FlushMacs),
             3 => Some(CommandKind::DumpFlows),
+            4 => Some(CommandKind::KillFlow),
             _ => None,
         }
     }
@@ -293,13 +296,31 @@ impl FlowEventData {
 
     /// (src, dst, sport, dport, proto, rule index)
     pub fn unpack(rec: &EventRecord) -> ([u8; 16], [u8; 16], u16, u16, u8, Option<u32>) {
+        Self::unpack_parts(&rec.data, rec.value)
+    }
+
+    fn unpack_parts(data: &[u8; 32], v: u64) -> ([u8; 16], [u8; 16], u16, u16, u8, Option<u32>) {
         let mut src = [0u8; 16];
         let mut dst = [0u8; 16];
-        src.copy_from_slice(&rec.data[..16]);
-        dst.copy_from_slice(&rec.data[16..]);
-        let v = rec.value;
+        src.copy_from_slice(&data[..16]);
+        dst.copy_from_slice(&data[16..]);
         let rule = (v & 0xff_ffff) as u32;
         (src, dst, (v >> 48) as u16, (v >> 32) as u16, (v >> 24) as u8, rule.checked_sub(1))
+    }
+}
+
+impl CommandRecord {
+    /// [`CommandKind::KillFlow`] for the flow with this key, seen from either end
+    /// (`data` and `value` as [`FlowEventData`] packs them, `arg` = zone).
+    pub fn kill_flow(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, proto: u8, zone: u16) -> CommandRecord {
+        let (data, value) = FlowEventData::pack(src, dst, sport, dport, proto, None);
+        CommandRecord { kind: CommandKind::KillFlow as u32, arg: zone as u32, value, data, ..Default::default() }
+    }
+
+    /// The key a [`CommandKind::KillFlow`] names: (src, dst, sport, dport, proto, zone).
+    pub fn flow_key(&self) -> ([u8; 16], [u8; 16], u16, u16, u8, u16) {
+        let (src, dst, sport, dport, proto, _) = FlowEventData::unpack_parts(&self.data, self.value);
+        (src, dst, sport, dport, proto, self.arg as u16)
     }
 }
 
