@@ -16,7 +16,7 @@ export CARGO_TARGET_DIR=$PWD/../target/fuzz
 work=$CARGO_TARGET_DIR/work
 seconds=${FUZZ_SECONDS:-30}
 targets=("$@")
-((${#targets[@]})) || targets=(parse firewall config image event)
+((${#targets[@]})) || targets=(parse firewall config image event admin)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 
 echo "fuzz: replaying the seeds and past failures"

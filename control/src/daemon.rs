@@ -15,7 +15,7 @@ use rampart_config::Config;
 use rampart_shm::{PolicyImage, PolicyOutcome, Segment, ShmError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,16 @@ const STALE_HEARTBEAT: Duration = Duration::from_secs(2);
 pub struct Daemon {
     pub inner: Mutex<Inner>,
     pub stop: AtomicBool,
+}
+
+impl Daemon {
+    /// The control process for `config` (read from `config_path`, which `reload` reads
+    /// again), writing events to `log`; not attached to a dataplane yet.
+    pub fn new(config_path: &Path, config: Config, log: EventLog) -> Result<Daemon, String> {
+        let (image, slots) = compile(&config, &Slots::default()).map_err(|e| format!("compiling policy: {e}"))?;
+        let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, log, last_reload: String::new(), waiting_logged: false };
+        Ok(Daemon { inner: Mutex::new(inner), stop: AtomicBool::new(false) })
+    }
 }
 
 pub struct Inner {
@@ -65,23 +75,10 @@ pub fn run(config_path: &Path) -> Result<()> {
     for w in rampart_config::warnings(&config) {
         eprintln!("rampartctl: warning: {}", w.0);
     }
-    let (image, slots) = compile(&config, &Slots::default()).map_err(|e| anyhow::anyhow!("compiling policy: {e}"))?;
     let log = EventLog::open(Path::new(&config.control.event_log)).with_context(|| format!("opening event log {}", config.control.event_log))?;
     let listener = bind_admin(Path::new(&config.control.socket))?;
     let metrics_addr = config.control.metrics.clone();
-    let daemon = Arc::new(Daemon {
-        inner: Mutex::new(Inner {
-            config_path: config_path.to_path_buf(),
-            config,
-            segment: None,
-            image,
-            slots,
-            log,
-            last_reload: String::new(),
-            waiting_logged: false,
-        }),
-        stop: AtomicBool::new(false),
-    });
+    let daemon = Arc::new(Daemon::new(config_path, config, log).map_err(|e| anyhow::anyhow!("{e}"))?);
     install_signal_handlers();
     let http = crate::metrics::serve(&metrics_addr, daemon.clone())?;
     eprintln!("rampartctl: metrics on http://{metrics_addr}/metrics");
@@ -304,7 +301,8 @@ fn serve_admin(listener: UnixListener, d: Arc<Daemon>) {
         let d = d.clone();
         std::thread::spawn(move || {
             let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-            let mut reader = BufReader::new(&conn);
+            // One line, bounded: a client cannot make the control process buffer without end.
+            let mut reader = BufReader::new((&conn).take(MAX_REQUEST));
             let mut line = String::new();
             if reader.read_line(&mut line).is_err() {
                 return;
@@ -316,6 +314,9 @@ fn serve_admin(listener: UnixListener, d: Arc<Daemon>) {
     }
 }
 
+/// The longest admin request read (bytes); a longer one is cut there and fails to parse.
+const MAX_REQUEST: u64 = 64 << 10;
+
 /// Admin API: one JSON request per connection (`{"cmd": "status"}`), one JSON reply.
 pub fn handle(d: &Daemon, request: &str) -> Value {
     let cmd = serde_json::from_str::<Value>(request).ok().and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(String::from));
@@ -326,7 +327,7 @@ pub fn handle(d: &Daemon, request: &str) -> Value {
         Some("reload") => reload(d),
         Some("ping") => ping(d),
         Some("flows") => flows(d, &serde_json::from_str::<Value>(request).unwrap_or_default()),
-        other => json!({"ok": false, "error": format!("unknown command {other:?}; expected status, ports, stats, reload or ping")}),
+        other => json!({"ok": false, "error": format!("unknown command {other:?}; expected status, ports, stats, reload, ping or flows")}),
     }
 }
 
@@ -622,20 +623,7 @@ mod tests {
 
     fn handle_flows_without_dataplane(request: &str) -> Value {
         let config = rampart_config::parse("t.toml", "").unwrap();
-        let (image, slots) = compile(&config, &Slots::default()).unwrap();
-        let d = Daemon {
-            inner: Mutex::new(Inner {
-                config_path: PathBuf::from("t.toml"),
-                config,
-                segment: None,
-                image,
-                slots,
-                log: EventLog::open(Path::new("/dev/null")).unwrap(),
-                last_reload: String::new(),
-                waiting_logged: false,
-            }),
-            stop: AtomicBool::new(false),
-        };
+        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
         handle(&d, request)
     }
 

@@ -8,6 +8,7 @@
 //! | [`config`] | the operator (TOML) | an error names its file and a line in the text; a config that validates compiles into an image the dataplane accepts as it is |
 //! | [`image`] | the control process (shared memory) | an image that decodes is safe to run: the dataplane builds its runtime from it and decides packets with it |
 //! | [`event`] | the dataplane (shared memory) | any record becomes one JSON log line with an `event_type` |
+//! | [`admin`] | an operator's client (the admin socket) | any request gets a JSON reply that says `ok`, and an error when not |
 //!
 //! A failed check panics; the fuzz binaries abort on it and libFuzzer saves the input.
 //! `scripts/fuzz.sh` builds and runs them (stable Rust, SanitizerCoverage), `make fuzz`.
@@ -126,6 +127,26 @@ pub fn event(data: &[u8]) {
     assert!(!serde_json::to_string(&line).expect("a JSON value serialises").contains('\n'));
 }
 
+/// Any bytes as an admin-socket request (`{"cmd": ...}`, filters and all) to a control
+/// process with no dataplane attached: a JSON reply with a boolean `ok`, and a non-empty
+/// `error` when it is false. (`reload` rereads a config file that is not there.)
+pub fn admin(data: &[u8]) {
+    use rampart_control::{daemon, events::EventLog};
+    static DAEMON: OnceLock<daemon::Daemon> = OnceLock::new();
+    let d = DAEMON.get_or_init(|| {
+        let config = rampart_config::parse("fuzz.toml", FIREWALL_POLICY).expect("the fuzz policy is valid");
+        let log = EventLog::open(std::path::Path::new("/dev/null")).expect("/dev/null opens");
+        daemon::Daemon::new(std::path::Path::new("/nonexistent/rampart-fuzz.toml"), config, log).expect("the fuzz policy compiles")
+    });
+    let Ok(request) = std::str::from_utf8(data) else { return };
+    let reply = daemon::handle(d, request);
+    match reply.get("ok").and_then(|ok| ok.as_bool()) {
+        Some(true) => {}
+        Some(false) => assert!(reply.get("error").and_then(|e| e.as_str()).is_some_and(|e| !e.is_empty()), "{reply}"),
+        None => panic!("a reply without ok: {reply}"),
+    }
+}
+
 /// The firewall of a compiled policy, as the dataplane builds it.
 fn firewall_of(gen: u64, text: &str, history: &mut RuleHistory) -> (Firewall, Vec<u8>) {
     let image = compile(text).expect("the firewall check's policies are valid");
@@ -234,6 +255,7 @@ fn event_seed(rec: &EventRecord) -> Vec<u8> {
 /// - `config`: the built-in demo config;
 /// - `image`: every config seed compiled, as the control process publishes it;
 /// - `event`: one record of each kind the dataplane writes;
+/// - `admin`: one request of each kind, filters included;
 /// - `firewall`: a burst of each sample frame, and one of them all.
 pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     use rampart_shm::ring::{EventKind, FlowEndCode, FlowEventData};
@@ -256,6 +278,15 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("dumped", EventRecord { kind: EventKind::FlowsDumped as u16, value: 2, ..Default::default() }),
     ];
     seeds.extend(records.iter().map(|(name, rec)| ("event", name.to_string(), event_seed(rec))));
+    let requests = [
+        ("status", r#"{"cmd":"status"}"#),
+        ("stats", r#"{"cmd":"stats"}"#),
+        ("reload", r#"{"cmd":"reload"}"#),
+        ("flows", r#"{"cmd":"flows","guest":"a","address":"10.0.0.0/24","port":53,"state":"established"}"#),
+        ("flows-v6", r#"{"cmd":"flows","address":"fd00::1/64","kill":true}"#),
+        ("unknown", r#"{"cmd":"frobnicate"}"#),
+    ];
+    seeds.extend(requests.iter().map(|(name, r)| ("admin", name.to_string(), r.as_bytes().to_vec())));
     let frames: Vec<_> = committed_seeds("parse").into_iter().filter(|(_, f)| f.len() <= u8::MAX as usize).collect();
     let burst = |pick: u8, frames: &mut dyn Iterator<Item = &Vec<u8>>| {
         let mut b = vec![pick];
@@ -319,9 +350,10 @@ pub fn check(target: &str, data: &[u8]) {
         "image" => image(data),
         "event" => event(data),
         "firewall" => drop(firewall(data)),
+        "admin" => admin(data),
         other => panic!("no fuzz target {other:?}"),
     }
 }
 
 /// The fuzz targets, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 5] = ["parse", "firewall", "config", "image", "event"];
+pub const TARGETS: [&str; 6] = ["parse", "firewall", "config", "image", "event", "admin"];
