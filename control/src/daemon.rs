@@ -621,6 +621,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_endless_admin_request_is_cut_and_answered() {
+        let dir = std::env::temp_dir().join(format!("rampart-admin-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let listener = bind_admin(&path).unwrap();
+        let config = rampart_config::parse("t.toml", "").unwrap();
+        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
+        std::thread::spawn(move || serve_admin(listener, d));
+        let conn = UnixStream::connect(&path).unwrap();
+        // Twice the limit, no newline: the control process stops reading at the limit.
+        let writer = conn.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = (&writer).write_all(&vec![b' '; 2 * MAX_REQUEST as usize]);
+        });
+        let mut reply = String::new();
+        BufReader::new(&conn).read_line(&mut reply).unwrap();
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["ok"], false, "{reply}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     fn handle_flows_without_dataplane(request: &str) -> Value {
         let config = rampart_config::parse("t.toml", "").unwrap();
         let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
