@@ -22,8 +22,11 @@ demo: build hugepages
 test: build hugepages
 	@tests/run.sh
 
-test-unit test-dpdk test-vhost test-guests test-fuzz: build hugepages
+test-unit test-dpdk test-vhost test-guests: build hugepages
 	@tests/run.sh $(patsubst test-%,%,$@)
+
+test-fuzz: build
+	@tests/run.sh fuzz
 
 # libFuzzer on every target (FUZZ_SECONDS each, default 30), or those in FUZZ_TARGETS.
 fuzz: deps

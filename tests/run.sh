@@ -6,7 +6,8 @@
 #   guests  real Linux guests in QEMU on Rampart's vhost-user ports: switching and admin
 #           state (rampart.sh), the stateful firewall with TCP/ICMP (firewall.sh), the
 #           service VM (vm-image/) chained between two guests (appliance.sh)
-#   fuzz    libFuzzer on every fuzz target (fuzz/) for FUZZ_SECONDS each (default 30)
+#   fuzz    libFuzzer on every fuzz target (fuzz/) for FUZZ_SECONDS each (default 30), from
+#           the committed and generated seeds with a fixed libFuzzer seed
 # Ends with `tiers: N passed, M failed`; exits non-zero if any tier failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ for tier in "${tiers[@]}"; do
 	unit) cargo test --workspace --exclude rampart-tests ;;
 	dpdk) cargo test -p rampart-tests --test dpdk --test badinput -- --test-threads=1 ;;
 	vhost) cargo test -p rampart-tests --test vhost --test firewall -- --test-threads=1 ;;
-	fuzz) scripts/fuzz.sh ;;
+	fuzz) FUZZ_SEED=1 FUZZ_FRESH=1 scripts/fuzz.sh ;;
 	guests) RAMPART_SKIP_BUILD=1 tests/guests/rampart.sh && RAMPART_SKIP_BUILD=1 tests/guests/firewall.sh && RAMPART_SKIP_BUILD=1 tests/guests/appliance.sh ;;
 	*) echo "unknown tier $tier (expected unit, dpdk, vhost, guests, fuzz)"; false ;;
 	esac

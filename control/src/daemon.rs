@@ -31,6 +31,9 @@ const STALE_HEARTBEAT: Duration = Duration::from_secs(2);
 pub struct Daemon {
     pub inner: Mutex<Inner>,
     pub stop: AtomicBool,
+    /// The command ring has one producer: every push holds this (a `flows --kill` for its
+    /// whole batch), so admin requests served at once never push together.
+    commands: Mutex<()>,
 }
 
 impl Daemon {
@@ -39,7 +42,7 @@ impl Daemon {
     pub fn new(config_path: &Path, config: Config, log: EventLog) -> Result<Daemon, String> {
         let (image, slots) = compile(&config, &Slots::default()).map_err(|e| format!("compiling policy: {e}"))?;
         let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, log, last_reload: String::new(), waiting_logged: false };
-        Ok(Daemon { inner: Mutex::new(inner), stop: AtomicBool::new(false) })
+        Ok(Daemon { inner: Mutex::new(inner), stop: AtomicBool::new(false), commands: Mutex::new(()) })
     }
 }
 
@@ -352,7 +355,7 @@ fn flows(d: &Daemon, request: &Value) -> Value {
             None => return json!({"ok": false, "error": "the dataplane is not attached"}),
         }
     };
-    let (total, dump) = match dump_flows(&seg, &shm) {
+    let (total, dump) = match dump_flows(d, &seg, &shm) {
         Ok(d) => d,
         Err(e) => return json!({"ok": false, "error": e}),
     };
@@ -364,7 +367,7 @@ fn flows(d: &Daemon, request: &Value) -> Value {
             continue;
         }
         if kill {
-            kills.extend(kill_command(&f).map(|cmd| (cmd, flow_id(&f))));
+            kills.extend(kill_command(&f));
         }
         f["guest"] = json!(owner);
         f["rule"] = json!(f["rule"].as_u64().and_then(|r| rules.get(r as usize)));
@@ -374,32 +377,43 @@ fn flows(d: &Daemon, request: &Value) -> Value {
     if !kill {
         return json!({"ok": true, "total": total, "flows": out});
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for (cmd, _) in &kills {
-        // The ring holds 256 commands; the dataplane drains it every tick (10 ms).
-        while !seg.commands.push(*cmd) {
-            if Instant::now() > deadline {
-                return json!({"ok": false, "error": "the dataplane stopped taking commands (command ring full for 10 s)"});
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    // One batch at a time, so the dataplane's kill count moves only for this one.
+    let _batch = d.commands.lock().unwrap();
+    let before = seg.flows.killed.load(Ordering::Relaxed);
+    for (sent, cmd) in kills.iter().enumerate() {
+        if let Err(e) = push_command(&seg, *cmd) {
+            return json!({"ok": false, "error": format!("{e}; {sent} of {} kills were sent", kills.len())});
         }
     }
-    // Commands are taken in order: the second dump comes after every kill.
-    let still: std::collections::HashSet<String> = match dump_flows(&seg, &shm) {
-        Ok((_, after)) => after.iter().map(flow_id).collect(),
-        Err(e) => return json!({"ok": false, "error": format!("the flows were asked to end, but checking failed: {e}")}),
-    };
-    let killed = kills.iter().filter(|(_, id)| !still.contains(id)).count();
+    // Commands are taken in order: once the ping comes back, every kill has been done.
+    if let Err(e) = round_trip(d, &seg) {
+        return json!({"ok": false, "error": format!("{} kills were sent, but {e}", kills.len())});
+    }
+    let killed = seg.flows.killed.load(Ordering::Relaxed) - before;
     json!({"ok": true, "total": total, "flows": out, "killed": killed})
+}
+
+/// Pushes `cmd` (the caller holds [`Daemon::commands`]), waiting while the ring is full:
+/// the dataplane drains it every tick (10 ms).
+fn push_command(seg: &Segment, cmd: rampart_shm::CommandRecord) -> Result<(), String> {
+    let start = Instant::now();
+    while !seg.commands.push(cmd) {
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err("the dataplane is not taking commands (its command ring stayed full for 5 s)".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Asks the dataplane to write its flow table to the dump file and reads it back:
 /// (flows in the table, one JSON object per flow).
-fn dump_flows(seg: &Segment, shm: &str) -> Result<(u64, Vec<Value>), String> {
+fn dump_flows(d: &Daemon, seg: &Segment, shm: &str) -> Result<(u64, Vec<Value>), String> {
     let id = seg.flows.dump_requested.fetch_add(1, Ordering::Relaxed) + 1;
     let cmd = rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::DumpFlows as u32, value: id, ..Default::default() };
-    if !seg.commands.push(cmd) {
-        return Err("command ring full".into());
+    {
+        let _one_at_a_time = d.commands.lock().unwrap();
+        push_command(seg, cmd)?;
     }
     let start = Instant::now();
     // Acquire: pairs with the dataplane's Release once the dump file is complete.
@@ -412,11 +426,6 @@ fn dump_flows(seg: &Segment, shm: &str) -> Result<(u64, Vec<Value>), String> {
     let text = std::fs::read_to_string(format!("{shm}.flows")).map_err(|e| format!("reading the flow dump: {e}"))?;
     let flows = text.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).collect();
     Ok((seg.flows.dump_count.load(Ordering::Relaxed), flows))
-}
-
-/// A dumped flow's identity: its key as the dump names it.
-fn flow_id(f: &Value) -> String {
-    format!("{} {} {} {} {} {}", f["src_ip"], f["src_port"], f["dest_ip"], f["dest_port"], f["proto"], f["zone"])
 }
 
 /// The command that ends a dumped flow (None if the dump line does not name a key).
@@ -441,18 +450,27 @@ struct FlowFilter {
 }
 
 impl FlowFilter {
+    /// The filter a request names. A field of the wrong type is an error, not ignored: a
+    /// `kill` must never end more than its filters say.
     fn from_request(request: &Value) -> Result<FlowFilter, String> {
-        let want = |k: &str| request.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(String::from);
-        let address = match request.get("address") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(a)) if a.trim().is_empty() => None,
-            Some(Value::String(a)) => Some(Prefix::parse(a)?),
-            Some(other) => return Err(format!("flows: `address` must be a string, got {other}")),
+        let field = |k: &str| request.get(k).filter(|v| !v.is_null());
+        let text = |k: &str| match field(k) {
+            None => Ok(None),
+            Some(Value::String(t)) if t.trim().is_empty() => Ok(None),
+            Some(Value::String(t)) => Ok(Some(t.clone())),
+            Some(other) => Err(format!("flows: `{k}` must be a string, got {other}")),
         };
-        Ok(FlowFilter { guest: want("guest"), address, port: request.get("port").and_then(|v| v.as_u64()), state: want("state") })
+        let address = text("address")?.map(|a| Prefix::parse(&a)).transpose()?;
+        let port = match field("port") {
+            None => None,
+            Some(p) => Some(p.as_u64().filter(|p| *p <= u16::MAX as u64).ok_or_else(|| format!("flows: `port` must be a number from 0 to 65535, got {p}"))?),
+        };
+        if let Some(kill) = field("kill").filter(|k| !k.is_boolean()) {
+            return Err(format!("flows: `kill` must be true or false, got {kill}"));
+        }
+        Ok(FlowFilter { guest: text("guest")?, address, port, state: text("state")? })
     }
 
-    /// Whether a line of the dataplane's flow dump (owner already named) passes.
     fn keeps(&self, flow: &Value, owner: &str) -> bool {
         let inside = |prefix: &Prefix, k: &str| flow[k].as_str().and_then(|ip| ip.parse().ok()).is_some_and(|ip| prefix.contains(ip));
         self.guest.as_ref().is_none_or(|g| g == owner)
@@ -513,19 +531,27 @@ fn ping(d: &Daemon) -> Value {
     let Some(seg) = d.inner.lock().unwrap().segment.clone() else {
         return json!({"ok": false, "error": "the dataplane is not attached"});
     };
-    let token = rampart_shm::monotonic_ns();
-    let cmd = rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::Ping as u32, value: token, ..Default::default() };
-    if !seg.commands.push(cmd) {
-        return json!({"ok": false, "error": "command ring full"});
+    let _one_at_a_time = d.commands.lock().unwrap();
+    let start = Instant::now();
+    match round_trip(d, &seg) {
+        Ok(()) => json!({"ok": true, "round_trip_ms": start.elapsed().as_secs_f64() * 1e3}),
+        Err(e) => json!({"ok": false, "error": e}),
     }
+}
+
+/// Sends a ping and waits for its pong (the caller holds [`Daemon::commands`]): the
+/// dataplane has then taken every command sent before it.
+fn round_trip(d: &Daemon, seg: &Segment) -> Result<(), String> {
+    let token = rampart_shm::monotonic_ns();
+    push_command(seg, rampart_shm::CommandRecord { kind: rampart_shm::ring::CommandKind::Ping as u32, value: token, ..Default::default() })?;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         if d.inner.lock().unwrap().log.last_pong == token {
-            return json!({"ok": true, "round_trip_ms": start.elapsed().as_secs_f64() * 1e3});
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    json!({"ok": false, "error": "no answer from the dataplane within 5 s"})
+    Err("no answer from the dataplane within 5 s".into())
 }
 
 #[cfg(test)]
@@ -598,6 +624,20 @@ mod tests {
         let reply = handle_flows_without_dataplane(r#"{"cmd":"flows","address":"10.0.0.300"}"#);
         assert_eq!(reply["ok"], false);
         assert!(reply["error"].as_str().unwrap().contains("not an IP address"), "{reply}");
+    }
+
+    #[test]
+    fn a_filter_of_the_wrong_type_is_refused_not_ignored() {
+        for (request, field) in [
+            (r#"{"cmd":"flows","kill":true,"port":22,"guest":5}"#, "`guest` must be a string"),
+            (r#"{"cmd":"flows","kill":"true","port":22}"#, "`kill` must be true or false"),
+            (r#"{"cmd":"flows","port":70000}"#, "`port` must be a number from 0 to 65535"),
+            (r#"{"cmd":"flows","port":"22"}"#, "`port` must be a number"),
+            (r#"{"cmd":"flows","state":["established"]}"#, "`state` must be a string"),
+        ] {
+            let reply = handle_flows_without_dataplane(request);
+            assert!(reply["error"].as_str().unwrap().contains(field), "{request}: {reply}");
+        }
     }
 
     #[test]

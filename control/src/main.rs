@@ -44,7 +44,8 @@ enum Cmd {
         /// Only flows with either end inside this address or prefix (10.0.0.5, 10.0.0.0/24, fd00::/64).
         #[arg(long)]
         address: Option<String>,
-        /// Only flows with this port at either end.
+        /// Only flows with this port at either end (for ICMP echo flows, the identifier;
+        /// other ICMP flows have 0).
         #[arg(long)]
         port: Option<u16>,
         /// Only flows in this state (e.g. established, syn_sent, time_wait; any case).

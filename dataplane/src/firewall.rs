@@ -322,9 +322,10 @@ impl Firewall {
             return FwVerdict::Pass { rule: None, created: false, log: false };
         };
         if let Some(inner) = meta.icmp_inner_offset() {
-            return match inner_key(frame, inner, zone).and_then(|k| flows.icmp_error_related(&meta.dst_addr, &k)) {
+            let quoted = inner_key(frame, inner, zone);
+            return match quoted.and_then(|k| flows.icmp_error_related(&meta.dst_addr, &k)) {
                 Some(rel) => FwVerdict::Pass { rule: Self::rule_of(rel.hit.verdict), created: false, log: false },
-                None => self.unrelated_error(&key, meta, ingress),
+                None => self.unrelated_error(flows, quoted, &key, meta, ingress),
             };
         }
         let flow = match looked_up {
@@ -371,21 +372,40 @@ impl Firewall {
         }
     }
 
-    /// An ICMP error about no tracked flow. Where the port's default forwards without
-    /// tracking (no port's default drops), the flows that default forwards were never
-    /// tracked, so their errors cannot be related to one: such an error is judged as a
-    /// packet of its own — by the first rule that matches it (never answered: a `reject`
-    /// drops it), else forwarded by the default — and path-MTU discovery keeps working
-    /// for the traffic no rule tracks. Everywhere else it is dropped (Linux's INVALID).
+    /// An ICMP error that no tracked flow accounts for. Dropped as `icmp_unrelated` (forged
+    /// or stale: Linux's INVALID), unless the flow it quotes was never tracked and the
+    /// policy forwards the error itself without state:
+    /// - a stateless rule that matches the error allows it (as it allows its flow's packets);
+    /// - where the port's default forwards without tracking (no port's default drops), the
+    ///   flows that default forwards are untracked: the error is judged by the first rule
+    ///   that matches it (a `reject` drops it: an error is never answered), else forwarded
+    ///   by the default, so path-MTU discovery keeps working for them.
+    ///
+    /// Only the errors of a path (unreachable, time exceeded, parameter problem; ICMPv6
+    /// packet too big as well) qualify: never a redirect or a source quench, and never an
+    /// error quoting a tracked flow that came from the wrong side (a guest forging errors
+    /// into another guest's flow).
     #[cold]
-    fn unrelated_error(&self, key: &FlowKey, meta: &Meta, ingress: u8) -> FwVerdict {
-        if self.action(None, ingress) != (true, false) {
-            return FwVerdict::Drop(DropReason::IcmpUnrelated, None);
+    fn unrelated_error(&self, flows: &FlowTable, quoted: Option<FlowKey>, key: &FlowKey, meta: &Meta, ingress: u8) -> FwVerdict {
+        let unrelated = FwVerdict::Drop(DropReason::IcmpUnrelated, None);
+        let path_error = match (meta.l3(), meta.icmp_type()) {
+            (L3::Ipv4, Some(t)) => matches!(t, 3 | 11 | 12),
+            (L3::Ipv6, Some(t)) => matches!(t, 1..=4),
+            _ => false,
+        };
+        let Some(quoted) = quoted.filter(|_| path_error) else { return unrelated };
+        let (canonical, _, hash) = flows.prepare(&quoted);
+        if flows.lookup(&canonical, hash).is_some() {
+            return unrelated;
         }
+        let untracked_default = self.action(None, ingress) == (true, false);
         let rule = self.classify(key, meta.icmp_type().zip(meta.icmp_code()), ingress);
-        match self.action(rule, ingress) {
-            (true, _) => FwVerdict::Pass { rule, created: false, log: false },
-            (false, _) => FwVerdict::Drop(DropReason::RuleDeny, rule),
+        match (rule, self.action(rule, ingress)) {
+            (Some(_), (true, false)) => FwVerdict::Pass { rule, created: false, log: false },
+            (Some(_), (true, true)) if untracked_default => FwVerdict::Pass { rule, created: false, log: false },
+            (Some(_), (false, _)) if untracked_default => FwVerdict::Drop(DropReason::RuleDeny, rule),
+            (None, _) if untracked_default => FwVerdict::Pass { rule: None, created: false, log: false },
+            _ => unrelated,
         }
     }
 
@@ -795,12 +815,25 @@ mod tests {
             FwVerdict::Drop(DropReason::RuleDeny, Some(1)),
             "a rule that matches the error decides it, and an error is never answered"
         );
+        // Never a redirect, nor an error from the wrong side of a tracked flow.
+        let mut redirect = unreachable(b, a, &untracked[14..42]);
+        redirect[34] = 5;
+        assert_eq!(decide(&all_forward, &flows, &redirect, 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "a redirect");
+        let query = udp(a, 40000, b, 53);
+        assert!(matches!(decide(&all_forward, &flows, &query, 30).0, FwVerdict::Pass { created: true, .. }));
+        assert_eq!(decide(&all_forward, &flows, &unreachable(c, b, &query[14..42]), 30).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "c forging an error to b about b's flow");
+        assert_eq!(decide(&all_forward, &flows, &unreachable(b, a, &query[14..42]), 30).0, FwVerdict::Pass { rule: Some(0), created: false, log: false }, "the real one");
         // Where some port's default drops, default-forwarded flows are tracked: an error
         // about no tracked flow is forged or stale.
         let tracked_defaults = policy_with(1, &rules, Defaults { forward: 1 << 1, track: true });
         assert_eq!(decide(&tracked_defaults, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
         let default_drop = policy_with(1, &rules, Defaults::default());
         assert_eq!(decide(&default_drop, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
+        // There, a stateless rule that allows the error lets it through (its flow's packets
+        // pass the same way, untracked).
+        let unreachables = rampart_acl::Rule { proto: Some(1), icmp_type: Some(3), ..Default::default() };
+        let stateless = policy_with(1, &[(unreachables, RuleAction::Allow, false)], Defaults::default());
+        assert_eq!(decide(&stateless, &flows, &unreachable(b, a, &untracked[14..42]), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false });
     }
 
     #[test]

@@ -349,7 +349,6 @@ impl Manager {
         }
     }
 
-    /// Writes every live flow as a JSON line to the dump file for `rampartctl flows`.
     /// Ends the flow a `rampartctl flows --kill` named (gone already: nothing to do), logged
     /// with the reason `removed`.
     fn kill_flow(&self, cmd: &CommandRecord) {
@@ -359,9 +358,11 @@ impl Manager {
         if let Some(end) = flows.remove(&key, flows.hash(&key), self.shared.now_ms()) {
             let ended = Ended { record: end.record, code: end_code(end.reason), rule: self.rules.current_rule(end.record.verdict) };
             self.shared.segment.events[MAIN_EVENT_RING].push(ended.event(dpdk::rdtsc()));
+            self.shared.segment.flows.killed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Writes every live flow as a JSON line to the dump file for `rampartctl flows`.
     fn dump_flows(&self, request: u64) {
         use std::io::Write;
         let now = self.shared.now_ms();

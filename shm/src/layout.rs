@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).
@@ -142,7 +142,7 @@ pub struct FlowStatus {
     pub creations: AtomicU64,
     pub expirations: AtomicU64,
     pub evictions: AtomicU64,
-    /// Flows a reload cut or untracked.
+    /// Flows a reload cut or untracked, or `rampartctl flows --kill` ended.
     pub removals: AtomicU64,
     /// TCP flows a SYN reopened.
     pub reopened: AtomicU64,
@@ -155,6 +155,8 @@ pub struct FlowStatus {
     pub dump_requested: AtomicU64,
     pub dump_done: AtomicU64,
     pub dump_count: AtomicU64,
+    /// Flows ended by `KillFlow` commands (`rampartctl flows --kill`).
+    pub killed: AtomicU64,
 }
 
 pub type EventRing = SpscRing<EventRecord, EVENT_RING_RECORDS>;
