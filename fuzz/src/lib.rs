@@ -3,11 +3,11 @@
 //!
 //! | check | bytes from | must hold |
 //! |---|---|---|
-//! | [`parse`] | a guest (frames) | no panic; every offset and length inside the frame; `validate` agrees with `parse`; flow keys are symmetric |
-//! | [`firewall`] | a guest (bursts of frames) | the worker's burst pipeline, decisions, re-checks after a reload and the sweep never panic, and only a passed first packet adds a flow |
+//! | [`parse`] | a guest (frames) | no panic; every offset and length inside the frame; `validate` agrees with `parse`; the flow table's fast path gives both directions of a flow one key and one hash |
+//! | [`firewall`] | a guest (bursts of frames) | the worker's burst pipeline, decisions, re-checks after a reload and the sweep never panic; only a passed first packet adds a flow; the sweep reports every flow it removes |
 //! | [`config`] | the operator (TOML) | an error names its file and a line in the text; a config that validates compiles into an image the dataplane accepts as it is |
 //! | [`image`] | the control process (shared memory) | an image that decodes is safe to run: the dataplane builds its runtime from it and decides packets with it |
-//! | [`event`] | the dataplane (shared memory) | any record becomes one JSON log line with an `event_type` |
+//! | [`event`] | the dataplane (shared memory) | any record becomes one JSON log line with an `event_type`, real addresses and a bounded packet head |
 //! | [`admin`] | an operator's client (the admin socket) | any request gets a JSON reply that says `ok`, and an error when not |
 //!
 //! A failed check panics; the fuzz binaries abort on it and libFuzzer saves the input.
