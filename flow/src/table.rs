@@ -1004,9 +1004,8 @@ impl FlowTable {
                 }
             };
             let generation = self.publish(slot, &packed, new.verdict, info, &ctx, pkt, d, now_ms);
-            let bucket = slot / LANES;
-            self.bucket(bucket).tags[(slot % LANES) / 4]
-                .fetch_or((tag as u64) << (16 * (slot % 4)), Release);
+            let (bucket, lane) = (slot / LANES, slot % LANES);
+            self.bucket(bucket).tags[lane / 4].fetch_or((tag as u64) << (16 * (lane % 4)), Release);
             if bucket != b1 {
                 // Relaxed: a hint read by lookups (see `find`).
                 self.bucket(b1).spilled.fetch_add(1, Relaxed);
