@@ -337,7 +337,7 @@ pub fn handle(d: &Daemon, request: &str) -> Value {
 /// `flows`: asks the dataplane to dump its flow table, then filters the dump by
 /// guest (owner port name), address or prefix, port and state. With `kill`, also ends
 /// the flows that matched (at least one filter is required), each logged as `removed`,
-/// and reports how many are gone from a second dump.
+/// and reports how many the dataplane ended.
 fn flows(d: &Daemon, request: &Value) -> Value {
     // A bad filter is the operator's error: say so before asking the dataplane for anything.
     let filter = match FlowFilter::from_request(request) {
@@ -389,7 +389,8 @@ fn flows(d: &Daemon, request: &Value) -> Value {
     if let Err(e) = round_trip(d, &seg) {
         return json!({"ok": false, "error": format!("{} kills were sent, but {e}", kills.len())});
     }
-    let killed = seg.flows.killed.load(Ordering::Relaxed) - before;
+    // Saturating: a dataplane restarted meanwhile counts from zero in its new segment.
+    let killed = seg.flows.killed.load(Ordering::Relaxed).saturating_sub(before);
     json!({"ok": true, "total": total, "flows": out, "killed": killed})
 }
 
