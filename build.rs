@@ -70,6 +70,8 @@ fn main() {
         .allowlist_function("rte_dev_probe|rte_dev_remove|rte_eal_hotplug_remove|rte_eth_dev_info_get|rte_eth_dev_set_mtu")
         .allowlist_type("rte_mbuf|rte_mempool|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_eth_link|rte_ether_addr|rte_eth_rxconf|rte_eth_txconf")
         .allowlist_var("RTE_MAX_ETHPORTS|RTE_MAX_LCORE|RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_ETHER_ADDR_LEN")
+        // Offload flags: which checksums a received frame left to the device.
+        .allowlist_var("RTE_MBUF_F_TX_L4_MASK|RTE_MBUF_F_TX_OFFLOAD_MASK|RTE_MBUF_F_RX_L4_CKSUM_MASK|RTE_MBUF_F_RX_L4_CKSUM_NONE|RTE_MBUF_F_INDIRECT|RTE_MBUF_F_EXTERNAL")
         .derive_default(true)
         .layout_tests(false)
         .generate_comments(false)

@@ -4,9 +4,14 @@
 //! wrappers (`rx_burst`, `tx_burst`, [`Mbuf`] accessors) are `#[inline]` and
 //! allocation-free.
 
+use arrayvec::ArrayVec;
 use rampart_ffi as ffi;
 use std::ffi::{CStr, CString};
 use std::os::raw::c_void;
+use std::ptr::NonNull;
+
+// The pipeline maps DPDK port ids to local indexes in a table of this many entries.
+const _: () = assert!(rampart_pipeline::MAX_PORT_IDS == ffi::RTE_MAX_ETHPORTS as usize);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{op}: {message} (code {code}){hint}")]
@@ -63,14 +68,8 @@ pub fn tsc_hz() -> u64 {
     unsafe { ffi::rte_get_tsc_hz() }
 }
 
-/// Current TSC. Inlined here rather than called through the C shim: it runs
-/// twice per burst on every worker.
-#[inline(always)]
-pub fn rdtsc() -> u64 {
-    // SAFETY: RDTSC only reads the time-stamp counter (no memory is touched); every
-    // x86-64 CPU has it, and DPDK's rte_rdtsc() executes the same instruction.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
+/// Current TSC (the pipeline's: it is no DPDK call).
+pub use rampart_pipeline::rdtsc;
 
 /// CPU pause hint for spin loops.
 #[inline(always)]
@@ -140,17 +139,15 @@ impl Mempool {
         Ok(Mempool(p))
     }
 
-    /// A new single-segment mbuf holding a copy of `frame`; None when the pool is empty.
-    pub fn packet(&self, frame: &[u8]) -> Option<MbufPtr> {
+    /// A new single-segment mbuf holding a copy of `frame`; None when the pool is empty
+    /// or the frame does not fit.
+    pub fn packet(&self, frame: &[u8]) -> Option<Mbuf> {
         // SAFETY: the pool is valid; NULL is checked.
-        let m = unsafe { ffi::rampart_pktmbuf_alloc(self.0) };
-        if m.is_null() {
-            return None;
-        }
-        // SAFETY: m is a fresh mbuf we own; append returns NULL if there is no room.
-        let dst = unsafe { ffi::rampart_pktmbuf_append(m, frame.len() as u16) };
+        let m = Mbuf(NonNull::new(unsafe { ffi::rampart_pktmbuf_alloc(self.0) })?);
+        // SAFETY: m is a fresh mbuf we own; append returns NULL if there is no room (m is
+        // then freed by its drop).
+        let dst = unsafe { ffi::rampart_pktmbuf_append(m.0.as_ptr(), u16::try_from(frame.len()).ok()?) };
         if dst.is_null() {
-            free_bulk(&mut [m]);
             return None;
         }
         // SAFETY: `dst` points at frame.len() writable bytes inside m's buffer.
@@ -246,69 +243,174 @@ pub fn link_up(port: PortId) -> bool {
     link.link_status() != 0
 }
 
-/// An mbuf owned by the caller; freed or handed to `tx_burst`.
-pub type MbufPtr = *mut ffi::rte_mbuf;
+/// One reference to a packet buffer (`rte_mbuf`), owned by this thread: not `Copy`;
+/// transmitting or freeing it consumes it, and dropping it frees it. Bursts of them are
+/// received into, sent from and freed out of an [`MbufBurst`] in one DPDK call each.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<ffi::rte_mbuf>);
 
-/// Receives up to `out.len()` packets.
-#[inline(always)]
-pub fn rx_burst(port: PortId, queue: u16, out: &mut [MbufPtr]) -> usize {
-    // SAFETY: `out` has room for out.len() pointers; the port/queue is started
-    // and polled by this lcore only.
-    unsafe { ffi::rampart_rx_burst(port, queue, out.as_mut_ptr(), out.len() as u16) as usize }
-}
+// SAFETY: an mbuf reference may be handed to another lcore (DPDK frees and transmits
+// mbufs from any thread; the pool's per-lcore caches are per calling thread); the
+// handle is unique, so no two threads use it at once.
+unsafe impl Send for Mbuf {}
 
-/// Transmits packets; returns how many were taken (the rest stay owned by the caller).
-#[inline(always)]
-pub fn tx_burst(port: PortId, queue: u16, pkts: &mut [MbufPtr]) -> usize {
-    // SAFETY: pkts holds valid mbufs we own; the tx queue is used by this lcore only.
-    unsafe { ffi::rampart_tx_burst(port, queue, pkts.as_mut_ptr(), pkts.len() as u16) as usize }
-}
+/// Up to `N` owned mbufs: what `rx_burst` fills, `tx_burst` sends and [`free_bulk`] frees.
+pub type MbufBurst<const N: usize> = ArrayVec<Mbuf, N>;
 
-/// Frees packets.
-#[inline(always)]
-pub fn free_bulk(pkts: &mut [MbufPtr]) {
-    if !pkts.is_empty() {
-        // SAFETY: each pointer is a valid mbuf we own; none is used afterwards.
-        unsafe { ffi::rampart_pktmbuf_free_bulk(pkts.as_mut_ptr(), pkts.len() as u32) }
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own this reference to a valid mbuf, and it is never used again.
+        unsafe { ffi::rampart_pktmbuf_free(self.0.as_ptr()) }
     }
 }
 
-/// Adds `n` references to an mbuf about to be sent to `n` more ports.
-///
-/// # Safety
-/// `m` must be a valid mbuf the caller holds a reference to.
-#[inline]
-pub unsafe fn add_refs(m: MbufPtr, n: u16) {
-    ffi::rampart_mbuf_refcnt_update(m, n as i16)
+impl Mbuf {
+    #[inline(always)]
+    fn raw(&self) -> &ffi::rte_mbuf {
+        // SAFETY: the handle owns a reference to a valid mbuf for its whole life.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// The first segment's bytes.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let mb = self.raw();
+        // SAFETY: buf_addr + data_off starts data_len initialised bytes inside the
+        // mbuf's buffer, which stays valid while we hold the reference.
+        unsafe { std::slice::from_raw_parts((mb.buf_addr as *const u8).add(mb.data_off as usize), mb.data_len as usize) }
+    }
+
+    /// The packet's length over all segments.
+    #[inline(always)]
+    pub fn pkt_len(&self) -> u32 {
+        self.raw().pkt_len
+    }
+
+    /// How many segments the packet is chained over.
+    #[inline(always)]
+    pub fn segments(&self) -> u16 {
+        self.raw().nb_segs
+    }
+
+    /// Whether the L4 checksum was left to the device: the sender (a guest's virtio
+    /// `NEEDS_CSUM`) computed only its pseudo-header part. DPDK's vhost library marks such
+    /// a packet with TX checksum-offload flags (or, in its compliant mode, as "L4 checksum
+    /// not computed").
+    #[inline(always)]
+    pub fn l4_checksum_partial(&self) -> bool {
+        let f = self.raw().ol_flags;
+        f & ffi::RTE_MBUF_F_TX_L4_MASK as u64 != 0 || f & ffi::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64 == ffi::RTE_MBUF_F_RX_L4_CKSUM_NONE as u64
+    }
+
+    /// The packet's bytes followed by the rest of its buffer, and the packet's length:
+    /// what the pipeline may read and rewrite in place. None unless the buffer is ours
+    /// alone (a received, direct mbuf with one reference), so a rewrite never shows
+    /// through another reference.
+    #[inline(always)]
+    pub fn room_mut(&mut self) -> Option<(&mut [u8], usize)> {
+        let mb = self.raw();
+        if mb.refcnt != 1 || mb.ol_flags & (ffi::RTE_MBUF_F_INDIRECT as u64 | ffi::RTE_MBUF_F_EXTERNAL as u64) != 0 {
+            return None;
+        }
+        let (off, room, len) = (mb.data_off as usize, mb.buf_len.saturating_sub(mb.data_off) as usize, mb.data_len as usize);
+        // SAFETY: the buffer is buf_len bytes from buf_addr, data_off <= buf_len, and no
+        // other reference to it exists (checked above), so for the borrow of `self` these
+        // bytes are ours to read and write.
+        let buf = unsafe { std::slice::from_raw_parts_mut((mb.buf_addr as *mut u8).add(off), room) };
+        Some((buf, len))
+    }
+
+    /// Makes the packet `len` bytes of one segment whose checksums are all complete: an
+    /// answer the pipeline wrote over it in place. `len` must fit the buffer's room.
+    #[inline]
+    pub fn set_answer(&mut self, len: u16) {
+        // SAFETY: we hold the only reference (the pipeline wrote through `room_mut`), and
+        // data_len/pkt_len within the buffer's room describe bytes just written.
+        let mb = unsafe { self.0.as_mut() };
+        debug_assert!(mb.data_off as usize + len as usize <= mb.buf_len as usize);
+        mb.data_len = len;
+        mb.pkt_len = len as u32;
+        mb.ol_flags &= !(ffi::RTE_MBUF_F_TX_OFFLOAD_MASK as u64);
+    }
+
+    /// Copies a chained packet into its first segment; false when it does not fit (the
+    /// packet stays chained).
+    #[cold]
+    pub fn linearize(&mut self) -> bool {
+        // SAFETY: we own the mbuf; linearize only moves data within its own segments.
+        unsafe { ffi::rampart_pktmbuf_linearize(self.0.as_ptr()) == 0 }
+    }
+
+    /// Prefetches the packet's first bytes.
+    #[inline(always)]
+    pub fn prefetch_data(&self) {
+        let mb = self.raw();
+        let data = (mb.buf_addr as *const u8).wrapping_add(mb.data_off as usize);
+        // SAFETY: a prefetch is only a hint: it never faults, whatever the address.
+        unsafe { core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(data as *const i8) };
+    }
+
+    /// Hands out `copies` references to this packet (for a flood to several ports): the
+    /// first is this one, the others add a reference each.
+    #[inline]
+    pub fn share(self, copies: usize, mut each: impl FnMut(Mbuf)) {
+        if copies == 0 {
+            return;
+        }
+        if copies > 1 {
+            // SAFETY: we hold a reference, so the mbuf is live; each new handle below owns
+            // one of the references added here.
+            unsafe { ffi::rampart_mbuf_refcnt_update(self.0.as_ptr(), copies as i16 - 1) };
+        }
+        for _ in 1..copies {
+            each(Mbuf(self.0));
+        }
+        each(self);
+    }
 }
 
-/// The first segment's bytes of an mbuf.
-///
-/// # Safety
-/// `m` must be a valid mbuf owned by the caller for the returned lifetime.
+/// Receives up to `N - out.len()` packets into `out`; returns how many arrived.
 #[inline(always)]
-pub unsafe fn mbuf_data<'a>(m: MbufPtr) -> &'a [u8] {
-    let mb = &*m;
-    std::slice::from_raw_parts((mb.buf_addr as *const u8).add(mb.data_off as usize), mb.data_len as usize)
+pub fn rx_burst<const N: usize>(port: PortId, queue: u16, out: &mut MbufBurst<N>) -> usize {
+    let have = out.len();
+    let room = (N - have) as u16;
+    // SAFETY: Mbuf is a transparent NonNull<rte_mbuf>, so the spare capacity is an array
+    // of `room` pointer slots for DPDK to fill; the port/queue is started and polled by
+    // this lcore only.
+    let n = unsafe { ffi::rampart_rx_burst(port, queue, out.as_mut_ptr().add(have) as *mut *mut ffi::rte_mbuf, room) as usize };
+    // SAFETY: rx_burst initialised the first n slots with valid mbufs, each now ours.
+    unsafe { out.set_len(have + n) };
+    n
 }
 
-/// Total packet length (all segments) of an mbuf.
-///
-/// # Safety
-/// `m` must be a valid mbuf owned by the caller.
+/// Transmits the packets of `pkts`; the ones taken leave it, the rest (a full ring) stay,
+/// in order. Returns how many were taken.
 #[inline(always)]
-pub unsafe fn mbuf_pkt_len(m: MbufPtr) -> u32 {
-    (*m).pkt_len
+pub fn tx_burst<const N: usize>(port: PortId, queue: u16, pkts: &mut MbufBurst<N>) -> usize {
+    let len = pkts.len();
+    // SAFETY: the array holds `len` valid mbufs we own (transparent pointers); the tx
+    // queue is used by this lcore only.
+    let sent = unsafe { ffi::rampart_tx_burst(port, queue, pkts.as_mut_ptr() as *mut *mut ffi::rte_mbuf, len as u16) as usize };
+    // SAFETY: the first `sent` mbufs now belong to the device: forget them by moving the
+    // unsent ones to the front and shortening the array, without dropping any.
+    unsafe {
+        let p = pkts.as_mut_ptr();
+        std::ptr::copy(p.add(sent), p, len - sent);
+        pkts.set_len(len - sent);
+    }
+    sent
 }
 
-/// Prefetches an mbuf's packet data.
-///
-/// # Safety
-/// `m` must be a valid mbuf.
+/// Frees every packet of `pkts` in one call.
 #[inline(always)]
-pub unsafe fn prefetch_data(m: MbufPtr) {
-    let mb = &*m;
-    let data = (mb.buf_addr as *const u8).add(mb.data_off as usize);
-    // A prefetch is a hint: it never faults, whatever the address.
-    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(data as *const i8);
+pub fn free_bulk<const N: usize>(pkts: &mut MbufBurst<N>) {
+    let len = pkts.len();
+    if len > 0 {
+        // SAFETY: the array holds `len` valid mbufs we own; after the call none is used
+        // again (the length is set to 0 without dropping them).
+        unsafe {
+            ffi::rampart_pktmbuf_free_bulk(pkts.as_mut_ptr() as *mut *mut ffi::rte_mbuf, len as u32);
+            pkts.set_len(0);
+        }
+    }
 }

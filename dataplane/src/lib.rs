@@ -1,35 +1,32 @@
-//! `rampart-dataplane`: the DPDK primary process that owns the packet path.
+//! `rampart-dataplane`: the DPDK shell around the packet path.
 //!
-//! The main lcore ([`manager`]) talks to the control process through the
-//! shared-memory segment and hot-plugs ports; worker lcores ([`worker`]) run
-//! to completion over their queues using the current [`runtime::Runtime`].
-//! Only [`dpdk`] calls DPDK. Forwarding logic ([`runtime`], [`mac_table`])
-//! is DPDK-free and unit-tested without EAL.
+//! The packet path's decisions live in `rampart-pipeline` (DPDK-free); this crate runs
+//! them on DPDK: [`dpdk`] is the only module that calls DPDK (EAL, ports, the owning
+//! [`dpdk::Mbuf`]); worker lcores ([`worker`]) receive bursts, hand them to their
+//! pipeline and carry out its actions; the main lcore ([`manager`]) talks to the control
+//! process through the shared-memory segment, hot-plugs ports and replaces the runtime
+//! the workers read ([`rcu`]).
 
 pub mod dpdk;
-pub mod firewall;
-pub mod fragments;
-pub mod mac_table;
 pub mod manager;
-pub mod reject;
-pub mod runtime;
+pub mod rcu;
 pub mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// State shared by the main lcore and the workers.
 pub struct Shared {
     pub segment: rampart_shm::Segment,
-    /// Current runtime (RCU pointer); null until the first policy is applied.
-    pub runtime: AtomicPtr<runtime::Runtime>,
-    /// Epoch of the runtime each worker runs.
-    pub worker_epoch: [AtomicU64; rampart_shm::MAX_WORKERS],
-    pub stop: AtomicBool,
+    /// The current runtime, swapped in RCU style.
+    pub runtime: Arc<rcu::RuntimeCell>,
+    /// Set by SIGINT/SIGTERM: every lcore returns.
+    pub stop: Arc<AtomicBool>,
     pub workers: usize,
     pub idle_sleep_us: u32,
     /// The connection-tracking table, shared by all workers for the process lifetime.
     pub flows: rampart_flow::FlowTable,
-    /// Packet buffers (workers allocate reject answers from it).
+    /// Packet buffers (every port's receive queues fill from it).
     pub pool: dpdk::Mempool,
     /// TSC at start and TSC ticks per millisecond: the flow table's clock.
     pub tsc0: u64,

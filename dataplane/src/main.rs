@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use rampart_dataplane::{dpdk, manager::Manager, worker::Worker, Shared};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -17,11 +17,6 @@ struct Args {
     config: PathBuf,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
 
 fn hugepages_ready() -> Result<()> {
     let free: u64 = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
@@ -73,10 +68,9 @@ fn main() -> Result<()> {
     if workers.len() != dp.worker_cores.len() {
         bail!("EAL started {} worker lcores, the config asks for {}", workers.len(), dp.worker_cores.len());
     }
-    // SAFETY: installing async-signal-safe handlers that only store an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
     }
     let shm_path = PathBuf::from(&dp.shm);
     let segment = rampart_shm::Segment::create(&shm_path, dp.file_mode, workers.len() as u32, dpdk::tsc_hz(), dpdk::rdtsc())
@@ -98,9 +92,8 @@ fn main() -> Result<()> {
         tsc0: dpdk::rdtsc(),
         tsc_per_ms: dpdk::tsc_hz() / 1000,
         segment,
-        runtime: AtomicPtr::new(std::ptr::null_mut()),
-        worker_epoch: std::array::from_fn(|_| AtomicU64::new(0)),
-        stop: AtomicBool::new(false),
+        runtime: Arc::new(rampart_dataplane::rcu::RuntimeCell::new(workers.len())),
+        stop: stop.clone(),
         workers: workers.len(),
         idle_sleep_us: dp.idle_sleep_us,
     });
@@ -114,13 +107,6 @@ fn main() -> Result<()> {
         dp.shm
     );
     let mut manager = Manager::new(shared.clone(), dp.file_mode, PathBuf::from(format!("{}.flows", dp.shm)));
-    let stopper = shared.clone();
-    std::thread::spawn(move || {
-        while !STOP.load(Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        stopper.stop.store(true, Ordering::Relaxed);
-    });
     manager.run();
     dpdk::wait_all_lcores();
     manager.shutdown();

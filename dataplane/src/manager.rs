@@ -2,14 +2,15 @@
 //!
 //! It beats the heartbeat, fetches and validates sealed policy generations,
 //! hot-plugs the ports they add and unplugs the ones they drop, builds the
-//! next [`Runtime`], swaps it in (RCU: the old one is freed once every worker
-//! reports the new epoch), acknowledges the generation, serves the command
+//! next [`Runtime`], swaps it in ([`crate::rcu`]: the old one is freed once every
+//! worker reports the new epoch), acknowledges the generation, serves the command
 //! ring and reports port state — all through the shared-memory segment.
 
 use crate::dpdk::{self, PortId};
-use crate::firewall::{end_code, Ended, RuleHistory};
-use crate::runtime::Runtime;
+use crate::rcu::Publisher;
 use crate::Shared;
+use rampart_pipeline::firewall::{end_code, Ended, RuleHistory};
+use rampart_pipeline::runtime::Runtime;
 use rampart_shm::ring::{CommandKind, EventKind};
 use rampart_packet::FlowKey;
 use rampart_shm::{CommandRecord, EventRecord, Fetched, PolicyImage, PortImage, MAIN_EVENT_RING};
@@ -48,13 +49,15 @@ pub struct Manager {
     /// Rule ids of recent generations, to report old flows with current rule indexes
     /// (shared with each generation's firewall, for the flows its workers end).
     rules: Arc<RuleHistory>,
-    epoch: u64,
+    /// The one handle that replaces the workers' runtime.
+    runtime: Publisher,
     buf: Vec<u8>,
 }
 
 impl Manager {
     pub fn new(shared: Arc<Shared>, file_mode: u32, dump_path: std::path::PathBuf) -> Manager {
-        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), epoch: 0, buf: Vec::new() }
+        let runtime = shared.runtime.publisher().expect("one manager per dataplane");
+        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), runtime, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -84,11 +87,7 @@ impl Manager {
     /// After the workers have stopped: unplug every port, remove the flow dump.
     pub fn shutdown(&mut self) {
         let _ = std::fs::remove_file(&self.dump_path);
-        let old = self.shared.runtime.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if !old.is_null() {
-            // SAFETY: workers have returned (caller's contract); nobody references it.
-            drop(unsafe { Box::from_raw(old) });
-        }
+        self.runtime.clear();
         for (slot, a) in std::mem::take(&mut self.attached) {
             let _ = dpdk::remove_port(a.port_id, &a.image.device);
             self.shared.segment.ports[slot as usize].set(PortState::Absent, 0, 0, "dataplane stopped");
@@ -96,7 +95,7 @@ impl Manager {
     }
 
     fn heartbeat(&self) {
-        self.shared.segment.header().dataplane_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
+        heartbeat(&self.shared);
     }
 
     fn event(&self, kind: EventKind, port: u16, value: u64, text: &str) {
@@ -182,35 +181,14 @@ impl Manager {
     }
 
     fn current(&self) -> Option<&Runtime> {
-        let p = self.shared.runtime.load(Ordering::Acquire);
-        // SAFETY: only this thread replaces or frees the runtime.
-        (!p.is_null()).then(|| unsafe { &*p })
+        self.runtime.current()
     }
 
-    /// Publishes `rt` to the workers and frees the previous runtime once no worker can hold it.
-    fn swap(&mut self, mut rt: Runtime) {
-        self.epoch += 1;
-        rt.epoch = self.epoch;
-        let old = self.shared.runtime.swap(Box::into_raw(Box::new(rt)), Ordering::AcqRel);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let workers = self.shared.workers;
-        loop {
-            // Acquire: pairs with each worker's Release store of the epoch it now runs.
-            let done = self.shared.worker_epoch[..workers].iter().all(|e| e.load(Ordering::Acquire) >= self.epoch);
-            if done {
-                break;
-            }
-            if Instant::now() > deadline {
-                eprintln!("rampart-dataplane: a worker did not take up the new policy within 5 s; keeping the old one allocated");
-                return;
-            }
-            self.heartbeat();
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        if !old.is_null() {
-            // SAFETY: every worker reported an epoch newer than `old`'s, so none
-            // holds a reference into it; it came from Box::into_raw.
-            drop(unsafe { Box::from_raw(old) });
+    /// Publishes `rt` to the workers; the previous runtime is freed once no worker can hold it.
+    fn swap(&mut self, rt: Runtime) {
+        let shared = self.shared.clone();
+        if !self.runtime.publish(rt, || heartbeat(&shared)) {
+            eprintln!("rampart-dataplane: a worker did not take up the new policy within 5 s; keeping the old one allocated");
         }
     }
 
@@ -424,6 +402,11 @@ impl Manager {
             }
         }
     }
+}
+
+/// Tells the control process the dataplane is alive.
+fn heartbeat(shared: &Shared) {
+    shared.segment.header().dataplane_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
 }
 
 /// Makes `path` free for a vhost-user server socket: creates its directory,

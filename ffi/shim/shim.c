@@ -25,6 +25,8 @@ uint16_t rampart_mbuf_data_len(const struct rte_mbuf *m) { return m->data_len; }
 
 uint32_t rampart_mbuf_pkt_len(const struct rte_mbuf *m) { return m->pkt_len; }
 
+int rampart_pktmbuf_linearize(struct rte_mbuf *m) { return rte_pktmbuf_linearize(m); }
+
 char *rampart_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
 
 int rampart_errno(void) { return rte_errno; }

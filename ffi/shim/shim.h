@@ -28,6 +28,8 @@ void rampart_mbuf_refcnt_update(struct rte_mbuf *m, int16_t v);
 void *rampart_mbuf_data(const struct rte_mbuf *m);
 uint16_t rampart_mbuf_data_len(const struct rte_mbuf *m);
 uint32_t rampart_mbuf_pkt_len(const struct rte_mbuf *m);
+/* Copies a chained mbuf's segments into its first (0), or fails (-1) when they do not fit. */
+int rampart_pktmbuf_linearize(struct rte_mbuf *m);
 /* Appends len bytes to a fresh mbuf; NULL when it has no room. */
 char *rampart_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 int rampart_errno(void);

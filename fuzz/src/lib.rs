@@ -13,8 +13,8 @@
 //! A failed check panics; the fuzz binaries abort on it and libFuzzer saves the input.
 //! `scripts/fuzz.sh` builds and runs them (stable Rust, SanitizerCoverage), `make fuzz`.
 
-use rampart_dataplane::firewall::{Burst, Defaults, EndedFlows, Firewall, FwVerdict, RuleHistory};
-use rampart_dataplane::runtime::Runtime;
+use rampart_pipeline::firewall::{Burst, Defaults, EndedFlows, Firewall, FwVerdict, RuleHistory};
+use rampart_pipeline::runtime::Runtime;
 use rampart_flow::{FlowTable, FlowTableConfig, FullPolicy};
 use rampart_packet::{validate, FlowKey};
 use rampart_shm::{EventRecord, PolicyImage};

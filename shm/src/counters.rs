@@ -137,11 +137,14 @@ pub enum DropReason {
     /// An IPv6 packet with an IPv4-mapped address (invalid on the wire; it would
     /// otherwise be classified by IPv4 rules).
     Ipv6MappedAddress,
+    /// A multi-segment packet the dataplane could not linearise: never passed on
+    /// uninspected.
+    Chained,
 }
 
 /// First drop-reason index used by path (non-parse) reasons.
 const PATH_BASE: usize = 40;
-const PATH_REASONS: [DropReason; 17] = [
+const PATH_REASONS: [DropReason; 18] = [
     DropReason::PortDisabled,
     DropReason::PolicyDrop,
     DropReason::NoPolicy,
@@ -159,6 +162,7 @@ const PATH_REASONS: [DropReason; 17] = [
     DropReason::IcmpUnrelated,
     DropReason::PolicyCut,
     DropReason::Ipv6MappedAddress,
+    DropReason::Chained,
 ];
 const _: () = assert!(ParseError::COUNT <= PATH_BASE);
 const _: () = assert!(PATH_BASE + PATH_REASONS.len() <= MAX_DROP_REASONS);
@@ -186,6 +190,7 @@ impl DropReason {
             DropReason::IcmpUnrelated => PATH_BASE + 14,
             DropReason::PolicyCut => PATH_BASE + 15,
             DropReason::Ipv6MappedAddress => PATH_BASE + 16,
+            DropReason::Chained => PATH_BASE + 17,
         }
     }
 
@@ -215,6 +220,7 @@ impl DropReason {
             DropReason::IcmpUnrelated => "icmp_unrelated".into(),
             DropReason::PolicyCut => "policy_cut".into(),
             DropReason::Ipv6MappedAddress => "ipv6_mapped_address".into(),
+            DropReason::Chained => "chained".into(),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -65,11 +66,6 @@ struct Args {
 }
 
 const MAGIC: &[u8; 4] = b"RPGS";
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
 
 fn mac(s: &str) -> Result<[u8; 6]> {
     rampart_config::parse_mac(s).with_context(|| format!("bad MAC {s:?}"))
@@ -132,16 +128,14 @@ impl FromSender {
 }
 
 /// Receives one burst and accounts for it; returns the number of packets.
-fn receive(port: dpdk::PortId, queues: u16, rx: &mut [dpdk::MbufPtr; 32], from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
+fn receive(port: dpdk::PortId, queues: u16, rx: &mut dpdk::MbufBurst<32>, from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
     (0..queues).map(|q| receive_queue(port, q, rx, from, other)).sum()
 }
 
-fn receive_queue(port: dpdk::PortId, queue: u16, rx: &mut [dpdk::MbufPtr; 32], from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
+fn receive_queue(port: dpdk::PortId, queue: u16, rx: &mut dpdk::MbufBurst<32>, from: &mut BTreeMap<String, FromSender>, other: &mut u64) -> usize {
     let n = dpdk::rx_burst(port, queue, rx);
-    for &m in &rx[..n] {
-        // SAFETY: m is a received mbuf we own until freed below.
-        let data = unsafe { dpdk::mbuf_data(m) };
-        match data.get(42..60) {
+    for m in rx.iter() {
+        match m.data().get(42..60) {
             Some(p) if &p[..4] == MAGIC => {
                 let sender = p[4..10].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
                 let seq = u64::from_be_bytes(p[10..18].try_into().expect("8 bytes"));
@@ -150,7 +144,7 @@ fn receive_queue(port: dpdk::PortId, queue: u16, rx: &mut [dpdk::MbufPtr; 32], f
             _ => *other += 1,
         }
     }
-    dpdk::free_bulk(&mut rx[..n]);
+    dpdk::free_bulk(rx);
     n
 }
 
@@ -193,10 +187,9 @@ fn main() -> Result<()> {
     .map(|s| s.to_string())
     .collect();
     dpdk::eal_init(&eal)?;
-    // SAFETY: the handler only stores an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing the signal handlers")?;
     }
     let pool = dpdk::Mempool::create("guestsim", 4095)?;
     let port = dpdk::port_by_name("net_virtio_user0").context("virtio_user port missing")?;
@@ -208,12 +201,12 @@ fn main() -> Result<()> {
     let send_start = start + Duration::from_secs_f64(args.delay);
     let mut sent = 0u64;
     let mut tx_retries = 0u64;
-    let mut pending: Vec<dpdk::MbufPtr> = Vec::with_capacity(32);
+    let mut pending = dpdk::MbufBurst::<32>::new();
     let mut junk = 0u64;
     let mut other = 0u64;
     let mut from: BTreeMap<String, FromSender> = BTreeMap::new();
     let mut last_report = Instant::now() - Duration::from_secs(1);
-    let mut rx = [std::ptr::null_mut(); 32];
+    let mut rx = dpdk::MbufBurst::<32>::new();
     let write_report = |sent, tx_retries, junk, other, from: &BTreeMap<String, FromSender>, done| {
         let Some(path) = &args.report else { return };
         let recv: serde_json::Map<String, serde_json::Value> = from
@@ -229,7 +222,7 @@ fn main() -> Result<()> {
     };
     loop {
         let now = Instant::now();
-        if STOP.load(Ordering::Relaxed) || (args.duration > 0 && now.duration_since(start).as_secs() >= args.duration) {
+        if stop.load(Ordering::Relaxed) || (args.duration > 0 && now.duration_since(start).as_secs() >= args.duration) {
             break;
         }
         let mut busy = false;
@@ -239,8 +232,7 @@ fn main() -> Result<()> {
             if !pending.is_empty() {
                 let n = dpdk::tx_burst(port, txq, &mut pending);
                 sent += n as u64;
-                tx_retries += (pending.len() - n) as u64;
-                pending.drain(..n);
+                tx_retries += pending.len() as u64;
                 busy = true;
             }
             if pending.is_empty() && now >= send_start && (args.count == 0 || sent < args.count) {
@@ -260,9 +252,7 @@ fn main() -> Result<()> {
                 if !pending.is_empty() {
                     busy = true;
                     txq = (txq + 1) % queues;
-                    let n = dpdk::tx_burst(port, txq, &mut pending);
-                    sent += n as u64;
-                    pending.drain(..n);
+                    sent += dpdk::tx_burst(port, txq, &mut pending) as u64;
                 }
                 if args.junk_every > 0 && sent / args.junk_every > junk {
                     // A frame claiming an IPv4 total length far beyond its bytes.
@@ -270,10 +260,10 @@ fn main() -> Result<()> {
                     f[16] = 0x05;
                     f[17] = 0xdc;
                     if let Some(m) = pool.packet(&f[..40]) {
-                        let mut one = [m];
-                        if dpdk::tx_burst(port, txq, &mut one) == 0 {
-                            dpdk::free_bulk(&mut one);
-                        }
+                        // Unsent, it is freed when `one` goes out of scope.
+                        let mut one = dpdk::MbufBurst::<1>::new();
+                        one.push(m);
+                        dpdk::tx_burst(port, txq, &mut one);
                     }
                     junk += 1;
                 }

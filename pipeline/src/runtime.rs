@@ -14,8 +14,8 @@ use rampart_packet::Meta;
 use rampart_shm::{Attach, DropReason, PolicyImage, Verdict, MAX_PORTS};
 use std::sync::Arc;
 
-/// Highest DPDK port id + 1 that the lookup table covers (Debian's RTE_MAX_ETHPORTS).
-pub const MAX_PORT_IDS: usize = rampart_ffi::RTE_MAX_ETHPORTS as usize;
+use crate::{PortSet, MAX_PORT_IDS};
+
 const NO_PORT: u8 = u8::MAX;
 const MAC_TABLE_SLOTS: usize = 4096;
 
@@ -43,8 +43,8 @@ pub struct RtPort {
 
 pub struct RtSegment {
     pub name: String,
-    /// Local indexes of the segment's enabled ports.
-    pub members: ArrayVec<u8, MAX_PORTS>,
+    /// Local indexes of the segment's enabled ports (where it floods).
+    pub member_set: PortSet,
     pub macs: MacTable,
 }
 
@@ -113,7 +113,7 @@ impl Runtime {
             segments: image
                 .segments
                 .iter()
-                .map(|s| RtSegment { name: s.name.clone(), members: ArrayVec::new(), macs: MacTable::new(MAC_TABLE_SLOTS) })
+                .map(|s| RtSegment { name: s.name.clone(), member_set: PortSet::default(), macs: MacTable::new(MAC_TABLE_SLOTS) })
                 .collect(),
             local_by_port_id: [NO_PORT; MAX_PORT_IDS],
         };
@@ -141,7 +141,7 @@ impl Runtime {
                 Attach::Segment(s) => {
                     let seg = &mut rt.segments[s as usize];
                     if p.enabled {
-                        seg.members.push(local as u8);
+                        seg.member_set.insert(local as u8);
                     }
                     for mac in &p.macs {
                         seg.macs.bind_static(mac, local as u8);
@@ -229,7 +229,7 @@ impl Runtime {
 
     #[inline]
     fn flood_or_drop(&self, s: u16, seg: &RtSegment) -> Decision {
-        if seg.members.len() > 1 {
+        if seg.member_set.len() > 1 {
             Decision::Flood(s)
         } else {
             Decision::Drop(DropReason::NoDestination)
@@ -301,7 +301,7 @@ mod tests {
         // Now B is learned.
         assert_eq!(rt.decide(0, &meta(A, B)), Decision::Port(1));
         assert_eq!(rt.decide(0, &meta(A, BCAST)), Decision::Flood(0));
-        assert_eq!(rt.segments[0].members.as_slice(), &[0, 1], "disabled port is no flood member");
+        assert_eq!(rt.segments[0].member_set.iter().collect::<Vec<_>>(), [0, 1], "disabled port is no flood member");
     }
 
     #[test]

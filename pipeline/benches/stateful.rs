@@ -8,7 +8,7 @@
 //! Frames are written into a burst's 32 buffers just before it is processed, as the vhost
 //! copy does in the dataplane: their data is in the cache, the flow table is not.
 //!
-//! `cargo bench -p rampart-dataplane --bench stateful`. Each iteration handles `BATCH`
+//! `cargo bench -p rampart-pipeline --bench stateful`. Each iteration handles `BATCH`
 //! packets; criterion's `thrpt` line is packets per second on one core. What the rig adds
 //! on top is DPDK's vhost copies and the counters (README, performance section).
 
@@ -16,7 +16,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rampart_acl::{Classifier, Rule};
-use rampart_dataplane::firewall::{Burst, Firewall, FwVerdict, BURST};
+use rampart_pipeline::firewall::{Burst, Firewall, FwVerdict, BURST};
 use rampart_flow::{FlowTable, FlowTableConfig};
 use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
 
@@ -83,7 +83,7 @@ fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flo
         }
         for (i, buf) in buffers.iter().enumerate() {
             let Ok(meta) = burst.meta(i) else { continue };
-            let mut ended = rampart_dataplane::firewall::EndedFlows::new();
+            let mut ended = rampart_pipeline::firewall::EndedFlows::new();
             let verdict = fw.check_looked_up(flows, meta, buf, 1, 0, now_ms, burst.lookup(flows, i), &mut ended);
             passed += matches!(verdict, FwVerdict::Pass { .. }) as usize;
         }

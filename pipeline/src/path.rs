@@ -1,0 +1,406 @@
+//! The per-burst packet path: a burst of frames received on one port in, one
+//! [`Action`] per frame out.
+//!
+//! Per burst: frames of several segments (a chained mbuf the dataplane could not
+//! linearise) are dropped as `chained`, never passed on uninspected; then, under the
+//! burst's [`Runtime`], either every frame gets the port's fixed route once it is checked
+//! (`validate`: a wire pair without a firewall, a disabled port, a drop-all policy), or
+//! each is parsed and switched in its segment, or — under a stateful firewall — the
+//! whole burst is parsed and its flow lookups pipelined ([`Burst`]), then each packet is
+//! decided: switching, later fragments ([`Fragments`]), the firewall, reject answers
+//! written in place ([`crate::reject`]).
+//!
+//! Drops are counted here (per port and reason, in this worker's counter block), so is
+//! what the port received; events (malformed frames, new and ended flows) go to this
+//! worker's event ring. The caller transmits and counts what it sends. Nothing here
+//! allocates, locks or makes a system call.
+
+use crate::firewall::{Burst, Ended, EndedFlows, Firewall, FwVerdict, BURST};
+use crate::fragments::{Datagram, Fragments};
+use crate::reject;
+use crate::runtime::{Decision, Route, Runtime};
+use rampart_flow::{FlowHit, FlowTable, Prepared};
+use rampart_packet::{Meta, ParseError};
+use rampart_shm::layout::EventRing;
+use rampart_shm::ring::{EventKind, FlowEventData};
+use rampart_shm::{DropReason, EventRecord, WorkerCounters};
+
+/// How far ahead packet data is prefetched.
+const PREFETCH: usize = 4;
+
+/// What the received frame's checksums are, as its sender handed it over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Checksums {
+    /// Every checksum in the frame is what the wire needs.
+    #[default]
+    Complete,
+    /// The L4 checksum field holds only the pseudo-header sum: the guest left the rest to
+    /// the device (virtio `NEEDS_CSUM`, which DPDK turns into TX checksum-offload flags
+    /// that the transmitting port completes). A stage that rewrites such a frame must
+    /// patch only the pseudo-header part of that field, never compute it whole.
+    L4Partial,
+}
+
+/// One received frame: its bytes, followed by the buffer's unused room (where an answer
+/// written in place may grow), and what the receiving port said about it.
+pub struct Frame<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    wire_len: u32,
+    segments: u16,
+    checksums: Checksums,
+}
+
+impl<'a> Frame<'a> {
+    /// A frame whose first `len` bytes of `buf` are the packet (the rest is free room).
+    /// `wire_len` is the whole packet's length (more than `len` only when it has several
+    /// `segments`, of which `buf` holds the first).
+    #[inline(always)]
+    pub fn new(buf: &'a mut [u8], len: usize, wire_len: u32, segments: u16, checksums: Checksums) -> Frame<'a> {
+        let len = len.min(buf.len());
+        Frame { buf, len, wire_len, segments, checksums }
+    }
+
+    /// A single-segment frame with complete checksums that fills `buf`.
+    pub fn whole(buf: &'a mut [u8]) -> Frame<'a> {
+        let len = buf.len();
+        Frame::new(buf, len, len as u32, 1, Checksums::Complete)
+    }
+
+    /// The packet's bytes (of its first segment).
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The packet's length now: changed when an answer was written in place.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the frame holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The checksum state the frame arrived with.
+    pub fn checksums(&self) -> Checksums {
+        self.checksums
+    }
+}
+
+/// A set of local port indexes (a runtime's ports; at most 64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortSet(u64);
+
+impl PortSet {
+    /// The set of one port.
+    #[inline(always)]
+    pub fn one(port: u8) -> PortSet {
+        PortSet(1u64.checked_shl(port as u32).unwrap_or(0))
+    }
+
+    /// Adds a port.
+    pub fn insert(&mut self, port: u8) {
+        self.0 |= PortSet::one(port).0;
+    }
+
+    /// The set without `port`.
+    #[inline(always)]
+    pub fn without(self, port: u8) -> PortSet {
+        PortSet(self.0 & !PortSet::one(port).0)
+    }
+
+    /// How many ports.
+    #[inline(always)]
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The ports, lowest first.
+    #[inline(always)]
+    pub fn iter(self) -> impl Iterator<Item = u8> {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let port = bits.trailing_zeros() as u8;
+                bits &= bits - 1;
+                port
+            })
+        })
+    }
+}
+
+/// What to do with one frame of a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the frame as it is now to every port of the set (local indexes).
+    Forward(PortSet),
+    /// The frame was turned into an answer of `len` bytes in place (all its checksums
+    /// complete): send it back out of the port it came in on.
+    Reply { len: u16 },
+    /// Drop it; it is counted already.
+    Drop(DropReason),
+}
+
+/// What a worker's pipeline writes to and reads besides the runtime: shared with the
+/// other workers (the flow table) or owned by this worker alone (its counter block and
+/// event ring in shared memory).
+pub struct Context<'a> {
+    pub flows: &'a FlowTable,
+    pub counters: &'a WorkerCounters,
+    pub events: &'a EventRing,
+    /// The flow table's clock: milliseconds since the dataplane started.
+    pub now_ms: u64,
+}
+
+/// One worker's packet path: per-worker state (the fragments it passed, scratch space
+/// for a burst) and the actions of the last burst.
+pub struct Pipeline {
+    fragments: Fragments,
+    burst: Box<Burst>,
+    actions: [Action; BURST],
+}
+
+impl Default for Pipeline {
+    fn default() -> Pipeline {
+        Pipeline { fragments: Fragments::default(), burst: Box::default(), actions: [Action::Drop(DropReason::NoPolicy); BURST] }
+    }
+}
+
+impl Pipeline {
+    /// Decides a burst of at most [`BURST`] frames received on local port `ingress` of
+    /// `rt`; returns one action per frame. Frames may be rewritten in place.
+    #[inline(always)]
+    pub fn process(&mut self, rt: &Runtime, cx: &Context, ingress: u8, frames: &mut [Frame]) -> &[Action] {
+        let n = frames.len().min(BURST);
+        let frames = &mut frames[..n];
+        let slot = rt.ports.get(ingress as usize).map_or(0, |p| p.slot as usize);
+        match &rt.firewall {
+            Some(fw) => self.stateful(rt, fw, cx, ingress, frames),
+            // Nothing to look up: each frame is decided as soon as it is checked.
+            None => match rt.route(ingress) {
+                // Only whether the frame is well formed matters.
+                Route::Fixed(decision) => self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::validate(data).map(|()| decision)),
+                Route::Switch(seg) => self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::parse(data).map(|meta| rt.switch(seg, ingress, &meta))),
+            },
+        }
+        let c = &cx.counters.ports[slot];
+        c.rx_packets.add(frames.len() as u64);
+        c.rx_bytes.add(frames.iter().map(|f| f.wire_len as u64).sum());
+        &self.actions[..frames.len()]
+    }
+
+    /// A burst without a firewall: each frame is checked (malformed ones are dropped and
+    /// counted) and decided by `decide` in one pass.
+    #[inline(always)]
+    fn each_frame(&mut self, rt: &Runtime, cx: &Context, ingress: u8, frames: &[Frame], decide: impl Fn(&[u8]) -> Result<Decision, ParseError>) {
+        let slot = rt.ports.get(ingress as usize).map_or(0, |p| p.slot as usize);
+        for i in 0..frames.len() {
+            prefetch_ahead(frames, i);
+            let frame = &frames[i];
+            let decision = match frame.segments {
+                1 => decide(frame.data()).unwrap_or_else(|e| malformed(cx, slot, e, frame)),
+                _ => Decision::Drop(DropReason::Chained),
+            };
+            self.actions[i] = action(rt, cx, ingress, slot, frame, decision);
+        }
+    }
+
+    /// A burst under a stateful firewall: parse every frame and start its flow lookup
+    /// ([`Burst`]), then decide each one.
+    #[inline(always)]
+    fn stateful(&mut self, rt: &Runtime, fw: &Firewall, cx: &Context, ingress: u8, frames: &mut [Frame]) {
+        let Pipeline { fragments, burst, actions } = self;
+        let Some(port) = rt.ports.get(ingress as usize) else {
+            for (i, frame) in frames.iter().enumerate() {
+                actions[i] = action(rt, cx, ingress, 0, frame, Decision::Drop(DropReason::PortDetached));
+            }
+            return;
+        };
+        let (slot, zone) = (port.slot as usize, port.zone);
+        let route = rt.route(ingress);
+        burst.fill(cx.flows, zone, (0..frames.len()).map(|i| {
+            prefetch_ahead(frames, i);
+            // A chained frame is not parsed (its first segment is not the packet).
+            if frames[i].segments == 1 {
+                frames[i].data()
+            } else {
+                &[]
+            }
+        }));
+        for (i, frame) in frames.iter_mut().enumerate() {
+            let decision = match (frame.segments, burst.meta(i)) {
+                (1, Ok(meta)) => match route.decide(rt, ingress, meta) {
+                    Decision::Drop(r) => Decision::Drop(r),
+                    pass if meta.is_ip() => {
+                        let looked_up = burst.lookup(cx.flows, i);
+                        match firewall(fragments, fw, rt.gen, cx, meta, frame, slot, zone, looked_up) {
+                            Step::Pass => pass,
+                            Step::Drop(reason) => Decision::Drop(reason),
+                            Step::Reply => {
+                                cx.counters.drop(slot, DropReason::RuleReject, frame.wire_len as u64);
+                                actions[i] = Action::Reply { len: frame.len as u16 };
+                                continue;
+                            }
+                        }
+                    }
+                    pass => pass,
+                },
+                (1, Err(e)) => malformed(cx, slot, *e, frame),
+                _ => Decision::Drop(DropReason::Chained),
+            };
+            actions[i] = action(rt, cx, ingress, slot, frame, decision);
+        }
+    }
+}
+
+/// The stateful firewall step for one IP packet received on port `slot`. Later fragments
+/// follow their datagram's first fragment (see [`crate::fragments`]); a rejected packet
+/// becomes its answer in place.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn firewall(
+    fragments: &mut Fragments,
+    fw: &Firewall,
+    gen: u64,
+    cx: &Context,
+    meta: &Meta,
+    frame: &mut Frame,
+    slot: usize,
+    zone: u16,
+    looked_up: Option<(&Prepared, Option<FlowHit>)>,
+) -> Step {
+    let len = frame.wire_len as u64;
+    if meta.is_later_fragment() {
+        let Some(datagram) = fragments.follow(meta, zone, cx.now_ms) else {
+            return Step::Drop(DropReason::Fragment);
+        };
+        if let Some(c) = datagram.counter.filter(|_| datagram.gen == gen) {
+            let rc = &cx.counters.rules[c];
+            rc.packets.add(1);
+            rc.bytes.add(len);
+        }
+        return Step::Pass;
+    }
+    let mut ended = EndedFlows::new();
+    let verdict = fw.check_looked_up(cx.flows, meta, frame.data(), slot as u8, zone, cx.now_ms, looked_up, &mut ended);
+    for e in &ended {
+        flow_ended(cx, e);
+    }
+    let rule = match verdict {
+        FwVerdict::Pass { rule, .. } | FwVerdict::Drop(_, rule) | FwVerdict::Reject(rule) => rule,
+    };
+    let counter = rule.and_then(|r| fw.counter_of(r));
+    if let Some(c) = counter {
+        let rc = &cx.counters.rules[c];
+        rc.packets.add(1);
+        rc.bytes.add(len);
+        if matches!(verdict, FwVerdict::Pass { created: true, .. }) {
+            rc.flows.add(1);
+        }
+    }
+    match verdict {
+        FwVerdict::Pass { log, created, rule } => {
+            if meta.is_first_fragment() {
+                fragments.passed(meta, zone, Datagram { counter, gen }, cx.now_ms);
+            }
+            if log && created {
+                flow_started(cx, slot, 0, meta, rule);
+            }
+            Step::Pass
+        }
+        FwVerdict::Drop(reason, _) => Step::Drop(reason),
+        FwVerdict::Reject(rule) => {
+            flow_started(cx, slot, rampart_shm::ring::FLOW_START_REJECTED, meta, rule);
+            match answer_in_place(frame, meta) {
+                true => Step::Reply,
+                false => Step::Drop(DropReason::RuleReject),
+            }
+        }
+    }
+}
+
+/// What the firewall step made of a packet.
+enum Step {
+    Pass,
+    Drop(DropReason),
+    /// Rejected, and the frame now holds the answer.
+    Reply,
+}
+
+/// Turns a rejected frame into its answer (TCP RST or ICMP unreachable), in its own
+/// buffer; false when it gets none (see [`reject::build`]) or the buffer has no room.
+#[cold]
+fn answer_in_place(frame: &mut Frame, meta: &Meta) -> bool {
+    // The answer quotes the packet, so it is built from a copy.
+    let mut original = [0u8; reject::MAX_REPLY];
+    let n = frame.len.min(reject::MAX_REPLY);
+    original[..n].copy_from_slice(&frame.buf[..n]);
+    let mut out = [0u8; reject::MAX_REPLY];
+    match reject::build(&original[..n], meta, &mut out) {
+        Some(len) if len <= frame.buf.len() && len <= u16::MAX as usize => {
+            frame.buf[..len].copy_from_slice(&out[..len]);
+            frame.len = len;
+            frame.checksums = Checksums::Complete;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The action of a forwarding decision; a drop is counted here.
+#[inline(always)]
+fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, decision: Decision) -> Action {
+    match decision {
+        Decision::Port(dst) => Action::Forward(PortSet::one(dst)),
+        Decision::Flood(seg) => Action::Forward(rt.segments[seg as usize].member_set.without(ingress)),
+        Decision::Drop(reason) => {
+            cx.counters.drop(slot, reason, frame.wire_len as u64);
+            Action::Drop(reason)
+        }
+    }
+}
+
+/// Logs a malformed frame; its decision is to drop it.
+#[cold]
+fn malformed(cx: &Context, slot: usize, e: ParseError, frame: &Frame) -> Decision {
+    let reason = DropReason::Malformed(e);
+    let rec = EventRecord { tsc: crate::rdtsc(), kind: EventKind::Malformed as u16, port: slot as u16, code: reason.index() as u16, value: frame.wire_len as u64, ..Default::default() };
+    push_event(cx, rec.with_data(frame.data()));
+    Decision::Drop(reason)
+}
+
+/// The flow-start event of the flow `meta`'s packet opens.
+#[cold]
+fn flow_started(cx: &Context, slot: usize, code: u16, meta: &Meta, rule: Option<u32>) {
+    let (data, value) = FlowEventData::pack(&meta.src_addr, &meta.dst_addr, meta.src_port, meta.dst_port, meta.ip_proto, rule);
+    let kind = EventKind::FlowStart as u16;
+    push_event(cx, EventRecord { tsc: crate::rdtsc(), kind, port: slot as u16, code, value, len: 32, data, ..Default::default() });
+}
+
+/// The flow-end event of a flow that ended while a packet was decided.
+#[cold]
+fn flow_ended(cx: &Context, ended: &Ended) {
+    push_event(cx, ended.event(crate::rdtsc()));
+}
+
+fn push_event(cx: &Context, rec: EventRecord) {
+    if !cx.events.push(rec) {
+        cx.counters.totals.events_lost.add(1);
+    }
+}
+
+/// Prefetches the data of the frame [`PREFETCH`] places after `i` in the burst.
+#[inline(always)]
+fn prefetch_ahead(frames: &[Frame], i: usize) {
+    if let Some(ahead) = frames.get(i + PREFETCH) {
+        crate::prefetch(ahead.buf.as_ptr());
+    }
+}
