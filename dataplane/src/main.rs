@@ -113,7 +113,7 @@ fn main() -> Result<()> {
         workers.len(),
         dp.shm
     );
-    let mut manager = Manager::new(shared.clone(), dp.file_mode, PathBuf::from(format!("{}.flows", dp.shm)));
+    let mut manager = Manager::new(shared.clone(), dp.file_mode);
     let stopper = shared.clone();
     std::thread::spawn(move || {
         while !STOP.load(Ordering::Relaxed) {
