@@ -3,14 +3,18 @@
 //!
 //! - [`compile`]: a validated config → the policy image the dataplane runs.
 //! - [`rules`]: what `rampartctl check` warns about (shadowed rules, neighbour discovery).
-//! - [`daemon`]: `rampartctl run`, the admin socket and the loop that publishes, drains and
-//!   exports.
+//! - [`daemon`]: `rampartctl run`: the supervisor loop that attaches, publishes and drains.
+//! - [`admin`]: the admin socket's server; [`api`]: its typed requests and replies, shared
+//!   with the `rampartctl` commands; [`flows`]: `rampartctl flows` (paged dump, filters, kill).
 //! - [`events`]: the event log (eve.json-style lines from the dataplane's event rings).
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`state`]: what the admin commands report.
 
+pub mod admin;
+pub mod api;
 pub mod compile;
 pub mod daemon;
+pub mod flows;
 pub mod events;
 pub mod metrics;
 pub mod rules;

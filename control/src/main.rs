@@ -1,11 +1,11 @@
 //! `rampartctl`: the control process (`run`) and the operator's one-shot
 //! commands, which talk to it over its admin socket.
 
+use rampart_control::api::{self, FlowsReply, FlowsRequest, NoBody, PingReply, PortsReply, ReloadReply, Reply, Request, StatsReply, StatusReply};
 use rampart_control::{daemon, rules, state};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -71,37 +71,38 @@ fn main() {
 }
 
 fn real_main(cli: Cli) -> Result<()> {
-    let mut request_body = serde_json::json!({});
-    let cmd_name = match &cli.cmd {
+    let request = match &cli.cmd {
         Cmd::Run => return daemon::run(&cli.config),
         Cmd::DefaultConfig => {
             print!("{}", rampart_config::DEMO_CONFIG);
             return Ok(());
         }
         Cmd::Check { file } => return check(file.as_deref().unwrap_or(&cli.config), cli.json),
-        Cmd::Status => "status",
-        Cmd::Ports => "ports",
-        Cmd::Stats => "stats",
-        Cmd::Reload => "reload",
-        Cmd::Ping => "ping",
+        Cmd::Status => Request::Status,
+        Cmd::Ports => Request::Ports,
+        Cmd::Stats => Request::Stats,
+        Cmd::Reload => Request::Reload,
+        Cmd::Ping => Request::Ping,
         Cmd::Flows { guest, address, port, state, kill } => {
-            request_body = serde_json::json!({"guest": guest, "address": address, "port": port, "state": state, "kill": kill});
-            "flows"
+            Request::Flows(FlowsRequest { guest: guest.clone(), address: address.clone(), port: *port, state: state.clone(), kill: *kill })
         }
     };
-    let reply = match rampart_config::control_socket(&cli.config) {
-        Ok(socket) => request(Path::new(&socket), cmd_name, request_body)?,
+    let line = match rampart_config::control_socket(&cli.config) {
+        Ok(socket) => send(Path::new(&socket), &request)?,
         Err(e) => {
-            let what = if cmd_name == "reload" { "; nothing was reloaded: the running policy stays in force" } else { "" };
-            serde_json::json!({"ok": false, "error": format!("{e}{what}")})
+            let what = if request == Request::Reload { "; nothing was reloaded: the running policy stays in force" } else { "" };
+            serde_json::to_string(&Reply::error(format!("{e}{what}")))?
         }
     };
+    let (raw, reply) = api::decode::<NoBody>(&line).map_err(anyhow::Error::msg)?;
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        println!("{}", serde_json::to_string_pretty(&raw)?);
+    } else if !reply.ok {
+        eprintln!("error: {}", reply.error.as_deref().unwrap_or("unknown error"));
     } else {
-        print_human(cmd_name, &reply);
+        print_human(&request, &line)?;
     }
-    if reply.get("ok").and_then(Value::as_bool) != Some(true) {
+    if !reply.ok {
         std::process::exit(1);
     }
     Ok(())
@@ -122,28 +123,28 @@ fn check(file: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn request(socket: &Path, cmd: &str, mut body: Value) -> Result<Value> {
+/// Sends one request, returns the reply line.
+fn send(socket: &Path, request: &Request) -> Result<String> {
     let conn = std::os::unix::net::UnixStream::connect(socket)
         .with_context(|| format!("cannot reach the control process at {} (is `rampartctl run` running with this config?)", socket.display()))?;
     let mut w = &conn;
-    body["cmd"] = Value::String(cmd.into());
-    writeln!(w, "{body}")?;
+    writeln!(w, "{}", serde_json::to_string(request)?)?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     if line.is_empty() {
         bail!("the control process closed the connection without answering");
     }
-    Ok(serde_json::from_str(&line)?)
+    Ok(line)
 }
 
-fn print_human(cmd: &str, reply: &Value) {
-    if reply.get("ok").and_then(Value::as_bool) != Some(true) {
-        eprintln!("error: {}", reply.get("error").and_then(Value::as_str).unwrap_or("unknown error"));
-        return;
+/// The body of a successful reply to `request`, for people.
+fn print_human(request: &Request, line: &str) -> Result<()> {
+    fn body<T: serde::de::DeserializeOwned>(line: &str) -> Result<T> {
+        Ok(api::decode::<T>(line).map_err(anyhow::Error::msg)?.1.body)
     }
-    match cmd {
-        "status" => {
-            let s: state::Status = serde_json::from_value(reply["status"].clone()).unwrap_or_default();
+    match request {
+        Request::Status => {
+            let s = body::<StatusReply>(line)?.status;
             if s.attached {
                 println!("dataplane      up (pid {}, heartbeat {:.1} ms ago, {} worker(s))", s.dataplane_pid, s.heartbeat_age_ms, s.workers);
             } else {
@@ -159,77 +160,86 @@ fn print_human(cmd: &str, reply: &Value) {
                 println!("last reload    {}", s.last_reload);
             }
         }
-        "ports" | "stats" => {
-            let ports_v = if cmd == "ports" { reply["ports"].clone() } else { reply["stats"]["ports"].clone() };
-            let ports: Vec<state::PortRow> = serde_json::from_value(ports_v).unwrap_or_default();
-            println!("{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}", "PORT", "KIND", "ATTACH", "STATE", "ADMIN", "RX", "TX", "DROPPED");
-            for p in &ports {
-                let state = if p.state == "up" && !p.link { "up/nolink".to_string() } else { p.state.clone() };
-                println!(
-                    "{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}",
-                    p.name, p.kind, p.attach, state, if p.enabled { "on" } else { "off" }, p.rx_packets, p.tx_packets, p.drop_packets
-                );
-                if !p.message.is_empty() && p.state == "error" {
-                    println!("  error: {}", p.message);
-                }
+        Request::Ports => print_ports(&body::<PortsReply>(line)?.ports),
+        Request::Stats => print_stats(&body::<StatsReply>(line)?.stats),
+        Request::Reload => {
+            let r = body::<ReloadReply>(line)?;
+            match (r.generation, r.message) {
+                (Some(gen), _) => println!("generation {gen}: {} (workers run {:?})", r.result.unwrap_or_default(), r.worker_generations.unwrap_or_default()),
+                (None, message) => println!("{}", message.unwrap_or_default()),
             }
-            if cmd == "stats" {
-                let stats: state::Stats = serde_json::from_value(reply["stats"].clone()).unwrap_or_default();
-                println!("\ndrops by reason:");
-                if stats.drops.is_empty() {
-                    println!("  (none)");
-                }
-                for (r, n) in &stats.drops {
-                    println!("  {r:<32} {n}");
-                }
-                println!("\nworkers:");
-                for w in &stats.workers {
-                    println!("  worker {}: {:.1} busy cycles/packet over {} packets", w.worker, w.cycles_per_packet, w.busy_packets);
-                }
-                println!("events lost: {}", stats.events_lost);
-                if !stats.rules.is_empty() {
-                    println!("\nrules:");
-                    for r in &stats.rules {
-                        println!("  {:<24} {:<7} {:>12} packets {:>14} bytes {:>10} flows", r.id, r.action, r.packets, r.bytes, r.flows);
-                    }
-                }
-                let ft = &stats.flow_table;
-                println!(
-                    "\nflow table: {} of {} live; created {}, expired {}, evicted {}, removed by reloads {}, reopened {}, invalid {}, refused (full) {}, refused (quota) {}",
-                    ft.live, ft.capacity, ft.creations, ft.expirations, ft.evictions, ft.removals, ft.reopened, ft.invalid, ft.full_refusals, ft.quota_refusals
-                );
+            for e in r.port_errors.unwrap_or_default() {
+                println!("  port {}: {}", e.port, e.error);
             }
         }
-        "reload" => {
-            println!("generation {}: {} (workers run {})", reply["generation"], reply["result"].as_str().unwrap_or(""), reply["worker_generations"]);
-            if let Some(errs) = reply["port_errors"].as_array() {
-                for e in errs {
-                    println!("  port {}: {}", e["port"].as_str().unwrap_or("?"), e["error"].as_str().unwrap_or(""));
-                }
-            }
-        }
-        "flows" => {
-            let flows = reply["flows"].as_array().cloned().unwrap_or_default();
+        Request::Flows(_) => {
+            let r = body::<FlowsReply>(line)?;
             println!("{:<10} {:<5} {:<40} {:<40} {:<12} {:>10} {:>10} {:<16}", "GUEST", "PROTO", "SOURCE", "DESTINATION", "STATE", "PKTS>", "<PKTS", "RULE");
-            for f in &flows {
+            for f in &r.flows {
                 println!(
                     "{:<10} {:<5} {:<40} {:<40} {:<12} {:>10} {:>10} {:<16}",
-                    f["guest"].as_str().unwrap_or(""),
-                    f["proto"].as_str().unwrap_or(""),
-                    format!("{}:{}", f["src_ip"].as_str().unwrap_or(""), f["src_port"]),
-                    format!("{}:{}", f["dest_ip"].as_str().unwrap_or(""), f["dest_port"]),
-                    f["state"].as_str().unwrap_or(""),
-                    f["pkts"][0],
-                    f["pkts"][1],
-                    f["rule"].as_str().unwrap_or("-")
+                    f.guest,
+                    f.proto,
+                    format!("{}:{}", f.src_ip, f.src_port),
+                    format!("{}:{}", f.dest_ip, f.dest_port),
+                    f.state,
+                    f.pkts[0],
+                    f.pkts[1],
+                    f.rule.as_deref().unwrap_or("-")
                 );
             }
-            match reply["killed"].as_u64() {
-                Some(killed) => println!("{killed} of {} matching flows ended ({} were tracked)", flows.len(), reply["total"]),
-                None => println!("{} shown of {} tracked", flows.len(), reply["total"]),
+            match r.killed {
+                Some(killed) => println!("{killed} of {} matching flows ended ({} were tracked)", r.flows.len(), r.total),
+                None => println!("{} shown of {} tracked", r.flows.len(), r.total),
             }
         }
-        "ping" => println!("dataplane answered in {:.2} ms", reply["round_trip_ms"].as_f64().unwrap_or(0.0)),
-        _ => println!("{reply}"),
+        Request::Ping => println!("dataplane answered in {:.2} ms", body::<PingReply>(line)?.round_trip_ms),
     }
+    Ok(())
+}
+
+fn print_ports(ports: &[state::PortRow]) {
+    println!("{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}", "PORT", "KIND", "ATTACH", "STATE", "ADMIN", "RX", "TX", "DROPPED");
+    for p in ports {
+        let state = if p.state == "up" && !p.link { "up/nolink".to_string() } else { p.state.clone() };
+        println!(
+            "{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}",
+            p.name, p.kind, p.attach, state, if p.enabled { "on" } else { "off" }, p.rx_packets, p.tx_packets, p.drop_packets
+        );
+        if !p.message.is_empty() && p.state == "error" {
+            println!("  error: {}", p.message);
+        }
+    }
+}
+
+fn print_stats(stats: &state::Stats) {
+    print_ports(&stats.ports);
+    println!("\ndrops by reason:");
+    if stats.drops.is_empty() {
+        println!("  (none)");
+    }
+    for (r, n) in &stats.drops {
+        println!("  {r:<32} {n}");
+    }
+    println!("\nworkers:");
+    for w in &stats.workers {
+        println!("  worker {}: {:.1} busy cycles/packet over {} packets", w.worker, w.cycles_per_packet, w.busy_packets);
+    }
+    println!("events lost: {}", stats.events_lost);
+    if !stats.rules.is_empty() {
+        println!("\nrules:");
+        for r in &stats.rules {
+            println!("  {:<24} {:<7} {:>12} packets {:>14} bytes {:>10} flows", r.id, r.action, r.packets, r.bytes, r.flows);
+        }
+    }
+    // Every counter of the list but the two the line starts with.
+    let ft = &stats.flow_table;
+    let events: Vec<String> = rampart_shm::FlowStatus::FIELDS
+        .iter()
+        .filter_map(|c| match c.metric {
+            rampart_shm::FlowMetric::Event(label) => Some(format!("{} {}", label.replace('_', " "), ft.get(c.name))),
+            rampart_shm::FlowMetric::Gauge(_) => None,
+        })
+        .collect();
+    println!("\nflow table: {} of {} live; {}", ft.get("live"), ft.get("capacity"), events.join(", "));
 }

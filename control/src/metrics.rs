@@ -4,6 +4,7 @@
 
 use crate::daemon::Daemon;
 use crate::state;
+use rampart_shm::FlowMetric;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -127,21 +128,24 @@ impl Collector for ShmCollector {
             }
         }
         let ft = &stats.flow_table;
-        f.family("rampart_flows", "Live flows in the connection-tracking table", GAUGE).add(&[], ft.live as f64);
-        f.family("rampart_flow_table_capacity", "Flow table capacity", GAUGE).add(&[], ft.capacity as f64);
+        let events = || rampart_shm::FlowStatus::FIELDS.iter().filter_map(|c| match c.metric {
+            FlowMetric::Event(label) => Some((c, label)),
+            FlowMetric::Gauge(_) => None,
+        });
+        for c in rampart_shm::FlowStatus::FIELDS {
+            if let FlowMetric::Gauge(name) = c.metric {
+                f.family(name, c.help, GAUGE).add(&[], ft.get(c.name) as f64);
+            }
+        }
         f.family("rampart_port_flows", "Live flows owned by each guest port", GAUGE);
         for (port, n) in &ft.per_port {
             f.add(&[("port", port)], *n as f64);
         }
-        f.family("rampart_flow_events_total", "Flow-table events: created, expired, evicted, removed by a reload, reopened, invalid packets, refusals", COUNTER)
-            .add(&[("event", "created")], ft.creations as f64)
-            .add(&[("event", "expired")], ft.expirations as f64)
-            .add(&[("event", "evicted")], ft.evictions as f64)
-            .add(&[("event", "removed")], ft.removals as f64)
-            .add(&[("event", "reopened")], ft.reopened as f64)
-            .add(&[("event", "invalid")], ft.invalid as f64)
-            .add(&[("event", "refused_full")], ft.full_refusals as f64)
-            .add(&[("event", "refused_quota")], ft.quota_refusals as f64);
+        let labels: Vec<&str> = events().map(|(_, label)| label).collect();
+        f.family("rampart_flow_events_total", &format!("Flow-table events: {}", labels.join(", ")), COUNTER);
+        for (c, label) in events() {
+            f.add(&[("event", label)], ft.get(c.name) as f64);
+        }
         f.family("rampart_worker_busy_cycles_total", "TSC cycles workers spent on bursts that carried packets", COUNTER);
         for w in &stats.workers {
             f.add(&[("worker", &w.worker.to_string())], w.busy_cycles as f64);

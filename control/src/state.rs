@@ -70,21 +70,20 @@ pub struct RuleRow {
     pub flows: u64,
 }
 
+/// The flow table's counters: one key per [`rampart_shm::FlowStatus::FIELDS`] entry
+/// (`live`, `capacity`, `creations`, …), and live flows per port (guest) name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FlowTableRow {
-    pub capacity: u64,
-    pub live: u64,
-    pub creations: u64,
-    pub expirations: u64,
-    pub evictions: u64,
-    /// Flows a reload cut (denied) or untracked (now a stateless rule's).
-    pub removals: u64,
-    pub reopened: u64,
-    pub invalid: u64,
-    pub full_refusals: u64,
-    pub quota_refusals: u64,
-    /// Live flows per port (guest) name.
+    #[serde(flatten)]
+    pub counters: BTreeMap<String, u64>,
     pub per_port: BTreeMap<String, u64>,
+}
+
+impl FlowTableRow {
+    /// A counter by its name in the list (0 if this reply lacks it).
+    pub fn get(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -199,19 +198,9 @@ pub fn stats(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
         }
     }
     let f = &seg.flows;
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     s.flow_table = FlowTableRow {
-        capacity: get(&f.capacity),
-        live: get(&f.live),
-        creations: get(&f.creations),
-        expirations: get(&f.expirations),
-        evictions: get(&f.evictions),
-        removals: get(&f.removals),
-        reopened: get(&f.reopened),
-        invalid: get(&f.invalid),
-        full_refusals: get(&f.full_refusals),
-        quota_refusals: get(&f.quota_refusals),
-        per_port: image.ports.iter().map(|p| (p.name.clone(), get(&f.per_port[p.slot as usize]))).collect(),
+        counters: f.fields().map(|(field, v)| (field.name.to_string(), v)).collect(),
+        per_port: image.ports.iter().map(|p| (p.name.clone(), f.per_port[p.slot as usize].load(Ordering::Relaxed))).collect(),
     };
     s
 }

@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         workers.len(),
         dp.shm
     );
-    let mut manager = Manager::new(shared.clone(), dp.file_mode, PathBuf::from(format!("{}.flows", dp.shm)));
+    let mut manager = Manager::new(shared.clone(), dp.file_mode);
     manager.run();
     dpdk::wait_all_lcores();
     manager.shutdown();

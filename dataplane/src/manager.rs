@@ -40,8 +40,6 @@ struct Attached {
 pub struct Manager {
     shared: Arc<Shared>,
     file_mode: u32,
-    /// Where `rampartctl flows` dumps are written.
-    dump_path: std::path::PathBuf,
     attached: BTreeMap<u16, Attached>,
     image: Option<PolicyImage>,
     /// The sweep re-examining flows after a reload: (cursor, slots left to visit).
@@ -55,9 +53,9 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn new(shared: Arc<Shared>, file_mode: u32, dump_path: std::path::PathBuf) -> Manager {
+    pub fn new(shared: Arc<Shared>, file_mode: u32) -> Manager {
         let runtime = shared.runtime.publisher().expect("one manager per dataplane");
-        Manager { shared, file_mode, dump_path, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), runtime, buf: Vec::new() }
+        Manager { shared, file_mode, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), runtime, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -84,9 +82,8 @@ impl Manager {
         }
     }
 
-    /// After the workers have stopped: unplug every port, remove the flow dump.
+    /// After the workers have stopped: unplug every port.
     pub fn shutdown(&mut self) {
-        let _ = std::fs::remove_file(&self.dump_path);
         self.runtime.clear();
         for (slot, a) in std::mem::take(&mut self.attached) {
             let _ = dpdk::remove_port(a.port_id, &a.image.device);
@@ -310,18 +307,8 @@ impl Manager {
 
     /// Publishes the flow table's counters and per-port occupancy to shared memory.
     fn report_flows(&self) {
-        let st = self.shared.flows.stats();
         let f = &self.shared.segment.flows;
-        f.capacity.store(self.shared.flows.capacity() as u64, Ordering::Relaxed);
-        f.live.store(st.live as u64, Ordering::Relaxed);
-        f.creations.store(st.creations, Ordering::Relaxed);
-        f.expirations.store(st.expirations, Ordering::Relaxed);
-        f.evictions.store(st.evictions, Ordering::Relaxed);
-        f.removals.store(st.removals, Ordering::Relaxed);
-        f.reopened.store(st.reopened, Ordering::Relaxed);
-        f.invalid.store(st.invalid, Ordering::Relaxed);
-        f.full_refusals.store(st.full_refusals, Ordering::Relaxed);
-        f.quota_refusals.store(st.quota_refusals, Ordering::Relaxed);
+        f.publish(&self.shared.flows.stats(), self.shared.flows.capacity());
         for (slot, c) in f.per_port.iter().enumerate() {
             c.store(self.shared.flows.guest_occupancy(slot as u8) as u64, Ordering::Relaxed);
         }
@@ -340,43 +327,31 @@ impl Manager {
         }
     }
 
-    /// Writes every live flow as a JSON line to the dump file for `rampartctl flows`.
+    /// Answers a page of a `rampartctl flows` dump (`request`: a packed
+    /// [`rampart_shm::DumpRequest`]): up to a page of flows from the request's cursor (a
+    /// slot) on, written to the segment's dump region with the cursor of the next page.
     fn dump_flows(&self, request: u64) {
-        use std::io::Write;
         let now = self.shared.now_ms();
-        let tmp = self.dump_path.with_extension("tmp");
-        let mut count = 0u64;
-        let written = std::fs::File::create(&tmp).and_then(|f| {
-            let mut w = std::io::BufWriter::new(f);
-            let mut result = Ok(());
-            self.shared.flows.for_each_flow(now, |r| {
-                if result.is_err() {
-                    return;
-                }
-                count += 1;
-                let ip = |a: &[u8; 16]| std::net::Ipv6Addr::from(*a).to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| std::net::Ipv6Addr::from(*a).to_string());
-                let k = r.opener_key();
-                result = writeln!(
-                    w,
-                    "{{\"src_ip\":\"{}\",\"src_port\":{},\"dest_ip\":\"{}\",\"dest_port\":{},\"proto\":{},\"zone\":{},\"state\":\"{}\",\"owner\":{},\"rule\":{},\"pkts\":[{},{}],\"bytes\":[{},{}],\"age_ms\":{},\"idle_ms\":{}}}",
-                    ip(&k.src_addr), k.src_port, ip(&k.dst_addr), k.dst_port, k.proto, k.zone, r.state.name(), r.owner,
-                    self.rules.current_rule(r.verdict).map_or(-1, i64::from),
-                    r.packets_from_initiator(), r.packets_from_responder(), r.bytes_from_initiator(), r.bytes_from_responder(),
-                    now.saturating_sub(r.start_ms), now.saturating_sub(r.last_ms)
-                );
-            });
-            result.and_then(|_| w.flush())
+        let flows = &self.shared.flows;
+        self.shared.segment.flow_dump.answer(request, |cursor, page| {
+            // Until rampart_flow has `for_each_flow_from(cursor, max_flows, now, f) -> next
+            // cursor`: `revisit_step` deciding `Keep` is a read-only visit of `budget` slots
+            // from a cursor, and a slot holds at most one flow, so visiting no more slots
+            // than the page has room for never overfills it.
+            let slots = flows.slots();
+            let mut at = cursor as usize;
+            while page.room() > 0 && at < slots {
+                let budget = page.room().min(slots - at);
+                let mut visit = at;
+                let keep = |r: &rampart_flow::FlowRecord| {
+                    page.push(rampart_shm::DumpedFlow::from_record(r, self.rules.current_rule(r.verdict), now));
+                    rampart_flow::Revisit::<()>::Keep
+                };
+                flows.revisit_step(&mut visit, budget, now, keep, |_, ()| {});
+                at += budget;
+            }
+            (at < slots).then_some(at as u32)
         });
-        if written.is_ok() && std::fs::rename(&tmp, &self.dump_path).is_ok() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&self.dump_path, std::fs::Permissions::from_mode(self.file_mode));
-            let f = &self.shared.segment.flows;
-            f.dump_count.store(count, Ordering::Relaxed);
-            // Release: the file is complete before control sees the id.
-            f.dump_done.store(request, Ordering::Release);
-        } else {
-            eprintln!("rampart-dataplane: writing the flow dump {} failed", self.dump_path.display());
-        }
     }
 
     fn report_links(&self) {

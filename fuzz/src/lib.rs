@@ -154,7 +154,7 @@ pub fn event(data: &[u8]) {
 /// process with no dataplane attached: a JSON reply with a boolean `ok`, and a non-empty
 /// `error` when it is false. (`reload` rereads a config file that is not there.)
 pub fn admin(data: &[u8]) {
-    use rampart_control::{daemon, events::EventLog};
+    use rampart_control::{admin, daemon, events::EventLog};
     static DAEMON: OnceLock<daemon::Daemon> = OnceLock::new();
     let d = DAEMON.get_or_init(|| {
         let config = rampart_config::parse("fuzz.toml", FIREWALL_POLICY).expect("the fuzz policy is valid");
@@ -162,7 +162,7 @@ pub fn admin(data: &[u8]) {
         daemon::Daemon::new(std::path::Path::new("/nonexistent/rampart-fuzz.toml"), config, log).expect("the fuzz policy compiles")
     });
     let Ok(request) = std::str::from_utf8(data) else { return };
-    let reply = daemon::handle(d, request);
+    let reply = serde_json::to_value(admin::handle(d, request)).expect("a reply encodes as JSON");
     match reply.get("ok").and_then(|ok| ok.as_bool()) {
         Some(true) => {}
         Some(false) => assert!(reply.get("error").and_then(|e| e.as_str()).is_some_and(|e| !e.is_empty()), "{reply}"),

@@ -97,131 +97,85 @@ impl WorkerCounters {
     }
 }
 
-/// Why a packet was dropped: a parse failure or a decision on the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The frame failed parsing (counted per malformation).
-    Malformed(ParseError),
-    /// Received on a port whose admin state is disabled.
-    PortDisabled,
-    /// The policy's default action is drop.
-    PolicyDrop,
-    /// No policy applied yet: fail closed.
-    NoPolicy,
-    /// The destination's transmit queue was full.
-    TxFull,
-    /// Nowhere to send it (segment has no other port, wire peer absent).
-    NoDestination,
-    /// Destination is the port it came from.
-    Hairpin,
-    /// Received on a port that is being detached.
-    PortDetached,
-    /// A `deny` rule matched the flow's first packet.
-    RuleDeny,
-    /// A `reject` rule matched (an RST / ICMP unreachable was sent back).
-    RuleReject,
-    /// Not consistent with its tracked connection (TCP window, flags, state).
-    ConntrackInvalid,
-    /// The first packet of a TCP flow was not a SYN.
-    ConntrackNotSyn,
-    /// The flow table is full (table-full policy `refuse`).
-    FlowTableFull,
-    /// The sending guest is at its flow quota.
-    FlowQuota,
-    /// A non-first IP fragment (fragments after the first are dropped by policy).
-    Fragment,
-    /// An ICMP error whose quoted packet matches no tracked flow (where defaults track or drop).
-    IcmpUnrelated,
-    /// A flow the new policy generation denies (cut at the first packet after the reload).
-    PolicyCut,
-    /// An IPv6 packet with an IPv4-mapped address (invalid on the wire; it would
-    /// otherwise be classified by IPv4 rules).
-    Ipv6MappedAddress,
-    /// A multi-segment packet the dataplane could not linearise: never passed on
-    /// uninspected.
-    Chained,
+/// Defines [`DropReason`] from one list of path (non-parse) reasons: each row is the
+/// variant, its metric label and its meaning (the variant's doc). The counter index, the
+/// label and the order of [`DropReason::all`] all follow the list; a new reason goes at
+/// its end (indexes of the others stay put).
+macro_rules! drop_reasons {
+    ($($variant:ident => $label:literal, $help:literal;)*) => {
+        /// Why a packet was dropped: a parse failure or a decision on the path.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum DropReason {
+            /// The frame failed parsing (counted per malformation).
+            Malformed(ParseError),
+            $(#[doc = $help] $variant,)*
+        }
+
+        /// Position of each path reason in the list (its counter is `PATH_BASE + position`).
+        #[allow(dead_code)]
+        enum PathIndex { $($variant,)* }
+
+        const PATH_REASONS: &[DropReason] = &[$(DropReason::$variant,)*];
+
+        impl DropReason {
+            /// Index of this reason's counter in [`WorkerCounters::drops`].
+            #[inline(always)]
+            pub fn index(self) -> usize {
+                match self {
+                    DropReason::Malformed(e) => e as usize,
+                    $(DropReason::$variant => PATH_BASE + PathIndex::$variant as usize,)*
+                }
+            }
+
+            /// Metric label, e.g. `malformed_ipv4_bad_ihl` or `port_disabled`.
+            pub fn label(self) -> String {
+                match self {
+                    DropReason::Malformed(e) => format!("malformed_{}", e.name()),
+                    $(DropReason::$variant => $label.into(),)*
+                }
+            }
+
+            /// What the reason means, for help texts.
+            pub fn help(self) -> &'static str {
+                match self {
+                    DropReason::Malformed(_) => "The frame failed parsing (counted per malformation).",
+                    $(DropReason::$variant => $help,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    PortDisabled => "port_disabled", "Received on a port whose admin state is disabled.";
+    PolicyDrop => "policy_drop", "The policy's default action is drop.";
+    NoPolicy => "no_policy", "No policy applied yet: fail closed.";
+    TxFull => "tx_full", "The destination's transmit queue was full.";
+    NoDestination => "no_destination", "Nowhere to send it (segment has no other port, wire peer absent).";
+    Hairpin => "hairpin", "Destination is the port it came from.";
+    PortDetached => "port_detached", "Received on a port that is being detached.";
+    RuleDeny => "rule_deny", "A `deny` rule matched the flow's first packet.";
+    RuleReject => "rule_reject", "A `reject` rule matched (an RST / ICMP unreachable was sent back).";
+    ConntrackInvalid => "conntrack_invalid", "Not consistent with its tracked connection (TCP window, flags, state).";
+    ConntrackNotSyn => "conntrack_not_syn", "The first packet of a TCP flow was not a SYN.";
+    FlowTableFull => "flow_table_full", "The flow table is full (table-full policy `refuse`).";
+    FlowQuota => "flow_quota", "The sending guest is at its flow quota.";
+    Fragment => "fragment", "A non-first IP fragment (fragments after the first are dropped by policy).";
+    IcmpUnrelated => "icmp_unrelated", "An ICMP error whose quoted packet matches no tracked flow (where defaults track or drop).";
+    PolicyCut => "policy_cut", "A flow the new policy generation denies (cut at the first packet after the reload).";
+    Ipv6MappedAddress => "ipv6_mapped_address", "An IPv6 packet with an IPv4-mapped address (invalid on the wire; it would otherwise be classified by IPv4 rules).";
+    Chained => "chained", "A multi-segment packet the dataplane could not linearise; never passed uninspected.";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.
 const PATH_BASE: usize = 40;
-const PATH_REASONS: [DropReason; 18] = [
-    DropReason::PortDisabled,
-    DropReason::PolicyDrop,
-    DropReason::NoPolicy,
-    DropReason::TxFull,
-    DropReason::NoDestination,
-    DropReason::Hairpin,
-    DropReason::PortDetached,
-    DropReason::RuleDeny,
-    DropReason::RuleReject,
-    DropReason::ConntrackInvalid,
-    DropReason::ConntrackNotSyn,
-    DropReason::FlowTableFull,
-    DropReason::FlowQuota,
-    DropReason::Fragment,
-    DropReason::IcmpUnrelated,
-    DropReason::PolicyCut,
-    DropReason::Ipv6MappedAddress,
-    DropReason::Chained,
-];
 const _: () = assert!(ParseError::COUNT <= PATH_BASE);
 const _: () = assert!(PATH_BASE + PATH_REASONS.len() <= MAX_DROP_REASONS);
 
 impl DropReason {
-    /// Index of this reason's counter in [`WorkerCounters::drops`].
-    #[inline(always)]
-    pub fn index(self) -> usize {
-        match self {
-            DropReason::Malformed(e) => e as usize,
-            DropReason::PortDisabled => PATH_BASE,
-            DropReason::PolicyDrop => PATH_BASE + 1,
-            DropReason::NoPolicy => PATH_BASE + 2,
-            DropReason::TxFull => PATH_BASE + 3,
-            DropReason::NoDestination => PATH_BASE + 4,
-            DropReason::Hairpin => PATH_BASE + 5,
-            DropReason::PortDetached => PATH_BASE + 6,
-            DropReason::RuleDeny => PATH_BASE + 7,
-            DropReason::RuleReject => PATH_BASE + 8,
-            DropReason::ConntrackInvalid => PATH_BASE + 9,
-            DropReason::ConntrackNotSyn => PATH_BASE + 10,
-            DropReason::FlowTableFull => PATH_BASE + 11,
-            DropReason::FlowQuota => PATH_BASE + 12,
-            DropReason::Fragment => PATH_BASE + 13,
-            DropReason::IcmpUnrelated => PATH_BASE + 14,
-            DropReason::PolicyCut => PATH_BASE + 15,
-            DropReason::Ipv6MappedAddress => PATH_BASE + 16,
-            DropReason::Chained => PATH_BASE + 17,
-        }
-    }
-
     /// Every reason, in counter order.
     pub fn all() -> impl Iterator<Item = DropReason> {
-        ParseError::ALL.iter().map(|&e| DropReason::Malformed(e)).chain(PATH_REASONS)
-    }
-
-    /// Metric label, e.g. `malformed_ipv4_bad_ihl` or `port_disabled`.
-    pub fn label(self) -> String {
-        match self {
-            DropReason::Malformed(e) => format!("malformed_{}", e.name()),
-            DropReason::PortDisabled => "port_disabled".into(),
-            DropReason::PolicyDrop => "policy_drop".into(),
-            DropReason::NoPolicy => "no_policy".into(),
-            DropReason::TxFull => "tx_full".into(),
-            DropReason::NoDestination => "no_destination".into(),
-            DropReason::Hairpin => "hairpin".into(),
-            DropReason::PortDetached => "port_detached".into(),
-            DropReason::RuleDeny => "rule_deny".into(),
-            DropReason::RuleReject => "rule_reject".into(),
-            DropReason::ConntrackInvalid => "conntrack_invalid".into(),
-            DropReason::ConntrackNotSyn => "conntrack_not_syn".into(),
-            DropReason::FlowTableFull => "flow_table_full".into(),
-            DropReason::FlowQuota => "flow_quota".into(),
-            DropReason::Fragment => "fragment".into(),
-            DropReason::IcmpUnrelated => "icmp_unrelated".into(),
-            DropReason::PolicyCut => "policy_cut".into(),
-            DropReason::Ipv6MappedAddress => "ipv6_mapped_address".into(),
-            DropReason::Chained => "chained".into(),
-        }
+        ParseError::ALL.iter().map(|&e| DropReason::Malformed(e)).chain(PATH_REASONS.iter().copied())
     }
 }
 
@@ -235,8 +189,12 @@ mod tests {
         for r in DropReason::all() {
             assert!(r.index() < MAX_DROP_REASONS);
             assert!(seen.insert(r.index()), "{r:?} shares an index");
-            assert!(!r.label().is_empty());
+            assert!(!r.label().is_empty() && !r.help().is_empty());
         }
+        // Indexes of existing reasons never move (dashboards and old counters keep them).
+        assert_eq!(DropReason::PortDisabled.index(), PATH_BASE);
+        assert_eq!(DropReason::Ipv6MappedAddress.index(), PATH_BASE + 16);
+        assert_eq!((DropReason::Chained.index(), DropReason::Chained.label().as_str()), (PATH_BASE + 17, "chained"));
     }
 
     #[test]

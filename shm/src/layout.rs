@@ -3,6 +3,7 @@
 //! starts life all-zero (a freshly truncated file) — see [`ShmSafe`].
 
 use crate::counters::WorkerCounters;
+use crate::dump::{DumpedFlow, FlowDump};
 use crate::ring::{CommandRecord, EventRecord, SpscRing};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).
@@ -62,7 +63,7 @@ pub struct Header {
     /// `size_of::<Layout>()` as the creator compiled it.
     pub layout_size: u32,
     /// Sizes of the main record types, so a foreign build with equal totals is still refused.
-    pub record_sizes: [u32; 4],
+    pub record_sizes: [u32; 5],
     pub max_workers: u32,
     pub max_ports: u32,
     /// [`SegmentState`], stored last on creation with `Release`.
@@ -134,29 +135,78 @@ pub struct PortStatus {
     pub message: UnsafeCell<[u8; 172]>,
 }
 
-/// The flow table as the main lcore last saw it (refreshed every ~100 ms).
-#[repr(C, align(64))]
-pub struct FlowStatus {
-    pub capacity: AtomicU64,
-    pub live: AtomicU64,
-    pub creations: AtomicU64,
-    pub expirations: AtomicU64,
-    pub evictions: AtomicU64,
-    /// Flows a reload cut or untracked, or `rampartctl flows --kill` ended.
-    pub removals: AtomicU64,
-    /// TCP flows a SYN reopened.
-    pub reopened: AtomicU64,
-    pub invalid: AtomicU64,
-    pub full_refusals: AtomicU64,
-    pub quota_refusals: AtomicU64,
-    /// Live flows owned by each port slot.
-    pub per_port: [AtomicU64; MAX_PORTS],
-    /// Flow dumps (`rampartctl flows`): request id control wants, id the dataplane wrote.
-    pub dump_requested: AtomicU64,
-    pub dump_done: AtomicU64,
-    pub dump_count: AtomicU64,
-    /// Flows ended by `KillFlow` commands (`rampartctl flows --kill`).
-    pub killed: AtomicU64,
+/// How a [`FlowStatus`] counter is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowMetric {
+    /// A gauge family of its own, by this name.
+    Gauge(&'static str),
+    /// One `event` label of the `rampart_flow_events_total` counter family.
+    Event(&'static str),
+}
+
+/// One [`FlowStatus`] counter: its name (the field, and its key in `rampartctl stats`),
+/// how it is exported and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowField {
+    pub name: &'static str,
+    pub metric: FlowMetric,
+    pub help: &'static str,
+}
+
+/// Defines [`FlowStatus`] from one list of counters: each row is the field, how it is
+/// exported, where the main lcore takes it from (`table`: the flow table's `FlowStats`
+/// field of that name; `capacity`: the table's capacity; `main`: counted by the main
+/// lcore itself) and its meaning. The shared-memory fields, [`FlowStatus::publish`],
+/// [`FlowStatus::fields`] (the Prometheus metrics and `rampartctl stats`) all follow it.
+macro_rules! flow_status {
+    ($($field:ident: $kind:ident($metric:literal) from $source:ident, $help:literal;)*) => {
+        /// The flow table as the main lcore last saw it (refreshed every ~100 ms).
+        #[repr(C, align(64))]
+        pub struct FlowStatus {
+            $(#[doc = $help] pub $field: AtomicU64,)*
+            /// Live flows owned by each port slot.
+            pub per_port: [AtomicU64; MAX_PORTS],
+        }
+
+        impl FlowStatus {
+            /// Every counter, in order.
+            pub const FIELDS: &[FlowField] = &[$(FlowField { name: stringify!($field), metric: FlowMetric::$kind($metric), help: $help },)*];
+
+            /// Every counter with its value now.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static FlowField, u64)> {
+                // Relaxed: independent statistics, each an untorn 64-bit value.
+                let values = [$(self.$field.load(Ordering::Relaxed),)*];
+                Self::FIELDS.iter().zip(values)
+            }
+
+            /// Main lcore: stores the flow table's counters (all but those it counts itself).
+            pub fn publish(&self, stats: &rampart_flow::FlowStats, capacity: u32) {
+                $(flow_status!(@store self, stats, capacity, $field, $source);)*
+            }
+        }
+    };
+    // Relaxed: statistics; readers want untorn values, no ordering with other memory.
+    (@store $self:ident, $stats:ident, $capacity:ident, $field:ident, table) => {
+        $self.$field.store($stats.$field as u64, Ordering::Relaxed)
+    };
+    (@store $self:ident, $stats:ident, $capacity:ident, $field:ident, capacity) => {
+        $self.$field.store($capacity as u64, Ordering::Relaxed)
+    };
+    (@store $self:ident, $stats:ident, $capacity:ident, $field:ident, main) => {};
+}
+
+flow_status! {
+    live: Gauge("rampart_flows") from table, "Live flows in the connection-tracking table";
+    capacity: Gauge("rampart_flow_table_capacity") from capacity, "Flow table capacity";
+    creations: Event("created") from table, "Flows created";
+    expirations: Event("expired") from table, "Flows ended by ageing (idle longer than their state's timeout)";
+    evictions: Event("evicted") from table, "Flows evicted to make room for new ones (table full, `evict-oldest`)";
+    removals: Event("removed") from table, "Flows a reload cut or untracked, or `rampartctl flows --kill` ended";
+    reopened: Event("reopened") from table, "TCP flows a SYN reopened";
+    invalid: Event("invalid") from table, "Packets invalid for their flow (or as a flow's first packet)";
+    full_refusals: Event("refused_full") from table, "New flows refused: the table was full";
+    quota_refusals: Event("refused_quota") from table, "New flows refused: the guest was at its flow quota";
+    killed: Event("killed") from main, "Flows ended by `KillFlow` commands (`rampartctl flows --kill`)";
 }
 
 pub type EventRing = SpscRing<EventRecord, EVENT_RING_RECORDS>;
@@ -170,6 +220,7 @@ pub struct Layout {
     pub commands: CommandRing,
     pub ports: [PortStatus; MAX_PORTS],
     pub flows: FlowStatus,
+    pub flow_dump: FlowDump,
     pub workers: [WorkerCounters; MAX_WORKERS],
     pub events: [EventRing; MAX_EVENT_RINGS],
     pub slots: [PolicySlot; 2],
@@ -200,6 +251,36 @@ const _: () = assert!(std::mem::size_of::<Layout>() < u32::MAX as usize);
 const _: () = assert!(std::mem::size_of::<WorkerCounters>().is_multiple_of(64));
 const _: () = assert!(std::mem::size_of::<PortStatus>() == 192);
 
+// The header's layout is the contract's anchor: `magic` and `abi_version` must never move
+// (that is how another ABI version is recognised and named), and any other change must
+// come with an ABI_VERSION bump. These fail to compile when a field moves.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Header, magic) == 0);
+    assert!(offset_of!(Header, abi_version) == 8);
+    assert!(offset_of!(Header, layout_size) == 12);
+    assert!(offset_of!(Header, record_sizes) == 16);
+    assert!(offset_of!(Header, max_workers) == 36);
+    assert!(offset_of!(Header, max_ports) == 40);
+    assert!(offset_of!(Header, state) == 44);
+    assert!(offset_of!(Header, owner_pid) == 48);
+    assert!(offset_of!(Header, instance) == 56);
+    assert!(offset_of!(Header, workers) == 64);
+    assert!(offset_of!(Header, control_pid) == 68);
+    assert!(offset_of!(Header, tsc_hz) == 72);
+    assert!(offset_of!(Header, tsc_at_start) == 80);
+    assert!(offset_of!(Header, realtime_ns_at_start) == 88);
+    assert!(offset_of!(Header, dataplane_heartbeat_ns) == 96);
+    assert!(offset_of!(Header, control_heartbeat_ns) == 104);
+    assert!(std::mem::size_of::<Header>() == 128);
+    assert!(offset_of!(Layout, header) == 0);
+};
+
+/// Where the header's identity fields sit in the file, for reading them before the
+/// segment is mapped (a segment of another ABI version has another size).
+pub const MAGIC_OFFSET: usize = core::mem::offset_of!(Header, magic);
+pub const ABI_VERSION_OFFSET: usize = core::mem::offset_of!(Header, abi_version);
+
 impl PortStatus {
     /// Main lcore: records a port's state and message.
     pub fn set(&self, state: PortState, port_id: u16, gen: u64, message: &str) {
@@ -225,8 +306,9 @@ impl PortStatus {
 }
 
 /// The sizes recorded in (and checked against) the header.
-pub fn record_sizes() -> [u32; 4] {
+pub fn record_sizes() -> [u32; 5] {
     [
+        std::mem::size_of::<DumpedFlow>() as u32,
         std::mem::size_of::<Header>() as u32,
         std::mem::size_of::<WorkerCounters>() as u32,
         std::mem::size_of::<EventRing>() as u32,

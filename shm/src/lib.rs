@@ -8,7 +8,9 @@
 //! command ring (control → dataplane) and one event ring per worker plus one
 //! for the main lcore (dataplane → control), all single-producer /
 //! single-consumer with sequence numbers and overflow counters ([`ring`]);
-//! and one cache-line-aligned counter block per worker ([`counters`]).
+//! one cache-line-aligned counter block per worker ([`counters`]); the flow
+//! table's counters ([`FlowStatus`], one list) and a paged flow-dump region
+//! ([`dump`]).
 //! Offsets, never pointers: either process may restart and map it anew.
 //!
 //! The dataplane creates and owns the segment; the control process attaches,
@@ -16,6 +18,7 @@
 //! from its own. This crate depends on neither DPDK nor either process.
 
 pub mod counters;
+pub mod dump;
 pub mod image;
 pub mod layout;
 pub mod policy;
@@ -23,6 +26,7 @@ pub mod ring;
 mod segment;
 
 pub use counters::{Counter, DropReason, PortCounters, WorkerCounters};
+pub use dump::{DumpRequest, DumpedFlow, FlowDump, Page, DUMP_PAGE_RECORDS};
 pub use image::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, SegmentImage, Verdict};
 pub use layout::*;
 pub use policy::{Fetched, PolicyOutcome};

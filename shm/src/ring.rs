@@ -232,7 +232,7 @@ pub enum CommandKind {
     Ping = 1,
     /// Forget learned MAC addresses (all segments).
     FlushMacs = 2,
-    /// Write every flow to the dump file (`value` = request id).
+    /// Fill the flow-dump page (`value` = [`crate::DumpRequest::pack`]: dump id and cursor).
     DumpFlows = 3,
     /// End one flow now, logged as `removed` (the key: [`CommandRecord::kill_flow`]).
     KillFlow = 4,

@@ -77,6 +77,25 @@ fn inode_of(fd: i32) -> std::io::Result<(u64, u64)> {
     Ok((st.st_ino, st.st_size as u64))
 }
 
+/// (magic, ABI version, inode, size) of an open segment file, read without mapping it.
+/// A file too short to hold them has an all-zero magic.
+fn identity(fd: i32) -> std::io::Result<([u8; 8], u32, u64, u64)> {
+    let (inode, size) = inode_of(fd)?;
+    let mut bytes = [0u8; ABI_VERSION_OFFSET + 4];
+    // SAFETY: fd is open; pread writes at most bytes.len() bytes into our buffer.
+    let n = unsafe { libc::pread(fd, bytes.as_mut_ptr() as *mut libc::c_void, bytes.len(), 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if (n as usize) < bytes.len() {
+        return Ok(([0; 8], 0, inode, size));
+    }
+    let mut magic = [0u8; 8];
+    magic.copy_from_slice(&bytes[MAGIC_OFFSET..MAGIC_OFFSET + 8]);
+    let abi = u32::from_ne_bytes(bytes[ABI_VERSION_OFFSET..ABI_VERSION_OFFSET + 4].try_into().expect("4 bytes"));
+    Ok((magic, abi, inode, size))
+}
+
 impl Segment {
     /// Dataplane: creates a fresh segment at `path` with `mode` (e.g. 0o600).
     /// A leftover file from a dataplane that died is replaced; one owned by a
@@ -146,7 +165,17 @@ impl Segment {
                 ShmError::Io { path: path.to_path_buf(), what: "open", source: e }
             }
         })?;
-        let checked = inode_of(fd).and_then(|(inode, size)| {
+        // The identity fields first, read from the file: a segment of another ABI version
+        // usually has another size too, and must be named as such.
+        let checked = identity(fd).and_then(|(magic, abi, inode, size)| {
+            if magic != MAGIC {
+                return Ok(Err("bad magic (not a Rampart segment)".to_string()));
+            }
+            if abi != ABI_VERSION {
+                return Ok(Err(format!(
+                    "it speaks ABI version {abi}, this build speaks {ABI_VERSION}; upgrade both processes together (the dataplane keeps forwarding under its current policy meanwhile)"
+                )));
+            }
             if size as usize != SIZE {
                 return Ok(Err(format!("its size is {size} bytes, this build's layout is {SIZE}")));
             }
@@ -160,11 +189,7 @@ impl Segment {
         };
         let seg = Segment { layout, path: path.to_path_buf(), owner: false, inode };
         let h = seg.header();
-        let why = if h.magic != MAGIC {
-            Some("bad magic (not a Rampart segment)".to_string())
-        } else if h.abi_version != ABI_VERSION {
-            Some(format!("ABI version {} (this build speaks {ABI_VERSION}); upgrade both processes together", h.abi_version))
-        } else if h.layout_size as usize != SIZE || h.record_sizes != record_sizes() {
+        let why = if h.layout_size as usize != SIZE || h.record_sizes != record_sizes() {
             Some("layout sizes differ from this build's".to_string())
         } else if h.max_workers as usize != MAX_WORKERS || h.max_ports as usize != MAX_PORTS {
             Some("limits differ from this build's".to_string())
@@ -275,9 +300,19 @@ mod tests {
             f.write_at(&99u32.to_ne_bytes(), 8).unwrap();
         }
         let e = Segment::attach(&p).err().unwrap();
-        assert!(e.to_string().contains("ABI version 99"), "{e}");
+        assert!(e.to_string().contains("ABI version 99") && e.to_string().contains(&format!("this build speaks {ABI_VERSION}")), "{e}");
         drop(seg);
         assert!(matches!(Segment::attach(&p), Err(ShmError::Missing(_))), "owner removes the file");
+        // Another ABI version with another layout size is named by its version, not its size.
+        let mut other = vec![0u8; 8192];
+        other[MAGIC_OFFSET..MAGIC_OFFSET + 8].copy_from_slice(&MAGIC);
+        other[ABI_VERSION_OFFSET..ABI_VERSION_OFFSET + 4].copy_from_slice(&(ABI_VERSION - 1).to_ne_bytes());
+        std::fs::write(&p, other).unwrap();
+        let e = Segment::attach(&p).err().unwrap();
+        assert!(matches!(e, ShmError::Foreign { .. }) && e.to_string().contains(&format!("ABI version {}", ABI_VERSION - 1)), "{e}");
+        std::fs::write(&p, b"RAMP").unwrap();
+        assert!(Segment::attach(&p).err().unwrap().to_string().contains("bad magic"), "a file shorter than the header");
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]

@@ -301,7 +301,6 @@ impl Drop for Rig {
         self.control.take();
         self.dataplane.take();
         let _ = std::fs::remove_file(self.shm());
-        let _ = std::fs::remove_file(format!("{}.flows", self.shm()));
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

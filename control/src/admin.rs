@@ -1,0 +1,248 @@
+//! The admin API server: the control process's Unix socket (mode 0660), one connection
+//! per request, one JSON request line in and one JSON reply line out, in the typed format
+//! of [`crate::api`]. It answers from the supervisor's state ([`crate::daemon`]) and the
+//! segment: status and counters, `reload` (compile, publish, wait for the dataplane's
+//! outcome), `ping` (a round trip through the command and event rings) and `flows`
+//! ([`crate::flows`]). A request that cannot be parsed gets `{"ok": false, "error": …}`
+//! naming what is wrong.
+
+use crate::api::{Body, PingReply, PortError, PortsReply, ReloadReply, Reply, Request, StatsReply, StatusReply};
+use crate::compile::compile;
+use crate::daemon::{publish, stats, status, Daemon};
+use crate::state;
+use anyhow::{Context, Result};
+use rampart_shm::ring::CommandKind;
+use rampart_shm::{CommandRecord, PolicyOutcome, Segment};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a reload waits for the dataplane to apply or reject a generation.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest admin request read (bytes); a longer one is cut there and fails to parse.
+const MAX_REQUEST: u64 = 64 << 10;
+
+/// Binds the admin socket at `path`, replacing a stale one and refusing one in use.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!("{} is in use: another `rampartctl run` is serving it (stop it, or set control.socket)", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("binding the admin socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves connections, each on its own thread, until the process ends.
+pub fn serve(listener: UnixListener, d: Arc<Daemon>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let d = d.clone();
+        std::thread::spawn(move || {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+            // One line, bounded: a client cannot make the control process buffer without end.
+            let mut reader = BufReader::new((&conn).take(MAX_REQUEST));
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                return;
+            }
+            let reply = serde_json::to_string(&handle(&d, line.trim())).unwrap_or_else(|e| format!(r#"{{"ok":false,"error":"the reply could not be encoded: {e}"}}"#));
+            let mut w = &conn;
+            let _ = writeln!(w, "{reply}");
+        });
+    }
+}
+
+/// One request line → its reply.
+pub fn handle(d: &Daemon, line: &str) -> Reply<Body> {
+    match Request::parse(line) {
+        Err(why) => Reply::error(why),
+        Ok(Request::Status) => Reply::ok(Body::Status(StatusReply { status: status(d) })),
+        Ok(Request::Ports) => Reply::ok(Body::Ports(PortsReply { ports: stats(d).ports })),
+        Ok(Request::Stats) => Reply::ok(Body::Stats(StatsReply { stats: stats(d) })),
+        Ok(Request::Reload) => reload(d),
+        Ok(Request::Ping) => ping(d),
+        Ok(Request::Flows(request)) => crate::flows::flows(d, &request),
+    }
+}
+
+/// `reload`: re-read the config file, compile, publish, wait for the outcome.
+pub fn reload(d: &Daemon) -> Reply<Body> {
+    let (seg, gen) = {
+        let mut inner = d.inner.lock().unwrap();
+        let config = match rampart_config::load(&inner.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                inner.last_reload = format!("rejected: {e}");
+                return Reply::error(format!("{e}; the running policy stays in force"));
+            }
+        };
+        if config.dataplane.shm != inner.config.dataplane.shm || config.control.socket != inner.config.control.socket {
+            return Reply::error("dataplane.shm and control.socket cannot change on reload; restart both processes");
+        }
+        let (image, slots) = match compile(&config, &inner.slots) {
+            Ok(x) => x,
+            Err(e) => return Reply::error(format!("compiling policy: {e}")),
+        };
+        inner.config = config;
+        let Some(seg) = inner.segment.clone() else {
+            inner.image = image;
+            inner.slots = slots;
+            inner.last_reload = "stored; the dataplane is not attached".into();
+            let message = "configuration accepted; it will be published when the dataplane attaches".to_string();
+            return Reply::ok(Body::Reload(ReloadReply { applied: Some(false), message: Some(message), ..Default::default() }));
+        };
+        match publish(&mut inner, &seg, image, slots) {
+            Ok(gen) => (seg, gen),
+            Err(e) => return Reply::error(e),
+        }
+    };
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    let outcome = loop {
+        match seg.policy_outcome(gen) {
+            PolicyOutcome::Pending if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => break other,
+        }
+    };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    let worker_gens: Vec<u64> = (0..workers).map(|w| seg.worker_gen(w)).collect();
+    let mut inner = d.inner.lock().unwrap();
+    let ports = state::ports(Some(&seg), &inner.image);
+    let errors = ports.iter().filter(|p| p.state == "error").map(|p| PortError { port: p.name.clone(), error: p.message.clone() }).collect();
+    let (ok, result) = match &outcome {
+        PolicyOutcome::Applied => (true, "applied".to_string()),
+        PolicyOutcome::Rejected(why) => (false, format!("rejected by the dataplane: {why}")),
+        PolicyOutcome::Pending => (false, format!("not applied within {} s", APPLY_TIMEOUT.as_secs())),
+    };
+    inner.last_reload = format!("generation {gen}: {result}");
+    let body = ReloadReply { generation: Some(gen), result: Some(result.clone()), worker_generations: Some(worker_gens), port_errors: Some(errors), ..Default::default() };
+    Reply { ok, error: (!ok).then_some(result), body: Body::Reload(body) }
+}
+
+/// Pushes `cmd` (the caller holds [`Daemon::commands`]), waiting while the ring is full:
+/// the dataplane drains it every tick (10 ms).
+pub(crate) fn push_command(seg: &Segment, cmd: CommandRecord) -> Result<(), String> {
+    let start = Instant::now();
+    while !seg.commands.push(cmd) {
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err("the dataplane is not taking commands (its command ring stayed full for 5 s)".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// Round trip through the command ring and an event ring.
+fn ping(d: &Daemon) -> Reply<Body> {
+    let Some(seg) = d.inner.lock().unwrap().segment.clone() else {
+        return Reply::error("the dataplane is not attached");
+    };
+    let _one_at_a_time = d.commands.lock().unwrap();
+    let start = Instant::now();
+    match round_trip(d, &seg) {
+        Ok(()) => Reply::ok(Body::Ping(PingReply { round_trip_ms: start.elapsed().as_secs_f64() * 1e3 })),
+        Err(e) => Reply::error(e),
+    }
+}
+
+/// Sends a ping and waits for its pong (the caller holds [`Daemon::commands`]): the
+/// dataplane has then taken every command sent before it.
+pub(crate) fn round_trip(d: &Daemon, seg: &Segment) -> Result<(), String> {
+    let token = rampart_shm::monotonic_ns();
+    push_command(seg, CommandRecord { kind: CommandKind::Ping as u32, value: token, ..Default::default() })?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if d.inner.lock().unwrap().log.last_pong == token {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err("no answer from the dataplane within 5 s".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventLog;
+    use serde_json::Value;
+
+    fn without_dataplane(request: &str) -> Value {
+        let config = rampart_config::parse("t.toml", "").unwrap();
+        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
+        serde_json::to_value(handle(&d, request)).unwrap()
+    }
+
+    #[test]
+    fn flows_reports_a_bad_address_before_anything_else() {
+        // No dataplane attached: the filter error still wins over "not attached".
+        let reply = without_dataplane(r#"{"cmd":"flows","address":"10.0.0.300"}"#);
+        assert_eq!(reply["ok"], false);
+        assert!(reply["error"].as_str().unwrap().contains("not an IP address"), "{reply}");
+    }
+
+    #[test]
+    fn a_filter_of_the_wrong_type_is_refused_not_ignored() {
+        for (request, field) in [
+            (r#"{"cmd":"flows","kill":true,"port":22,"guest":5}"#, "`guest` must be a string"),
+            (r#"{"cmd":"flows","kill":"true","port":22}"#, "`kill` must be true or false"),
+            (r#"{"cmd":"flows","port":70000}"#, "`port` must be a number from 0 to 65535"),
+            (r#"{"cmd":"flows","port":"22"}"#, "`port` must be a number"),
+            (r#"{"cmd":"flows","state":["established"]}"#, "`state` must be a string"),
+        ] {
+            let reply = without_dataplane(request);
+            assert!(reply["error"].as_str().unwrap().contains(field), "{request}: {reply}");
+        }
+    }
+
+    #[test]
+    fn flows_kill_wants_a_filter_before_anything_else() {
+        let reply = without_dataplane(r#"{"cmd":"flows","kill":true}"#);
+        assert!(reply["error"].as_str().unwrap().contains("needs a filter"), "{reply}");
+        let reply = without_dataplane(r#"{"cmd":"flows","kill":true,"port":22}"#);
+        assert_eq!(reply["error"], "the dataplane is not attached", "with a filter it goes on");
+    }
+
+    #[test]
+    fn every_reply_says_ok_and_an_error_when_not() {
+        for request in [r#"{"cmd":"status"}"#, r#"{"cmd":"stats"}"#, r#"{"cmd":"ping"}"#, r#"{"cmd":"frobnicate"}"#, "not json", r#"{"cmd":"reload"}"#] {
+            let reply = without_dataplane(request);
+            match reply["ok"].as_bool() {
+                Some(true) => assert!(reply.get("error").is_none(), "{reply}"),
+                Some(false) => assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()), "{reply}"),
+                None => panic!("{request}: {reply}"),
+            }
+        }
+        assert_eq!(without_dataplane(r#"{"cmd":"status"}"#)["status"]["attached"], false);
+        assert!(without_dataplane(r#"{"cmd":"frobnicate"}"#)["error"].as_str().unwrap().contains("unknown command"));
+    }
+
+    #[test]
+    fn an_endless_admin_request_is_cut_and_answered() {
+        let dir = std::env::temp_dir().join(format!("rampart-admin-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let listener = bind(&path).unwrap();
+        let config = rampart_config::parse("t.toml", "").unwrap();
+        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
+        std::thread::spawn(move || serve(listener, d));
+        let conn = UnixStream::connect(&path).unwrap();
+        // Twice the limit, no newline: the control process stops reading at the limit.
+        let writer = conn.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = (&writer).write_all(&vec![b' '; 2 * MAX_REQUEST as usize]);
+        });
+        let mut reply = String::new();
+        BufReader::new(&conn).read_line(&mut reply).unwrap();
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["ok"], false, "{reply}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
