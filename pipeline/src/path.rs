@@ -404,3 +404,215 @@ fn prefetch_ahead(frames: &[Frame], i: usize) {
         crate::prefetch(ahead.buf.as_ptr());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::Defaults;
+    use rampart_acl::{Classifier, Rule};
+    use rampart_flow::FlowTableConfig;
+    use rampart_packet::build;
+    use rampart_shm::image::IMAGE_FORMAT;
+    use rampart_shm::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, Segment, SegmentImage, Verdict};
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+
+    /// A worker's surroundings: a real shared-memory segment (counters, event ring) and a
+    /// flow table.
+    struct Rig {
+        segment: Segment,
+        flows: FlowTable,
+        _dir: TempDir,
+    }
+
+    /// A directory removed when dropped.
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("rampart-path-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let segment = Segment::create(&dir.join("shm"), 0o600, 1, 1_000_000_000, 0).unwrap();
+            let flows = FlowTable::new(&FlowTableConfig { capacity: 1024, ..Default::default() }).unwrap();
+            Rig { segment, flows, _dir: TempDir(dir) }
+        }
+
+        fn cx(&self) -> Context<'_> {
+            Context { flows: &self.flows, counters: &self.segment.workers[0], events: &self.segment.events[0], now_ms: 1 }
+        }
+
+        fn dropped(&self, reason: DropReason) -> u64 {
+            self.segment.workers[0].drops[reason.index()].get()
+        }
+    }
+
+    fn port(slot: u16, macs: Vec<[u8; 6]>) -> PortImage {
+        PortImage {
+            slot,
+            name: format!("p{slot}"),
+            device: format!("net_null{slot}"),
+            socket: String::new(),
+            client: false,
+            queues: 1,
+            attach: Attach::Segment(0),
+            enabled: true,
+            macs,
+            max_flows: None,
+            default_action: Verdict::Forward,
+        }
+    }
+
+    /// Three ports on one segment (A on 0, B on 1, C on 2), with `firewall` if given.
+    fn runtime(firewall: Option<FirewallImage>) -> Runtime {
+        let image = PolicyImage {
+            format: IMAGE_FORMAT,
+            segments: vec![SegmentImage { name: "lan".into() }],
+            ports: vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])],
+            firewall,
+        };
+        Runtime::build(1, &image, Some, None, &Default::default())
+    }
+
+    /// Rules behind the default forward: `reject` TCP to port 23, `deny` UDP to port 9.
+    fn rules() -> FirewallImage {
+        let telnet = Rule { proto: Some(6), dst_ports: (23, 23), ..Default::default() };
+        let discard = Rule { proto: Some(17), dst_ports: (9, 9), ..Default::default() };
+        FirewallImage {
+            rules: vec![
+                RuleImage { id: "reject-telnet".into(), counter: 0, action: RuleAction::Reject, stateful: true, log: false },
+                RuleImage { id: "deny-discard".into(), counter: 1, action: RuleAction::Deny, stateful: true, log: false },
+            ],
+            acl: Classifier::compile(&[telnet, discard]).unwrap(),
+            acl_rule: vec![0, 1],
+            conntrack: ConntrackImage { timeouts: Default::default() },
+        }
+    }
+
+    fn udp(src: [u8; 6], dst: [u8; 6], dport: u16) -> Vec<u8> {
+        build::udp_v4([10, 0, 0, 1], 4000, [10, 0, 0, 2], dport, b"hello").macs(src, dst).build().unwrap()
+    }
+
+    /// Runs one burst of `frames` received on local port `ingress`, each in a buffer with
+    /// `room` bytes free after it; returns the actions and the frames as they are after.
+    fn run(rig: &Rig, rt: &Runtime, ingress: u8, frames: &[Vec<u8>], room: usize) -> (Vec<Action>, Vec<Vec<u8>>) {
+        let mut bufs: Vec<Vec<u8>> = frames.iter().map(|f| [f.clone(), vec![0; room]].concat()).collect();
+        let mut burst: Vec<Frame> = bufs.iter_mut().zip(frames).map(|(b, f)| Frame::new(b, f.len(), f.len() as u32, 1, Checksums::Complete)).collect();
+        let mut pipeline = Pipeline::default();
+        let actions = pipeline.process(rt, &rig.cx(), ingress, &mut burst).to_vec();
+        let lens: Vec<usize> = burst.iter().map(|f| f.len()).collect();
+        drop(burst);
+        (actions, bufs.into_iter().zip(lens).map(|(mut b, n)| { b.truncate(n); b }).collect())
+    }
+
+    #[test]
+    fn a_switched_burst_forwards_to_owners_floods_the_unknown_and_counts_the_malformed() {
+        let rig = Rig::new();
+        let rt = runtime(None);
+        let unknown = [2, 0, 0, 0, 0, 0xd];
+        let frames = [udp(A, B, 53), udp(A, unknown, 53), udp(A, A, 53), udp(A, B, 53)[..20].to_vec()];
+        let (actions, _) = run(&rig, &rt, 0, &frames, 0);
+        let mut flood = PortSet::one(1);
+        flood.insert(2);
+        assert_eq!(
+            actions,
+            [
+                Action::Forward(PortSet::one(1)),
+                Action::Forward(flood),
+                Action::Drop(DropReason::Hairpin),
+                Action::Drop(DropReason::Malformed(ParseError::Ipv4Truncated)),
+            ]
+        );
+        assert_eq!(rig.dropped(DropReason::Hairpin), 1);
+        assert_eq!(rig.dropped(DropReason::Malformed(ParseError::Ipv4Truncated)), 1);
+        let (rec, _) = rig.segment.events[0].pop().expect("the malformed frame is logged");
+        assert_eq!(rec.kind, EventKind::Malformed as u16);
+        let port = &rig.segment.workers[0].ports[0];
+        assert_eq!(port.rx_packets.get(), 4);
+        assert_eq!(port.rx_bytes.get(), frames.iter().map(|f| f.len() as u64).sum::<u64>());
+    }
+
+    #[test]
+    fn a_chained_frame_is_dropped_and_counted_never_inspected() {
+        let rig = Rig::new();
+        for rt in [runtime(None), runtime(Some(rules()))] {
+            let mut frame = udp(A, B, 53);
+            let len = frame.len();
+            let mut burst = [Frame::new(&mut frame, len, 3000, 2, Checksums::Complete)];
+            let actions = Pipeline::default().process(&rt, &rig.cx(), 0, &mut burst).to_vec();
+            assert_eq!(actions, [Action::Drop(DropReason::Chained)]);
+        }
+        assert_eq!(rig.dropped(DropReason::Chained), 2);
+        assert_eq!(rig.segment.workers[0].ports[0].drop_bytes.get(), 6000, "counted with the whole packet's length");
+    }
+
+    #[test]
+    fn a_rejected_syn_becomes_its_rst_in_place_and_a_denied_datagram_is_dropped() {
+        let rig = Rig::new();
+        let rt = runtime(Some(rules()));
+        let syn = build::tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 23, rampart_packet::TcpFlags::SYN, b"").macs(A, B).build().unwrap();
+        let (actions, after) = run(&rig, &rt, 0, &[syn.clone(), udp(A, B, 9), udp(A, B, 53)], 0);
+        let Action::Reply { len } = actions[0] else { panic!("{:?}", actions[0]) };
+        assert_eq!(actions[1..], [Action::Drop(DropReason::RuleDeny), Action::Forward(PortSet::one(1))]);
+        let rst = rampart_packet::parse(&after[0][..len as usize]).unwrap();
+        assert_eq!((rst.src_mac, rst.dst_mac, rst.src_port, rst.dst_port), (B, A, 23, 40000));
+        assert_eq!(rst.tcp_flags.0, rampart_packet::TcpFlags::RST | rampart_packet::TcpFlags::ACK);
+        assert_eq!(rig.dropped(DropReason::RuleReject), 1, "the rejected packet counts as dropped");
+        assert_eq!(rig.segment.workers[0].rules[0].packets.get(), 1);
+    }
+
+    #[test]
+    fn an_answer_that_does_not_fit_the_buffer_is_a_drop() {
+        let rig = Rig::new();
+        let rt = runtime(Some(rules()));
+        // A UDP reject answer quotes the datagram: more than a bare 47-byte frame holds.
+        let mut img = rules();
+        img.rules[1].action = RuleAction::Reject;
+        let rt_udp = runtime(Some(img));
+        let (actions, _) = run(&rig, &rt_udp, 0, &[udp(A, B, 9)], 0);
+        assert_eq!(actions, [Action::Drop(DropReason::RuleReject)]);
+        let (actions, after) = run(&rig, &rt_udp, 0, &[udp(A, B, 9)], 128);
+        let Action::Reply { len } = actions[0] else { panic!("{:?}", actions[0]) };
+        let icmp = rampart_packet::parse(&after[0][..len as usize]).unwrap();
+        assert_eq!((icmp.ip_proto, icmp.icmp_type(), icmp.icmp_code()), (1, Some(3), Some(3)));
+        drop(rt);
+    }
+
+    #[test]
+    fn a_policy_without_rules_routes_the_whole_burst_at_once() {
+        let rig = Rig::new();
+        let mut image = PolicyImage {
+            format: IMAGE_FORMAT,
+            segments: vec![],
+            ports: vec![port(0, vec![]), port(1, vec![])],
+            firewall: None,
+        };
+        image.ports[0].attach = Attach::Wire(1);
+        image.ports[1].attach = Attach::Wire(0);
+        let rt = Runtime::build(1, &image, Some, None, &Default::default());
+        let frames = [udp(A, B, 53), vec![0u8; 10]];
+        let (actions, _) = run(&rig, &rt, 1, &frames, 0);
+        assert_eq!(actions, [Action::Forward(PortSet::one(0)), Action::Drop(DropReason::Malformed(ParseError::EthernetTruncated))]);
+        let _ = Defaults::default();
+    }
+
+    #[test]
+    fn port_sets_iterate_their_ports_in_order() {
+        let mut set = PortSet::default();
+        for p in [5, 0, 63, 7] {
+            set.insert(p);
+        }
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 5, 7, 63]);
+        assert_eq!(set.without(5).len(), 3);
+        assert!(PortSet::one(64).is_empty(), "beyond 64 ports: no bit, never a wrong one");
+    }
+}
