@@ -1,7 +1,8 @@
 //! Ethernet II frame header. VLAN tags are in [`crate::vlan`].
 
-use crate::bytes::{array_at, be16_at, tail};
-use crate::ParseError;
+use crate::bytes::{array_at, be16_at, put_be16, put_bytes, tail, tail_mut};
+use crate::error::{check_room, ReprError};
+use crate::{vlan, ParseError};
 
 /// Byte ranges of the Ethernet II header.
 pub mod field {
@@ -140,6 +141,96 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer (a write past the end of a shorter buffer is dropped).
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the destination MAC address.
+    #[inline]
+    pub fn set_dst_addr(&mut self, value: Address) {
+        put_bytes(self.buffer.as_mut(), field::DESTINATION.start, &value);
+    }
+
+    /// Set the source MAC address.
+    #[inline]
+    pub fn set_src_addr(&mut self, value: Address) {
+        put_bytes(self.buffer.as_mut(), field::SOURCE.start, &value);
+    }
+
+    /// Set the EtherType (or the first tag's TPID).
+    #[inline]
+    pub fn set_ethertype(&mut self, value: EtherType) {
+        put_be16(self.buffer.as_mut(), field::ETHERTYPE.start, value.into());
+    }
+
+    /// Bytes after the header, writable.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        tail_mut(self.buffer.as_mut(), field::PAYLOAD.start)
+    }
+}
+
+/// An Ethernet II header, with at most one 802.1Q tag (TPID 0x8100).
+///
+/// A frame whose first TPID is 802.1ad (QinQ), or whose tag is followed by another tag,
+/// parses with that TPID as [`Repr::ethertype`] and the rest of the tags in the payload, so
+/// [`Repr::emit`] still gives back the same bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// Source MAC address.
+    pub src_addr: Address,
+    /// Destination MAC address.
+    pub dst_addr: Address,
+    /// The 802.1Q tag between the addresses and the EtherType, if any.
+    pub vlan: Option<vlan::Repr>,
+    /// EtherType of the payload (after the tag, if any).
+    pub ethertype: EtherType,
+}
+
+impl Repr {
+    /// Read the header (and an 802.1Q tag) of a checked view.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
+        let mut repr = Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            vlan: None,
+            ethertype: packet.ethertype(),
+        };
+        if repr.ethertype == EtherType::Vlan {
+            let tag = vlan::Packet::new_checked(packet.payload())?;
+            repr.vlan = Some(vlan::Repr::parse(&tag));
+            repr.ethertype = tag.ethertype();
+        }
+        Ok(repr)
+    }
+
+    /// Bytes [`Self::emit`] writes: 14, or 18 with a tag.
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        match self.vlan {
+            Some(_) => HEADER_LEN + vlan::HEADER_LEN,
+            None => HEADER_LEN,
+        }
+    }
+
+    /// Write the header (and tag) at the start of `buf`; returns [`Self::header_len`].
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ReprError> {
+        check_room(buf, self.header_len())?;
+        let mut packet = Packet::new_unchecked(&mut *buf);
+        packet.set_dst_addr(self.dst_addr);
+        packet.set_src_addr(self.src_addr);
+        match self.vlan {
+            None => packet.set_ethertype(self.ethertype),
+            Some(tag) => {
+                packet.set_ethertype(EtherType::Vlan);
+                let mut view = vlan::Packet::new_unchecked(packet.payload_mut());
+                tag.emit(&mut view);
+                view.set_ethertype(self.ethertype);
+            }
+        }
+        Ok(self.header_len())
+    }
+}
+
 /// True for the multicast/broadcast bit of a MAC address.
 #[inline]
 pub const fn is_multicast(addr: &Address) -> bool {
@@ -167,6 +258,39 @@ mod tests {
             Err(ParseError::EthernetTruncated)
         );
         assert_eq!(Packet::new_unchecked(&f[..3]).ethertype_raw(), 0);
+    }
+
+    #[test]
+    fn setters_and_repr() {
+        let mut f = [0u8; 22];
+        let repr = Repr {
+            src_addr: [2, 0, 0, 0, 0, 1],
+            dst_addr: [0xff; 6],
+            vlan: Some(vlan::Repr {
+                pcp: 5,
+                dei: false,
+                vid: 42,
+            }),
+            ethertype: EtherType::Arp,
+        };
+        assert_eq!(repr.emit(&mut f), Ok(18));
+        assert_eq!(&f[12..18], &[0x81, 0x00, 0xa0, 0x2a, 0x08, 0x06]);
+        let view = Packet::new_checked(&f[..]).unwrap();
+        assert_eq!(Repr::parse(&view), Ok(repr));
+        assert_eq!(
+            repr.emit(&mut f[..17]),
+            Err(ReprError::BufferTooSmall {
+                needed: 18,
+                available: 17
+            })
+        );
+        let mut p = Packet::new_checked(&mut f[..]).unwrap();
+        p.set_ethertype(EtherType::Unknown(0x88cc));
+        p.payload_mut()[0] = 7;
+        assert_eq!(p.ethertype_raw(), 0x88cc);
+        assert_eq!(p.payload()[0], 7);
+        // A view over a too-short buffer drops the writes instead of panicking.
+        Packet::new_unchecked(&mut f[..3]).set_src_addr([9; 6]);
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod flow;
 mod meta;
 
 pub mod arp;
+pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod icmpv6;
@@ -38,7 +39,7 @@ pub mod tcp;
 pub mod udp;
 pub mod vlan;
 
-pub use error::ParseError;
+pub use error::{ParseError, ReprError};
 pub use ethernet::EtherType;
 pub use flow::{Direction, FlowKey};
 pub use ip::{ipv4_mapped, IpProtocol};
