@@ -195,6 +195,21 @@ pub(crate) fn check_room(buf: &[u8], needed: usize) -> Result<(), ReprError> {
     Ok(())
 }
 
+/// The first `header_len + payload.len()` bytes of `buf`, with `payload` copied after the
+/// header: what an L4 `emit` fills in and checksums.
+#[inline]
+pub(crate) fn segment<'a>(
+    buf: &'a mut [u8],
+    header_len: usize,
+    payload: &[u8],
+) -> Result<&'a mut [u8], ReprError> {
+    let len = header_len + payload.len();
+    check_room(buf, len)?;
+    let segment = &mut buf[..len];
+    segment[header_len..].copy_from_slice(payload);
+    Ok(segment)
+}
+
 /// `len` as a 16-bit length field, or [`ReprError::TooLong`].
 #[inline]
 pub(crate) fn len16(len: usize) -> Result<u16, ReprError> {
