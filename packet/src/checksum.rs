@@ -97,7 +97,10 @@ impl PseudoHeader {
         };
         // IPv4 carries a 16-bit length, IPv6 a 32-bit one; both sum the same way.
         let len = len as u64;
-        combine(addrs, fold(protocol as u64 + (len >> 32) + (len & 0xffff_ffff)))
+        combine(
+            addrs,
+            fold(protocol as u64 + (len >> 32) + (len & 0xffff_ffff)),
+        )
     }
 
     /// The checksum field value for an upper-layer packet `data` (checksum field zero).
@@ -212,7 +215,9 @@ mod tests {
             src: [10, 0, 0, 1],
             dst: [10, 0, 0, 2],
         };
-        let mut udp = [0xd4, 0x31, 0x00, 0x35, 0x00, 0x0d, 0, 0, b'h', b'e', b'l', b'l', b'o'];
+        let mut udp = [
+            0xd4, 0x31, 0x00, 0x35, 0x00, 0x0d, 0, 0, b'h', b'e', b'l', b'l', b'o',
+        ];
         // 0a00 + 0001 + 0a00 + 0002 + 0011 (protocol) + 000d (length).
         assert_eq!(pseudo.sum(17, udp.len()), 0x1421);
         let c = pseudo.checksum(17, &udp);

@@ -167,7 +167,9 @@ pub enum ReprError {
     #[error("ICMP/ICMPv6 message is shorter than its type's fixed fields")]
     IcmpTruncatedBody,
     /// The buffer given to `emit` is shorter than `buffer_len()`.
-    #[error("buffer of {available} bytes is too small: emit needs {needed}; size it with buffer_len()")]
+    #[error(
+        "buffer of {available} bytes is too small: emit needs {needed}; size it with buffer_len()"
+    )]
     BufferTooSmall {
         /// Bytes `emit` writes.
         needed: usize,

@@ -397,7 +397,11 @@ mod tests {
         assert_eq!(request_type(3), 3, "not a query");
         assert_eq!(crate::icmpv6::request_type(129), 128);
         assert_eq!(crate::icmpv6::request_type(128), 128);
-        assert_eq!(crate::icmpv6::request_type(136), 136, "neighbour advertisement is not an echo reply");
+        assert_eq!(
+            crate::icmpv6::request_type(136),
+            136,
+            "neighbour advertisement is not an echo reply"
+        );
     }
 
     #[test]
@@ -443,7 +447,13 @@ mod tests {
                     next_hop_mtu: 1500,
                 },
             ),
-            ([12, 0, 0, 0, 20, 0, 0, 0], Repr::ParamProblem { code: 0, pointer: 20 }),
+            (
+                [12, 0, 0, 0, 20, 0, 0, 0],
+                Repr::ParamProblem {
+                    code: 0,
+                    pointer: 20,
+                },
+            ),
             (
                 [3, 3, 0, 0, 1, 0, 0, 0],
                 Repr::Unknown {

@@ -483,7 +483,11 @@ impl Repr {
                 flags,
                 router_lifetime,
                 ..
-            } => (134, 0, pair(u16::from_be_bytes([hop_limit, flags]), router_lifetime)),
+            } => (
+                134,
+                0,
+                pair(u16::from_be_bytes([hop_limit, flags]), router_lifetime),
+            ),
             Repr::NeighborSolicit { .. } => (135, 0, 0),
             Repr::NeighborAdvert { flags, .. } => (136, 0, (flags as u32) << 24),
             Repr::Unknown {
@@ -514,7 +518,12 @@ impl Repr {
 
     /// Write the fixed part and `payload` at the start of `buf`, with the checksum over them
     /// and `pseudo`; returns [`Self::buffer_len`].
-    pub fn emit(&self, buf: &mut [u8], payload: &[u8], pseudo: &PseudoHeader) -> Result<usize, ReprError> {
+    pub fn emit(
+        &self,
+        buf: &mut [u8],
+        payload: &[u8],
+        pseudo: &PseudoHeader,
+    ) -> Result<usize, ReprError> {
         let segment = segment(buf, self.header_len(), payload)?;
         let (msg_type, code, data) = self.fields();
         let mut packet = Packet::new_unchecked(&mut *segment);

@@ -506,7 +506,10 @@ mod tests {
         assert!(p.dont_frag() && !p.is_fragment());
         let repr = Repr::parse(&p).unwrap();
         assert_eq!(repr.payload_len, 4);
-        assert_eq!((repr.ttl, repr.dscp, repr.src_addr), (1, 46, [192, 0, 2, 1]));
+        assert_eq!(
+            (repr.ttl, repr.dscp, repr.src_addr),
+            (1, 46, [192, 0, 2, 1])
+        );
         // Emitting drops the options: a 20-byte header, same fields.
         let mut out = vec![0u8; repr.buffer_len()];
         assert_eq!(repr.emit(&mut out), Ok(20));

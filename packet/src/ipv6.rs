@@ -620,7 +620,10 @@ mod tests {
         view.set_flow_label(0xfffff);
         view.set_hop_limit(1);
         view.payload_mut()[1] = 0;
-        assert_eq!((view.version(), view.traffic_class(), view.flow_label()), (6, 1, 0xfffff));
+        assert_eq!(
+            (view.version(), view.traffic_class(), view.flow_label()),
+            (6, 1, 0xfffff)
+        );
         assert_eq!(view.payload(), &[0xaa, 0]);
         p[0] = 0x4a;
         assert_eq!(Packet::new_checked(&p[..]), Err(ParseError::Ipv6BadVersion));

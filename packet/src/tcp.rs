@@ -1,7 +1,9 @@
 //! TCP header (RFC 9293). The view keeps options opaque and does not verify the checksum;
 //! [`Repr`] reads and writes the common options.
 
-use crate::bytes::{be16_at, be32_at, put_be16, put_be32, put_u8, slice, slice_mut, tail, tail_mut, u8_at};
+use crate::bytes::{
+    be16_at, be32_at, put_be16, put_be32, put_u8, slice, slice_mut, tail, tail_mut, u8_at,
+};
 use crate::checksum::PseudoHeader;
 use crate::error::{segment, ReprError};
 use crate::ip::protocol;
@@ -221,7 +223,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// bits.
     #[inline]
     pub fn set_header_len(&mut self, value: usize) {
-        put_u8(self.buffer.as_mut(), field::DATA_OFF, ((value / 4) as u8) << 4);
+        put_u8(
+            self.buffer.as_mut(),
+            field::DATA_OFF,
+            ((value / 4) as u8) << 4,
+        );
     }
     /// Set the flags.
     #[inline]
@@ -333,9 +339,13 @@ impl Options {
                     let val = u32::from_be_bytes([a, b, c, d]);
                     options.timestamps = Some((val, u32::from_be_bytes([e, f, g, h])));
                 }
-                (option::MSS | option::WINDOW_SCALE | option::SACK_PERMITTED | option::TIMESTAMPS, _) => {
-                    return Err(ReprError::TcpBadOption)
-                }
+                (
+                    option::MSS
+                    | option::WINDOW_SCALE
+                    | option::SACK_PERMITTED
+                    | option::TIMESTAMPS,
+                    _,
+                ) => return Err(ReprError::TcpBadOption),
                 _ => {}
             }
             bytes = &bytes[len..];
@@ -444,7 +454,12 @@ impl Repr {
 
     /// Write header, options and `payload` at the start of `buf`, with the checksum over
     /// them and `pseudo`; returns [`Self::buffer_len`].
-    pub fn emit(&self, buf: &mut [u8], payload: &[u8], pseudo: &PseudoHeader) -> Result<usize, ReprError> {
+    pub fn emit(
+        &self,
+        buf: &mut [u8],
+        payload: &[u8],
+        pseudo: &PseudoHeader,
+    ) -> Result<usize, ReprError> {
         let header_len = self.header_len();
         let segment = segment(buf, header_len, payload)?;
         let mut packet = Packet::new_unchecked(&mut *segment);

@@ -163,7 +163,12 @@ impl Repr {
 
     /// Write header and `payload` at the start of `buf`, with the length and the checksum
     /// over them and `pseudo`; returns [`Self::buffer_len`].
-    pub fn emit(&self, buf: &mut [u8], payload: &[u8], pseudo: &PseudoHeader) -> Result<usize, ReprError> {
+    pub fn emit(
+        &self,
+        buf: &mut [u8],
+        payload: &[u8],
+        pseudo: &PseudoHeader,
+    ) -> Result<usize, ReprError> {
         let len = len16(self.buffer_len(payload.len()))?;
         let segment = segment(buf, HEADER_LEN, payload)?;
         let mut packet = Packet::new_unchecked(&mut *segment);
@@ -202,7 +207,10 @@ mod tests {
         let mut view = Packet::new_checked(&mut out[..]).unwrap();
         assert!(view.verify_checksum(&pseudo));
         view.set_checksum(0);
-        assert!(!view.verify_checksum(&pseudo), "0 is no checksum only over IPv4");
+        assert!(
+            !view.verify_checksum(&pseudo),
+            "0 is no checksum only over IPv4"
+        );
         view.payload_mut()[0] = b'O';
         view.fill_checksum(&pseudo);
         assert!(view.verify_checksum(&pseudo));
