@@ -1,7 +1,7 @@
 //! ARP (RFC 826). Any hardware/protocol pair is accepted; the Ethernet/IPv4 case has
 //! fixed-size accessors.
 
-use crate::bytes::{array_at, be16_at, put_be16, put_u8, slice, slice_mut, u8_at};
+use crate::bytes::{array_at, be16_at, setters, slice, slice_mut, u8_at};
 use crate::error::{check_room, ReprError};
 use crate::ethernet::{self, EtherType};
 use crate::{ipv4, ParseError};
@@ -186,34 +186,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// Setters. They never panic; on a view that passed `new_checked` every field they write
 /// is inside the buffer. Set the two lengths before the addresses: they place them.
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the hardware type.
-    #[inline]
-    pub fn set_hardware_type(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::HTYPE.start, value);
-    }
-
-    /// Set the protocol type.
-    #[inline]
-    pub fn set_protocol_type(&mut self, value: EtherType) {
-        put_be16(self.buffer.as_mut(), field::PTYPE.start, value.into());
-    }
-
-    /// Set the hardware address length.
-    #[inline]
-    pub fn set_hardware_len(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), field::HLEN, value);
-    }
-
-    /// Set the protocol address length.
-    #[inline]
-    pub fn set_protocol_len(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), field::PLEN, value);
-    }
-
-    /// Set the operation.
-    #[inline]
-    pub fn set_operation(&mut self, value: Operation) {
-        put_be16(self.buffer.as_mut(), field::OPER.start, value.into());
+    setters! {
+        /// Set the hardware type.
+        set_hardware_type(u16) at field::HTYPE.start;
+        /// Set the protocol type.
+        set_protocol_type(EtherType as u16) at field::PTYPE.start;
+        /// Set the hardware address length.
+        set_hardware_len(u8) at field::HLEN;
+        /// Set the protocol address length.
+        set_protocol_len(u8) at field::PLEN;
+        /// Set the operation.
+        set_operation(Operation as u16) at field::OPER.start;
     }
 
     /// Write address `index` (0 sender, 1 target); `value` is cut to the announced length.

@@ -535,6 +535,12 @@ impl Frame {
                 let mut next = kinds.chain(fragment_kind).chain([transport.protocol()]);
                 let first = next.next().unwrap_or(IpProtocol::Ipv6NoNxt);
                 for header in ext_headers {
+                    // The length byte counts 8-byte units after the first: at most 2048 bytes.
+                    if header.data.len() + 2 > 2048 {
+                        return Err(ReprError::TooLong {
+                            len: header.data.len() + 2,
+                        });
+                    }
                     let start = chain.len();
                     chain.push(next.next().unwrap_or(IpProtocol::Ipv6NoNxt).into());
                     chain.push(0);

@@ -57,6 +57,12 @@ pub(crate) fn put_u8(buf: &mut [u8], offset: usize, value: u8) {
     }
 }
 
+/// Replace the bits of `mask` in the byte at `offset` with those of `bits`.
+#[inline(always)]
+pub(crate) fn put_masked_u8(buf: &mut [u8], offset: usize, mask: u8, bits: u8) {
+    put_u8(buf, offset, u8_at(buf, offset) & !mask | bits & mask);
+}
+
 #[inline(always)]
 pub(crate) fn put_be16(buf: &mut [u8], offset: usize, value: u16) {
     put_bytes(buf, offset, &value.to_be_bytes());
@@ -66,6 +72,54 @@ pub(crate) fn put_be16(buf: &mut [u8], offset: usize, value: u16) {
 pub(crate) fn put_be32(buf: &mut [u8], offset: usize, value: u32) {
     put_bytes(buf, offset, &value.to_be_bytes());
 }
+
+/// A field value a setter writes big-endian at an offset (dropped past the end).
+pub(crate) trait Put {
+    fn put(self, buf: &mut [u8], offset: usize);
+}
+
+impl Put for u8 {
+    #[inline(always)]
+    fn put(self, buf: &mut [u8], offset: usize) {
+        put_u8(buf, offset, self);
+    }
+}
+
+impl Put for u16 {
+    #[inline(always)]
+    fn put(self, buf: &mut [u8], offset: usize) {
+        put_be16(buf, offset, self);
+    }
+}
+
+impl Put for u32 {
+    #[inline(always)]
+    fn put(self, buf: &mut [u8], offset: usize) {
+        put_be32(buf, offset, self);
+    }
+}
+
+impl<const N: usize> Put for [u8; N] {
+    #[inline(always)]
+    fn put(self, buf: &mut [u8], offset: usize) {
+        put_bytes(buf, offset, &self);
+    }
+}
+
+/// Setters for whole fields, one line each: `set_ttl(u8) at field::TTL;`, or with a
+/// conversion to the wire type, `set_protocol(IpProtocol as u8) at field::PROTOCOL;`.
+/// Used inside `impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T>` blocks.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($ty:ty $(as $raw:ty)?) at $offset:expr;)*) => {$(
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(&mut self, value: $ty) {
+            $(let value = <$raw>::from(value);)?
+            $crate::bytes::Put::put(value, self.buffer.as_mut(), $offset);
+        }
+    )*};
+}
+pub(crate) use setters;
 
 /// `buf[start..end]`, or an empty slice if that range is not inside `buf`.
 #[inline(always)]

@@ -1,6 +1,6 @@
 //! Ethernet II frame header. VLAN tags are in [`crate::vlan`].
 
-use crate::bytes::{array_at, be16_at, put_be16, put_bytes, tail, tail_mut};
+use crate::bytes::{array_at, be16_at, setters, tail, tail_mut};
 use crate::error::{check_room, ReprError};
 use crate::{vlan, ParseError};
 
@@ -144,22 +144,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// Setters. They never panic; on a view that passed `new_checked` every field they write
 /// is inside the buffer (a write past the end of a shorter buffer is dropped).
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the destination MAC address.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: Address) {
-        put_bytes(self.buffer.as_mut(), field::DESTINATION.start, &value);
-    }
-
-    /// Set the source MAC address.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: Address) {
-        put_bytes(self.buffer.as_mut(), field::SOURCE.start, &value);
-    }
-
-    /// Set the EtherType (or the first tag's TPID).
-    #[inline]
-    pub fn set_ethertype(&mut self, value: EtherType) {
-        put_be16(self.buffer.as_mut(), field::ETHERTYPE.start, value.into());
+    setters! {
+        /// Set the destination MAC address.
+        set_dst_addr(Address) at field::DESTINATION.start;
+        /// Set the source MAC address.
+        set_src_addr(Address) at field::SOURCE.start;
+        /// Set the EtherType (or the first tag's TPID).
+        set_ethertype(EtherType as u16) at field::ETHERTYPE.start;
     }
 
     /// Bytes after the header, writable.

@@ -1,7 +1,7 @@
 //! ICMP for IPv4 (RFC 792). Error messages carry the offending packet's IP header plus at
 //! least 8 bytes of its payload; [`Packet::inner_offset`] says where that starts.
 
-use crate::bytes::{array_at, be16_at, put_be16, put_bytes, put_u8, tail, tail_mut, u8_at};
+use crate::bytes::{array_at, be16_at, tail, u8_at};
 use crate::checksum;
 use crate::error::{segment, ReprError};
 use crate::ParseError;
@@ -216,48 +216,41 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// is inside the buffer. They leave the checksum stale: call [`Packet::fill_checksum`]
 /// last.
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: Message) {
-        put_u8(self.buffer.as_mut(), field::TYPE, value.into());
-    }
-    /// Set the code.
-    #[inline]
-    pub fn set_code(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), field::CODE, value);
-    }
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-    /// Set the identifier (queries).
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::IDENT.start, value);
-    }
-    /// Set the sequence number (queries).
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::SEQ_NUM.start, value);
-    }
-    /// Set bytes 4..8 (see [`Packet::header_data`]).
-    #[inline]
-    pub fn set_header_data(&mut self, value: [u8; 4]) {
-        put_bytes(self.buffer.as_mut(), field::IDENT.start, &value);
-    }
+    header_setters!(Message);
     /// Compute the checksum over the whole buffer (the message) and store it.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
         let value = checksum::compute(self.buffer.as_ref());
         self.set_checksum(value);
     }
-    /// Bytes after the 8-byte header, writable.
-    #[inline]
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        tail_mut(self.buffer.as_mut(), field::BODY.start)
-    }
 }
+
+/// The setters of the 8-byte header layout ICMP and ICMPv6 share, for the view of each
+/// (`$message` is its message type).
+macro_rules! header_setters {
+    ($message:ty) => {
+        $crate::bytes::setters! {
+            /// Set the message type.
+            set_msg_type($message as u8) at field::TYPE;
+            /// Set the code.
+            set_code(u8) at field::CODE;
+            /// Set the checksum field.
+            set_checksum(u16) at field::CHECKSUM.start;
+            /// Set the identifier (echo and the other queries).
+            set_echo_ident(u16) at field::IDENT.start;
+            /// Set the sequence number (echo and the other queries).
+            set_echo_seq_no(u16) at field::SEQ_NUM.start;
+            /// Set bytes 4..8 (see [`Packet::header_data`]).
+            set_header_data([u8; 4]) at field::IDENT.start;
+        }
+        /// Bytes after the 8-byte header, writable.
+        #[inline]
+        pub fn payload_mut(&mut self) -> &mut [u8] {
+            $crate::bytes::tail_mut(self.buffer.as_mut(), field::BODY.start)
+        }
+    };
+}
+pub(crate) use header_setters;
 
 /// An ICMP header. What follows it — echo data, or the quoted IPv4 header and at least 8
 /// bytes of its payload for an error — is the `payload` of [`Repr::emit`].

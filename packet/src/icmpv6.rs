@@ -2,9 +2,7 @@
 //! needs. Error messages (types 0..=127) carry as much of the offending IPv6 packet as fits;
 //! [`Packet::inner_offset`] says where that starts.
 
-use crate::bytes::{
-    array_at, be16_at, be32_at, put_be16, put_be32, put_bytes, put_u8, tail, tail_mut, u8_at,
-};
+use crate::bytes::{array_at, be16_at, be32_at, put_be32, setters, tail, u8_at};
 use crate::checksum::PseudoHeader;
 use crate::error::{segment, ReprError};
 use crate::ip::protocol;
@@ -242,52 +240,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// is inside the buffer. They leave the checksum stale: call [`Packet::fill_checksum`]
 /// last.
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: Message) {
-        put_u8(self.buffer.as_mut(), field::TYPE, value.into());
-    }
-    /// Set the code.
-    #[inline]
-    pub fn set_code(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), field::CODE, value);
-    }
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-    /// Set the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::IDENT.start, value);
-    }
-    /// Set the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::SEQ_NUM.start, value);
-    }
-    /// Set bytes 4..8 (see [`Packet::header_data`]).
-    #[inline]
-    pub fn set_header_data(&mut self, value: [u8; 4]) {
-        put_bytes(self.buffer.as_mut(), field::IDENT.start, &value);
-    }
-    /// Set the Neighbor Discovery target address (bytes 8..24; dropped if the buffer is
-    /// shorter).
-    #[inline]
-    pub fn set_nd_target(&mut self, value: ipv6::Address) {
-        put_bytes(self.buffer.as_mut(), field::ND_TARGET.start, &value);
+    crate::icmp::header_setters!(Message);
+    setters! {
+        /// Set the Neighbor Discovery target address (bytes 8..24; dropped if the buffer is
+        /// shorter).
+        set_nd_target(ipv6::Address) at field::ND_TARGET.start;
     }
     /// Compute the checksum over the whole buffer (the message) and `pseudo`, and store it.
     pub fn fill_checksum(&mut self, pseudo: &PseudoHeader) {
         self.set_checksum(0);
         let value = pseudo.checksum(protocol::ICMPV6, self.buffer.as_ref());
         self.set_checksum(value);
-    }
-    /// Bytes after the 8-byte header, writable.
-    #[inline]
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        tail_mut(self.buffer.as_mut(), field::BODY.start)
     }
 }
 

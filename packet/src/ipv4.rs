@@ -1,6 +1,6 @@
 //! IPv4 header (RFC 791), options kept opaque. Checksums are not verified.
 
-use crate::bytes::{array_at, be16_at, put_be16, put_bytes, put_u8, slice, slice_mut, u8_at};
+use crate::bytes::{array_at, be16_at, put_be16, put_masked_u8, setters, slice, slice_mut, u8_at};
 use crate::checksum::{self, PseudoHeader};
 use crate::error::{check_room, len16, ReprError};
 use crate::ip::IpProtocol;
@@ -229,41 +229,47 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the version nibble (the low 4 bits of `value`).
     #[inline]
     pub fn set_version(&mut self, value: u8) {
-        let byte = u8_at(self.buffer.as_ref(), field::VER_IHL) & 0x0f | value << 4;
-        put_u8(self.buffer.as_mut(), field::VER_IHL, byte);
+        put_masked_u8(self.buffer.as_mut(), field::VER_IHL, 0xf0, value << 4);
     }
 
     /// Set the header length in bytes (a multiple of 4, at most 60; stored as IHL).
     #[inline]
     pub fn set_header_len(&mut self, value: usize) {
-        let byte = u8_at(self.buffer.as_ref(), field::VER_IHL) & 0xf0 | (value / 4) as u8 & 0x0f;
-        put_u8(self.buffer.as_mut(), field::VER_IHL, byte);
+        put_masked_u8(
+            self.buffer.as_mut(),
+            field::VER_IHL,
+            0x0f,
+            (value / 4) as u8,
+        );
     }
 
     /// Set the differentiated services code point (the low 6 bits of `value`).
     #[inline]
     pub fn set_dscp(&mut self, value: u8) {
-        let byte = u8_at(self.buffer.as_ref(), field::DSCP_ECN) & 0x03 | value << 2;
-        put_u8(self.buffer.as_mut(), field::DSCP_ECN, byte);
+        put_masked_u8(self.buffer.as_mut(), field::DSCP_ECN, 0xfc, value << 2);
     }
 
     /// Set the ECN bits (the low 2 bits of `value`).
     #[inline]
     pub fn set_ecn(&mut self, value: u8) {
-        let byte = u8_at(self.buffer.as_ref(), field::DSCP_ECN) & 0xfc | value & 0x03;
-        put_u8(self.buffer.as_mut(), field::DSCP_ECN, byte);
+        put_masked_u8(self.buffer.as_mut(), field::DSCP_ECN, 0x03, value);
     }
 
-    /// Set the total length.
-    #[inline]
-    pub fn set_total_len(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::LENGTH.start, value);
-    }
-
-    /// Set the identification.
-    #[inline]
-    pub fn set_ident(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::IDENT.start, value);
+    setters! {
+        /// Set the total length.
+        set_total_len(u16) at field::LENGTH.start;
+        /// Set the identification.
+        set_ident(u16) at field::IDENT.start;
+        /// Set the time to live.
+        set_ttl(u8) at field::TTL;
+        /// Set the protocol.
+        set_protocol(IpProtocol as u8) at field::PROTOCOL;
+        /// Set the header checksum field.
+        set_checksum(u16) at field::CHECKSUM.start;
+        /// Set the source address.
+        set_src_addr(Address) at field::SRC_ADDR.start;
+        /// Set the destination address.
+        set_dst_addr(Address) at field::DST_ADDR.start;
     }
 
     #[inline]
@@ -288,36 +294,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
     pub fn set_frag_offset(&mut self, value: u16) {
         self.set_flags_offset(OFFSET_MASK, value >> 3);
-    }
-
-    /// Set the time to live.
-    #[inline]
-    pub fn set_ttl(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), field::TTL, value);
-    }
-
-    /// Set the protocol.
-    #[inline]
-    pub fn set_protocol(&mut self, value: IpProtocol) {
-        put_u8(self.buffer.as_mut(), field::PROTOCOL, value.into());
-    }
-
-    /// Set the header checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-
-    /// Set the source address.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: Address) {
-        put_bytes(self.buffer.as_mut(), field::SRC_ADDR.start, &value);
-    }
-
-    /// Set the destination address.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: Address) {
-        put_bytes(self.buffer.as_mut(), field::DST_ADDR.start, &value);
     }
 
     /// Compute the header checksum (options included) and store it.

@@ -1,8 +1,7 @@
 //! IPv6 fixed header (RFC 8200) and a bounded walk over its extension headers.
 
 use crate::bytes::{
-    array_at, be16_at, be32_at, put_be16, put_be32, put_bytes, put_u8, slice, slice_mut, tail,
-    u8_at,
+    array_at, be16_at, be32_at, put_be16, put_be32, setters, slice, slice_mut, tail, u8_at,
 };
 use crate::checksum::PseudoHeader;
 use crate::error::{check_room, len16, ReprError};
@@ -180,34 +179,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_ver_tc_flow(0x000f_ffff, value);
     }
 
-    /// Set the payload length.
-    #[inline]
-    pub fn set_payload_len(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::LENGTH.start, value);
-    }
-
-    /// Set the next header.
-    #[inline]
-    pub fn set_next_header(&mut self, value: IpProtocol) {
-        put_u8(self.buffer.as_mut(), field::NXT_HDR, value.into());
-    }
-
-    /// Set the hop limit.
-    #[inline]
-    pub fn set_hop_limit(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), field::HOP_LIMIT, value);
-    }
-
-    /// Set the source address.
-    #[inline]
-    pub fn set_src_addr(&mut self, value: Address) {
-        put_bytes(self.buffer.as_mut(), field::SRC_ADDR.start, &value);
-    }
-
-    /// Set the destination address.
-    #[inline]
-    pub fn set_dst_addr(&mut self, value: Address) {
-        put_bytes(self.buffer.as_mut(), field::DST_ADDR.start, &value);
+    setters! {
+        /// Set the payload length.
+        set_payload_len(u16) at field::LENGTH.start;
+        /// Set the next header.
+        set_next_header(IpProtocol as u8) at field::NXT_HDR;
+        /// Set the hop limit.
+        set_hop_limit(u8) at field::HOP_LIMIT;
+        /// Set the source address.
+        set_src_addr(Address) at field::SRC_ADDR.start;
+        /// Set the destination address.
+        set_dst_addr(Address) at field::DST_ADDR.start;
     }
 
     /// Bytes after the fixed header up to the payload length, writable.
@@ -418,16 +400,13 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
 /// Setters. They never panic; on a view that passed `new_checked` every field they write
 /// is inside the buffer.
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ExtHeader<T> {
-    /// Set the next header.
-    #[inline]
-    pub fn set_next_header(&mut self, value: IpProtocol) {
-        put_u8(self.buffer.as_mut(), ext_field::NXT_HDR, value.into());
-    }
-
-    /// Set the raw length byte (units per [`Self::header_len`]; unused by Fragment).
-    #[inline]
-    pub fn set_length_raw(&mut self, value: u8) {
-        put_u8(self.buffer.as_mut(), ext_field::LENGTH, value);
+    setters! {
+        /// Set the next header.
+        set_next_header(IpProtocol as u8) at ext_field::NXT_HDR;
+        /// Set the raw length byte (units per [`Self::header_len`]; unused by Fragment).
+        set_length_raw(u8) at ext_field::LENGTH;
+        /// Fragment header: set the identification.
+        set_frag_ident(u32) at ext_field::FRAG_IDENT.start;
     }
 
     /// Fragment header: set offset (bytes, a multiple of 8) and more-fragments flag; the
@@ -436,12 +415,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ExtHeader<T> {
     pub fn set_frag_offset_more(&mut self, offset: u16, more: bool) {
         let value = offset & 0xfff8 | more as u16;
         put_be16(self.buffer.as_mut(), ext_field::FRAG_OFF_M.start, value);
-    }
-
-    /// Fragment header: set the identification.
-    #[inline]
-    pub fn set_frag_ident(&mut self, value: u32) {
-        put_be32(self.buffer.as_mut(), ext_field::FRAG_IDENT.start, value);
     }
 
     /// Header contents after the 2-byte prefix, writable.

@@ -1,9 +1,7 @@
 //! TCP header (RFC 9293). The view keeps options opaque and does not verify the checksum;
 //! [`Repr`] reads and writes the common options.
 
-use crate::bytes::{
-    be16_at, be32_at, put_be16, put_be32, put_u8, slice, slice_mut, tail, tail_mut, u8_at,
-};
+use crate::bytes::{be16_at, be32_at, put_u8, setters, slice, slice_mut, tail, tail_mut, u8_at};
 use crate::checksum::PseudoHeader;
 use crate::error::{segment, ReprError};
 use crate::ip::protocol;
@@ -83,6 +81,13 @@ impl TcpFlags {
     #[inline]
     pub const fn ack(self) -> bool {
         self.contains(Self::ACK)
+    }
+}
+
+impl From<TcpFlags> for u8 {
+    #[inline]
+    fn from(value: TcpFlags) -> Self {
+        value.0
     }
 }
 
@@ -199,25 +204,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// is inside the buffer. They leave the checksum stale: call [`Packet::fill_checksum`]
 /// last, or patch it with [`crate::checksum::update`].
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::SRC_PORT.start, value);
-    }
-    /// Set the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::DST_PORT.start, value);
-    }
-    /// Set the sequence number.
-    #[inline]
-    pub fn set_seq_number(&mut self, value: u32) {
-        put_be32(self.buffer.as_mut(), field::SEQ_NUM.start, value);
-    }
-    /// Set the acknowledgment number.
-    #[inline]
-    pub fn set_ack_number(&mut self, value: u32) {
-        put_be32(self.buffer.as_mut(), field::ACK_NUM.start, value);
+    setters! {
+        /// Set the source port.
+        set_src_port(u16) at field::SRC_PORT.start;
+        /// Set the destination port.
+        set_dst_port(u16) at field::DST_PORT.start;
+        /// Set the sequence number.
+        set_seq_number(u32) at field::SEQ_NUM.start;
+        /// Set the acknowledgment number.
+        set_ack_number(u32) at field::ACK_NUM.start;
+        /// Set the flags.
+        set_flags(TcpFlags as u8) at field::FLAGS;
+        /// Set the window size (unscaled).
+        set_window_len(u16) at field::WINDOW.start;
+        /// Set the checksum field.
+        set_checksum(u16) at field::CHECKSUM.start;
+        /// Set the urgent pointer.
+        set_urgent_at(u16) at field::URGENT.start;
     }
     /// Set the header length in bytes (a multiple of 4, at most 60), clearing the reserved
     /// bits.
@@ -228,26 +231,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             field::DATA_OFF,
             ((value / 4) as u8) << 4,
         );
-    }
-    /// Set the flags.
-    #[inline]
-    pub fn set_flags(&mut self, value: TcpFlags) {
-        put_u8(self.buffer.as_mut(), field::FLAGS, value.0);
-    }
-    /// Set the window size (unscaled).
-    #[inline]
-    pub fn set_window_len(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::WINDOW.start, value);
-    }
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::CHECKSUM.start, value);
-    }
-    /// Set the urgent pointer.
-    #[inline]
-    pub fn set_urgent_at(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::URGENT.start, value);
     }
     /// Compute the checksum over the whole buffer (the segment) and `pseudo`, and store it.
     pub fn fill_checksum(&mut self, pseudo: &PseudoHeader) {

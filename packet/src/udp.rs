@@ -1,6 +1,6 @@
 //! UDP header (RFC 768). Checksum not verified.
 
-use crate::bytes::{be16_at, put_be16, slice, slice_mut};
+use crate::bytes::{be16_at, setters, slice, slice_mut};
 use crate::checksum::PseudoHeader;
 use crate::error::{len16, segment, ReprError};
 use crate::ip::protocol;
@@ -91,25 +91,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// is inside the buffer. They leave the checksum stale: call [`Packet::fill_checksum`]
 /// last, or patch it with [`crate::checksum::update`].
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the source port.
-    #[inline]
-    pub fn set_src_port(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::SRC_PORT.start, value);
-    }
-    /// Set the destination port.
-    #[inline]
-    pub fn set_dst_port(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::DST_PORT.start, value);
-    }
-    /// Set the length field (header + data).
-    #[inline]
-    pub fn set_len(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::LENGTH.start, value);
-    }
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::CHECKSUM.start, value);
+    setters! {
+        /// Set the source port.
+        set_src_port(u16) at field::SRC_PORT.start;
+        /// Set the destination port.
+        set_dst_port(u16) at field::DST_PORT.start;
+        /// Set the length field (header + data).
+        set_len(u16) at field::LENGTH.start;
+        /// Set the checksum field.
+        set_checksum(u16) at field::CHECKSUM.start;
     }
     /// Compute the checksum over the datagram (up to the length field) and `pseudo`, and
     /// store it; a result of 0 is stored as 0xffff (RFC 768: 0 means "no checksum").

@@ -1,7 +1,7 @@
 //! 802.1Q / 802.1ad VLAN tag. The view starts at the TCI, i.e. just after the TPID, which
 //! the enclosing header (Ethernet or an outer tag) carries in its EtherType field.
 
-use crate::bytes::{be16_at, put_be16, tail, tail_mut};
+use crate::bytes::{be16_at, setters, tail, tail_mut};
 use crate::ethernet::EtherType;
 use crate::ParseError;
 
@@ -87,10 +87,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
 /// Setters. They never panic; on a view that passed `new_checked` every field they write
 /// is inside the buffer.
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the raw tag control information.
-    #[inline]
-    pub fn set_tci(&mut self, value: u16) {
-        put_be16(self.buffer.as_mut(), field::TCI.start, value);
+    setters! {
+        /// Set the raw tag control information.
+        set_tci(u16) at field::TCI.start;
+        /// Set the EtherType after the tag.
+        set_ethertype(EtherType as u16) at field::ETHERTYPE.start;
     }
 
     /// Set the priority code point (the low 3 bits of `value`).
@@ -109,12 +110,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
     pub fn set_vid(&mut self, value: u16) {
         self.set_tci(self.tci() & 0xf000 | (value & 0x0fff));
-    }
-
-    /// Set the EtherType after the tag.
-    #[inline]
-    pub fn set_ethertype(&mut self, value: EtherType) {
-        put_be16(self.buffer.as_mut(), field::ETHERTYPE.start, value.into());
     }
 
     /// Bytes after the tag, writable.

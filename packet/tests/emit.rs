@@ -250,6 +250,12 @@ fn builder_errors_and_odd_cases() {
             .len(),
         1
     );
+    let ext = |n| {
+        build::udp_v6([1; 16], 1, [2; 16], 2, b"").ext_header(IpProtocol::Ipv6Opts, &vec![0; n])
+    };
+    assert_eq!(ext(2047).build(), Err(ReprError::TooLong { len: 2049 }));
+    let longest = ext(2046).build().unwrap();
+    assert_eq!(parse(&longest).unwrap().l4_offset as usize, 14 + 40 + 2048);
     // An empty datagram still makes one fragment.
     let esp = |len| {
         build::ipv6(
