@@ -1,4 +1,4 @@
-//! Whole frames from `Repr`s: Ethernet (+ 802.1Q tag) + IPv4/IPv6 (+ extension headers,
+//! Whole frames from `Repr`s: Ethernet (+ VLAN tags) + IPv4/IPv6 (+ extension headers,
 //! fragments) + TCP/UDP/ICMP/ICMPv6 + payload, with every length and checksum computed.
 //!
 //! For tests, fuzz seeds, tools and the rare answers the dataplane builds (rejects), not
@@ -161,6 +161,7 @@ fn frame(network: Network, payload: &[u8]) -> Frame {
         ethernet: ethernet::Repr {
             src_addr: SRC_MAC,
             dst_addr: DST_MAC,
+            outer_vlan: None,
             vlan: None,
             ethertype: EtherType::Unknown(0),
         },
@@ -337,6 +338,13 @@ impl Frame {
     pub fn vlan(mut self, vid: u16) -> Frame {
         self.ethernet.vlan = Some(vlan::Repr::new(vid));
         self
+    }
+
+    /// Add an 802.1ad S-tag with `outer_vid` around an 802.1Q C-tag with `inner_vid`
+    /// (QinQ, PCP 0).
+    pub fn qinq(mut self, outer_vid: u16, inner_vid: u16) -> Frame {
+        self.ethernet.outer_vlan = Some(vlan::Repr::new(outer_vid));
+        self.vlan(inner_vid)
     }
 
     /// Set the IPv4 TTL or the IPv6 hop limit.

@@ -1,6 +1,6 @@
 //! Ethernet II frame header. VLAN tags are in [`crate::vlan`].
 
-use crate::bytes::{array_at, be16_at, setters, tail, tail_mut};
+use crate::bytes::{array_at, be16_at, put_be16, setters, tail, tail_mut};
 use crate::error::{check_room, ReprError};
 use crate::{vlan, ParseError};
 
@@ -160,64 +160,82 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-/// An Ethernet II header, with at most one 802.1Q tag (TPID 0x8100).
+/// An Ethernet II header with up to two VLAN tags: an 802.1ad S-tag (TPID 0x88a8) and an
+/// 802.1Q C-tag (TPID 0x8100), in that order, as [`crate::parse`] accepts them.
 ///
-/// A frame whose first TPID is 802.1ad (QinQ), or whose tag is followed by another tag,
-/// parses with that TPID as [`Repr::ethertype`] and the rest of the tags in the payload, so
-/// [`Repr::emit`] still gives back the same bytes.
+/// Tags in other arrangements (a C-tag inside a C-tag, an S-tag inside an S-tag) parse as
+/// that inner TPID in [`Repr::ethertype`] with the rest in the payload, so [`Repr::emit`]
+/// still gives back the same bytes. A `Repr` without tags whose `ethertype` is 0x8100 or
+/// 0x88a8 emits a frame that parses back as tagged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Repr {
     /// Source MAC address.
     pub src_addr: Address,
     /// Destination MAC address.
     pub dst_addr: Address,
-    /// The 802.1Q tag between the addresses and the EtherType, if any.
+    /// The outer 802.1ad S-tag (QinQ), if any.
+    pub outer_vlan: Option<vlan::Repr>,
+    /// The 802.1Q C-tag (inside the S-tag, if both), if any.
     pub vlan: Option<vlan::Repr>,
-    /// EtherType of the payload (after the tag, if any).
+    /// EtherType of the payload (after the tags).
     pub ethertype: EtherType,
 }
 
 impl Repr {
-    /// Read the header (and an 802.1Q tag) of a checked view.
+    /// The tags with their TPIDs, outermost first.
+    fn tags(&self) -> [(EtherType, Option<vlan::Repr>); 2] {
+        [
+            (EtherType::QinQ, self.outer_vlan),
+            (EtherType::Vlan, self.vlan),
+        ]
+    }
+
+    /// Read the header (and its tags) of a checked view.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
         let mut repr = Repr {
             src_addr: packet.src_addr(),
             dst_addr: packet.dst_addr(),
+            outer_vlan: None,
             vlan: None,
             ethertype: packet.ethertype(),
         };
-        if repr.ethertype == EtherType::Vlan {
-            let tag = vlan::Packet::new_checked(packet.payload())?;
-            repr.vlan = Some(vlan::Repr::parse(&tag));
-            repr.ethertype = tag.ethertype();
+        let mut rest = packet.payload();
+        for (tpid, slot) in [
+            (EtherType::QinQ, &mut repr.outer_vlan),
+            (EtherType::Vlan, &mut repr.vlan),
+        ] {
+            if repr.ethertype == tpid {
+                let tag = vlan::Packet::new_checked(rest)?;
+                *slot = Some(vlan::Repr::parse(&tag));
+                repr.ethertype = tag.ethertype();
+                rest = tail(rest, vlan::HEADER_LEN);
+            }
         }
         Ok(repr)
     }
 
-    /// Bytes [`Self::emit`] writes: 14, or 18 with a tag.
+    /// Bytes [`Self::emit`] writes: 14, plus 4 a tag.
     #[inline]
-    pub const fn header_len(&self) -> usize {
-        match self.vlan {
-            Some(_) => HEADER_LEN + vlan::HEADER_LEN,
-            None => HEADER_LEN,
-        }
+    pub fn header_len(&self) -> usize {
+        let tags = self.tags().iter().filter(|(_, tag)| tag.is_some()).count();
+        HEADER_LEN + tags * vlan::HEADER_LEN
     }
 
-    /// Write the header (and tag) at the start of `buf`; returns [`Self::header_len`].
+    /// Write the header (and tags) at the start of `buf`; returns [`Self::header_len`].
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ReprError> {
         check_room(buf, self.header_len())?;
         let mut packet = Packet::new_unchecked(&mut *buf);
         packet.set_dst_addr(self.dst_addr);
         packet.set_src_addr(self.src_addr);
-        match self.vlan {
-            None => packet.set_ethertype(self.ethertype),
-            Some(tag) => {
-                packet.set_ethertype(EtherType::Vlan);
-                let mut view = vlan::Packet::new_unchecked(packet.payload_mut());
-                tag.emit(&mut view);
-                view.set_ethertype(self.ethertype);
+        let mut at = field::ETHERTYPE.start;
+        for (tpid, tag) in self.tags() {
+            if let Some(tag) = tag {
+                put_be16(buf, at, tpid.into());
+                tag.emit(&mut vlan::Packet::new_unchecked(tail_mut(buf, at + 2)));
+                at += vlan::HEADER_LEN;
             }
         }
+        put_be16(buf, at, self.ethertype.into());
         Ok(self.header_len())
     }
 }
@@ -257,6 +275,7 @@ mod tests {
         let repr = Repr {
             src_addr: [2, 0, 0, 0, 0, 1],
             dst_addr: [0xff; 6],
+            outer_vlan: None,
             vlan: Some(vlan::Repr {
                 pcp: 5,
                 dei: false,
@@ -275,6 +294,17 @@ mod tests {
                 available: 17
             })
         );
+        let qinq = Repr {
+            outer_vlan: Some(vlan::Repr::new(10)),
+            ..repr
+        };
+        let mut g = [0u8; 26];
+        assert_eq!(qinq.emit(&mut g), Ok(22));
+        assert_eq!(
+            &g[12..22],
+            &[0x88, 0xa8, 0, 10, 0x81, 0x00, 0xa0, 0x2a, 8, 6]
+        );
+        assert_eq!(Repr::parse(&Packet::new_checked(&g[..]).unwrap()), Ok(qinq));
         let mut p = Packet::new_checked(&mut f[..]).unwrap();
         p.set_ethertype(EtherType::Unknown(0x88cc));
         p.payload_mut()[0] = 7;
