@@ -103,7 +103,8 @@ impl Transport {
 
 /// An IPv6 extension header of the Hop-by-Hop / Routing / Destination Options form: next
 /// header and length are filled in, `data` (the bytes after them) is zero-padded to a
-/// multiple of 8 bytes in all (zero bytes are Pad1 options). AH is not supported.
+/// multiple of 8 bytes in all (zero bytes are Pad1 options). AH is not supported, and the
+/// transport checksum uses the fixed header's destination even after a Routing header.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ExtHeader {
     /// Its own type (`HopByHop`, `Ipv6Route`, `Ipv6Opts`).
@@ -452,8 +453,8 @@ impl Frame {
     /// (rounded down to a multiple of 8, at least 8): the IPv4 offset and MF flag set, or
     /// an IPv6 Fragment header (identification [`Self::ident`]) after the extension
     /// headers. Lengths and the transport checksum are those of the whole datagram, so
-    /// the first fragment's UDP length says more than it carries. A frame that is not IP
-    /// gives itself alone.
+    /// the first fragment's UDP length says more than it carries; DF is left as it is. A
+    /// frame that is not IP gives itself alone.
     ///
     /// Errors: [`ReprError::TooLong`] if the datagram reaches past offset 65528.
     pub fn fragments(&self, data_len: usize) -> Result<Vec<Vec<u8>>, ReprError> {
