@@ -1,9 +1,10 @@
 //! ARP (RFC 826). Any hardware/protocol pair is accepted; the Ethernet/IPv4 case has
 //! fixed-size accessors.
 
-use crate::bytes::{array_at, be16_at, slice, u8_at};
-use crate::ethernet::EtherType;
-use crate::ParseError;
+use crate::bytes::{array_at, be16_at, setters, slice, slice_mut, u8_at};
+use crate::error::{check_room, ReprError};
+use crate::ethernet::{self, EtherType};
+use crate::{ipv4, ParseError};
 
 /// Byte ranges of the fixed part; the four addresses follow at offsets that depend on the
 /// two length fields (see [`Packet::source_hardware_addr`] and friends).
@@ -46,6 +47,17 @@ impl From<u16> for Operation {
             1 => Self::Request,
             2 => Self::Reply,
             other => Self::Unknown(other),
+        }
+    }
+}
+
+impl From<Operation> for u16 {
+    #[inline]
+    fn from(value: Operation) -> Self {
+        match value {
+            Operation::Request => 1,
+            Operation::Reply => 2,
+            Operation::Unknown(other) => other,
         }
     }
 }
@@ -120,14 +132,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
             && self.protocol_len() == 4
     }
 
-    fn addr(&self, index: usize, hardware: bool) -> &[u8] {
+    /// Byte range of address `index` (0 sender, 1 target), hardware or protocol.
+    fn addr_range(&self, index: usize, hardware: bool) -> (usize, usize) {
         let (h, p) = (self.hardware_len(), self.protocol_len());
         let start = FIXED_LEN + index * (h + p) + if hardware { 0 } else { h };
-        slice(
-            self.buffer.as_ref(),
-            start,
-            start + if hardware { h } else { p },
-        )
+        (start, start + if hardware { h } else { p })
+    }
+
+    fn addr(&self, index: usize, hardware: bool) -> &[u8] {
+        let (start, end) = self.addr_range(index, hardware);
+        slice(self.buffer.as_ref(), start, end)
     }
 
     /// Sender hardware address (empty if missing).
@@ -169,6 +183,101 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer. Set the two lengths before the addresses: they place them.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    setters! {
+        /// Set the hardware type.
+        set_hardware_type(u16) at field::HTYPE.start;
+        /// Set the protocol type.
+        set_protocol_type(EtherType as u16) at field::PTYPE.start;
+        /// Set the hardware address length.
+        set_hardware_len(u8) at field::HLEN;
+        /// Set the protocol address length.
+        set_protocol_len(u8) at field::PLEN;
+        /// Set the operation.
+        set_operation(Operation as u16) at field::OPER.start;
+    }
+
+    /// Write address `index` (0 sender, 1 target); `value` is cut to the announced length.
+    fn set_addr(&mut self, index: usize, hardware: bool, value: &[u8]) {
+        let (start, end) = self.addr_range(index, hardware);
+        let dst = slice_mut(self.buffer.as_mut(), start, end);
+        let n = dst.len().min(value.len());
+        dst[..n].copy_from_slice(&value[..n]);
+    }
+
+    /// Set the sender hardware address (as many bytes as the hardware length says).
+    pub fn set_source_hardware_addr(&mut self, value: &[u8]) {
+        self.set_addr(0, true, value);
+    }
+    /// Set the sender protocol address (as many bytes as the protocol length says).
+    pub fn set_source_protocol_addr(&mut self, value: &[u8]) {
+        self.set_addr(0, false, value);
+    }
+    /// Set the target hardware address (as many bytes as the hardware length says).
+    pub fn set_target_hardware_addr(&mut self, value: &[u8]) {
+        self.set_addr(1, true, value);
+    }
+    /// Set the target protocol address (as many bytes as the protocol length says).
+    pub fn set_target_protocol_addr(&mut self, value: &[u8]) {
+        self.set_addr(1, false, value);
+    }
+}
+
+/// An Ethernet/IPv4 ARP packet (28 bytes), the only form Rampart answers or builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// Operation.
+    pub operation: Operation,
+    /// Sender MAC address.
+    pub source_hardware_addr: ethernet::Address,
+    /// Sender IPv4 address.
+    pub source_protocol_addr: ipv4::Address,
+    /// Target MAC address (zero in a request).
+    pub target_hardware_addr: ethernet::Address,
+    /// Target IPv4 address.
+    pub target_protocol_addr: ipv4::Address,
+}
+
+impl Repr {
+    /// Read a checked view; [`ReprError::ArpNotEthernetIpv4`] for other address kinds.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
+        if !packet.is_ethernet_ipv4() {
+            return Err(ReprError::ArpNotEthernetIpv4);
+        }
+        Ok(Repr {
+            operation: packet.operation(),
+            source_hardware_addr: packet.ethernet_sender(),
+            source_protocol_addr: packet.ipv4_sender(),
+            target_hardware_addr: packet.ethernet_target(),
+            target_protocol_addr: packet.ipv4_target(),
+        })
+    }
+
+    /// Bytes [`Self::emit`] writes: 28.
+    #[inline]
+    pub const fn buffer_len(&self) -> usize {
+        ETHERNET_IPV4_LEN
+    }
+
+    /// Write the packet at the start of `buf`; returns [`Self::buffer_len`].
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ReprError> {
+        check_room(buf, ETHERNET_IPV4_LEN)?;
+        let mut packet = Packet::new_unchecked(&mut *buf);
+        packet.set_hardware_type(1);
+        packet.set_protocol_type(EtherType::Ipv4);
+        packet.set_hardware_len(6);
+        packet.set_protocol_len(4);
+        packet.set_operation(self.operation);
+        packet.set_source_hardware_addr(&self.source_hardware_addr);
+        packet.set_source_protocol_addr(&self.source_protocol_addr);
+        packet.set_target_hardware_addr(&self.target_hardware_addr);
+        packet.set_target_protocol_addr(&self.target_protocol_addr);
+        Ok(ETHERNET_IPV4_LEN)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +299,12 @@ mod tests {
         assert_eq!(arp.target_hardware_addr(), &[0; 6]);
         assert_eq!(Packet::new_checked(&p[..27]), Err(ParseError::ArpTruncated));
         assert_eq!(Packet::new_checked(&p[..7]), Err(ParseError::ArpTruncated));
+        let repr = Repr::parse(&arp).unwrap();
+        let mut out = [0xee; 30];
+        assert_eq!(repr.emit(&mut out), Ok(28));
+        assert_eq!(out[..28], p);
+        assert!(repr.emit(&mut out[..27]).is_err());
+        assert_eq!(u16::from(Operation::from(9)), 9);
     }
 
     #[test]
@@ -200,5 +315,11 @@ mod tests {
         assert!(!arp.is_ethernet_ipv4());
         assert_eq!(arp.packet_len(), 8);
         assert!(arp.source_hardware_addr().is_empty());
+        assert_eq!(Repr::parse(&arp), Err(ReprError::ArpNotEthernetIpv4));
+        let mut q = p;
+        let mut view = Packet::new_checked(&mut q[..]).unwrap();
+        view.set_source_hardware_addr(&[1, 2, 3]); // no room announced: nothing written
+        view.set_operation(Operation::Request);
+        assert_eq!(q, [0, 6, 8, 0, 0, 0, 0, 1]);
     }
 }

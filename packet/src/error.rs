@@ -148,6 +148,76 @@ impl ParseError {
     }
 }
 
+/// Why a `Repr` could not be parsed from a view or emitted into a buffer. Not on the hot
+/// path: [`crate::parse`] reports [`ParseError`] alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum ReprError {
+    /// The bytes are malformed in a way [`crate::parse`] also rejects.
+    #[error(transparent)]
+    Malformed(#[from] ParseError),
+    /// `arp::Repr` only describes Ethernet/IPv4 ARP.
+    #[error("ARP packet is not Ethernet/IPv4 (hardware type 1, 6-byte MACs, 4-byte IPv4 addresses); read it with arp::Packet")]
+    ArpNotEthernetIpv4,
+    /// A TCP option's length byte is below 2, runs past the header, or does not fit its
+    /// kind (MSS 4, window scale 3, SACK-permitted 2, timestamps 10).
+    #[error("TCP option has a bad length or runs past the header")]
+    TcpBadOption,
+    /// The message is shorter than its type's fixed part (e.g. a neighbour solicitation
+    /// without its 16-byte target).
+    #[error("ICMP/ICMPv6 message is shorter than its type's fixed fields")]
+    IcmpTruncatedBody,
+    /// The buffer given to `emit` is shorter than `buffer_len()`.
+    #[error(
+        "buffer of {available} bytes is too small: emit needs {needed}; size it with buffer_len()"
+    )]
+    BufferTooSmall {
+        /// Bytes `emit` writes.
+        needed: usize,
+        /// Bytes the buffer has.
+        available: usize,
+    },
+    /// A length does not fit its header field (IPv4 total length or UDP length above
+    /// 65535, IPv6 payload length above 65535, TCP options above 40 bytes).
+    #[error("length {len} does not fit the header's length field")]
+    TooLong {
+        /// The length that did not fit.
+        len: usize,
+    },
+}
+
+/// Check that `buf` holds `needed` bytes before an `emit` writes them.
+#[inline]
+pub(crate) fn check_room(buf: &[u8], needed: usize) -> Result<(), ReprError> {
+    if buf.len() < needed {
+        return Err(ReprError::BufferTooSmall {
+            needed,
+            available: buf.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The first `header_len + payload.len()` bytes of `buf`, with `payload` copied after the
+/// header: what an L4 `emit` fills in and checksums.
+#[inline]
+pub(crate) fn segment<'a>(
+    buf: &'a mut [u8],
+    header_len: usize,
+    payload: &[u8],
+) -> Result<&'a mut [u8], ReprError> {
+    let len = header_len + payload.len();
+    check_room(buf, len)?;
+    let segment = &mut buf[..len];
+    segment[header_len..].copy_from_slice(payload);
+    Ok(segment)
+}
+
+/// `len` as a 16-bit length field, or [`ReprError::TooLong`].
+#[inline]
+pub(crate) fn len16(len: usize) -> Result<u16, ReprError> {
+    u16::try_from(len).map_err(|_| ReprError::TooLong { len })
+}
+
 const _: () = assert!(ParseError::COUNT <= 24);
 const _: () = assert!(core::mem::size_of::<ParseError>() == 1);
 

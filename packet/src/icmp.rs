@@ -1,7 +1,9 @@
 //! ICMP for IPv4 (RFC 792). Error messages carry the offending packet's IP header plus at
 //! least 8 bytes of its payload; [`Packet::inner_offset`] says where that starts.
 
-use crate::bytes::{be16_at, tail, u8_at};
+use crate::bytes::{array_at, be16_at, tail, u8_at};
+use crate::checksum;
+use crate::error::{segment, ReprError};
 use crate::ParseError;
 
 /// Byte ranges of the ICMP header.
@@ -69,6 +71,26 @@ impl From<u8> for Message {
             13 => Self::Timestamp,
             14 => Self::TimestampReply,
             other => Self::Unknown(other),
+        }
+    }
+}
+
+impl From<Message> for u8 {
+    #[inline]
+    fn from(value: Message) -> Self {
+        match value {
+            Message::EchoReply => 0,
+            Message::DstUnreachable => 3,
+            Message::SourceQuench => 4,
+            Message::Redirect => 5,
+            Message::EchoRequest => 8,
+            Message::RouterAdvert => 9,
+            Message::RouterSolicit => 10,
+            Message::TimeExceeded => 11,
+            Message::ParamProblem => 12,
+            Message::Timestamp => 13,
+            Message::TimestampReply => 14,
+            Message::Unknown(other) => other,
         }
     }
 }
@@ -178,6 +200,180 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn payload(&self) -> &[u8] {
         tail(self.buffer.as_ref(), field::BODY.start)
     }
+    /// Bytes 4..8, whose meaning depends on the type (identifier and sequence number,
+    /// pointer, next-hop MTU, unused).
+    #[inline]
+    pub fn header_data(&self) -> [u8; 4] {
+        array_at(self.buffer.as_ref(), field::IDENT.start)
+    }
+    /// True if the checksum over the whole buffer (the message) is right.
+    pub fn verify_checksum(&self) -> bool {
+        checksum::verify(0, self.buffer.as_ref())
+    }
+}
+
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer. They leave the checksum stale: call [`Packet::fill_checksum`]
+/// last.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    header_setters!(Message);
+    /// Compute the checksum over the whole buffer (the message) and store it.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let value = checksum::compute(self.buffer.as_ref());
+        self.set_checksum(value);
+    }
+}
+
+/// The setters of the 8-byte header layout ICMP and ICMPv6 share, for the view of each
+/// (`$message` is its message type).
+macro_rules! header_setters {
+    ($message:ty) => {
+        $crate::bytes::setters! {
+            /// Set the message type.
+            set_msg_type($message as u8) at field::TYPE;
+            /// Set the code.
+            set_code(u8) at field::CODE;
+            /// Set the checksum field.
+            set_checksum(u16) at field::CHECKSUM.start;
+            /// Set the identifier (echo and the other queries).
+            set_echo_ident(u16) at field::IDENT.start;
+            /// Set the sequence number (echo and the other queries).
+            set_echo_seq_no(u16) at field::SEQ_NUM.start;
+            /// Set bytes 4..8 (see [`Packet::header_data`]).
+            set_header_data([u8; 4]) at field::IDENT.start;
+        }
+        /// Bytes after the 8-byte header, writable.
+        #[inline]
+        pub fn payload_mut(&mut self) -> &mut [u8] {
+            $crate::bytes::tail_mut(self.buffer.as_mut(), field::BODY.start)
+        }
+    };
+}
+pub(crate) use header_setters;
+
+/// An ICMP header. What follows it — echo data, or the quoted IPv4 header and at least 8
+/// bytes of its payload for an error — is the `payload` of [`Repr::emit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Repr {
+    /// Echo request (type 8, code 0).
+    EchoRequest {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq_no: u16,
+    },
+    /// Echo reply (type 0, code 0).
+    EchoReply {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq_no: u16,
+    },
+    /// Destination unreachable (type 3).
+    DstUnreachable {
+        /// Code (3 = port unreachable, 4 = fragmentation needed, 13 = prohibited, ...).
+        code: u8,
+        /// Next-hop MTU (RFC 1191) for code 4; 0 otherwise.
+        next_hop_mtu: u16,
+    },
+    /// Time exceeded (type 11).
+    TimeExceeded {
+        /// Code (0 = TTL exceeded in transit, 1 = reassembly time exceeded).
+        code: u8,
+    },
+    /// Parameter problem (type 12).
+    ParamProblem {
+        /// Code.
+        code: u8,
+        /// Offset of the offending byte in the quoted header.
+        pointer: u8,
+    },
+    /// Any message no variant above describes exactly (another type, an echo with a
+    /// non-zero code, an error with non-zero unused bytes), kept whole.
+    Unknown {
+        /// Message type.
+        msg_type: u8,
+        /// Code.
+        code: u8,
+        /// Bytes 4..8.
+        header_data: [u8; 4],
+    },
+}
+
+impl Repr {
+    /// Read a checked view (checksum not verified).
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
+        let (msg_type, code, data) = (packet.msg_type_raw(), packet.code(), packet.header_data());
+        let [a, b, c, d] = data;
+        let (high, low) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+        Ok(match (msg_type, code, data) {
+            (8, 0, _) => Repr::EchoRequest {
+                ident: high,
+                seq_no: low,
+            },
+            (0, 0, _) => Repr::EchoReply {
+                ident: high,
+                seq_no: low,
+            },
+            (3, code, [0, 0, _, _]) => Repr::DstUnreachable {
+                code,
+                next_hop_mtu: low,
+            },
+            (11, code, [0, 0, 0, 0]) => Repr::TimeExceeded { code },
+            (12, code, [pointer, 0, 0, 0]) => Repr::ParamProblem { code, pointer },
+            _ => Repr::Unknown {
+                msg_type,
+                code,
+                header_data: data,
+            },
+        })
+    }
+
+    /// Type, code and bytes 4..8.
+    fn fields(&self) -> (u8, u8, [u8; 4]) {
+        let pair = |high: u16, low: u16| {
+            let ([a, b], [c, d]) = (high.to_be_bytes(), low.to_be_bytes());
+            [a, b, c, d]
+        };
+        match *self {
+            Repr::EchoRequest { ident, seq_no } => (8, 0, pair(ident, seq_no)),
+            Repr::EchoReply { ident, seq_no } => (0, 0, pair(ident, seq_no)),
+            Repr::DstUnreachable { code, next_hop_mtu } => (3, code, pair(0, next_hop_mtu)),
+            Repr::TimeExceeded { code } => (11, code, [0; 4]),
+            Repr::ParamProblem { code, pointer } => (12, code, [pointer, 0, 0, 0]),
+            Repr::Unknown {
+                msg_type,
+                code,
+                header_data,
+            } => (msg_type, code, header_data),
+        }
+    }
+
+    /// Bytes of header: 8.
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Header plus `payload_len` bytes.
+    #[inline]
+    pub const fn buffer_len(&self, payload_len: usize) -> usize {
+        HEADER_LEN + payload_len
+    }
+
+    /// Write header and `payload` at the start of `buf`, with the checksum over them (ICMP
+    /// has no pseudo-header); returns [`Self::buffer_len`].
+    pub fn emit(&self, buf: &mut [u8], payload: &[u8]) -> Result<usize, ReprError> {
+        let segment = segment(buf, HEADER_LEN, payload)?;
+        let (msg_type, code, data) = self.fields();
+        let mut packet = Packet::new_unchecked(&mut *segment);
+        packet.set_msg_type(msg_type.into());
+        packet.set_code(code);
+        packet.set_header_data(data);
+        packet.fill_checksum();
+        Ok(segment.len())
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +390,11 @@ mod tests {
         assert_eq!(request_type(3), 3, "not a query");
         assert_eq!(crate::icmpv6::request_type(129), 128);
         assert_eq!(crate::icmpv6::request_type(128), 128);
-        assert_eq!(crate::icmpv6::request_type(136), 136, "neighbour advertisement is not an echo reply");
+        assert_eq!(
+            crate::icmpv6::request_type(136),
+            136,
+            "neighbour advertisement is not an echo reply"
+        );
     }
 
     #[test]
@@ -219,5 +419,51 @@ mod tests {
             Err(ParseError::IcmpTruncated)
         );
         assert!(has_ident(0) && has_ident(18) && !has_ident(3));
+    }
+
+    #[test]
+    fn repr_round_trips_and_checksum() {
+        let repr = Repr::EchoRequest {
+            ident: 0x1234,
+            seq_no: 1,
+        };
+        let mut out = [0u8; 9];
+        assert_eq!(repr.emit(&mut out, b"x"), Ok(9));
+        let p = Packet::new_checked(&out[..]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(Repr::parse(&p), Ok(repr));
+        for (bytes, repr) in [
+            (
+                [3, 4, 0, 0, 0, 0, 5, 0xdc],
+                Repr::DstUnreachable {
+                    code: 4,
+                    next_hop_mtu: 1500,
+                },
+            ),
+            (
+                [12, 0, 0, 0, 20, 0, 0, 0],
+                Repr::ParamProblem {
+                    code: 0,
+                    pointer: 20,
+                },
+            ),
+            (
+                [3, 3, 0, 0, 1, 0, 0, 0],
+                Repr::Unknown {
+                    msg_type: 3,
+                    code: 3,
+                    header_data: [1, 0, 0, 0],
+                },
+            ),
+        ] {
+            let p = Packet::new_checked(&bytes[..]).unwrap();
+            assert_eq!(Repr::parse(&p), Ok(repr));
+            let mut out = [0u8; 8];
+            repr.emit(&mut out, &[]).unwrap();
+            assert_eq!(out[4..], bytes[4..]);
+        }
+        for t in 0..=255u8 {
+            assert_eq!(u8::from(Message::from(t)), t);
+        }
     }
 }

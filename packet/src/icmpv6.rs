@@ -2,8 +2,11 @@
 //! needs. Error messages (types 0..=127) carry as much of the offending IPv6 packet as fits;
 //! [`Packet::inner_offset`] says where that starts.
 
-use crate::bytes::{array_at, be16_at, tail, u8_at};
-use crate::ParseError;
+use crate::bytes::{array_at, be16_at, be32_at, put_be32, setters, tail, u8_at};
+use crate::checksum::PseudoHeader;
+use crate::error::{segment, ReprError};
+use crate::ip::protocol;
+use crate::{ethernet, ipv6, ParseError};
 
 /// Byte ranges of the ICMPv6 header.
 pub mod field {
@@ -81,6 +84,29 @@ impl From<u8> for Message {
             136 => Self::NeighborAdvert,
             137 => Self::Redirect,
             other => Self::Unknown(other),
+        }
+    }
+}
+
+impl From<Message> for u8 {
+    #[inline]
+    fn from(value: Message) -> Self {
+        match value {
+            Message::DstUnreachable => 1,
+            Message::PktTooBig => 2,
+            Message::TimeExceeded => 3,
+            Message::ParamProblem => 4,
+            Message::EchoRequest => 128,
+            Message::EchoReply => 129,
+            Message::MldQuery => 130,
+            Message::MldReport => 131,
+            Message::MldDone => 132,
+            Message::RouterSolicit => 133,
+            Message::RouterAdvert => 134,
+            Message::NeighborSolicit => 135,
+            Message::NeighborAdvert => 136,
+            Message::Redirect => 137,
+            Message::Unknown(other) => other,
         }
     }
 }
@@ -198,6 +224,292 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn payload(&self) -> &[u8] {
         tail(self.buffer.as_ref(), field::BODY.start)
     }
+    /// Bytes 4..8, whose meaning depends on the type (identifier and sequence number, MTU,
+    /// pointer, flags, unused).
+    #[inline]
+    pub fn header_data(&self) -> [u8; 4] {
+        array_at(self.buffer.as_ref(), field::IDENT.start)
+    }
+    /// True if the checksum over the whole buffer (the message) and `pseudo` is right.
+    pub fn verify_checksum(&self, pseudo: &PseudoHeader) -> bool {
+        pseudo.verify(protocol::ICMPV6, self.buffer.as_ref())
+    }
+}
+
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer. They leave the checksum stale: call [`Packet::fill_checksum`]
+/// last.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    crate::icmp::header_setters!(Message);
+    setters! {
+        /// Set the Neighbor Discovery target address (bytes 8..24; dropped if the buffer is
+        /// shorter).
+        set_nd_target(ipv6::Address) at field::ND_TARGET.start;
+    }
+    /// Compute the checksum over the whole buffer (the message) and `pseudo`, and store it.
+    pub fn fill_checksum(&mut self, pseudo: &PseudoHeader) {
+        self.set_checksum(0);
+        let value = pseudo.checksum(protocol::ICMPV6, self.buffer.as_ref());
+        self.set_checksum(value);
+    }
+}
+
+/// Neighbor Discovery option types carrying a link-layer address (RFC 4861 §4.6.1).
+pub mod nd_option {
+    /// Source link-layer address.
+    pub const SOURCE_LINK_LAYER_ADDR: u8 = 1;
+    /// Target link-layer address.
+    pub const TARGET_LINK_LAYER_ADDR: u8 = 2;
+}
+
+/// The 8-byte ND option carrying a MAC address, to put in the payload of a solicitation
+/// or advertisement: `kind` is one of [`nd_option`].
+#[inline]
+pub const fn link_layer_option(kind: u8, mac: ethernet::Address) -> [u8; 8] {
+    let [a, b, c, d, e, f] = mac;
+    [kind, 1, a, b, c, d, e, f]
+}
+
+/// Neighbor Advertisement flags (the high bits of byte 4).
+pub mod nd_flags {
+    /// Router.
+    pub const ROUTER: u8 = 0x80;
+    /// Solicited.
+    pub const SOLICITED: u8 = 0x40;
+    /// Override.
+    pub const OVERRIDE: u8 = 0x20;
+}
+
+/// An ICMPv6 message's fixed part. What follows it — echo data, as much of the offending
+/// packet as fits for an error, ND options — is the `payload` of [`Repr::emit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Repr {
+    /// Destination unreachable (type 1).
+    DstUnreachable {
+        /// Code (1 = prohibited, 4 = port unreachable, ...).
+        code: u8,
+    },
+    /// Packet too big (type 2, code 0).
+    PktTooBig {
+        /// MTU of the next hop.
+        mtu: u32,
+    },
+    /// Time exceeded (type 3).
+    TimeExceeded {
+        /// Code (0 = hop limit, 1 = reassembly).
+        code: u8,
+    },
+    /// Parameter problem (type 4).
+    ParamProblem {
+        /// Code.
+        code: u8,
+        /// Offset of the offending byte in the quoted packet.
+        pointer: u32,
+    },
+    /// Echo request (type 128, code 0).
+    EchoRequest {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq_no: u16,
+    },
+    /// Echo reply (type 129, code 0).
+    EchoReply {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq_no: u16,
+    },
+    /// Router solicitation (type 133, code 0); options in the payload.
+    RouterSolicit,
+    /// Router advertisement (type 134, code 0, 16 bytes); options (prefix information, MTU,
+    /// source link-layer address) in the payload.
+    RouterAdvert {
+        /// Current hop limit (0 = unspecified).
+        hop_limit: u8,
+        /// Flags byte (M = 0x80, O = 0x40, ...).
+        flags: u8,
+        /// Router lifetime in seconds.
+        router_lifetime: u16,
+        /// Reachable time in milliseconds.
+        reachable_time: u32,
+        /// Retransmission timer in milliseconds.
+        retrans_time: u32,
+    },
+    /// Neighbor solicitation (type 135, code 0, 24 bytes).
+    NeighborSolicit {
+        /// Target address.
+        target: ipv6::Address,
+    },
+    /// Neighbor advertisement (type 136, code 0, 24 bytes).
+    NeighborAdvert {
+        /// Flags byte ([`nd_flags`]).
+        flags: u8,
+        /// Target address.
+        target: ipv6::Address,
+    },
+    /// Any message no variant above describes exactly (another type, a non-zero code where
+    /// 0 is required, non-zero reserved bytes), its first 8 bytes kept whole.
+    Unknown {
+        /// Message type.
+        msg_type: u8,
+        /// Code.
+        code: u8,
+        /// Bytes 4..8.
+        header_data: [u8; 4],
+    },
+}
+
+const RA_LEN: usize = 16;
+const ND_LEN: usize = field::ND_TARGET.end;
+
+impl Repr {
+    /// Read a checked view (checksum not verified). [`ReprError::IcmpTruncatedBody`] for a
+    /// router advertisement or neighbour message cut short.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
+        let buf = packet.buffer.as_ref();
+        let (msg_type, code, data) = (packet.msg_type_raw(), packet.code(), packet.header_data());
+        let [a, b, c, d] = data;
+        let (high, low, word) = (
+            u16::from_be_bytes([a, b]),
+            u16::from_be_bytes([c, d]),
+            u32::from_be_bytes(data),
+        );
+        let need = |len: usize| {
+            if buf.len() < len {
+                Err(ReprError::IcmpTruncatedBody)
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match (msg_type, code, data) {
+            (1, code, [0, 0, 0, 0]) => Repr::DstUnreachable { code },
+            (2, 0, _) => Repr::PktTooBig { mtu: word },
+            (3, code, [0, 0, 0, 0]) => Repr::TimeExceeded { code },
+            (4, code, _) => Repr::ParamProblem {
+                code,
+                pointer: word,
+            },
+            (128, 0, _) => Repr::EchoRequest {
+                ident: high,
+                seq_no: low,
+            },
+            (129, 0, _) => Repr::EchoReply {
+                ident: high,
+                seq_no: low,
+            },
+            (133, 0, [0, 0, 0, 0]) => Repr::RouterSolicit,
+            (134, 0, [hop_limit, flags, _, _]) => {
+                need(RA_LEN)?;
+                Repr::RouterAdvert {
+                    hop_limit,
+                    flags,
+                    router_lifetime: low,
+                    reachable_time: be32_at(buf, 8),
+                    retrans_time: be32_at(buf, 12),
+                }
+            }
+            (135, 0, [0, 0, 0, 0]) => {
+                need(ND_LEN)?;
+                Repr::NeighborSolicit {
+                    target: array_at(buf, field::ND_TARGET.start),
+                }
+            }
+            (136, 0, [flags, 0, 0, 0]) => {
+                need(ND_LEN)?;
+                Repr::NeighborAdvert {
+                    flags,
+                    target: array_at(buf, field::ND_TARGET.start),
+                }
+            }
+            _ => Repr::Unknown {
+                msg_type,
+                code,
+                header_data: data,
+            },
+        })
+    }
+
+    /// Type, code and bytes 4..8.
+    fn fields(&self) -> (u8, u8, [u8; 4]) {
+        let pair = |high: u16, low: u16| (high as u32) << 16 | low as u32;
+        let (msg_type, code, word) = match *self {
+            Repr::DstUnreachable { code } => (1, code, 0),
+            Repr::PktTooBig { mtu } => (2, 0, mtu),
+            Repr::TimeExceeded { code } => (3, code, 0),
+            Repr::ParamProblem { code, pointer } => (4, code, pointer),
+            Repr::EchoRequest { ident, seq_no } => (128, 0, pair(ident, seq_no)),
+            Repr::EchoReply { ident, seq_no } => (129, 0, pair(ident, seq_no)),
+            Repr::RouterSolicit => (133, 0, 0),
+            Repr::RouterAdvert {
+                hop_limit,
+                flags,
+                router_lifetime,
+                ..
+            } => (
+                134,
+                0,
+                pair(u16::from_be_bytes([hop_limit, flags]), router_lifetime),
+            ),
+            Repr::NeighborSolicit { .. } => (135, 0, 0),
+            Repr::NeighborAdvert { flags, .. } => (136, 0, (flags as u32) << 24),
+            Repr::Unknown {
+                msg_type,
+                code,
+                header_data,
+            } => (msg_type, code, u32::from_be_bytes(header_data)),
+        };
+        (msg_type, code, word.to_be_bytes())
+    }
+
+    /// Length of the fixed part: 8, 16 for a router advertisement, 24 for neighbour
+    /// solicitations and advertisements.
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        match self {
+            Repr::RouterAdvert { .. } => RA_LEN,
+            Repr::NeighborSolicit { .. } | Repr::NeighborAdvert { .. } => ND_LEN,
+            _ => HEADER_LEN,
+        }
+    }
+
+    /// Fixed part plus `payload_len` bytes.
+    #[inline]
+    pub const fn buffer_len(&self, payload_len: usize) -> usize {
+        self.header_len() + payload_len
+    }
+
+    /// Write the fixed part and `payload` at the start of `buf`, with the checksum over them
+    /// and `pseudo`; returns [`Self::buffer_len`].
+    pub fn emit(
+        &self,
+        buf: &mut [u8],
+        payload: &[u8],
+        pseudo: &PseudoHeader,
+    ) -> Result<usize, ReprError> {
+        let segment = segment(buf, self.header_len(), payload)?;
+        let (msg_type, code, data) = self.fields();
+        let mut packet = Packet::new_unchecked(&mut *segment);
+        packet.set_msg_type(msg_type.into());
+        packet.set_code(code);
+        packet.set_header_data(data);
+        match *self {
+            Repr::RouterAdvert {
+                reachable_time,
+                retrans_time,
+                ..
+            } => {
+                put_be32(packet.buffer, 8, reachable_time);
+                put_be32(packet.buffer, 12, retrans_time);
+            }
+            Repr::NeighborSolicit { target } | Repr::NeighborAdvert { target, .. } => {
+                packet.set_nd_target(target)
+            }
+            _ => {}
+        }
+        packet.fill_checksum(pseudo);
+        Ok(segment.len())
+    }
 }
 
 #[cfg(test)]
@@ -226,5 +538,46 @@ mod tests {
             Packet::new_checked(&ns[..7]),
             Err(ParseError::Icmpv6Truncated)
         );
+    }
+
+    #[test]
+    fn repr_round_trips() {
+        let pseudo = PseudoHeader::V6 {
+            src: [0xfe; 16],
+            dst: [0xff; 16],
+        };
+        let target = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        let option = link_layer_option(nd_option::TARGET_LINK_LAYER_ADDR, [2, 0, 0, 0, 0, 1]);
+        for repr in [
+            Repr::NeighborAdvert {
+                flags: nd_flags::SOLICITED | nd_flags::OVERRIDE,
+                target,
+            },
+            Repr::NeighborSolicit { target },
+            Repr::RouterAdvert {
+                hop_limit: 64,
+                flags: 0x40,
+                router_lifetime: 1800,
+                reachable_time: 30000,
+                retrans_time: 1000,
+            },
+            Repr::RouterSolicit,
+            Repr::PktTooBig { mtu: 1280 },
+        ] {
+            let mut out = vec![0u8; repr.buffer_len(option.len())];
+            assert_eq!(repr.emit(&mut out, &option, &pseudo), Ok(out.len()));
+            let p = Packet::new_checked(&out[..]).unwrap();
+            assert!(p.verify_checksum(&pseudo));
+            assert_eq!(Repr::parse(&p), Ok(repr));
+            assert_eq!(&out[repr.header_len()..], &option);
+        }
+        let short = [136, 0, 0, 0, 0x60, 0, 0, 0, 0xfe, 0x80];
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&short[..]).unwrap()),
+            Err(ReprError::IcmpTruncatedBody)
+        );
+        for t in 0..=255u8 {
+            assert_eq!(u8::from(Message::from(t)), t);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! IPv4 header (RFC 791), options kept opaque. Checksums are not verified.
 
-use crate::bytes::{array_at, be16_at, slice, u8_at};
+use crate::bytes::{array_at, be16_at, put_be16, put_masked_u8, setters, slice, slice_mut, u8_at};
+use crate::checksum::{self, PseudoHeader};
+use crate::error::{check_room, len16, ReprError};
 use crate::ip::IpProtocol;
 use crate::ParseError;
 
@@ -204,6 +206,232 @@ impl<T: AsRef<[u8]>> Packet<T> {
             self.total_len() as usize,
         )
     }
+
+    /// True if the header checksum is right (not used by [`crate::parse`]).
+    pub fn verify_checksum(&self) -> bool {
+        checksum::verify(0, slice(self.buffer.as_ref(), 0, self.header_len()))
+    }
+
+    /// The pseudo-header of the packet's upper layer.
+    #[inline]
+    pub fn pseudo_header(&self) -> PseudoHeader {
+        PseudoHeader::V4 {
+            src: self.src_addr(),
+            dst: self.dst_addr(),
+        }
+    }
+}
+
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer. They leave the header checksum stale: call
+/// [`Packet::fill_checksum`] last (or patch it with [`checksum::update`]).
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the version nibble (the low 4 bits of `value`).
+    #[inline]
+    pub fn set_version(&mut self, value: u8) {
+        put_masked_u8(self.buffer.as_mut(), field::VER_IHL, 0xf0, value << 4);
+    }
+
+    /// Set the header length in bytes (a multiple of 4, at most 60; stored as IHL).
+    #[inline]
+    pub fn set_header_len(&mut self, value: usize) {
+        put_masked_u8(
+            self.buffer.as_mut(),
+            field::VER_IHL,
+            0x0f,
+            (value / 4) as u8,
+        );
+    }
+
+    /// Set the differentiated services code point (the low 6 bits of `value`).
+    #[inline]
+    pub fn set_dscp(&mut self, value: u8) {
+        put_masked_u8(self.buffer.as_mut(), field::DSCP_ECN, 0xfc, value << 2);
+    }
+
+    /// Set the ECN bits (the low 2 bits of `value`).
+    #[inline]
+    pub fn set_ecn(&mut self, value: u8) {
+        put_masked_u8(self.buffer.as_mut(), field::DSCP_ECN, 0x03, value);
+    }
+
+    setters! {
+        /// Set the total length.
+        set_total_len(u16) at field::LENGTH.start;
+        /// Set the identification.
+        set_ident(u16) at field::IDENT.start;
+        /// Set the time to live.
+        set_ttl(u8) at field::TTL;
+        /// Set the protocol.
+        set_protocol(IpProtocol as u8) at field::PROTOCOL;
+        /// Set the header checksum field.
+        set_checksum(u16) at field::CHECKSUM.start;
+        /// Set the source address.
+        set_src_addr(Address) at field::SRC_ADDR.start;
+        /// Set the destination address.
+        set_dst_addr(Address) at field::DST_ADDR.start;
+    }
+
+    #[inline]
+    fn set_flags_offset(&mut self, mask: u16, bits: u16) {
+        let value = self.flags_offset() & !mask | bits & mask;
+        put_be16(self.buffer.as_mut(), field::FLG_OFF.start, value);
+    }
+
+    /// Set the don't-fragment flag.
+    #[inline]
+    pub fn set_dont_frag(&mut self, value: bool) {
+        self.set_flags_offset(FLAG_DF, if value { FLAG_DF } else { 0 });
+    }
+
+    /// Set the more-fragments flag.
+    #[inline]
+    pub fn set_more_frags(&mut self, value: bool) {
+        self.set_flags_offset(FLAG_MF, if value { FLAG_MF } else { 0 });
+    }
+
+    /// Set the fragment offset in bytes (a multiple of 8; the low 3 bits are dropped).
+    #[inline]
+    pub fn set_frag_offset(&mut self, value: u16) {
+        self.set_flags_offset(OFFSET_MASK, value >> 3);
+    }
+
+    /// Compute the header checksum (options included) and store it.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let header = slice(self.buffer.as_ref(), 0, self.header_len());
+        let value = checksum::compute(header);
+        self.set_checksum(value);
+    }
+
+    /// Raw options bytes, writable.
+    #[inline]
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let end = self.header_len();
+        slice_mut(self.buffer.as_mut(), field::OPTIONS, end)
+    }
+
+    /// Data after the header up to the total length, writable.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (start, end) = (self.header_len(), self.total_len() as usize);
+        slice_mut(self.buffer.as_mut(), start, end)
+    }
+}
+
+/// An IPv4 header. [`Repr::parse`] accepts options and skips them; [`Repr::emit`] writes a
+/// 20-byte header without options, with the header checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// Source address.
+    pub src_addr: Address,
+    /// Destination address.
+    pub dst_addr: Address,
+    /// Protocol of the payload.
+    pub protocol: IpProtocol,
+    /// Bytes after the header (the total length is 20 more).
+    pub payload_len: usize,
+    /// Time to live.
+    pub ttl: u8,
+    /// Identification.
+    pub ident: u16,
+    /// Differentiated services code point (6 bits).
+    pub dscp: u8,
+    /// ECN bits (2 bits).
+    pub ecn: u8,
+    /// Don't-fragment flag.
+    pub dont_frag: bool,
+    /// More-fragments flag.
+    pub more_frags: bool,
+    /// Fragment offset in bytes (a multiple of 8, at most 65528).
+    pub frag_offset: u16,
+}
+
+impl Repr {
+    /// A header with TTL 64, identification 0, no DSCP/ECN, not a fragment, DF clear.
+    #[inline]
+    pub const fn new(
+        src_addr: Address,
+        dst_addr: Address,
+        protocol: IpProtocol,
+        payload_len: usize,
+    ) -> Repr {
+        Repr {
+            src_addr,
+            dst_addr,
+            protocol,
+            payload_len,
+            ttl: 64,
+            ident: 0,
+            dscp: 0,
+            ecn: 0,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        }
+    }
+
+    /// Read a checked view (options skipped, checksum not verified).
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
+        Ok(Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            protocol: packet.protocol(),
+            payload_len: packet.payload().len(),
+            ttl: packet.ttl(),
+            ident: packet.ident(),
+            dscp: packet.dscp(),
+            ecn: packet.ecn(),
+            dont_frag: packet.dont_frag(),
+            more_frags: packet.more_frags(),
+            frag_offset: packet.frag_offset(),
+        })
+    }
+
+    /// Bytes of header [`Self::emit`] writes: 20.
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Header plus payload: the total length.
+    #[inline]
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.payload_len
+    }
+
+    /// The pseudo-header of the upper layer.
+    #[inline]
+    pub const fn pseudo_header(&self) -> PseudoHeader {
+        PseudoHeader::V4 {
+            src: self.src_addr,
+            dst: self.dst_addr,
+        }
+    }
+
+    /// Write the header, checksum included, at the start of `buf` (the payload is the
+    /// caller's, after it); returns [`Self::header_len`].
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ReprError> {
+        check_room(buf, HEADER_LEN)?;
+        let total_len = len16(self.buffer_len())?;
+        let mut packet = Packet::new_unchecked(&mut buf[..HEADER_LEN]);
+        packet.set_version(4);
+        packet.set_header_len(HEADER_LEN);
+        packet.set_dscp(self.dscp);
+        packet.set_ecn(self.ecn);
+        packet.set_total_len(total_len);
+        packet.set_ident(self.ident);
+        put_be16(packet.buffer, field::FLG_OFF.start, 0);
+        packet.set_dont_frag(self.dont_frag);
+        packet.set_more_frags(self.more_frags);
+        packet.set_frag_offset(self.frag_offset);
+        packet.set_ttl(self.ttl);
+        packet.set_protocol(self.protocol);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+        packet.fill_checksum();
+        Ok(HEADER_LEN)
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +463,37 @@ mod tests {
         assert_eq!(p.dst_addr(), [10, 0, 0, 2]);
         assert_eq!(p.options(), &[0x94, 0x04, 0, 0]);
         assert_eq!(p.payload(), &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn setters_and_repr() {
+        let mut buf = HDR.to_vec();
+        buf.extend_from_slice(&[1, 2, 3, 4]);
+        let mut p = Packet::new_checked(&mut buf[..]).unwrap();
+        p.set_ttl(1);
+        p.set_dont_frag(true);
+        p.set_more_frags(false);
+        p.set_frag_offset(0);
+        p.set_src_addr([192, 0, 2, 1]);
+        p.options_mut()[1] = 4;
+        p.payload_mut()[0] = 9;
+        p.fill_checksum();
+        assert!(p.verify_checksum());
+        assert!(p.dont_frag() && !p.is_fragment());
+        let repr = Repr::parse(&p).unwrap();
+        assert_eq!(repr.payload_len, 4);
+        assert_eq!(
+            (repr.ttl, repr.dscp, repr.src_addr),
+            (1, 46, [192, 0, 2, 1])
+        );
+        // Emitting drops the options: a 20-byte header, same fields.
+        let mut out = vec![0u8; repr.buffer_len()];
+        assert_eq!(repr.emit(&mut out), Ok(20));
+        let q = Packet::new_checked(&out[..]).unwrap();
+        assert!(q.verify_checksum());
+        assert_eq!(Repr::parse(&q), Ok(repr));
+        let long = Repr::new([0; 4], [0; 4], IpProtocol::Udp, 65516);
+        assert_eq!(long.emit(&mut out), Err(ReprError::TooLong { len: 65536 }));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! IPv6 fixed header (RFC 8200) and a bounded walk over its extension headers.
 
-use crate::bytes::{array_at, be16_at, be32_at, slice, tail, u8_at};
+use crate::bytes::{
+    array_at, be16_at, be32_at, put_be16, put_be32, setters, slice, slice_mut, tail, u8_at,
+};
+use crate::checksum::PseudoHeader;
+use crate::error::{check_room, len16, ReprError};
 use crate::ip::{protocol, IpProtocol};
 use crate::ParseError;
 
@@ -136,6 +140,158 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// The pseudo-header of the packet's upper layer (with this destination: a Routing
+    /// header's final destination is the caller's to substitute).
+    #[inline]
+    pub fn pseudo_header(&self) -> PseudoHeader {
+        PseudoHeader::V6 {
+            src: self.src_addr(),
+            dst: self.dst_addr(),
+        }
+    }
+}
+
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    #[inline]
+    fn set_ver_tc_flow(&mut self, mask: u32, bits: u32) {
+        let value = be32_at(self.buffer.as_ref(), 0) & !mask | bits & mask;
+        put_be32(self.buffer.as_mut(), field::VER_TC_FLOW.start, value);
+    }
+
+    /// Set the version nibble (the low 4 bits of `value`).
+    #[inline]
+    pub fn set_version(&mut self, value: u8) {
+        self.set_ver_tc_flow(0xf000_0000, (value as u32) << 28);
+    }
+
+    /// Set the traffic class.
+    #[inline]
+    pub fn set_traffic_class(&mut self, value: u8) {
+        self.set_ver_tc_flow(0x0ff0_0000, (value as u32) << 20);
+    }
+
+    /// Set the flow label (the low 20 bits of `value`).
+    #[inline]
+    pub fn set_flow_label(&mut self, value: u32) {
+        self.set_ver_tc_flow(0x000f_ffff, value);
+    }
+
+    setters! {
+        /// Set the payload length.
+        set_payload_len(u16) at field::LENGTH.start;
+        /// Set the next header.
+        set_next_header(IpProtocol as u8) at field::NXT_HDR;
+        /// Set the hop limit.
+        set_hop_limit(u8) at field::HOP_LIMIT;
+        /// Set the source address.
+        set_src_addr(Address) at field::SRC_ADDR.start;
+        /// Set the destination address.
+        set_dst_addr(Address) at field::DST_ADDR.start;
+    }
+
+    /// Bytes after the fixed header up to the payload length, writable.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let end = HEADER_LEN + self.payload_len() as usize;
+        slice_mut(self.buffer.as_mut(), HEADER_LEN, end)
+    }
+}
+
+/// The IPv6 fixed header. Extension headers are part of the payload; the builder
+/// ([`crate::build`]) chains them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// Source address.
+    pub src_addr: Address,
+    /// Destination address.
+    pub dst_addr: Address,
+    /// Next header (the first extension header, or the upper layer).
+    pub next_header: IpProtocol,
+    /// Bytes after the fixed header.
+    pub payload_len: usize,
+    /// Hop limit.
+    pub hop_limit: u8,
+    /// Traffic class.
+    pub traffic_class: u8,
+    /// Flow label (20 bits).
+    pub flow_label: u32,
+}
+
+impl Repr {
+    /// A header with hop limit 64, traffic class 0 and flow label 0.
+    #[inline]
+    pub const fn new(
+        src_addr: Address,
+        dst_addr: Address,
+        next_header: IpProtocol,
+        payload_len: usize,
+    ) -> Repr {
+        Repr {
+            src_addr,
+            dst_addr,
+            next_header,
+            payload_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+    }
+
+    /// Read a checked view.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, ReprError> {
+        Ok(Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            next_header: packet.next_header(),
+            payload_len: packet.payload_len() as usize,
+            hop_limit: packet.hop_limit(),
+            traffic_class: packet.traffic_class(),
+            flow_label: packet.flow_label(),
+        })
+    }
+
+    /// Bytes of header [`Self::emit`] writes: 40.
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Header plus payload.
+    #[inline]
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.payload_len
+    }
+
+    /// The pseudo-header of the upper layer.
+    #[inline]
+    pub const fn pseudo_header(&self) -> PseudoHeader {
+        PseudoHeader::V6 {
+            src: self.src_addr,
+            dst: self.dst_addr,
+        }
+    }
+
+    /// Write the fixed header at the start of `buf` (the payload is the caller's, after
+    /// it); returns [`Self::header_len`]. Jumbograms are not supported.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ReprError> {
+        check_room(buf, HEADER_LEN)?;
+        let payload_len = len16(self.payload_len)?;
+        let mut packet = Packet::new_unchecked(&mut buf[..HEADER_LEN]);
+        packet.set_ver_tc_flow(!0, 6 << 28);
+        packet.set_traffic_class(self.traffic_class);
+        packet.set_flow_label(self.flow_label);
+        packet.set_payload_len(payload_len);
+        packet.set_next_header(self.next_header);
+        packet.set_hop_limit(self.hop_limit);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+        Ok(HEADER_LEN)
+    }
+}
+
 /// True for the next-header values [`walk_ext_headers`] steps over: Hop-by-Hop, Routing,
 /// Fragment, Destination Options and AH. Everything else (including ESP, whose contents are
 /// encrypted, and No Next Header) ends the walk as the upper-layer protocol.
@@ -238,6 +394,77 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
     #[inline]
     pub fn frag_ident(&self) -> u32 {
         be32_at(self.buffer.as_ref(), ext_field::FRAG_IDENT.start)
+    }
+}
+
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ExtHeader<T> {
+    setters! {
+        /// Set the next header.
+        set_next_header(IpProtocol as u8) at ext_field::NXT_HDR;
+        /// Set the raw length byte (units per [`Self::header_len`]; unused by Fragment).
+        set_length_raw(u8) at ext_field::LENGTH;
+        /// Fragment header: set the identification.
+        set_frag_ident(u32) at ext_field::FRAG_IDENT.start;
+    }
+
+    /// Fragment header: set offset (bytes, a multiple of 8) and more-fragments flag; the
+    /// reserved bits are cleared.
+    #[inline]
+    pub fn set_frag_offset_more(&mut self, offset: u16, more: bool) {
+        let value = offset & 0xfff8 | more as u16;
+        put_be16(self.buffer.as_mut(), ext_field::FRAG_OFF_M.start, value);
+    }
+
+    /// Header contents after the 2-byte prefix, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let end = self.header_len();
+        slice_mut(self.buffer.as_mut(), 2, end)
+    }
+}
+
+/// A Fragment extension header (RFC 8200 §4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragmentRepr {
+    /// Next header of the fragmentable part.
+    pub next_header: IpProtocol,
+    /// Offset in bytes (a multiple of 8).
+    pub offset: u16,
+    /// More-fragments flag.
+    pub more: bool,
+    /// Identification.
+    pub ident: u32,
+}
+
+impl FragmentRepr {
+    /// Read a checked view of kind 44.
+    #[inline]
+    pub fn parse<T: AsRef<[u8]>>(header: &ExtHeader<T>) -> FragmentRepr {
+        FragmentRepr {
+            next_header: header.next_header(),
+            offset: header.frag_offset(),
+            more: header.more_frags(),
+            ident: header.frag_ident(),
+        }
+    }
+
+    /// Bytes [`Self::emit`] writes: 8.
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        FRAGMENT_HEADER_LEN
+    }
+
+    /// Write the header at the start of `buf`; returns 8.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, ReprError> {
+        check_room(buf, FRAGMENT_HEADER_LEN)?;
+        let mut header = ExtHeader::new_unchecked(protocol::IPV6_FRAG, &mut *buf);
+        header.set_next_header(self.next_header);
+        header.set_length_raw(0);
+        header.set_frag_offset_more(self.offset, self.more);
+        header.set_frag_ident(self.ident);
+        Ok(FRAGMENT_HEADER_LEN)
     }
 }
 
@@ -356,8 +583,38 @@ mod tests {
             Packet::new_checked(&p[..39]),
             Err(ParseError::Ipv6Truncated)
         );
+        let repr = Repr::parse(&ip).unwrap();
+        let mut out = [0u8; 42];
+        assert_eq!(repr.emit(&mut out), Ok(40));
+        out[40..].copy_from_slice(&p[40..42]);
+        assert_eq!(out, p[..42]);
+        let mut view = Packet::new_checked(&mut out[..]).unwrap();
+        view.set_traffic_class(1);
+        view.set_flow_label(0xfffff);
+        view.set_hop_limit(1);
+        view.payload_mut()[1] = 0;
+        assert_eq!(
+            (view.version(), view.traffic_class(), view.flow_label()),
+            (6, 1, 0xfffff)
+        );
+        assert_eq!(view.payload(), &[0xaa, 0]);
         p[0] = 0x4a;
         assert_eq!(Packet::new_checked(&p[..]), Err(ParseError::Ipv6BadVersion));
+    }
+
+    #[test]
+    fn fragment_repr() {
+        let repr = FragmentRepr {
+            next_header: IpProtocol::Udp,
+            offset: 1448,
+            more: true,
+            ident: 0xdead_beef,
+        };
+        let mut out = [0xffu8; 8];
+        assert_eq!(repr.emit(&mut out), Ok(8));
+        assert_eq!(out, [17, 0, 0x05, 0xa9, 0xde, 0xad, 0xbe, 0xef]);
+        let header = ExtHeader::new_checked(44, &out[..]).unwrap();
+        assert_eq!(FragmentRepr::parse(&header), repr);
     }
 
     #[test]

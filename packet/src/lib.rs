@@ -1,14 +1,20 @@
-//! Zero-copy, bounds-checked packet parsing for the Rampart dataplane.
+//! Zero-copy, bounds-checked packet parsing and writing for the Rampart dataplane.
 //!
-//! This crate turns one received frame (a plain `&[u8]`) into a small [`Meta`] record —
-//! offsets, addresses, ports, flags, fragment info — or a [`ParseError`] naming the drop
-//! reason. It is called once per packet on the hot path, so it never allocates, never panics
-//! (every read goes through `get()`; there is no `unsafe`), and never verifies checksums.
-//! It knows nothing about DPDK, mbufs, policy or flow state: the dataplane hands it bytes,
-//! and unit tests, fuzzers and benchmarks do the same. Per-protocol views in the style of
-//! smoltcp (`Packet<T: AsRef<[u8]>>` with `new_checked`, a `field` module of byte ranges,
-//! getters that return zero rather than panic) are public for the guard, the inspector and
-//! the tests; [`parse`] is the single entry point the dataplane uses.
+//! Reading: this crate turns one received frame (a plain `&[u8]`) into a small [`Meta`]
+//! record — offsets, addresses, ports, flags, fragment info — or a [`ParseError`] naming the
+//! drop reason. [`parse`] is called once per packet on the hot path, so it never allocates,
+//! never panics (every read goes through `get()`; there is no `unsafe`), and never verifies
+//! checksums. It knows nothing about DPDK, mbufs, policy or flow state: the dataplane hands
+//! it bytes, and unit tests, fuzzers and benchmarks do the same.
+//!
+//! Writing: the per-protocol views in the style of smoltcp (`Packet<T: AsRef<[u8]>>` with
+//! `new_checked`, a `field` module of byte ranges, getters that return zero rather than
+//! panic) also have setters where `T: AsMut<[u8]>` (a write past the end is dropped, never
+//! a panic), and each protocol has a `Repr` that `parse`s a view and `emit`s into a buffer
+//! with lengths and checksums filled in. [`checksum`] has the RFC 1071 sums and the RFC
+//! 1624 incremental updates a rewrite needs; [`build`] assembles whole frames from `Repr`s
+//! into a `Vec<u8>` for tests, tools and the reject answers (it allocates: not for the
+//! per-packet path).
 //!
 //! ```
 //! use rampart_packet::{parse, L3, ParseError};
@@ -28,6 +34,8 @@ mod flow;
 mod meta;
 
 pub mod arp;
+pub mod build;
+pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod icmpv6;
@@ -38,7 +46,7 @@ pub mod tcp;
 pub mod udp;
 pub mod vlan;
 
-pub use error::ParseError;
+pub use error::{ParseError, ReprError};
 pub use ethernet::EtherType;
 pub use flow::{Direction, FlowKey};
 pub use ip::{ipv4_mapped, IpProtocol};

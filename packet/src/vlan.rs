@@ -1,7 +1,7 @@
 //! 802.1Q / 802.1ad VLAN tag. The view starts at the TCI, i.e. just after the TPID, which
 //! the enclosing header (Ethernet or an outer tag) carries in its EtherType field.
 
-use crate::bytes::{be16_at, tail};
+use crate::bytes::{be16_at, setters, tail, tail_mut};
 use crate::ethernet::EtherType;
 use crate::ParseError;
 
@@ -84,6 +84,84 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// Setters. They never panic; on a view that passed `new_checked` every field they write
+/// is inside the buffer.
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    setters! {
+        /// Set the raw tag control information.
+        set_tci(u16) at field::TCI.start;
+        /// Set the EtherType after the tag.
+        set_ethertype(EtherType as u16) at field::ETHERTYPE.start;
+    }
+
+    /// Set the priority code point (the low 3 bits of `value`).
+    #[inline]
+    pub fn set_pcp(&mut self, value: u8) {
+        self.set_tci(self.tci() & 0x1fff | ((value as u16 & 7) << 13));
+    }
+
+    /// Set the drop eligible indicator.
+    #[inline]
+    pub fn set_dei(&mut self, value: bool) {
+        self.set_tci(self.tci() & !0x1000 | if value { 0x1000 } else { 0 });
+    }
+
+    /// Set the VLAN identifier (the low 12 bits of `value`).
+    #[inline]
+    pub fn set_vid(&mut self, value: u16) {
+        self.set_tci(self.tci() & 0xf000 | (value & 0x0fff));
+    }
+
+    /// Bytes after the tag, writable.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        tail_mut(self.buffer.as_mut(), field::PAYLOAD.start)
+    }
+}
+
+/// The tag control information of one VLAN tag; the EtherType after it belongs to the
+/// enclosing [`crate::ethernet::Repr`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// Priority code point (0..=7).
+    pub pcp: u8,
+    /// Drop eligible indicator.
+    pub dei: bool,
+    /// VLAN identifier (0..=4095).
+    pub vid: u16,
+}
+
+impl Repr {
+    /// An untagged-priority tag for `vid`.
+    #[inline]
+    pub const fn new(vid: u16) -> Repr {
+        Repr {
+            pcp: 0,
+            dei: false,
+            vid,
+        }
+    }
+
+    /// Read the TCI of a checked view.
+    #[inline]
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Repr {
+        Repr {
+            pcp: packet.pcp(),
+            dei: packet.dei(),
+            vid: packet.vid(),
+        }
+    }
+
+    /// Write the TCI (PCP and VID masked to their widths); the EtherType is left alone.
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        packet.set_tci(0);
+        packet.set_pcp(self.pcp);
+        packet.set_dei(self.dei);
+        packet.set_vid(self.vid);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +179,16 @@ mod tests {
             Packet::new_checked(&tag[..3]),
             Err(ParseError::VlanTruncated)
         );
+        let mut buf = [0u8; 4];
+        let mut p = Packet::new_checked(&mut buf[..]).unwrap();
+        let repr = Repr {
+            pcp: 5,
+            dei: true,
+            vid: 100,
+        };
+        repr.emit(&mut p);
+        p.set_ethertype(EtherType::Ipv4);
+        assert_eq!(buf, tag[..4]);
+        assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()), repr);
     }
 }
