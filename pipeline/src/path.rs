@@ -408,7 +408,6 @@ fn prefetch_ahead(frames: &[Frame], i: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::Defaults;
     use rampart_acl::{Classifier, Rule};
     use rampart_flow::FlowTableConfig;
     use rampart_packet::build;
@@ -573,7 +572,6 @@ mod tests {
     #[test]
     fn an_answer_that_does_not_fit_the_buffer_is_a_drop() {
         let rig = Rig::new();
-        let rt = runtime(Some(rules()));
         // A UDP reject answer quotes the datagram: more than a bare 47-byte frame holds.
         let mut img = rules();
         img.rules[1].action = RuleAction::Reject;
@@ -584,7 +582,6 @@ mod tests {
         let Action::Reply { len } = actions[0] else { panic!("{:?}", actions[0]) };
         let icmp = rampart_packet::parse(&after[0][..len as usize]).unwrap();
         assert_eq!((icmp.ip_proto, icmp.icmp_type(), icmp.icmp_code()), (1, Some(3), Some(3)));
-        drop(rt);
     }
 
     #[test]
@@ -602,7 +599,6 @@ mod tests {
         let frames = [udp(A, B, 53), vec![0u8; 10]];
         let (actions, _) = run(&rig, &rt, 1, &frames, 0);
         assert_eq!(actions, [Action::Forward(PortSet::one(0)), Action::Drop(DropReason::Malformed(ParseError::EthernetTruncated))]);
-        let _ = Defaults::default();
     }
 
     #[test]
