@@ -84,7 +84,7 @@ pub fn worker_lcores() -> Vec<u32> {
     let mut id = unsafe { ffi::rte_get_next_lcore(u32::MAX, 1, 0) };
     while id < ffi::RTE_MAX_LCORE {
         out.push(id);
-        // SAFETY: as above.
+        // SAFETY: a read-only query of EAL's lcore table, valid after EAL init, for any id.
         id = unsafe { ffi::rte_get_next_lcore(id, 1, 0) };
     }
     out
@@ -120,7 +120,8 @@ pub struct Mempool(*mut ffi::rte_mempool);
 
 // SAFETY: DPDK mempools are multi-thread safe (per-lcore caches plus a lock-free ring).
 unsafe impl Send for Mempool {}
-// SAFETY: as above.
+// SAFETY: every operation on a shared &Mempool (get, put, counts) is thread-safe in
+// DPDK: per-lcore caches are per calling thread, the backing ring is lock-free MPMC.
 unsafe impl Sync for Mempool {}
 
 impl Mempool {
@@ -299,7 +300,7 @@ impl Mbuf {
     #[inline(always)]
     pub fn l4_checksum_partial(&self) -> bool {
         let f = self.raw().ol_flags;
-        f & ffi::RTE_MBUF_F_TX_L4_MASK as u64 != 0 || f & ffi::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64 == ffi::RTE_MBUF_F_RX_L4_CKSUM_NONE as u64
+        f & ffi::RTE_MBUF_F_TX_L4_MASK != 0 || f & ffi::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64 == ffi::RTE_MBUF_F_RX_L4_CKSUM_NONE as u64
     }
 
     /// The packet's bytes followed by the rest of its buffer, and the packet's length:
@@ -309,7 +310,7 @@ impl Mbuf {
     #[inline(always)]
     pub fn room_mut(&mut self) -> Option<(&mut [u8], usize)> {
         let mb = self.raw();
-        if mb.refcnt != 1 || mb.ol_flags & (ffi::RTE_MBUF_F_INDIRECT as u64 | ffi::RTE_MBUF_F_EXTERNAL as u64) != 0 {
+        if mb.refcnt != 1 || mb.ol_flags & (ffi::RTE_MBUF_F_INDIRECT | ffi::RTE_MBUF_F_EXTERNAL) != 0 {
             return None;
         }
         let (off, room, len) = (mb.data_off as usize, mb.buf_len.saturating_sub(mb.data_off) as usize, mb.data_len as usize);
@@ -330,7 +331,7 @@ impl Mbuf {
         debug_assert!(mb.data_off as usize + len as usize <= mb.buf_len as usize);
         mb.data_len = len;
         mb.pkt_len = len as u32;
-        mb.ol_flags &= !(ffi::RTE_MBUF_F_TX_OFFLOAD_MASK as u64);
+        mb.ol_flags &= !ffi::RTE_MBUF_F_TX_OFFLOAD_MASK;
     }
 
     /// Copies a chained packet into its first segment; false when it does not fit (the

@@ -230,15 +230,21 @@ pub struct Layout {
 // UnsafeCell'd byte arrays; all-zero is their initial state; cross-process
 // access goes through atomics or the seqlock/ring protocols documented on them.
 unsafe impl ShmSafe for Header {}
-// SAFETY: see above.
+// SAFETY: #[repr(C)] atomics (generations, acknowledgements) and an UnsafeCell'd
+// rejection reason written before `rejected_gen` and read as untrusted bytes; all-zero
+// means "nothing published".
 unsafe impl ShmSafe for PolicyControl {}
-// SAFETY: see above.
+// SAFETY: #[repr(C)] atomics (generation, length, CRC) and an UnsafeCell'd byte array
+// that control writes only while `gen` is 0 and readers trust only when the CRC over
+// `len` bytes matches a sealed generation; all-zero is an empty slot.
 unsafe impl ShmSafe for PolicySlot {}
-// SAFETY: see above.
+// SAFETY: #[repr(C)] atomics and an UnsafeCell'd message that the dataplane writes
+// before its Release store of `state`; readers treat it as untrusted bytes; all-zero is
+// "absent".
 unsafe impl ShmSafe for PortStatus {}
-// SAFETY: see above.
+// SAFETY: #[repr(C)] AtomicU64 counters only (the flow_status! list); all-zero is a fresh table.
 unsafe impl ShmSafe for FlowStatus {}
-// SAFETY: see above.
+// SAFETY: #[repr(C)] of the ShmSafe parts above and below (header, rings, counters, dump, slots) and nothing else.
 unsafe impl ShmSafe for Layout {}
 // SAFETY: the Layout is only ever accessed through shared references whose
 // interior mutability is atomics or protocol-guarded UnsafeCells.

@@ -264,7 +264,8 @@ pub struct CommandRecord {
 
 // SAFETY: #[repr(C)] plain integers and byte arrays; any bit pattern is valid.
 unsafe impl ShmSafe for EventRecord {}
-// SAFETY: as above.
+// SAFETY: #[repr(C)] of u64/u32 fields and a byte array, no padding that matters (it
+// is written whole); any bit pattern is a valid record.
 unsafe impl ShmSafe for CommandRecord {}
 
 impl Sequenced for EventRecord {

@@ -32,7 +32,9 @@ pub struct Segment {
 // SAFETY: all access to the mapped Layout is through atomics or the
 // documented single-writer protocols, which hold across threads too.
 unsafe impl Send for Segment {}
-// SAFETY: as above.
+// SAFETY: shared references only reach the Layout's atomics and the protocols built
+// on them (seqlocked slots, SPSC rings with one producer and one consumer each), which
+// are sound with several threads of one process as with two processes.
 unsafe impl Sync for Segment {}
 
 const SIZE: usize = std::mem::size_of::<Layout>();
