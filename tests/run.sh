@@ -1,6 +1,8 @@
 #!/bin/bash
 # Runs Rampart's test tiers (DESIGN.md §7): all of them, or those named.
-#   unit    cargo test of every library and binary crate (no EAL)
+#   unit    clippy (warnings and unsafe blocks without a SAFETY comment are errors), cargo test
+#           of every library and binary crate (no EAL), and the DPDK-free crates tested and
+#           the fuzz targets built with libdpdk out of pkg-config's reach (scripts/nodpdk.sh)
 #   dpdk    the real dataplane with --no-huge and net_pcap ports; bad-input handling
 #   vhost   dataplane + control process + simulated guests on vhost-user sockets (switching, hot-plug, reconnect, stateful firewall)
 #   guests  real Linux guests in QEMU on Rampart's vhost-user ports: switching and admin
@@ -18,7 +20,8 @@ for tier in "${tiers[@]}"; do
 	echo "=== tier: $tier ==="
 	start=$SECONDS
 	case $tier in
-	unit) cargo test --workspace --exclude rampart-tests ;;
+	unit) cargo clippy --workspace --all-targets -- -D warnings -D clippy::undocumented_unsafe_blocks &&
+		cargo test --workspace --exclude rampart-tests && scripts/nodpdk.sh ;;
 	dpdk) cargo test -p rampart-tests --test dpdk --test badinput -- --test-threads=1 ;;
 	vhost) cargo test -p rampart-tests --test vhost --test firewall -- --test-threads=1 ;;
 	fuzz) FUZZ_SEED=1 FUZZ_FRESH=1 scripts/fuzz.sh ;;
