@@ -4,7 +4,7 @@
 //! Every field is an atomic so that concurrent readers and writers are defined behaviour
 //! in Rust's memory model without any `unsafe`; data fields use `Relaxed` accesses (plain
 //! `mov`s on x86-64) and the per-entry sequence word carries all the ordering (see
-//! [`seq`] and `table.rs`).
+//! [`seq`] and the concurrency notes in `table/mod.rs`).
 
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -121,7 +121,7 @@ const _: () = assert!(size_of::<V6Addrs>() == 32);
 pub(crate) struct Bucket {
     /// 16 lanes of 16-bit tags, four per word.
     pub tags: [AtomicU64; 4],
-    /// Serialises inserts whose key maps to this bucket (see `table.rs`).
+    /// Serialises inserts whose key maps to this bucket (see `table/insert.rs`).
     pub lock: AtomicU32,
     /// How many flows whose primary bucket is this one live in their secondary bucket:
     /// lookups that miss here look there only if this is non-zero.
