@@ -2,7 +2,7 @@
 //! re-examination of live flows (e.g. after a policy swap), listings of every flow, and
 //! the freeing of a slot that all of them (and eviction, and a reopening SYN) share.
 
-use core::sync::atomic::{fence, Ordering::{Acquire, Relaxed, Release}};
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use rampart_packet::{Direction, FlowKey};
 
@@ -61,7 +61,13 @@ impl FlowTable {
         Some(self.free_locked(slot, generation, reason, keep_live, now_ms))
     }
 
-    /// Read the flow in `slot` (which we hold exclusively).
+    /// A consistent copy of the flow in `slot` and its generation, read without a lock
+    /// (`None` if the slot holds no flow or changed meanwhile).
+    fn snapshot(&self, slot: usize, now_ms: u64) -> Option<(FlowRecord, u32)> {
+        self.read_validated(slot, |_| Some(self.record(slot, now_ms)))
+    }
+
+    /// Read the flow in `slot`: held exclusively, or inside [`Self::read_validated`].
     fn record(&self, slot: usize, now_ms: u64) -> FlowRecord {
         let e = self.entry(slot);
         let rest = e.key_rest.load(Relaxed);
@@ -224,17 +230,9 @@ impl FlowTable {
         let start = *cursor % total;
         *cursor = (start + budget) % total;
         self.occupied_slots(start, budget, |s| {
-            let e = self.entry(s);
-            let word = e.seq.load(Acquire);
-            if word & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
+            let Some((record, generation)) = self.snapshot(s, now_ms) else {
                 return;
-            }
-            let record = self.record(s, now_ms);
-            fence(Acquire);
-            let generation = word & !seq::WRITE;
-            if e.seq.load(Relaxed) & !seq::WRITE != generation {
-                return;
-            }
+            };
             match decide(&record) {
                 Revisit::Keep => {}
                 Revisit::Verdict(verdict) => {
@@ -274,14 +272,7 @@ impl FlowTable {
     /// Not for the packet path: it reads the whole table.
     pub fn for_each_flow(&self, now_ms: u64, mut f: impl FnMut(&FlowRecord)) {
         for slot in 0..self.n_slots() {
-            let e = self.entry(slot);
-            let s1 = e.seq.load(Acquire);
-            if s1 & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
-                continue;
-            }
-            let record = self.record(slot, now_ms);
-            fence(Acquire);
-            if (e.seq.load(Relaxed) ^ s1) & !seq::WRITE == 0 {
+            if let Some((record, _)) = self.snapshot(slot, now_ms) {
                 f(&record);
             }
         }

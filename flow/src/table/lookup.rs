@@ -2,12 +2,12 @@
 //! prefetch stages that hide a lookup's cache misses, single and bulk lookups, and the
 //! relation of ICMP errors to the flows they quote. Everything here is wait-free.
 
-use core::sync::atomic::{fence, Ordering::{Acquire, Relaxed}};
+use core::sync::atomic::Ordering::Relaxed;
 
 use rampart_packet::{Direction, FlowKey};
 
 use super::{prefetch, FlowTable};
-use crate::entry::{flag, seq, Info, PackedKey, LANES};
+use crate::entry::{flag, Info, PackedKey, LANES};
 use crate::FlowState;
 
 /// Keys per prefetch round in [`FlowTable::lookup_bulk`].
@@ -84,37 +84,23 @@ impl FlowTable {
     /// Read slot `slot` if it holds `key`: wait-free, validated by the sequence word.
     #[inline(always)]
     fn read_if_key(&self, slot: usize, key: &PackedKey) -> Option<FlowHit> {
-        let e = self.entry(slot);
-        // Acquire: pairs with the Release store that published this generation, so the
-        // fields below are at least as new as the claim that wrote them.
-        let s1 = e.seq.load(Acquire);
-        if s1 & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
-            return None;
-        }
-        if e.key_addrs.load(Relaxed) != key.addrs || e.key_rest.load(Relaxed) != key.rest {
-            return None;
-        }
-        if key.is_v6() {
-            let ext = &self.v6[slot].words;
-            for (stored, wanted) in ext.iter().zip(key.words) {
-                if stored.load(Relaxed) != wanted {
-                    return None;
+        let ((verdict, info), generation) = self.read_validated(slot, |e| {
+            if e.key_addrs.load(Relaxed) != key.addrs || e.key_rest.load(Relaxed) != key.rest {
+                return None;
+            }
+            if key.is_v6() {
+                let ext = &self.v6[slot].words;
+                for (stored, wanted) in ext.iter().zip(key.words) {
+                    if stored.load(Relaxed) != wanted {
+                        return None;
+                    }
                 }
             }
-        }
-        let verdict = e.verdict.load(Relaxed);
-        let info = Info::unpack(e.info.load(Relaxed));
-        // Acquire fence: if any load above saw a write made after a claimer/freer took
-        // STRUCT (they issue a Release fence after taking it), the re-load below sees
-        // STRUCT or a later generation.
-        fence(Acquire);
-        let s2 = e.seq.load(Relaxed);
-        if (s1 ^ s2) & !seq::WRITE != 0 {
-            return None;
-        }
+            Some((e.verdict.load(Relaxed), Info::unpack(e.info.load(Relaxed))))
+        })?;
         Some(FlowHit {
             slot: slot as u32,
-            generation: s1 & !seq::WRITE,
+            generation,
             verdict,
             state: info.state,
             owner: info.owner,

@@ -60,14 +60,14 @@ pub use insert::{InsertError, Inserted, NewFlow};
 pub use lookup::{FlowHit, Prepared, Related};
 pub use track::{PacketInfo, Stale, Tracked};
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use rampart_packet::FlowKey;
 
-use crate::entry::{Bucket, FlowEntry, Group, PackedKey, V6Addrs, LANES};
+use crate::entry::{seq, Bucket, FlowEntry, Group, PackedKey, V6Addrs, LANES};
 use crate::{FlowState, FlowTableConfig, FullPolicy, Timeouts};
 
-use Ordering::Relaxed;
+use Ordering::{Acquire, Relaxed};
 
 /// Largest supported capacity (slot indices stay far from `u32::MAX`).
 pub const MAX_CAPACITY: u32 = 1 << 28;
@@ -328,6 +328,38 @@ impl FlowTable {
         &self.groups[slot / LANES].entries[slot % LANES]
     }
 
+    /// The seqlock read of slot `slot`, shared by every reader that holds no lock (the
+    /// hit path and the snapshots of ageing and listings): `read` runs between a load of
+    /// the sequence word and its re-check, and gives what it read (`None` to give up, e.g.
+    /// another key). Returns that and the generation it belongs to, or `None` if the slot
+    /// is free, being claimed or freed, or changed generation meanwhile. An update under
+    /// `WRITE` does not count: it never changes the key, and each field is one atomic, so
+    /// `read` sees at worst some counters from before and some from after one packet.
+    /// Wait-free. Always inlined: it is on the hit path, and `read` is inlined into it.
+    #[inline(always)]
+    fn read_validated<R>(
+        &self,
+        slot: usize,
+        read: impl FnOnce(&FlowEntry) -> Option<R>,
+    ) -> Option<(R, u32)> {
+        let e = self.entry(slot);
+        // Acquire: pairs with the Release store that published this generation, so the
+        // fields `read` loads are at least as new as the claim that wrote them.
+        let s1 = e.seq.load(Acquire);
+        if s1 & (seq::OCCUPIED | seq::STRUCT) != seq::OCCUPIED {
+            return None;
+        }
+        let value = read(e)?;
+        // Acquire fence: if any load in `read` saw a write made after a claimer/freer took
+        // STRUCT (they issue a Release fence after taking it), the re-load below sees
+        // STRUCT or a later generation.
+        fence(Acquire);
+        let s2 = e.seq.load(Relaxed);
+        if (s1 ^ s2) & !seq::WRITE != 0 {
+            return None;
+        }
+        Some((value, s1 & !seq::WRITE))
+    }
 
     /// Live flows.
     pub fn len(&self) -> u32 {
