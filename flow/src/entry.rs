@@ -164,7 +164,6 @@ impl Bucket {
         // SAFETY: these intrinsics need SSE2, which every x86-64 CPU has (it is in the
         // x86-64 baseline target features); they only compute on values in registers,
         // no memory is accessed through them.
-        // SAFETY: the reasons are stated just above.
         unsafe {
             let pattern = _mm_set1_epi16(tag as i16);
             // Lane j of word i is 16-bit element 4i + j: the numbering of `zero_lanes`.

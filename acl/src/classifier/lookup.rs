@@ -520,7 +520,6 @@ fn prefetch<T>(address: *const T) {
     // the baseline target features). A prefetch is only a hint: it never
     // faults, whatever the address (unmapped, out of bounds or null), and
     // has no effect on memory contents; the pointer is never dereferenced.
-    // SAFETY: the reasons are stated just above.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast::<i8>());
     }

@@ -182,7 +182,6 @@ fn advise_huge_pages(ptr: *mut u8, len: usize) {
             // heads, owned by the caller's Vec and not yet initialised or shared.
             // MADV_HUGEPAGE only changes how the kernel backs those pages, never their
             // contents or validity; an error (THP unavailable) is harmless and ignored.
-            // SAFETY: the reasons are stated just above.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
             }
@@ -199,7 +198,6 @@ fn prefetch<T>(ptr: &T) {
     // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has (it is in the
     // x86-64 baseline target features). A prefetch never dereferences in the
     // language sense and cannot fault; the pointer comes from a live reference anyway.
-    // SAFETY: the reasons are stated just above.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
             ptr as *const T as *const i8,
