@@ -81,7 +81,7 @@ fn compile(cr: &mut Criterion) {
 }
 
 /// The alternatives the default was chosen against (the hash-based
-/// tuple-space designs measured earlier are described in `lib.rs`).
+/// tuple-space designs measured earlier are described in `acl/DESIGN.md`).
 fn alternatives(cr: &mut Criterion) {
     let n = 10_000;
     let d = CompileOptions::default();

@@ -35,8 +35,13 @@ fn main() {
         }
     };
     let span = huge * HUGE;
-    // SAFETY: a fresh private anonymous mapping, used only through the slice below while
-    // this function runs; the region handed to madvise lies inside it.
+    // SAFETY: mmap's arguments are plain values; on success it returns a fresh private
+    // anonymous mapping of `span + HUGE` bytes, zero-filled by the kernel and aliased by
+    // nothing else (failure exits before any use). `aligned` is at most `HUGE - 1` bytes
+    // past its start, so the `span` bytes from `aligned` (the madvise region and the
+    // slice) lie inside it; they are page-aligned, hence aligned for `usize`, and every
+    // zero word is a valid `usize`. The mapping is never unmapped, so the slice stays valid
+    // for the rest of the program, and only the slice is used to reach it.
     let base = unsafe {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if hugetlb { libc::MAP_HUGETLB } else { 0 };
         let p = libc::mmap(std::ptr::null_mut(), span + HUGE, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0);

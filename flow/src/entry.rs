@@ -4,7 +4,7 @@
 //! Every field is an atomic so that concurrent readers and writers are defined behaviour
 //! in Rust's memory model without any `unsafe`; data fields use `Relaxed` accesses (plain
 //! `mov`s on x86-64) and the per-entry sequence word carries all the ordering (see
-//! [`seq`] and `table.rs`).
+//! [`seq`] and the concurrency notes in `table/mod.rs`).
 
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -121,7 +121,7 @@ const _: () = assert!(size_of::<V6Addrs>() == 32);
 pub(crate) struct Bucket {
     /// 16 lanes of 16-bit tags, four per word.
     pub tags: [AtomicU64; 4],
-    /// Serialises inserts whose key maps to this bucket (see `table.rs`).
+    /// Serialises inserts whose key maps to this bucket (see `table/insert.rs`).
     pub lock: AtomicU32,
     /// How many flows whose primary bucket is this one live in their secondary bucket:
     /// lookups that miss here look there only if this is non-zero.
@@ -164,7 +164,6 @@ impl Bucket {
         // SAFETY: these intrinsics need SSE2, which every x86-64 CPU has (it is in the
         // x86-64 baseline target features); they only compute on values in registers,
         // no memory is accessed through them.
-        // SAFETY: the reasons are stated just above.
         unsafe {
             let pattern = _mm_set1_epi16(tag as i16);
             // Lane j of word i is 16-bit element 4i + j: the numbering of `zero_lanes`.

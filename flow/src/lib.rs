@@ -7,7 +7,7 @@
 //! new flows under per-guest quotas and an explicit table-full policy, and age flows out
 //! incrementally with per-state timeouts, reporting each flow's end. One table is shared
 //! by all workers without any global lock: lookups are wait-free and inserts never block
-//! them (see the concurrency notes in `table.rs`). Memory is allocated once, at
+//! them (see the concurrency notes in `table/mod.rs`). Memory is allocated once, at
 //! creation, and bounded. Its boundaries: it knows nothing of DPDK, mbufs, policy or
 //! event rings — the caller passes keys, hashes, a [`PacketInfo`], the classifier's
 //! verdict and the current time (`now` in milliseconds, from whatever clock it likes),
