@@ -567,23 +567,17 @@ fn inner_key(frame: &[u8], off: usize, zone: u16) -> Option<FlowKey> {
 mod tests {
     use super::*;
     use rampart_flow::FlowTableConfig;
+    use rampart_packet::build::{self, Frame};
+    use rampart_packet::{icmp, icmpv6, IpProtocol};
     use rampart_shm::ConntrackImage;
 
-    /// A 60-byte Ethernet/IPv4/UDP frame.
+    /// A 60-byte Ethernet/IPv4/UDP frame (18 bytes of zero data).
     fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 60];
-        f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&src);
-        f[30..34].copy_from_slice(&dst);
-        f[34..36].copy_from_slice(&sport.to_be_bytes());
-        f[36..38].copy_from_slice(&dport.to_be_bytes());
-        f[38..40].copy_from_slice(&26u16.to_be_bytes());
-        f
+        bytes(build::udp_v4(src, sport, dst, dport, &[0; 18]))
+    }
+
+    fn bytes(frame: Frame) -> Vec<u8> {
+        frame.build().unwrap()
     }
 
     /// One stateful rule allowing protocol `proto`, behind the default drop.
@@ -594,36 +588,35 @@ mod tests {
         Firewall::new(FirewallImage { rules, acl, acl_rule: vec![0], conntrack }, Defaults::default(), gen, Default::default())
     }
 
-    /// A 42-byte Ethernet/IPv4/ICMP echo frame (`ty` 8 = request, 0 = reply).
+    /// A 60-byte Ethernet/IPv4/ICMP echo frame (`ty` 8 = request, 0 = reply; sequence 0).
     fn echo(src: [u8; 4], dst: [u8; 4], ty: u8, ident: u16) -> Vec<u8> {
-        let mut f = udp(src, 0, dst, 0);
-        f[23] = 1;
-        f[34..42].fill(0);
-        f[34] = ty;
-        f[38..40].copy_from_slice(&ident.to_be_bytes());
-        f
+        let repr = match ty {
+            8 => icmp::Repr::EchoRequest { ident, seq_no: 0 },
+            0 => icmp::Repr::EchoReply { ident, seq_no: 0 },
+            _ => panic!("not an echo type: {ty}"),
+        };
+        bytes(build::icmp_v4(src, dst, repr, &[0; 18]))
     }
 
-    /// An Ethernet/IPv6 frame from fd00::`src` to fd00::`dst` carrying `proto` and `l4`.
-    fn ipv6(src: u8, dst: u8, proto: u8, hop_limit: u8, l4: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 54];
-        f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-        f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-        f[14] = 0x60;
-        f[18..20].copy_from_slice(&(l4.len() as u16).to_be_bytes());
-        (f[20], f[21]) = (proto, hop_limit);
-        (f[22], f[23], f[37]) = (0xfd, 0, src);
-        (f[38], f[39], f[53]) = (0xfd, 0, dst);
-        f.extend_from_slice(l4);
-        f
+    /// fd00::`x`.
+    fn v6(x: u8) -> [u8; 16] {
+        let mut a = [0; 16];
+        (a[0], a[15]) = (0xfd, x);
+        a
+    }
+
+    /// Ethernet/IPv6/UDP from fd00::`src` to fd00::`dst` (4 bytes of zero data).
+    fn udp6_frame(src: u8, sport: u16, dst: u8, dport: u16) -> Frame {
+        build::udp_v6(v6(src), sport, v6(dst), dport, &[0; 4])
     }
 
     fn udp6(src: u8, sport: u16, dst: u8, dport: u16) -> Vec<u8> {
-        let mut l4 = [0u8; 12];
-        l4[..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[4..6].copy_from_slice(&12u16.to_be_bytes());
-        ipv6(src, dst, 17, 64, &l4)
+        bytes(udp6_frame(src, sport, dst, dport))
+    }
+
+    /// An ICMPv6 port unreachable from fd00::`from` to fd00::`to` quoting `about`.
+    fn unreachable6(from: u8, to: u8, about: &Frame) -> Vec<u8> {
+        bytes(build::icmpv6(v6(from), v6(to), icmpv6::Repr::DstUnreachable { code: 4 }, &about.ip_packet().unwrap()))
     }
 
     /// A firewall of `rules` (ACL rule, action, stateful) behind the default drop.
@@ -771,13 +764,7 @@ mod tests {
 
     /// An ICMP port unreachable from `from` to `to`, quoting `quoted` (an IPv4 packet's start).
     fn unreachable(from: [u8; 4], to: [u8; 4], quoted: &[u8]) -> Vec<u8> {
-        let mut f = udp(from, 0, to, 0);
-        f.truncate(34);
-        f[23] = 1;
-        f[16..18].copy_from_slice(&(20 + 8 + quoted.len() as u16).to_be_bytes());
-        f.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
-        f.extend_from_slice(quoted);
-        f
+        bytes(build::icmp_v4(from, to, icmp::Repr::DstUnreachable { code: 3, next_hop_mtu: 0 }, quoted))
     }
 
     #[test]
@@ -816,8 +803,8 @@ mod tests {
             "a rule that matches the error decides it, and an error is never answered"
         );
         // Never a redirect, nor an error from the wrong side of a tracked flow.
-        let mut redirect = unreachable(b, a, &untracked[14..42]);
-        redirect[34] = 5;
+        let to_c = icmp::Repr::Unknown { msg_type: 5, code: 1, header_data: c };
+        let redirect = bytes(build::icmp_v4(b, a, to_c, &untracked[14..42]));
         assert_eq!(decide(&all_forward, &flows, &redirect, 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None), "a redirect");
         let query = udp(a, 40000, b, 53);
         assert!(matches!(decide(&all_forward, &flows, &query, 30).0, FwVerdict::Pass { created: true, .. }));
@@ -840,18 +827,14 @@ mod tests {
     fn an_icmpv6_error_quoting_extension_headers_finds_its_flow() {
         let flows = table(64, Default::default());
         let fw = policy(1, &[(to_port(17, 53), RuleAction::Allow, true)]);
-        // The query carries a Destination Options header (8 bytes: next header UDP) before UDP.
-        let mut l4 = vec![17, 0, 1, 4, 0, 0, 0, 0];
-        l4.extend_from_slice(&udp6(1, 40000, 2, 53)[54..]);
-        let query = ipv6(1, 2, 60, 64, &l4);
-        assert!(matches!(decide(&fw, &flows, &query, 10).0, FwVerdict::Pass { created: true, .. }));
+        // The query carries a Destination Options header (8 bytes: a PadN option) before UDP.
+        let with_options = |sport| udp6_frame(1, sport, 2, 53).ext_header(IpProtocol::Ipv6Opts, &[1, 4, 0, 0, 0, 0]);
+        let query = with_options(40000);
+        assert!(matches!(decide(&fw, &flows, &bytes(query.clone()), 10).0, FwVerdict::Pass { created: true, .. }));
         // Port unreachable (type 1 code 4) from fd00::2 back to fd00::1, quoting the query.
-        let mut error = vec![1, 4, 0, 0, 0, 0, 0, 0];
-        error.extend_from_slice(&query[14..]);
-        assert_eq!(decide(&fw, &flows, &ipv6(2, 1, 58, 64, &error), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false });
-        let mut forged = error.clone();
-        forged[8 + 40 + 8 + 1] ^= 1; // another source port
-        assert_eq!(decide(&fw, &flows, &ipv6(2, 1, 58, 64, &forged), 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
+        assert_eq!(decide(&fw, &flows, &unreachable6(2, 1, &query), 20).0, FwVerdict::Pass { rule: Some(0), created: false, log: false });
+        let forged = unreachable6(2, 1, &with_options(40001)); // another source port
+        assert_eq!(decide(&fw, &flows, &forged, 20).0, FwVerdict::Drop(DropReason::IcmpUnrelated, None));
     }
 
     #[test]
@@ -976,16 +959,15 @@ mod tests {
         fn templates() -> Vec<Vec<u8>> {
             let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
             let query = udp(a, 40000, b, 53);
-            let mut icmp6 = vec![1, 4, 0, 0, 0, 0, 0, 0];
-            icmp6.extend_from_slice(&udp6(1, 40000, 2, 53)[14..]);
+            let solicit = icmpv6::Repr::NeighborSolicit { target: v6(2) };
             vec![
                 query.clone(),
                 udp(b, 53, a, 40000),
                 echo(a, b, 8, 7),
                 unreachable(b, a, &query[14..42]),
                 udp6(1, 40000, 2, 53),
-                ipv6(2, 1, 58, 64, &icmp6),
-                ipv6(1, 2, 58, 255, &[135, 0, 0, 0, 0, 0, 0, 0]),
+                unreachable6(2, 1, &udp6_frame(1, 40000, 2, 53)),
+                bytes(build::icmpv6(v6(1), v6(2), solicit, &[]).ttl(255)),
             ]
         }
 
