@@ -18,6 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rampart_acl::{Classifier, Rule};
 use rampart_pipeline::firewall::{Burst, Firewall, FwVerdict, BURST};
 use rampart_flow::{FlowTable, FlowTableConfig};
+use rampart_packet::build::{self, Checksums};
 use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
 
 /// The rig's table size (`conntrack.table_size` in `bench/configs/stateful.toml`).
@@ -39,19 +40,8 @@ fn firewall() -> Firewall {
 
 /// The 60-byte Ethernet/IPv4/UDP frame template: 10.0.0.0:0 → 172.16.0.1:53, no checksums.
 fn template() -> [u8; FRAME] {
-    let mut frame = [0; FRAME];
-    frame[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-    frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut frame[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&46u16.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12] = 10;
-    ip[16..20].copy_from_slice(&[172, 16, 0, 1]);
-    frame[36..38].copy_from_slice(&53u16.to_be_bytes());
-    frame[38..40].copy_from_slice(&26u16.to_be_bytes());
-    frame
+    let udp = build::udp_v4([10, 0, 0, 0], 0, [172, 16, 0, 1], 53, &[0; FRAME - 42]);
+    udp.checksums(Checksums::Zero).build().unwrap().try_into().expect("a 60-byte frame")
 }
 
 /// Turns a copy of [`template`] into the frame of flow `i` (source 10.x.y.z, port
