@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use rampart_dataplane::dpdk;
+use rampart_packet::{build, udp};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,30 +72,16 @@ fn mac(s: &str) -> Result<[u8; 6]> {
     rampart_config::parse_mac(s).with_context(|| format!("bad MAC {s:?}"))
 }
 
-/// An Ethernet/IPv4/UDP frame carrying MAGIC, the sender id and a sequence number.
+/// An Ethernet/IPv4/UDP frame carrying MAGIC, the sender id and a sequence number (at
+/// bytes 42..60, where `receive_queue` reads them), from 10.0.`src[4]`.`src[5]` to
+/// 10.0.`dst[4]`.`dst[5]`, DF set, without a UDP checksum.
 fn frame(src: [u8; 6], dst: [u8; 6], (sport, dport): (u16, u16), seq: u64) -> Vec<u8> {
-    let mut f = Vec::with_capacity(64);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let payload_len = 4 + 6 + 8;
-    let ip_len = 20 + 8 + payload_len;
-    let mut ip = [0x45u8, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, src[4], src[5], 10, 0, dst[4], dst[5]];
-    let sum = ip.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as u32).sum::<u32>();
-    let csum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    ip[10..12].copy_from_slice(&csum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    let udp_len = (8 + payload_len) as u16;
-    f.extend_from_slice(&sport.to_be_bytes());
-    f.extend_from_slice(&dport.to_be_bytes());
-    f.extend_from_slice(&udp_len.to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(MAGIC);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&seq.to_be_bytes());
-    while f.len() < 60 {
-        f.push(0);
-    }
+    let payload = [&MAGIC[..], &src, &seq.to_be_bytes()].concat();
+    let ip = |mac: [u8; 6]| [10, 0, mac[4], mac[5]];
+    let udp = build::udp_v4(ip(src), sport, ip(dst), dport, &payload).macs(src, dst).with_ipv4(|ip| ip.dont_frag = true);
+    let mut f = udp.pad(60).build().expect("a 60-byte frame");
+    // 0: no checksum (RFC 768), as the guest has always sent.
+    udp::Packet::new_unchecked(&mut f[34..]).set_checksum(0);
     f
 }
 
