@@ -16,7 +16,8 @@
 use rampart_pipeline::firewall::{Burst, Defaults, EndedFlows, Firewall, FwVerdict, RuleHistory};
 use rampart_pipeline::runtime::Runtime;
 use rampart_flow::{FlowTable, FlowTableConfig, FullPolicy};
-use rampart_packet::{validate, FlowKey};
+use rampart_packet::build::{self, Frame};
+use rampart_packet::{icmp, validate, FlowKey, TcpFlags};
 use rampart_shm::{EventRecord, PolicyImage};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -323,38 +324,22 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         seeds.push(("firewall", name.clone(), burst(i as u8, &mut [frame, frame].into_iter())));
     }
     seeds.push(("firewall", "all".to_string(), burst(0, &mut frames.iter().map(|(_, f)| f))));
-    // Bursts the policy has rules for (10.0.0.1 is guest a, 10.0.0.2 guest b).
+    // Bursts the policy has rules for (10.0.0.1 is guest a, 10.0.0.2 guest b), each packet
+    // and its reply (addresses and ports swapped).
+    type End = ([u8; 4], u16);
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let frame = |f: Frame| f.pad(60).build().expect("a valid frame");
+    let dns = |(src, sport): End, (dst, dport): End| frame(build::udp_v4(src, sport, dst, dport, b"hello"));
+    let tcp = |(src, sport): End, (dst, dport): End, flags, ack| frame(build::tcp_v4(src, sport, dst, dport, flags, b"").with_tcp(|t| (t.seq_number, t.ack_number) = (1, ack)));
+    let echo = |src, dst, repr| frame(build::icmp_v4(src, dst, repr, b"ping"));
     let sample = |name: &str| frames.iter().find(|(n, _)| n == name).map(|(_, f)| f.clone()).unwrap_or_default();
-    // The same IPv4 packet the other way: addresses swapped, and ports for TCP/UDP.
-    let reply = |f: &[u8], ports: bool| {
-        let mut r = f.to_vec();
-        if r.len() >= 38 {
-            r[26..34].rotate_left(4);
-            if ports {
-                r[34..38].rotate_left(2);
-            }
-        }
-        r
-    };
-    let to_port = |f: &[u8], port: u16| {
-        let mut f = f.to_vec();
-        if f.len() >= 38 {
-            f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-            f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-            f[36..38].copy_from_slice(&port.to_be_bytes());
-        }
-        f
-    };
-    let dns = to_port(&sample("ipv4_udp"), 53);
-    let (ssh, web) = (to_port(&sample("ipv4_tcp_syn"), 22), to_port(&sample("ipv4_tcp_syn"), 80));
-    let mut pong = reply(&sample("icmp_echo"), false);
-    if let Some(t) = pong.get_mut(34) {
-        *t = 0;
-    }
+    let (ssh, web) = (tcp((a, 40000), (b, 22), TcpFlags::SYN, 0), tcp((a, 40000), (b, 80), TcpFlags::SYN, 0));
+    let syn_ack = tcp((b, 80), (a, 40000), TcpFlags::SYN | TcpFlags::ACK, 2); // acknowledges the SYN (sequence 1)
+    let (ping, pong) = (icmp::Repr::EchoRequest { ident: 0x1234, seq_no: 1 }, icmp::Repr::EchoReply { ident: 0x1234, seq_no: 1 });
     let exchanges = [
-        ("dns", vec![dns.clone(), reply(&dns, true), dns]),
-        ("tcp", vec![ssh, web.clone(), reply(&web, true)]),
-        ("ping", vec![sample("icmp_echo"), pong]),
+        ("dns", vec![dns((a, 40000), (b, 53)), dns((b, 53), (a, 40000)), dns((a, 40000), (b, 53))]),
+        ("tcp", vec![ssh, web, syn_ack]),
+        ("ping", vec![echo(a, b, ping), echo(b, a, pong)]),
         ("errors", vec![sample("icmp_dest_unreachable"), sample("icmpv6_packet_too_big")]),
     ];
     for (name, frames) in exchanges {
