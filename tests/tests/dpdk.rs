@@ -3,6 +3,7 @@
 //! test checks exactly which frames come out and which drops were counted
 //! and logged; fragmented datagrams under a rule set.
 
+use rampart_packet::{build, ipv4};
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::path::Path;
 use std::time::Duration;
@@ -10,42 +11,28 @@ use std::time::Duration;
 const A: [u8; 6] = [0x52, 0x54, 0, 0, 2, 0x0a];
 const B: [u8; 6] = [0x52, 0x54, 0, 0, 2, 0x0b];
 
+/// Numbered UDP 10.0.0.1:1000+`i` → 10.0.0.2:53 from A to B, padded to 60 bytes.
 fn udp(i: u16) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&B);
-    f.extend_from_slice(&A);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&[0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-    f.extend_from_slice(&(1000 + i).to_be_bytes());
-    f.extend_from_slice(&[0, 53, 0, 12, 0, 0]);
-    f.extend_from_slice(&i.to_be_bytes());
-    f.extend_from_slice(&[0xab, 0xcd]);
-    f.resize(60, 0);
-    f
+    let [hi, lo] = i.to_be_bytes();
+    build::udp_v4([10, 0, 0, 1], 1000 + i, [10, 0, 0, 2], 53, &[hi, lo, 0xab, 0xcd]).macs(A, B).pad(60).build().unwrap()
 }
 
 fn arp() -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&A);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&A);
-    f.extend_from_slice(&[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
-    f.resize(60, 0);
-    f
+    build::arp_request(A, [10, 0, 0, 1], [10, 0, 0, 2]).pad(60).build().unwrap()
 }
 
-/// IPv4 claiming more bytes than the frame has.
+/// IPv4 claiming more bytes than the frame has: [`udp`] with a total length of 1500 (its
+/// header checksum, now stale, is not what the dataplane checks).
 fn bad_total_length(i: u16) -> Vec<u8> {
     let mut f = udp(i);
-    f[16] = 0x05;
-    f[17] = 0xdc;
+    ipv4::Packet::new_unchecked(&mut f[14..]).set_total_len(1500);
     f
 }
 
-/// IPv4 with a header length below the minimum.
+/// IPv4 with a header length below the minimum: [`udp`] with IHL 3 (12 bytes).
 fn bad_ihl(i: u16) -> Vec<u8> {
     let mut f = udp(i);
-    f[14] = 0x43;
+    ipv4::Packet::new_unchecked(&mut f[14..]).set_header_len(12);
     f
 }
 
@@ -79,28 +66,12 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
     frames
 }
 
-/// One fragment of a UDP datagram 10.0.0.1:1000 → 10.0.0.2:`dport` of 16 bytes (with
-/// its header), IP id `id`: the first (offset 0, MF, the UDP header and 8 bytes) or the
-/// later one (offset 16, the last 8 bytes).
+/// One fragment of a UDP datagram 10.0.0.1:1000 → 10.0.0.2:`dport` of 24 bytes (with
+/// its header; the data is `id` repeated), IP id `id`: the first (offset 0, MF, the UDP
+/// header and 8 bytes) or the later one (offset 16, the last 8 bytes).
 fn fragment(id: u16, dport: u16, first: bool) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&B);
-    f.extend_from_slice(&A);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let (total, frag) = if first { (36u16, [0x20, 0x00]) } else { (28, [0x00, 0x02]) };
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&id.to_be_bytes());
-    f.extend_from_slice(&frag);
-    f.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-    if first {
-        f.extend_from_slice(&1000u16.to_be_bytes());
-        f.extend_from_slice(&dport.to_be_bytes());
-        f.extend_from_slice(&[0, 24, 0, 0]);
-    }
-    f.extend_from_slice(&[id as u8; 8]);
-    f.resize(60, 0);
-    f
+    let datagram = build::udp_v4([10, 0, 0, 1], 1000, [10, 0, 0, 2], dport, &[id as u8; 16]).macs(A, B).ident(id.into()).pad(60);
+    datagram.fragments(16).unwrap().swap_remove(if first { 0 } else { 1 })
 }
 
 /// Runs the dataplane with p0 (reads `input`) and p1 (writes out1.pcap) joined as `attach`,
@@ -133,18 +104,19 @@ fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules
 
 #[test]
 fn pipeline_forwards_valid_frames_and_counts_malformed_ones_by_reason() {
-    let mut input = Vec::new();
+    let (mut input, mut expected) = (Vec::new(), Vec::new());
     for i in 0..50 {
         input.push(udp(i));
+        expected.push(udp(i));
         if i % 5 == 0 {
             input.push(bad_total_length(i));
         }
         if i % 10 == 0 {
             input.push(bad_ihl(i));
             input.push(arp());
+            expected.push(arp());
         }
     }
-    let expected: Vec<Vec<u8>> = input.iter().filter(|f| f[12] == 0x08 && (f[13] == 0x06 || (f[14] == 0x45 && f[16] == 0))).cloned().collect();
     assert_eq!(expected.len(), 55);
     let (out, stats, eve) = run("pcapwire", 19620, "forward", true, "", &input);
     assert_eq!(out, expected, "exactly the valid frames come out, unchanged and in order");
