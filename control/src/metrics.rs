@@ -167,14 +167,33 @@ impl Collector for ShmCollector {
     }
 }
 
+/// The `/metrics` page of one control process: its collector in a registry of its own.
+pub struct Exporter {
+    registry: Registry,
+}
+
+impl Exporter {
+    pub fn new(daemon: Arc<Daemon>) -> anyhow::Result<Exporter> {
+        let registry = Registry::new();
+        let desc = Desc::new("rampart_dataplane_up".into(), "shm".into(), vec![], Default::default())?;
+        registry.register(Box::new(ShmCollector { daemon, descs: vec![desc] }))?;
+        Ok(Exporter { registry })
+    }
+
+    /// One scrape: the text exposition format, read off the segment now.
+    pub fn scrape(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut body);
+        body
+    }
+}
+
 /// Starts the HTTP server on `addr`; serves `/metrics` until unblocked.
 pub fn serve(addr: &str, daemon: Arc<Daemon>) -> anyhow::Result<Arc<tiny_http::Server>> {
     let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr} for metrics: {e} (is another instance running? change control.metrics)")
     })?);
-    let registry = Registry::new();
-    let desc = Desc::new("rampart_dataplane_up".into(), "shm".into(), vec![], Default::default())?;
-    registry.register(Box::new(ShmCollector { daemon, descs: vec![desc] }))?;
+    let exporter = Exporter::new(daemon)?;
     let s = server.clone();
     std::thread::spawn(move || {
         for req in s.incoming_requests() {
@@ -182,10 +201,8 @@ pub fn serve(addr: &str, daemon: Arc<Daemon>) -> anyhow::Result<Arc<tiny_http::S
                 let _ = req.respond(tiny_http::Response::from_string("see /metrics\n").with_status_code(404));
                 continue;
             }
-            let mut body = Vec::new();
-            let encoder = TextEncoder::new();
-            let _ = encoder.encode(&registry.gather(), &mut body);
-            let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], encoder.format_type().as_bytes()).expect("static header");
+            let body = exporter.scrape();
+            let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], TextEncoder::new().format_type().as_bytes()).expect("static header");
             let _ = req.respond(tiny_http::Response::from_data(body).with_header(header));
         }
     });
