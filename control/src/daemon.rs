@@ -68,6 +68,8 @@ pub(crate) struct Names {
     pub ports: Arc<BTreeMap<u16, String>>,
     /// Rule ids by rule index.
     pub rules: Arc<[String]>,
+    /// The rules' metric labels, in exposition order.
+    pub rule_labels: Arc<[crate::metrics::RuleLabels]>,
 }
 
 impl Names {
@@ -75,6 +77,7 @@ impl Names {
         Names {
             ports: Arc::new(slots.ports.iter().map(|(n, s)| (*s, n.clone())).collect()),
             rules: image.firewall.iter().flat_map(|fw| fw.rules.iter().map(|r| r.id.clone())).collect(),
+            rule_labels: crate::metrics::rule_labels(image),
         }
     }
 }
@@ -256,6 +259,26 @@ pub fn status(d: &Daemon) -> state::Status {
         s.events_lost = state::events_lost(seg);
     }
     s
+}
+
+/// [`stats`] without the per-rule rows.
+pub fn stats_without_rules(d: &Daemon) -> state::Stats {
+    let inner = d.inner.lock().unwrap();
+    state::stats_without_rules(inner.segment.as_deref(), &inner.image)
+}
+
+/// The rules' metric labels (in exposition order) and their (packets, bytes, flows)
+/// counters, read without holding the supervisor's lock; none while detached.
+pub(crate) fn rule_counters(d: &Daemon) -> (Arc<[crate::metrics::RuleLabels]>, Vec<[u64; 3]>) {
+    let (labels, seg) = {
+        let inner = d.inner.lock().unwrap();
+        (inner.names.rule_labels.clone(), inner.segment.clone())
+    };
+    // Detached, there are no counters to show (and so no rule metrics), as in `stats`.
+    let Some(seg) = seg else { return (Arc::new([]), Vec::new()) };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    let counters = labels.iter().map(|r| state::rule_counters(&seg, workers, r.counter)).collect();
+    (labels, counters)
 }
 
 pub fn stats(d: &Daemon) -> state::Stats {
