@@ -89,14 +89,13 @@ pub fn reload(d: &Daemon) -> Reply<Body> {
         if config.dataplane.shm != inner.config.dataplane.shm || config.control.socket != inner.config.control.socket {
             return Reply::error("dataplane.shm and control.socket cannot change on reload; restart both processes");
         }
-        let (image, slots) = match compile(&config, &inner.slots) {
+        let (image, slots) = match compile(&config, inner.slots()) {
             Ok(x) => x,
             Err(e) => return Reply::error(format!("compiling policy: {e}")),
         };
         inner.config = config;
         let Some(seg) = inner.segment.clone() else {
-            inner.image = image;
-            inner.slots = slots;
+            inner.set_policy(image, slots);
             inner.last_reload = "stored; the dataplane is not attached".into();
             let message = "configuration accepted; it will be published when the dataplane attaches".to_string();
             return Reply::ok(Body::Reload(ReloadReply { applied: Some(false), message: Some(message), ..Default::default() }));
@@ -116,7 +115,7 @@ pub fn reload(d: &Daemon) -> Reply<Body> {
     let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
     let worker_gens: Vec<u64> = (0..workers).map(|w| seg.worker_gen(w)).collect();
     let mut inner = d.inner.lock().unwrap();
-    let ports = state::ports(Some(&seg), &inner.image);
+    let ports = state::ports(Some(&seg), inner.image());
     let errors = ports.iter().filter(|p| p.state == "error").map(|p| PortError { port: p.name.clone(), error: p.message.clone() }).collect();
     let (ok, result) = match &outcome {
         PolicyOutcome::Applied => (true, "applied".to_string()),

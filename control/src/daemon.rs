@@ -38,7 +38,8 @@ impl Daemon {
     /// again), writing events to `log`; not attached to a dataplane yet.
     pub fn new(config_path: &Path, config: Config, log: EventLog) -> Result<Daemon, String> {
         let (image, slots) = compile(&config, &Slots::default()).map_err(|e| format!("compiling policy: {e}"))?;
-        let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, log, last_reload: String::new(), waiting_logged: false };
+        let names = Names::of(&image, &slots);
+        let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, names, log, last_reload: String::new(), waiting_logged: false };
         Ok(Daemon { inner: Mutex::new(inner), stop: AtomicBool::new(false), commands: Mutex::new(()), dumps: Mutex::new(()) })
     }
 }
@@ -47,28 +48,65 @@ pub struct Inner {
     pub config_path: PathBuf,
     pub config: Config,
     pub segment: Option<Arc<Segment>>,
-    /// The image last published (or adopted from the running dataplane).
-    pub image: PolicyImage,
-    pub slots: Slots,
+    /// The image last published (or adopted from the running dataplane); set with
+    /// [`Inner::set_policy`], which keeps `names` in step.
+    image: PolicyImage,
+    slots: Slots,
+    names: Names,
     pub log: EventLog,
     pub last_reload: String,
     waiting_logged: bool,
 }
 
-impl Inner {
+/// What events and flow dumps are named by, for one policy: built once when the policy
+/// changes, not per use. The supervisor drains events every 10 ms; rebuilding the rule
+/// ids there made an idle control process cost ~15 % of a core at 10,000 rules (issue 15).
+/// Shared (`Arc`), so a `flows` request takes them without copying.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Names {
     /// Port slot → port (guest) name.
-    pub(crate) fn names(&self) -> BTreeMap<u16, String> {
-        self.slots.ports.iter().map(|(n, s)| (*s, n.clone())).collect()
+    pub ports: Arc<BTreeMap<u16, String>>,
+    /// Rule ids by rule index.
+    pub rules: Arc<[String]>,
+    /// The rules' metric labels, in exposition order.
+    pub rule_labels: Arc<[crate::metrics::RuleLabels]>,
+}
+
+impl Names {
+    fn of(image: &PolicyImage, slots: &Slots) -> Names {
+        Names {
+            ports: Arc::new(slots.ports.iter().map(|(n, s)| (*s, n.clone())).collect()),
+            rules: image.firewall.iter().flat_map(|fw| fw.rules.iter().map(|r| r.id.clone())).collect(),
+            rule_labels: crate::metrics::rule_labels(image),
+        }
+    }
+}
+
+impl Inner {
+    /// The image last published (or adopted, or stored while detached).
+    pub fn image(&self) -> &PolicyImage {
+        &self.image
     }
 
-    /// Rule ids by rule index, of the image last published.
-    pub(crate) fn rule_ids(&self) -> Vec<String> {
-        self.image.firewall.iter().flat_map(|fw| fw.rules.iter().map(|r| r.id.clone())).collect()
+    /// The counter slots of [`Inner::image`].
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// Makes `image` (with its `slots`) the current policy.
+    pub(crate) fn set_policy(&mut self, image: PolicyImage, slots: Slots) {
+        self.names = Names::of(&image, &slots);
+        self.image = image;
+        self.slots = slots;
+    }
+
+    /// Port and rule names of the current policy.
+    pub(crate) fn names(&self) -> Names {
+        self.names.clone()
     }
 
     fn drain(&mut self, seg: &Segment) {
-        let (names, rules) = (self.names(), self.rule_ids());
-        self.log.drain(seg, &names, &rules);
+        self.log.drain(seg, &self.names.ports, &self.names.rules);
     }
 }
 
@@ -125,7 +163,8 @@ fn supervise(d: &Daemon) {
 }
 
 /// One supervisor step: attach, heartbeat, drain events, detect a dataplane restart.
-fn tick(inner: &mut Inner) {
+/// Its cost follows the events drained, not the policy's size (`tests/tick_cost.rs`).
+pub fn tick(inner: &mut Inner) {
     let Some(seg) = inner.segment.clone() else {
         try_attach(inner);
         return;
@@ -177,8 +216,7 @@ fn try_attach(inner: &mut Inner) {
         Ok((image, slots)) => {
             if running_image.as_ref() == Some(&image) {
                 eprintln!("rampartctl: the dataplane already runs this policy (generation {}); adopted", seg.applied_gen());
-                inner.image = image;
-                inner.slots = slots;
+                inner.set_policy(image, slots);
             } else {
                 let _ = publish(inner, &seg, image, slots);
             }
@@ -190,8 +228,7 @@ fn try_attach(inner: &mut Inner) {
 /// Seals and publishes `image`; does not wait for the outcome.
 pub(crate) fn publish(inner: &mut Inner, seg: &Segment, image: PolicyImage, slots: Slots) -> Result<u64, String> {
     let gen = seg.publish_policy(&image.encode())?;
-    inner.image = image;
-    inner.slots = slots;
+    inner.set_policy(image, slots);
     eprintln!("rampartctl: published policy generation {gen}");
     Ok(gen)
 }
@@ -222,6 +259,26 @@ pub fn status(d: &Daemon) -> state::Status {
         s.events_lost = state::events_lost(seg);
     }
     s
+}
+
+/// [`stats`] without the per-rule rows.
+pub fn stats_without_rules(d: &Daemon) -> state::Stats {
+    let inner = d.inner.lock().unwrap();
+    state::stats_without_rules(inner.segment.as_deref(), &inner.image)
+}
+
+/// The rules' metric labels (in exposition order) and their (packets, bytes, flows)
+/// counters, read without holding the supervisor's lock; none while detached.
+pub(crate) fn rule_counters(d: &Daemon) -> (Arc<[crate::metrics::RuleLabels]>, Vec<[u64; 3]>) {
+    let (labels, seg) = {
+        let inner = d.inner.lock().unwrap();
+        (inner.names.rule_labels.clone(), inner.segment.clone())
+    };
+    // Detached, there are no counters to show (and so no rule metrics), as in `stats`.
+    let Some(seg) = seg else { return (Arc::new([]), Vec::new()) };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    let counters = labels.iter().map(|r| state::rule_counters(&seg, workers, r.counter)).collect();
+    (labels, counters)
 }
 
 pub fn stats(d: &Daemon) -> state::Stats {

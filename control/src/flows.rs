@@ -31,7 +31,10 @@ pub fn flows(d: &Daemon, request: &FlowsRequest) -> Reply<Body> {
     let (seg, names, rules) = {
         let inner = d.inner.lock().unwrap();
         match inner.segment.clone() {
-            Some(seg) => (seg, inner.names(), inner.rule_ids()),
+            Some(seg) => {
+                let names = inner.names();
+                (seg, names.ports, names.rules)
+            }
             None => return Reply::error("the dataplane is not attached"),
         }
     };

@@ -70,7 +70,8 @@ impl Collector for ShmCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let status = crate::daemon::status(&self.daemon);
-        let stats = crate::daemon::stats(&self.daemon);
+        // The rule families are written by [`RuleFamilies`], not built here.
+        let stats = crate::daemon::stats_without_rules(&self.daemon);
         let mut f = Families(Vec::new());
         use MetricType::{COUNTER, GAUGE};
         f.family("rampart_dataplane_up", "1 when the control process is attached to a live dataplane", GAUGE)
@@ -116,17 +117,6 @@ impl Collector for ShmCollector {
             let label = r.label();
             f.add(&[("reason", &label)], stats.drops.get(&label).copied().unwrap_or(0) as f64);
         }
-        let rule_metrics: [Column<state::RuleRow>; 3] = [
-            ("rampart_rule_packets_total", "Packets of flows each rule decided (label: the rule's stable id)", |r| r.packets),
-            ("rampart_rule_bytes_total", "Bytes of flows each rule decided", |r| r.bytes),
-            ("rampart_rule_flows_total", "New flows each rule decided", |r| r.flows),
-        ];
-        for (name, help, get) in rule_metrics {
-            f.family(name, help, COUNTER);
-            for r in &stats.rules {
-                f.add(&[("rule", &r.id), ("action", &r.action)], get(r) as f64);
-            }
-        }
         let ft = &stats.flow_table;
         let events = || rampart_shm::FlowStatus::FIELDS.iter().filter_map(|c| match c.metric {
             FlowMetric::Event(label) => Some((c, label)),
@@ -167,14 +157,105 @@ impl Collector for ShmCollector {
     }
 }
 
+/// The per-rule counter families: one metric per rule and family, so nearly all of a
+/// scrape at 10,000 rules. They are written straight to the text format from label text
+/// built once per policy ([`rule_labels`]), in the order and form the prometheus
+/// encoder gives (families by name, metrics by label values), without building one
+/// protobuf message per metric: that took ~30 ms a scrape at 10,000 rules.
+const RULE_FAMILIES: [(&str, &str); 3] = [
+    ("rampart_rule_packets_total", "Packets of flows each rule decided (label: the rule's stable id)"),
+    ("rampart_rule_bytes_total", "Bytes of flows each rule decided"),
+    ("rampart_rule_flows_total", "New flows each rule decided"),
+];
+
+/// One rule's labels as the text format writes them (`rule="id",action="deny"`,
+/// escaped), and its counter slot.
+#[derive(Debug)]
+pub(crate) struct RuleLabels {
+    text: String,
+    pub(crate) counter: u16,
+}
+
+/// The rules' labels of `image`, sorted as the exposition sorts them (by rule id, which
+/// is unique, so by label values). Built when the policy changes.
+pub(crate) fn rule_labels(image: &rampart_shm::PolicyImage) -> Arc<[RuleLabels]> {
+    let Some(fw) = &image.firewall else { return Arc::new([]) };
+    let mut rules: Vec<(&str, RuleLabels)> = fw
+        .rules
+        .iter()
+        .map(|r| {
+            let text = format!("rule=\"{}\",action=\"{}\"", escape_label(&r.id), escape_label(&state::action_label(r.action)));
+            (r.id.as_str(), RuleLabels { text, counter: r.counter })
+        })
+        .collect();
+    rules.sort_by(|a, b| a.0.cmp(b.0));
+    rules.into_iter().map(|(_, l)| l).collect()
+}
+
+/// A label value escaped as the text format wants it (`\`, `"` and newlines).
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
+}
+
+/// Appends the [`RULE_FAMILIES`] family `family` of `rules` (with their counters) to `out`.
+fn write_rule_family(out: &mut Vec<u8>, family: usize, rules: &[RuleLabels], counters: &[[u64; 3]]) {
+    use std::io::Write;
+    if rules.is_empty() {
+        return; // as the registry prunes an empty family
+    }
+    let (name, help) = RULE_FAMILIES[family];
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n");
+    for (r, c) in rules.iter().zip(counters) {
+        // `as f64` and Display: the value exactly as the encoder prints a counter.
+        let _ = writeln!(out, "{name}{{{}}} {}", r.text, c[family] as f64);
+    }
+}
+
+/// The `/metrics` page of one control process: its collector in a registry of its own,
+/// and the rule families beside it.
+pub struct Exporter {
+    registry: Registry,
+    daemon: Arc<Daemon>,
+}
+
+impl Exporter {
+    pub fn new(daemon: Arc<Daemon>) -> anyhow::Result<Exporter> {
+        let registry = Registry::new();
+        let desc = Desc::new("rampart_dataplane_up".into(), "shm".into(), vec![], Default::default())?;
+        registry.register(Box::new(ShmCollector { daemon: daemon.clone(), descs: vec![desc] }))?;
+        Ok(Exporter { registry, daemon })
+    }
+
+    /// One scrape: the text exposition format, read off the segment now.
+    pub fn scrape(&self) -> Vec<u8> {
+        let (rules, counters) = crate::daemon::rule_counters(&self.daemon);
+        let families = self.registry.gather();
+        let encoder = TextEncoder::new();
+        let mut body = Vec::with_capacity(families.len() * 256 + rules.len() * RULE_FAMILIES.len() * 80);
+        // Both lists in name order, merged: the families of the registry, the rule ones.
+        let mut rule_families: Vec<usize> = (0..RULE_FAMILIES.len()).collect();
+        rule_families.sort_by_key(|&f| RULE_FAMILIES[f].0);
+        let mut next_rule = rule_families.iter().peekable();
+        for family in &families {
+            while let Some(&&f) = next_rule.peek().filter(|&&&f| RULE_FAMILIES[f].0 < family.get_name()) {
+                write_rule_family(&mut body, f, &rules, &counters);
+                next_rule.next();
+            }
+            let _ = encoder.encode(std::slice::from_ref(family), &mut body);
+        }
+        for &f in next_rule {
+            write_rule_family(&mut body, f, &rules, &counters);
+        }
+        body
+    }
+}
+
 /// Starts the HTTP server on `addr`; serves `/metrics` until unblocked.
 pub fn serve(addr: &str, daemon: Arc<Daemon>) -> anyhow::Result<Arc<tiny_http::Server>> {
     let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| {
         anyhow::anyhow!("cannot listen on {addr} for metrics: {e} (is another instance running? change control.metrics)")
     })?);
-    let registry = Registry::new();
-    let desc = Desc::new("rampart_dataplane_up".into(), "shm".into(), vec![], Default::default())?;
-    registry.register(Box::new(ShmCollector { daemon, descs: vec![desc] }))?;
+    let exporter = Exporter::new(daemon)?;
     let s = server.clone();
     std::thread::spawn(move || {
         for req in s.incoming_requests() {
@@ -182,12 +263,100 @@ pub fn serve(addr: &str, daemon: Arc<Daemon>) -> anyhow::Result<Arc<tiny_http::S
                 let _ = req.respond(tiny_http::Response::from_string("see /metrics\n").with_status_code(404));
                 continue;
             }
-            let mut body = Vec::new();
-            let encoder = TextEncoder::new();
-            let _ = encoder.encode(&registry.gather(), &mut body);
-            let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], encoder.format_type().as_bytes()).expect("static header");
+            let body = exporter.scrape();
+            let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], TextEncoder::new().format_type().as_bytes()).expect("static header");
             let _ = req.respond(tiny_http::Response::from_data(body).with_header(header));
         }
     });
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventLog;
+    use rampart_shm::Segment;
+    use std::path::Path;
+
+    /// The collector as it was before the rule families were written by hand: every
+    /// family, the rule ones too, built as prometheus messages from `state::stats`.
+    struct Reference(ShmCollector);
+
+    impl Collector for Reference {
+        fn desc(&self) -> Vec<&Desc> {
+            self.0.desc()
+        }
+
+        fn collect(&self) -> Vec<MetricFamily> {
+            let stats = crate::daemon::stats(&self.0.daemon);
+            let mut f = Families(Vec::new());
+            for (family, (name, help)) in RULE_FAMILIES.iter().enumerate() {
+                f.family(name, help, MetricType::COUNTER);
+                for r in &stats.rules {
+                    f.add(&[("rule", &r.id), ("action", &r.action)], [r.packets, r.bytes, r.flows][family] as f64);
+                }
+            }
+            let mut all = self.0.collect();
+            all.extend(f.0.into_iter().map(|(mut fam, metrics)| {
+                fam.set_metric(metrics);
+                fam
+            }));
+            all
+        }
+    }
+
+    /// The text without the heartbeat age's sample (it moves between two scrapes).
+    fn without_clock(body: Vec<u8>) -> String {
+        let text = String::from_utf8(body).unwrap();
+        text.lines().filter(|l| !l.starts_with("rampart_dataplane_heartbeat_age_seconds ")).map(|l| format!("{l}\n")).collect()
+    }
+
+    #[test]
+    fn the_scrape_is_what_the_prometheus_encoder_writes() {
+        let dir = std::env::temp_dir().join(format!("rampart-metrics-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut text = String::from("[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n");
+        for (i, action) in ["allow", "deny", "reject", "log", "allow"].iter().enumerate() {
+            text += &format!("[[rules]]\nid = \"r{}\"\nfrom = [\"10.0.0.{i}\"]\nto = [\"any\"]\naction = \"{action}\"\n", 5 - i);
+        }
+        let config = rampart_config::parse("t.toml", &text).unwrap();
+        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
+        let exporter = Exporter::new(d.clone()).unwrap();
+        let reference = Registry::new();
+        let desc = Desc::new("rampart_dataplane_up".into(), "shm".into(), vec![], Default::default()).unwrap();
+        reference.register(Box::new(Reference(ShmCollector { daemon: d.clone(), descs: vec![desc] }))).unwrap();
+        let expected = || {
+            let mut body = Vec::new();
+            TextEncoder::new().encode(&reference.gather(), &mut body).unwrap();
+            without_clock(body)
+        };
+        let scraped = || without_clock(exporter.scrape());
+        // Detached: no rule metrics at all.
+        assert_eq!(scraped(), expected());
+        assert!(!scraped().contains("rampart_rule_"));
+        // Attached, with counts on two workers and ids the text format must escape.
+        let seg = Arc::new(Segment::create(&dir.join("shm"), 0o600, 2, 1_000, 0).unwrap());
+        {
+            let mut inner = d.inner.lock().unwrap();
+            let (mut image, slots) = (inner.image().clone(), inner.slots().clone());
+            let fw = image.firewall.as_mut().unwrap();
+            fw.rules[1].id = "quote\"back\\slash\nnewline".into();
+            fw.rules[3].id = "a-first".into();
+            fw.rules[4].counter = u16::MAX; // a rule without a counter slot
+            inner.set_policy(image, slots);
+            inner.segment = Some(seg.clone());
+        }
+        for (w, n) in [(0, 7), (1, 1 << 40)] {
+            for c in 0..5 {
+                seg.workers[w].rules[c].packets.add(n * (c as u64 + 1));
+                seg.workers[w].rules[c].bytes.add(1500 * n);
+                seg.workers[w].rules[c].flows.add(c as u64);
+            }
+        }
+        let (got, want) = (scraped(), expected());
+        assert!(got.contains("rampart_rule_packets_total{rule=\"quote\\\"back\\\\slash\\nnewline\",action=\"deny\"}"), "{got}");
+        assert_eq!(got, want);
+        drop(seg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

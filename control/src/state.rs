@@ -160,7 +160,38 @@ pub fn ports(seg: Option<&Segment>, image: &PolicyImage) -> Vec<PortRow> {
     rows
 }
 
+/// A rule action as reports and metric labels name it (`allow`, `deny`, …).
+pub fn action_label(action: rampart_shm::RuleAction) -> String {
+    format!("{action:?}").to_lowercase()
+}
+
+/// One rule's (packets, bytes, flows) over the first `workers` workers, by its counter
+/// slot (zeros for a rule without one).
+pub fn rule_counters(seg: &Segment, workers: usize, counter: u16) -> [u64; 3] {
+    let c = counter as usize;
+    if c >= rampart_shm::MAX_RULE_COUNTERS {
+        return [0; 3];
+    }
+    seg.workers[..workers].iter().fold([0; 3], |[p, b, f], w| {
+        let r = &w.rules[c];
+        [p + r.packets.get(), b + r.bytes.get(), f + r.flows.get()]
+    })
+}
+
+/// Ports, rules, flow table, drops and workers: what `rampartctl stats` shows.
 pub fn stats(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
+    let mut s = stats_without_rules(seg, image);
+    let (Some(seg), Some(fw)) = (seg, &image.firewall) else { return s };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    for r in &fw.rules {
+        let [packets, bytes, flows] = rule_counters(seg, workers, r.counter);
+        s.rules.push(RuleRow { id: r.id.clone(), action: action_label(r.action), packets, bytes, flows });
+    }
+    s
+}
+
+/// Everything [`stats`] reports but the rules, whose rows follow the policy's size.
+pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
     let mut s = Stats { ports: ports(seg, image), ..Default::default() };
     let Some(seg) = seg else { return s };
     let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
@@ -183,20 +214,6 @@ pub fn stats(seg: Option<&Segment>, image: &PolicyImage) -> Stats {
         });
     }
     s.events_lost = events_lost(seg);
-    if let Some(fw) = &image.firewall {
-        for r in &fw.rules {
-            let mut row = RuleRow { id: r.id.clone(), action: format!("{:?}", r.action).to_lowercase(), ..Default::default() };
-            let c = r.counter as usize;
-            if c < rampart_shm::MAX_RULE_COUNTERS {
-                for w in &seg.workers[..workers] {
-                    row.packets += w.rules[c].packets.get();
-                    row.bytes += w.rules[c].bytes.get();
-                    row.flows += w.rules[c].flows.get();
-                }
-            }
-            s.rules.push(row);
-        }
-    }
     let f = &seg.flows;
     s.flow_table = FlowTableRow {
         counters: f.fields().map(|(field, v)| (field.name.to_string(), v)).collect(),
