@@ -250,9 +250,9 @@ pub fn link_up(port: PortId) -> bool {
 #[repr(transparent)]
 pub struct Mbuf(NonNull<ffi::rte_mbuf>);
 
-// SAFETY: an mbuf reference may be handed to another lcore (DPDK frees and transmits
-// mbufs from any thread; the pool's per-lcore caches are per calling thread); the
-// handle is unique, so no two threads use it at once.
+// DPDK frees and transmits mbufs from any thread (the pool's caches are per calling thread).
+// SAFETY: an mbuf reference may move to another lcore; the handle is unique, so no two
+// threads use it at once.
 unsafe impl Send for Mbuf {}
 
 /// Up to `N` owned mbufs: what `rx_burst` fills, `tx_burst` sends and [`free_bulk`] frees.
@@ -314,9 +314,9 @@ impl Mbuf {
             return None;
         }
         let (off, room, len) = (mb.data_off as usize, mb.buf_len.saturating_sub(mb.data_off) as usize, mb.data_len as usize);
-        // SAFETY: the buffer is buf_len bytes from buf_addr, data_off <= buf_len, and no
-        // other reference to it exists (checked above), so for the borrow of `self` these
-        // bytes are ours to read and write.
+        // The buffer is buf_len bytes from buf_addr, and data_off <= buf_len.
+        // SAFETY: those bytes are inside the buffer, and no other reference to it exists
+        // (checked above), so for the borrow of `self` they are ours to read and write.
         let buf = unsafe { std::slice::from_raw_parts_mut((mb.buf_addr as *mut u8).add(off), room) };
         Some((buf, len))
     }
@@ -375,9 +375,9 @@ impl Mbuf {
 pub fn rx_burst<const N: usize>(port: PortId, queue: u16, out: &mut MbufBurst<N>) -> usize {
     let have = out.len();
     let room = (N - have) as u16;
-    // SAFETY: Mbuf is a transparent NonNull<rte_mbuf>, so the spare capacity is an array
-    // of `room` pointer slots for DPDK to fill; the port/queue is started and polled by
-    // this lcore only.
+    // Mbuf is a transparent NonNull<rte_mbuf>: the spare capacity is pointer slots.
+    // SAFETY: DPDK fills at most `room` of those slots; the port/queue is started and
+    // polled by this lcore only.
     let n = unsafe { ffi::rampart_rx_burst(port, queue, out.as_mut_ptr().add(have) as *mut *mut ffi::rte_mbuf, room) as usize };
     // SAFETY: rx_burst initialised the first n slots with valid mbufs, each now ours.
     unsafe { out.set_len(have + n) };

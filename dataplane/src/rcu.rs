@@ -126,9 +126,9 @@ impl Reader<'_> {
         if p.is_null() {
             return None;
         }
-        // SAFETY: the main lcore frees this runtime only after our slot shows an epoch past
-        // it, which we store below only when we meet a newer runtime — after the borrow of
-        // any older one has ended (it borrows `self`).
+        // We store a newer epoch (below) only after the borrow of any older runtime ended.
+        // SAFETY: the main lcore frees this runtime only after our slot shows an epoch
+        // past it, and the returned borrow ends before our next call (it borrows `self`).
         let rt = unsafe { &*p };
         let fresh = rt.epoch != self.seen;
         if fresh {

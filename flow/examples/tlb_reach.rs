@@ -35,13 +35,12 @@ fn main() {
         }
     };
     let span = huge * HUGE;
-    // SAFETY: mmap's arguments are plain values; on success it returns a fresh private
-    // anonymous mapping of `span + HUGE` bytes, zero-filled by the kernel and aliased by
-    // nothing else (failure exits before any use). `aligned` is at most `HUGE - 1` bytes
-    // past its start, so the `span` bytes from `aligned` (the madvise region and the
-    // slice) lie inside it; they are page-aligned, hence aligned for `usize`, and every
-    // zero word is a valid `usize`. The mapping is never unmapped, so the slice stays valid
-    // for the rest of the program, and only the slice is used to reach it.
+    // On success mmap returns a fresh private anonymous mapping of `span + HUGE` bytes,
+    // zero-filled and aliased by nothing else (failure exits before any use). `aligned` is
+    // at most `HUGE - 1` bytes past its start, so the `span` bytes from it (the madvise
+    // region and the slice) lie inside; they are page-aligned, so aligned for `usize`.
+    // SAFETY: the slice covers zeroed bytes of a mapping never unmapped and reached only
+    // through it, and every zero word is a valid `usize`.
     let base = unsafe {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | if hugetlb { libc::MAP_HUGETLB } else { 0 };
         let p = libc::mmap(std::ptr::null_mut(), span + HUGE, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0);

@@ -161,9 +161,9 @@ impl Bucket {
     pub fn matching(&self, tag: u16) -> u16 {
         use core::arch::x86_64::{_mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set1_epi16, _mm_set_epi64x};
         let words = [0, 1, 2, 3].map(|i| self.tags[i].load(Relaxed) as i64);
-        // SAFETY: these intrinsics need SSE2, which every x86-64 CPU has (it is in the
-        // x86-64 baseline target features); they only compute on values in registers,
-        // no memory is accessed through them.
+        // SSE2 is in the x86-64 baseline target features, so every x86-64 CPU has it.
+        // SAFETY: the intrinsics need only SSE2 (always present, above) and compute on
+        // values in registers: no memory is accessed through them.
         unsafe {
             let pattern = _mm_set1_epi16(tag as i16);
             // Lane j of word i is 16-bit element 4i + j: the numbering of `zero_lanes`.

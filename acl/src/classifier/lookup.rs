@@ -516,10 +516,9 @@ fn leaf_start<const V4: bool>(p: u64) -> usize {
 #[allow(unsafe_code)]
 fn prefetch<T>(address: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in
-    // the baseline target features). A prefetch is only a hint: it never
-    // faults, whatever the address (unmapped, out of bounds or null), and
-    // has no effect on memory contents; the pointer is never dereferenced.
+    // SSE is in the x86_64 baseline target features. A prefetch is only a hint: it never
+    // faults, whatever the address (unmapped, out of bounds or null).
+    // SAFETY: `_mm_prefetch` needs only SSE (always present) and never dereferences.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast::<i8>());
     }

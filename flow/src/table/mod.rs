@@ -178,10 +178,10 @@ fn advise_huge_pages(ptr: *mut u8, len: usize) {
         let start = (ptr as usize).next_multiple_of(HUGE_PAGE);
         let end = (ptr as usize).saturating_add(len) / HUGE_PAGE * HUGE_PAGE;
         if end > start {
-            // SAFETY: [start, end) lies inside the `len` bytes of capacity that `ptr`
-            // heads, owned by the caller's Vec and not yet initialised or shared.
             // MADV_HUGEPAGE only changes how the kernel backs those pages, never their
             // contents or validity; an error (THP unavailable) is harmless and ignored.
+            // SAFETY: [start, end) lies inside the `len` bytes of capacity that `ptr`
+            // heads, owned by the caller's Vec and not yet initialised or shared.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
             }
@@ -195,9 +195,9 @@ fn advise_huge_pages(ptr: *mut u8, len: usize) {
 #[inline(always)]
 fn prefetch<T>(ptr: &T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has (it is in the
-    // x86-64 baseline target features). A prefetch never dereferences in the
-    // language sense and cannot fault; the pointer comes from a live reference anyway.
+    // SSE is in the x86-64 baseline target features. A prefetch never dereferences in
+    // the language sense and cannot fault; the pointer comes from a live reference anyway.
+    // SAFETY: `_mm_prefetch` needs only SSE (always present) and is a hint that cannot fault.
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
             ptr as *const T as *const i8,
