@@ -412,7 +412,7 @@ mod tests {
     use rampart_flow::FlowTableConfig;
     use rampart_packet::build;
     use rampart_shm::image::IMAGE_FORMAT;
-    use rampart_shm::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, Segment, SegmentImage, Verdict};
+    use rampart_shm::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, Segment, SegmentImage};
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -456,19 +456,7 @@ mod tests {
     }
 
     fn port(slot: u16, macs: Vec<[u8; 6]>) -> PortImage {
-        PortImage {
-            slot,
-            name: format!("p{slot}"),
-            device: format!("net_null{slot}"),
-            socket: String::new(),
-            client: false,
-            queues: 1,
-            attach: Attach::Segment(0),
-            enabled: true,
-            macs,
-            max_flows: None,
-            default_action: Verdict::Forward,
-        }
+        crate::runtime::tests::port(slot, Attach::Segment(0), true, macs)
     }
 
     /// Three ports on one segment (A on 0, B on 1, C on 2), with `firewall` if given.

@@ -238,12 +238,13 @@ impl Runtime {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rampart_shm::image::IMAGE_FORMAT;
     use rampart_shm::{PortImage, SegmentImage};
 
-    fn port(slot: u16, attach: Attach, enabled: bool, macs: Vec<[u8; 6]>) -> PortImage {
+    /// A null-PMD port image (also the per-burst path's tests' ports).
+    pub(crate) fn port(slot: u16, attach: Attach, enabled: bool, macs: Vec<[u8; 6]>) -> PortImage {
         PortImage {
             slot,
             name: format!("p{slot}"),
