@@ -30,6 +30,19 @@ Environment:
   BENCH_MAX_OTHER  % of the CPUs other processes may use in a window before it counts as noisy (10)
   BENCH_QUIET_WAIT  s to wait for idle CPUs before each measurement (20; 0 = don't)
   BENCH_RETRIES  repeats of a noisy measurement, keeping the quietest (1)
+  BENCH_IDLE_SECONDS  idle window of each DUT's idle/wake-up phase, s (default 30; 0 = skip the phase)
+  BENCH_PROBES / BENCH_PROBE_GAP  wake-up probes per DUT (20) and the silence before each, s (1)
+  BENCH_OVS_MAXSLEEP  pmd-maxsleep of the second OVS idle/wake-up phase, µs (default 800, Rampart's
+                 idle_sleep_max_us; 0 = only OVS's default)
+
+Costs the throughput figures hide (issue 15): every window also records the CPU time of the
+DUT's threads other than its forwarding thread (control process, main lcore/thread, OVS's
+handlers and ovsdb-server: `dut_cpu_other=`, % of a core, from /proc/PID/task/*/schedstat)
+and, for Rampart, the worker's idle sleeps (`sleeps=`, 0 under load). After the throughput
+runs, each DUT is started once more with no traffic: `idle_cpu=` is what all its threads
+use over BENCH_IDLE_SECONDS, `wake_latency_us=` the p99 of BENCH_PROBES single packets, each
+sent after BENCH_PROBE_GAP s of silence, from one vhost-user port to the other
+(rampart-guestsim --latency-peer). The run starts with the CPU model and a tlb_reach summary.
 """
 
 import fcntl
@@ -51,6 +64,8 @@ BENCH = os.path.join(REPO, "bench")
 TESTPMD = shutil.which("dpdk-testpmd") or "/usr/bin/dpdk-testpmd"
 DATAPLANE = os.path.join(REPO, "target", "release", "rampart-dataplane")
 RAMPARTCTL = os.path.join(REPO, "target", "release", "rampartctl")
+GUESTSIM = os.path.join(REPO, "target", "release", "rampart-guestsim")
+TLB_REACH = os.path.join(REPO, "target", "release", "examples", "tlb_reach")
 
 HUGEPAGES_NR = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
 HUGEPAGES_FREE = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
@@ -169,6 +184,20 @@ class Proc:
             return int(fields[11]) + int(fields[12])
         except (OSError, IndexError, ValueError):
             return 0
+
+    def thread_cpu(self):
+        """{tid: (thread name, ns on a CPU)} of every thread, from /proc/PID/task/*/schedstat."""
+        out = {}
+        for task in glob.glob(f"/proc/{self.pid}/task/*"):
+            try:
+                with open(os.path.join(task, "comm")) as f:
+                    name = f.read().strip()
+                with open(os.path.join(task, "schedstat")) as f:
+                    ns = int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended meanwhile
+            out[int(os.path.basename(task))] = (name, ns)
+        return out
 
     def check(self):
         if not self.alive():
@@ -304,7 +333,10 @@ def ensure_hugepages(need_pages):
 
 
 def build_rampart(mode):
-    missing = [b for b in (DATAPLANE, RAMPARTCTL) if not os.access(b, os.X_OK)]
+    if not os.access(TLB_REACH, os.X_OK) and mode != "never":
+        subprocess.run(["cargo", "build", "--release", "-p", "rampart-flow", "--example", "tlb_reach"],
+                       cwd=REPO, timeout=3600)
+    missing = [b for b in (DATAPLANE, RAMPARTCTL, GUESTSIM) if not os.access(b, os.X_OK)]
     if mode == "never" or (mode == "missing" and not missing):
         if missing:
             raise Fail(f"missing {', '.join(missing)} and BENCH_BUILD=never")
@@ -314,7 +346,7 @@ def build_rampart(mode):
                        cwd=REPO, timeout=3600)
     if r.returncode != 0:
         raise Fail("cargo build --release -p rampart-dataplane -p rampart-control failed")
-    missing = [b for b in (DATAPLANE, RAMPARTCTL) if not os.access(b, os.X_OK)]
+    missing = [b for b in (DATAPLANE, RAMPARTCTL, GUESTSIM) if not os.access(b, os.X_OK)]
     if missing:
         raise Fail(f"build succeeded but {', '.join(missing)} is missing")
 
@@ -371,6 +403,54 @@ def cpu_snapshot():
     steal = v[7] if len(v) > 7 else 0
     total = sum(v[:8])
     return total - idle - steal, total, steal
+
+
+# Forwarding threads: DPDK's worker lcores (testpmd's, Rampart's) and OVS's PMD threads.
+FORWARDING_THREAD = re.compile(r"^(lcore-worker|rte-worker|pmd)")
+
+
+def threads_snapshot(procs):
+    """{(pid, tid): (name, ns)} over every thread of `procs`."""
+    return {(p.pid, tid): v for p in procs for tid, v in p.thread_cpu().items()}
+
+
+def threads_cpu(a, b, secs):
+    """(% of a core used by forwarding threads, by all other threads) between two snapshots;
+    a thread that started in between counts from zero, one that ended is not seen."""
+    fwd = other = 0
+    for key, (name, ns) in b.items():
+        d = ns - a.get(key, (name, 0))[1]
+        if FORWARDING_THREAD.match(name):
+            fwd += d
+        else:
+            other += d
+    return fwd / secs / 1e7, other / secs / 1e7
+
+
+def machine_summary(cfg):
+    """The CPU model (lscpu) and how far its TLB reaches (flow/examples/tlb_reach.rs): the
+    machine the ratios come from. Pinned to the DUT CPU before anything runs there."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        model = re.search(r"^Model name:\s*(.+)$", out, re.M).group(1).strip()
+    except (OSError, AttributeError, subprocess.TimeoutExpired):
+        model = "unknown (lscpu failed)"
+    log(f"CPU model: {model}; {os.cpu_count()} CPUs")
+    if not os.access(TLB_REACH, os.X_OK):
+        log(f"tlb_reach: {TLB_REACH} missing (cargo build --release -p rampart-flow --example tlb_reach)")
+        return
+    res = {}
+    for regions, per in ((512, 16), (16, 512)):
+        for mode in ("thp", "small"):
+            try:
+                r = subprocess.run(["taskset", "-c", str(cfg.dut_cpu), TLB_REACH, str(regions), str(per), mode],
+                                   capture_output=True, text=True, timeout=120)
+                m = re.search(r"([0-9.]+) ns per access", r.stdout)
+                res[(regions, mode)] = m.group(1) if m else "na"
+            except (OSError, subprocess.TimeoutExpired):
+                res[(regions, mode)] = "na"
+    log(f"tlb_reach (8,192 lines, ns per access): over 512 x 2 MB regions thp {res[(512, 'thp')]} / 4 KiB "
+        f"{res[(512, 'small')]}; over 16 regions thp {res[(16, 'thp')]} / 4 KiB {res[(16, 'small')]}")
 
 
 # --------------------------------------------------------------------------
@@ -577,6 +657,7 @@ class Rampart:
         self.dp = self.ctl = None
         self.stats_warned = False
         self.last_stats = None
+        self.sleeps = None  # Σ worker idle sleeps at the last busy()
         RIG.cleanup_paths.update(self.socks + [self.shm] + ([self.control_sock] if self.control_sock else []))
 
     def start(self, tag, flows):
@@ -619,6 +700,7 @@ class Rampart:
             ws = j["workers"] if "workers" in j else j["stats"]["workers"]
             if not ws:
                 raise ValueError("no workers in the stats reply")
+            self.sleeps = sum(int(w["sleeps"]) for w in ws)
             return sum(int(w["busy_cycles"]) for w in ws), sum(int(w["busy_packets"]) for w in ws)
         except (ValueError, KeyError, TypeError, subprocess.TimeoutExpired, OSError) as e:
             if not self.stats_warned:
@@ -665,7 +747,9 @@ class OvsCt:
 
     profile = "ct"
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, maxsleep=None):
+        """`maxsleep`: other_config:pmd-maxsleep (µs), OVS's idle back-off; None leaves OVS's default (0: none)."""
+        self.maxsleep = maxsleep
         if OVS_VSWITCHD is None:
             raise Fail("DUT ovs-ct needs OVS-DPDK: scripts/deps.sh bench (as root; `make bench` runs it) "
                        "installs openvswitch-switch-dpdk (/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk)")
@@ -737,6 +821,7 @@ class OvsCt:
                    f"other_config:dpdk-socket-mem={OVS_MEM_MB}",
                    f"other_config:dpdk-socket-limit={OVS_MEM_MB}",
                    f'other_config:dpdk-extra="--single-file-segments --no-pci --file-prefix {OVS_PREFIX}"',
+                   *([f"other_config:pmd-maxsleep={self.maxsleep}"] if self.maxsleep else []),
                    what="ovs-vsctl set other_config")
         self.vsd = Proc("ovs-vswitchd-dpdk", [OVS_VSWITCHD, f"unix:{self.dbsock}",
                                               f"--pidfile={self.dir}/ovs-vswitchd.pid",
@@ -880,6 +965,8 @@ def measure(cfg, dut, flows, tag):
         if hasattr(dut, "begin_window"):
             dut.begin_window()  # ovs-ct: pmd-stats-clear
         b0 = dut.busy()
+        z0 = getattr(dut, "sleeps", None)
+        th0 = threads_snapshot(dut_procs)
         c0, j0 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
         s0, t0 = port_stats(GEN_PREFIX)
         deadline = t0 + cfg.seconds
@@ -889,7 +976,9 @@ def measure(cfg, dut, flows, tag):
                 p.check()
         s1, t1 = port_stats(GEN_PREFIX)
         c1, j1 = cpu_snapshot(), sum(p.cpu_jiffies() for p in procs)
+        th1 = threads_snapshot(dut_procs)
         b1 = dut.busy()
+        z1 = getattr(dut, "sleeps", None)
         if hasattr(dut, "end_window"):
             dut.end_window(flows)
     finally:
@@ -918,7 +1007,88 @@ def measure(cfg, dut, flows, tag):
         "other_cpu": other,
         "steal": steal / total * 100 if total > 0 else 0.0,
         "secs": secs,
+        "dut_cpu_other": threads_cpu(th0, th1, t1 - t0)[1],
+        "sleeps": z1 - z0 if z0 is not None and z1 is not None else None,
     }
+
+
+# --------------------------------------------------------------------------
+# Idle cost and wake-up latency (issue 15)
+
+# The probes' addresses and ports: allowed by every profile (the stateful one's rule
+# "bench-allow" is for UDP 10.254.0.0/16 -> 10.253.0.0/16 port 1001, the generator's traffic).
+PROBE_ARGS = ["--mac", "02:00:00:00:fe:01", "--to", "02:00:00:00:fd:01", "--ips", "10.254.0.1,10.253.0.1",
+              "--sport", "1000", "--dport", "1001"]
+
+
+def idle_phase(cfg, dut, tag):
+    """The DUT with no guest connected for BENCH_IDLE_SECONDS: % of a core used by its
+    forwarding threads, by everything else, and by Rampart's control process alone; then
+    the wake-up latency of single packets across its two ports after silences."""
+    ensure_hugepages(dut.mem_pages + 64)
+    try:
+        procs = dut.start(tag, 1)
+        time.sleep(3.0)  # past start-up: policy applied, ports attached
+        for p in procs:
+            p.check()
+        a, ta = threads_snapshot(procs), time.monotonic()
+        deadline = ta + cfg.idle_seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            for p in procs:
+                p.check()
+        b, tb = threads_snapshot(procs), time.monotonic()
+        fwd, other = threads_cpu(a, b, tb - ta)
+        ctl = getattr(dut, "ctl", None)
+        control = None
+        if isinstance(ctl, Proc):
+            keys = {k for k in b if k[0] == ctl.pid}
+            control = sum(threads_cpu({k: a[k] for k in keys if k in a}, {k: b[k] for k in keys}, tb - ta))
+        r = {"idle_cpu": fwd + other, "idle_worker_cpu": fwd, "idle_control_cpu": control}
+        r.update(wake_latency(cfg, dut, tag, procs))
+        return r
+    finally:
+        dut.stop()
+
+
+def wake_latency(cfg, dut, tag, procs):
+    """rampart-guestsim --latency-peer on the generator CPU: BENCH_PROBES probes from the
+    DUT's first port to its second, each after BENCH_PROBE_GAP s of silence."""
+    report = os.path.join(cfg.logdir, f"{tag}-latency.json")
+    cmd = [GUESTSIM, "--socket", dut.socks[0], "--latency-peer", dut.socks[1], "--probes", str(cfg.probes),
+           "--gap", str(cfg.probe_gap), "--cpu", str(cfg.gen_cpu), "--report", report] + PROBE_ARGS
+    g = Proc("rampart-guestsim (latency)", cmd, os.path.join(cfg.logdir, f"{tag}-latency.log"), cfg.gen_cpu)
+    try:
+        timeout = 60 + cfg.probes * (cfg.probe_gap + 0.2)
+        try:
+            g.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Fail(f"{dut.name}: the wake-up probes did not finish within {timeout:.0f} s; {g.logpath}")
+        for p in procs:
+            p.check()
+        if g.p.returncode != 0:
+            raise Fail(f"{dut.name}: rampart-guestsim --latency-peer exited with {g.p.returncode}; "
+                       f"tail of {g.logpath}:\n{tail(g.logpath)}")
+        with open(report) as f:
+            j = json.load(f)
+    finally:
+        g.stop()
+    return {"wake_p99": j["p99_us"], "wake_p50": j["p50_us"], "wake_max": j["max_us"],
+            "probes": j["probes"], "lost": j["lost"]}
+
+
+def idle_duts(duts, cfg):
+    """The DUTs of the idle phase: each Rampart profile measured, and OVS as it comes and
+    with pmd-maxsleep (BENCH_OVS_MAXSLEEP); testpmd io polls by design and is left out."""
+    out = []
+    for d in duts:
+        if isinstance(d, Rampart):
+            out.append((f"{d.name} {d.profile}", d))
+        elif isinstance(d, OvsCt):
+            out.append(("ovs-ct default", d))
+            if cfg.ovs_maxsleep:
+                out.append((f"ovs-ct pmd-maxsleep-{cfg.ovs_maxsleep}us", OvsCt(cfg, cfg.ovs_maxsleep)))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -964,6 +1134,10 @@ def main():
     cfg.warmup_max = env_float("BENCH_WARMUP_MAX", 120)
     cfg.rules = env_int("BENCH_RULES", 10000)
     cfg.allow_at = env_int("BENCH_ALLOW_AT", min(9990, cfg.rules))
+    cfg.idle_seconds = env_float("BENCH_IDLE_SECONDS", 30)
+    cfg.probes = env_int("BENCH_PROBES", 20)
+    cfg.probe_gap = env_float("BENCH_PROBE_GAP", 1.0)
+    cfg.ovs_maxsleep = env_int("BENCH_OVS_MAXSLEEP", 800)
     if cfg.virtio_args and not cfg.virtio_args.startswith(","):
         cfg.virtio_args = "," + cfg.virtio_args
     cfg.workdir = os.path.abspath(os.environ.get("BENCH_WORKDIR", "/tmp/rampart-bench"))
@@ -1000,6 +1174,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     results = {}  # (dut name, profile, flows) -> [run dicts]
+    idle = {}  # idle-phase label -> idle_phase() dict
     status = 0
     try:
         RIG.reap_orphans()
@@ -1015,6 +1190,7 @@ def main():
         RIG.clean_files()
         if any(isinstance(d, Rampart) for d in duts):
             build_rampart(build)
+        machine_summary(cfg)
         log(f"{len(duts)} DUT(s) x flows {flows_list} x {cfg.runs} run(s); window {cfg.seconds:g} s after "
             f"{cfg.warmup:g} s warm-up; generator CPU {cfg.gen_cpu}, DUT CPU {cfg.dut_cpu}; logs {cfg.logdir}")
         print(f"{'dut':<12} {'profile':<13} {'flows':>7} {'run':>3} {'rx Mpps':>8} {'tx Mpps':>8} "
@@ -1039,6 +1215,16 @@ def main():
                         if not noisy:
                             break
                     results.setdefault((dut.name, dut.profile, flows), []).append(best)
+        if cfg.idle_seconds > 0:
+            print(f"\n{'idle phase':<34} {'idle%':>6} {'worker%':>7} {'ctl%':>5} {'wake p50':>8} {'p99':>6} "
+                  f"{'max':>6} {'lost':>4}  (µs; % of a core)", flush=True)
+            for label, dut in idle_duts(duts, cfg):
+                wait_quiet(cfg)
+                r = idle_phase(cfg, dut, f"idle-{label.replace(' ', '-')}")
+                idle[label] = r
+                print(f"{label:<34} {r['idle_cpu']:>6.2f} {r['idle_worker_cpu']:>7.2f} "
+                      f"{fmt(r['idle_control_cpu'], '.2f'):>5} {fmt(r['wake_p50'], '.0f'):>8} "
+                      f"{fmt(r['wake_p99'], '.0f'):>6} {fmt(r['wake_max'], '.0f'):>6} {r['lost']:>4}", flush=True)
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
         status = 130
@@ -1084,7 +1270,19 @@ def main():
                     f"ratio_vs_testpmd_io={fmt(ratio, '.3f')} cycles_per_packet={fmt(cpp, '.0f')}")
             if dut.name == "rampart" and dut.profile == "stateful" and ovs_med:
                 line += f" ratio_vs_ovs_ct={med / ovs_med:.3f}"
+            line += f" dut_cpu_other={statistics.median(r['dut_cpu_other'] for r in rs):.2f}"
+            sleeps = [r["sleeps"] for r in rs if r["sleeps"] is not None]
+            if sleeps:
+                line += f" sleeps={max(sleeps)}"
             lines.append(line)
+    for label, r in idle.items():
+        name, _, profile = label.partition(" ")
+        lines.append(f"RESULT dut={name} profile={profile} idle_cpu={r['idle_cpu']:.2f} "
+                     f"idle_worker_cpu={r['idle_worker_cpu']:.2f} idle_control_cpu={fmt(r['idle_control_cpu'], '.2f')} "
+                     f"idle_seconds={cfg.idle_seconds:g}")
+        lines.append(f"RESULT dut={name} profile={profile} wake_latency_us={fmt(r['wake_p99'], '.0f')} "
+                     f"wake_p50_us={fmt(r['wake_p50'], '.0f')} wake_max_us={fmt(r['wake_max'], '.0f')} "
+                     f"probes={r['probes']} lost={r['lost']} gap_s={cfg.probe_gap:g}")
     print()
     for l in lines:
         print(l)

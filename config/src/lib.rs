@@ -154,6 +154,19 @@ mod tests {
     }
 
     #[test]
+    fn idle_back_off_bounds_are_checked() {
+        let c = parse("t.toml", "").unwrap();
+        assert_eq!((c.dataplane.idle_sleep_us, c.dataplane.idle_sleep_max_us), (50, IDLE_SLEEP_MAX_US));
+        let e = err("[dataplane]\nidle_sleep_us = 900\nidle_sleep_max_us = 800\n");
+        assert_eq!((e.field.as_str(), e.line), ("dataplane.idle_sleep_us", 1), "{e}");
+        assert!(e.message.contains("at most idle_sleep_max_us (800)"), "{e}");
+        let e = err("[dataplane]\nidle_sleep_max_us = 200000\n");
+        assert_eq!(e.field, "dataplane.idle_sleep_max_us");
+        let poll = parse("t.toml", "[dataplane]\nidle_sleep_us = 0\n").unwrap();
+        assert_eq!(poll.dataplane.idle_sleep_us, 0, "0: never sleep");
+    }
+
+    #[test]
     fn unknown_field_rejected() {
         let e = err("[dataplane]\nworker_core = [1]\n");
         assert!(e.message.contains("unknown field"), "{e}");

@@ -72,6 +72,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     if dp.mbufs < 1024 {
         return c.err(dps, "dataplane.mbufs".into(), "expected at least 1024".into());
     }
+    if dp.idle_sleep_max_us > 100_000 {
+        return c.err(dps, "dataplane.idle_sleep_max_us".into(), "expected at most 100000 (µs)".into());
+    }
+    if dp.idle_sleep_us > dp.idle_sleep_max_us {
+        return c.err(dps, "dataplane.idle_sleep_us".into(), format!("expected at most idle_sleep_max_us ({})", dp.idle_sleep_max_us));
+    }
     if !valid_name(&dp.file_prefix) {
         return c.err(dps, "dataplane.file_prefix".into(), "expected 1-32 characters of [A-Za-z0-9_-]".into());
     }

@@ -23,7 +23,8 @@ pub struct Shared {
     /// Set by SIGINT/SIGTERM: every lcore returns.
     pub stop: Arc<AtomicBool>,
     pub workers: usize,
-    pub idle_sleep_us: u32,
+    /// The idle back-off of every worker.
+    pub idle: worker::Backoff,
     /// The connection-tracking table, shared by all workers for the process lifetime.
     pub flows: rampart_flow::FlowTable,
     /// Packet buffers (every port's receive queues fill from it).

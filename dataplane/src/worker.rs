@@ -24,6 +24,49 @@ use std::sync::Arc;
 /// dataplane leaves its cores to others almost at once.
 const IDLE_SPIN_MS: u64 = 2;
 
+/// The idle back-off (`[dataplane] idle_sleep_us`, `idle_sleep_max_us`): after
+/// [`IDLE_SPIN_MS`] of empty polls a worker sleeps `first_us`, then twice as long after
+/// each empty wake-up, up to `max_us`, as OVS-DPDK's `pmd-maxsleep` does; the first
+/// packet puts it back to polling. An idle worker then costs one wake-up per `max_us`
+/// and the first packet after a silence waits at most about `max_us`. `first_us` 0:
+/// never sleep.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub first_us: u32,
+    pub max_us: u32,
+}
+
+/// Where a worker is in its back-off.
+struct Idle {
+    /// TSC of the first empty poll since traffic was last seen.
+    since: Option<u64>,
+    /// The next sleep, µs (0 until the spin period is over).
+    next_us: u32,
+}
+
+impl Idle {
+    /// After a poll that found `got` packets: spin, or sleep (counted in `sleeps`).
+    #[inline(always)]
+    fn after_poll(&mut self, got: usize, b: Backoff, tsc_per_ms: u64, totals: &rampart_shm::counters::WorkerTotals) {
+        if got > 0 {
+            (self.since, self.next_us) = (None, 0);
+            return;
+        }
+        totals.idle_polls.add(1);
+        if self.next_us == 0 {
+            let now = dpdk::rdtsc();
+            if b.first_us == 0 || now.wrapping_sub(*self.since.get_or_insert(now)) <= IDLE_SPIN_MS * tsc_per_ms {
+                dpdk::pause();
+                return;
+            }
+            self.next_us = b.first_us;
+        }
+        totals.sleeps.add(1);
+        std::thread::sleep(std::time::Duration::from_micros(self.next_us as u64));
+        self.next_us = self.next_us.saturating_mul(2).min(b.max_us.max(b.first_us));
+    }
+}
+
 /// Packets waiting for one destination port.
 #[derive(Default)]
 struct TxQueue {
@@ -53,11 +96,11 @@ impl Worker {
         let nworkers = shared.workers as u16;
         let mut reader = shared.runtime.reader(self.id);
         let mut rx = MbufBurst::<BURST>::new();
-        // TSC of the first empty poll since traffic was last seen.
-        let mut idle_since: Option<u64> = None;
+        let mut idle = Idle { since: None, next_us: 0 };
         while !shared.stop.load(Ordering::Relaxed) {
             let Some((rt, fresh)) = reader.enter() else {
-                std::thread::sleep(std::time::Duration::from_micros(100));
+                // No policy yet: nothing to poll, so back off as an idle worker does.
+                idle.after_poll(0, shared.idle, shared.tsc_per_ms, &counters.totals);
                 continue;
             };
             if fresh {
@@ -79,18 +122,7 @@ impl Worker {
                     q += nworkers;
                 }
             }
-            if got > 0 {
-                idle_since = None;
-            } else {
-                counters.totals.idle_polls.add(1);
-                let now = dpdk::rdtsc();
-                if now.wrapping_sub(*idle_since.get_or_insert(now)) > IDLE_SPIN_MS * shared.tsc_per_ms {
-                    counters.totals.sleeps.add(1);
-                    std::thread::sleep(std::time::Duration::from_micros(shared.idle_sleep_us as u64));
-                } else {
-                    dpdk::pause();
-                }
-            }
+            idle.after_poll(got, shared.idle, shared.tsc_per_ms, &counters.totals);
         }
     }
 

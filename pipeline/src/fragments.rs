@@ -102,14 +102,18 @@ impl Fragments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_packet::build;
 
     fn fragment(src: u8, id: u32, offset_nonzero: bool) -> Meta {
-        let mut first = [0u8; 60];
-        // Ethernet + IPv4 UDP, MF set; offset 0 (first) or 185 × 8 bytes (later).
-        first[12..14].copy_from_slice(&[0x08, 0x00]);
-        let frag = if offset_nonzero { 0x2000u16 | 185 } else { 0x2000 };
-        first[14..34].copy_from_slice(&[0x45, 0, 0, 44, (id >> 8) as u8, id as u8, (frag >> 8) as u8, frag as u8, 64, 17, 0, 0, 10, 0, 0, src, 10, 0, 0, 99]);
-        first[34..42].copy_from_slice(&[0x30, 0x39, 0, 53, 0, 24, 0, 0]);
+        // IPv4 UDP, MF set; offset 0 (first) or 185 × 8 bytes (later).
+        let offset = if offset_nonzero { 185 * 8 } else { 0 };
+        let first = build::udp_v4([10, 0, 0, src], 12345, [10, 0, 0, 99], 53, &[0; 16])
+            .with_ipv4(|ip| {
+                (ip.ident, ip.more_frags, ip.frag_offset) = (id as u16, true, offset);
+            })
+            .pad(60)
+            .build()
+            .unwrap();
         let meta = rampart_packet::parse(&first).unwrap();
         assert!(meta.is_fragment() && meta.is_later_fragment() == offset_nonzero);
         meta

@@ -8,7 +8,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use rampart_dataplane::dpdk;
-use rampart_packet::{build, udp};
+use rampart_packet::{build, ipv4, udp};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,6 +64,20 @@ struct Args {
     /// Append raw junk frames (truncated IPv4) every N packets, to exercise malformed-drop counting.
     #[arg(long, default_value_t = 0)]
     junk_every: u64,
+    /// Source and destination IPv4 addresses, "SRC,DST" (default 10.0.M4.M5 of --mac and --to).
+    #[arg(long, value_parser = parse_ips)]
+    ips: Option<([u8; 4], [u8; 4])>,
+    /// Wake-up latency mode: a second vhost-user socket, the other end of a wire pair.
+    /// The guest sends `--probes` single packets on `--socket`, each after `--gap` s of
+    /// silence, and times each one's arrival on this port; the report holds the latencies.
+    #[arg(long)]
+    latency_peer: Option<PathBuf>,
+    /// Probes in latency mode.
+    #[arg(long, default_value_t = 20)]
+    probes: u32,
+    /// Seconds of silence before each probe in latency mode.
+    #[arg(long, default_value_t = 1.0)]
+    gap: f64,
 }
 
 const MAGIC: &[u8; 4] = b"RPGS";
@@ -72,13 +86,22 @@ fn mac(s: &str) -> Result<[u8; 6]> {
     rampart_config::parse_mac(s).with_context(|| format!("bad MAC {s:?}"))
 }
 
+fn parse_ips(s: &str) -> Result<([u8; 4], [u8; 4]), String> {
+    let ip = |a: &str| a.trim().parse::<std::net::Ipv4Addr>().map(|a| a.octets()).map_err(|e| format!("{a:?}: {e}"));
+    let (src, dst) = s.split_once(',').ok_or("expected SRC,DST")?;
+    Ok((ip(src)?, ip(dst)?))
+}
+
+/// The addresses of what `src` sends to `dst`: `--ips`, or 10.0.`mac[4]`.`mac[5]` of each.
+fn addresses(ips: Option<([u8; 4], [u8; 4])>, src: [u8; 6], dst: [u8; 6]) -> ([u8; 4], [u8; 4]) {
+    ips.unwrap_or(([10, 0, src[4], src[5]], [10, 0, dst[4], dst[5]]))
+}
+
 /// An Ethernet/IPv4/UDP frame carrying MAGIC, the sender id and a sequence number (at
-/// bytes 42..60, where `receive_queue` reads them), from 10.0.`src[4]`.`src[5]` to
-/// 10.0.`dst[4]`.`dst[5]`, DF set, without a UDP checksum.
-fn frame(src: [u8; 6], dst: [u8; 6], (sport, dport): (u16, u16), seq: u64) -> Vec<u8> {
+/// bytes 42..60, where `receive_queue` reads them), DF set, without a UDP checksum.
+fn frame(src: [u8; 6], dst: [u8; 6], (src_ip, dst_ip): ([u8; 4], [u8; 4]), (sport, dport): (u16, u16), seq: u64) -> Vec<u8> {
     let payload = [&MAGIC[..], &src, &seq.to_be_bytes()].concat();
-    let ip = |mac: [u8; 6]| [10, 0, mac[4], mac[5]];
-    let udp = build::udp_v4(ip(src), sport, ip(dst), dport, &payload).macs(src, dst).with_ipv4(|ip| ip.dont_frag = true);
+    let udp = build::udp_v4(src_ip, sport, dst_ip, dport, &payload).macs(src, dst).with_ipv4(|ip| ip.dont_frag = true);
     let mut f = udp.pad(60).build().expect("a 60-byte frame");
     // 0: no checksum (RFC 768), as the guest has always sent.
     udp::Packet::new_unchecked(&mut f[34..]).set_checksum(0);
@@ -146,14 +169,16 @@ fn main() -> Result<()> {
     let prefix = format!("guestsim-{}", std::process::id());
     // 1024-entry rings: a guest descheduled for a while on a busy 2-core host still
     // holds what arrives meanwhile (as a real guest's deeper queues would).
-    let vdev = format!(
-        "net_virtio_user0,path={},mac={},queues={},queue_size=1024{}",
-        args.socket.display(),
-        args.mac,
-        args.queues.max(1),
-        if args.server { ",server=1" } else { "" }
-    );
-    let eal: Vec<String> = [
+    let vdev = |n: u32, socket: &std::path::Path| {
+        format!(
+            "net_virtio_user{n},path={},mac={},queues={},queue_size=1024{}",
+            socket.display(),
+            args.mac,
+            args.queues.max(1),
+            if args.server { ",server=1" } else { "" }
+        )
+    };
+    let mut eal: Vec<String> = [
         "rampart-guestsim",
         "--lcores",
         &format!("0@{}", args.cpu),
@@ -165,7 +190,7 @@ fn main() -> Result<()> {
         "-m",
         "64",
         "--vdev",
-        &vdev,
+        &vdev(0, &args.socket),
         "--log-level",
         "*:error",
         "--no-telemetry",
@@ -173,6 +198,9 @@ fn main() -> Result<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(peer) = &args.latency_peer {
+        eal.extend(["--vdev".to_string(), vdev(1, peer)]);
+    }
     dpdk::eal_init(&eal)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -182,6 +210,11 @@ fn main() -> Result<()> {
     let port = dpdk::port_by_name("net_virtio_user0").context("virtio_user port missing")?;
     let queues = args.queues.max(1);
     dpdk::start_port(port, queues, queues, &pool)?;
+    if args.latency_peer.is_some() {
+        let peer = dpdk::port_by_name("net_virtio_user1").context("second virtio_user port missing")?;
+        dpdk::start_port(peer, queues, queues, &pool)?;
+        return latency(&args, me, &pool, port, peer, &stop);
+    }
     let mut txq = 0u16;
 
     let start = Instant::now();
@@ -231,7 +264,7 @@ fn main() -> Result<()> {
                 for i in 0..due {
                     let seq = sent + i;
                     let flow = (seq % args.flows.max(1) as u64) as u16;
-                    match pool.packet(&frame(me, dst, (args.sport.wrapping_add(flow), args.dport), seq)) {
+                    match pool.packet(&frame(me, dst, addresses(args.ips, me, dst), (args.sport.wrapping_add(flow), args.dport), seq)) {
                         Some(m) => pending.push(m),
                         None => break, // pool exhausted: the rest is due next round
                     }
@@ -243,9 +276,8 @@ fn main() -> Result<()> {
                 }
                 if args.junk_every > 0 && sent / args.junk_every > junk {
                     // A frame claiming an IPv4 total length far beyond its bytes.
-                    let mut f = frame(me, dst, (args.sport, args.dport), u64::MAX);
-                    f[16] = 0x05;
-                    f[17] = 0xdc;
+                    let mut f = frame(me, dst, addresses(args.ips, me, dst), (args.sport, args.dport), u64::MAX);
+                    ipv4::Packet::new_unchecked(&mut f[14..]).set_total_len(1500);
                     if let Some(m) = pool.packet(&f[..40]) {
                         // Unsent, it is freed when `one` goes out of scope.
                         let mut one = dpdk::MbufBurst::<1>::new();
@@ -274,4 +306,65 @@ fn main() -> Result<()> {
     }
     write_report(sent, tx_retries, junk, other, &from, true);
     Ok(())
+}
+
+/// Wake-up latency (`--latency-peer`): `--probes` single packets from `port`, each after
+/// `--gap` s of silence, each timed from just before its transmission to its arrival on
+/// `peer` (busy-polled, so the guest side adds well under a microsecond). A probe not
+/// back within 100 ms is lost. The report: every latency, their p50/p99/max, losses.
+fn latency(args: &Args, me: [u8; 6], pool: &dpdk::Mempool, port: dpdk::PortId, peer: dpdk::PortId, stop: &AtomicBool) -> Result<()> {
+    let dst = args.to.as_deref().map(mac).transpose()?.unwrap_or([0xff; 6]);
+    let frame_of = |seq| frame(me, dst, addresses(args.ips, me, dst), (args.sport, args.dport), seq);
+    let mut rx = dpdk::MbufBurst::<32>::new();
+    // Until the path is up: probes 100 ms apart until one comes back (not reported).
+    let up = Instant::now();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) && probe(pool, &frame_of(seq), port, peer, seq, &mut rx).is_none() {
+        anyhow::ensure!(up.elapsed() < Duration::from_secs(30), "no probe came back through the wire pair within 30 s");
+        seq += 1;
+    }
+    let (mut us, mut lost) = (Vec::new(), 0u32);
+    for _ in 0..args.probes {
+        std::thread::sleep(Duration::from_secs_f64(args.gap));
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        seq += 1;
+        match probe(pool, &frame_of(seq), port, peer, seq, &mut rx) {
+            Some(t) => us.push(t.as_secs_f64() * 1e6),
+            None => lost += 1,
+        }
+    }
+    let mut sorted = us.clone();
+    sorted.sort_by(f64::total_cmp);
+    // Nearest rank: p99 of 20 samples is the largest.
+    let pct = |p: f64| sorted.get(((p * sorted.len() as f64).ceil() as usize).saturating_sub(1)).copied();
+    let v = json!({"probes": us.len() as u32 + lost, "lost": lost, "gap_s": args.gap, "latency_us": us,
+                   "p50_us": pct(0.50), "p99_us": pct(0.99), "max_us": sorted.last(), "done": true});
+    println!("{v}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, v.to_string()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One probe: sent on `port`, awaited on `peer` for up to 100 ms; its latency.
+fn probe(pool: &dpdk::Mempool, frame: &[u8], port: dpdk::PortId, peer: dpdk::PortId, seq: u64, rx: &mut dpdk::MbufBurst<32>) -> Option<Duration> {
+    let mut one = dpdk::MbufBurst::<1>::new();
+    one.push(pool.packet(frame)?);
+    let t0 = Instant::now();
+    if dpdk::tx_burst(port, 0, &mut one) == 0 {
+        return None;
+    }
+    while t0.elapsed() < Duration::from_millis(100) {
+        if dpdk::rx_burst(peer, 0, rx) > 0 {
+            let t = t0.elapsed();
+            let ours = rx.iter().any(|m| m.data().get(52..60) == Some(&seq.to_be_bytes()[..]));
+            dpdk::free_bulk(rx);
+            if ours {
+                return Some(t);
+            }
+        }
+    }
+    None
 }
