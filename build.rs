@@ -68,6 +68,8 @@ fn main() {
         .allowlist_function("rte_eth_dev_info_get|rte_eth_dev_get_port_by_name|rte_eth_dev_get_name_by_port|rte_eth_dev_count_avail|rte_eth_dev_is_valid_port")
         .allowlist_function("rte_eth_macaddr_get|rte_eth_promiscuous_enable|rte_eth_link_get_nowait|rte_eth_stats_get|rte_eth_dev_socket_id")
         .allowlist_function("rte_dev_probe|rte_dev_remove|rte_eal_hotplug_remove|rte_eth_dev_info_get|rte_eth_dev_set_mtu")
+        // Rx interrupts (the idle worker's wait for a guest's kick).
+        .allowlist_function("rte_eth_dev_rx_intr_enable|rte_eth_dev_rx_intr_disable|rte_eth_dev_rx_intr_ctl_q_get_fd")
         .allowlist_type("rte_mbuf|rte_mempool|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_eth_link|rte_ether_addr|rte_eth_rxconf|rte_eth_txconf")
         .allowlist_var("RTE_MAX_ETHPORTS|RTE_MAX_LCORE|RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_ETHER_ADDR_LEN")
         // Offload flags: which checksums a received frame left to the device.

@@ -58,6 +58,34 @@ def wait(what, cond, timeout=30):
     sys.exit(f"demo: timed out waiting for {what}")
 
 
+def cpu_ns(pid):
+    """On-CPU ns of every thread of a process (/proc/PID/task/*/schedstat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{task}/schedstat").read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def show_idle(secs=5.0):
+    """The guests stop sending: the worker gives its core back (it waits for a guest's
+    kick), and both processes together use about 1 % of a core."""
+    for name, p in procs:
+        if name.startswith("guest-a") or name.startswith("guest-c"):
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+    time.sleep(1.0)
+    ours = [p.pid for name, p in procs if name in ("dataplane", "control")]
+    sleeps = lambda: sum(w["sleeps"] for w in ctl("stats").get("stats", {}).get("workers", []))
+    z0, c0, t0 = sleeps(), sum(cpu_ns(pid) for pid in ours), time.time()
+    time.sleep(secs)
+    z1, c1, t1 = sleeps(), sum(cpu_ns(pid) for pid in ours), time.time()
+    print(f"idle for {secs:.0f} s (senders stopped): the worker gave its core back {z1 - z0} times; dataplane + "
+          f"control process used {(c1 - c0) / (t1 - t0) / 1e7:.2f} % of a core (idle_interrupts, idle_sleep_max_us)")
+
+
 def main():
     duration = float(os.environ.get("DURATION", "0"))
     os.makedirs(RUN, mode=0o750, exist_ok=True)
@@ -114,6 +142,7 @@ def main():
     drops = [l for l in open(os.path.join(RUN, "eve.json")) if '"event_type":"drop"' in l]
     if drops:
         print(f"event log: {len(drops)} drop events, latest:\n  {drops[-1].strip()}")
+    show_idle()
     stop_all()
     if last:
         ports = {p["name"]: p for p in last["ports"]}

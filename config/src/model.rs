@@ -57,10 +57,16 @@ pub struct Dataplane {
     pub shm: String,
     /// Packet buffers in the pool.
     pub mbufs: u32,
-    /// Idle back-off: once a worker has seen no traffic for 2 ms it sleeps between empty
-    /// polls, first this many microseconds, doubling after each empty wake-up up to
-    /// `idle_sleep_max_us`; one packet brings it back to polling without sleeps. 0 = never
-    /// sleep (the worker keeps its core busy; lowest latency).
+    /// Idle back-off: once a worker has seen no traffic for 2 ms it waits for the guests'
+    /// rx interrupts (vhost-user kicks), if every port it polls has them and this is true;
+    /// the first packet after a silence then waits for one wake-up, and an idle worker
+    /// costs ten wake-ups a second.
+    pub idle_interrupts: bool,
+    /// Idle back-off without interrupts (a device port without them, or
+    /// `idle_interrupts = false`): sleeps between empty polls, first this many
+    /// microseconds, doubling after each empty wake-up up to `idle_sleep_max_us`; one
+    /// packet brings it back to polling. 0 = never sleep nor wait (the worker keeps its
+    /// core busy; lowest latency).
     pub idle_sleep_us: u32,
     /// The longest idle sleep, µs: what an idle worker costs (one wake-up each) against the
     /// latency of the first packet after a silence (at most about this much).
@@ -82,6 +88,7 @@ impl Default for Dataplane {
             hugepages: true,
             shm: "/dev/shm/rampart".into(),
             mbufs: 16383,
+            idle_interrupts: true,
             idle_sleep_us: 50,
             idle_sleep_max_us: IDLE_SLEEP_MAX_US,
             file_mode: 0o600,

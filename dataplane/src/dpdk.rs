@@ -197,7 +197,13 @@ pub fn port_by_name(name: &str) -> Option<PortId> {
 
 /// Configures `rxq` receive and `txq` transmit queues and starts the port.
 pub fn start_port(port: PortId, rxq: u16, txq: u16, pool: &Mempool) -> Result<(), DpdkError> {
-    let conf = ffi::rte_eth_conf::default();
+    let mut conf = ffi::rte_eth_conf::default();
+    // vhost-user ports get rx interrupts (the guest's kicks), so an idle worker can wait
+    // for traffic instead of waking on a timer ([`RxWaiter`]); they cost nothing while
+    // the worker polls, since the guest kicks only when a worker armed them.
+    if driver_name(port).as_deref() == Some("net_vhost") {
+        conf.intr_conf.set_rxq(1);
+    }
     // SAFETY: conf is a valid default configuration; the port id exists.
     check(format!("configuring port {port}"), unsafe { ffi::rte_eth_dev_configure(port, rxq, txq, &conf) })?;
     // SAFETY: port is valid.
@@ -220,6 +226,17 @@ pub fn start_port(port: PortId, rxq: u16, txq: u16, pool: &Mempool) -> Result<()
     // SAFETY: port started.
     let _ = unsafe { ffi::rte_eth_promiscuous_enable(port) };
     Ok(())
+}
+
+/// The name of a port's driver ("net_vhost", "net_null", ...).
+fn driver_name(port: PortId) -> Option<String> {
+    let mut info = ffi::rte_eth_dev_info::default();
+    // SAFETY: info is a valid out-parameter; an invalid port id makes the call fail.
+    if unsafe { ffi::rte_eth_dev_info_get(port, &mut info) } != 0 || info.driver_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success driver_name points at the driver's static NUL-terminated name.
+    Some(unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned())
 }
 
 /// Stops, closes and hot-unplugs a port. No worker may use it any more.
@@ -413,5 +430,112 @@ pub fn free_bulk<const N: usize>(pkts: &mut MbufBurst<N>) {
             ffi::rampart_pktmbuf_free_bulk(pkts.as_mut_ptr() as *mut *mut ffi::rte_mbuf, len as u32);
             pkts.set_len(0);
         }
+    }
+}
+
+/// An idle worker's wait for traffic: one epoll set of the rx interrupt fds of its
+/// (port, queue) pairs, plus the [`Doorbell`] the main lcore rings when it publishes a
+/// runtime. For vhost-user the interrupt is the guest's kick, which a guest sends only
+/// while [`RxWaiter::arm`] has asked for it. Edge-triggered: each new kick (or ring)
+/// wakes the wait once, and a kick counter nobody drains never makes it spin.
+pub struct RxWaiter {
+    epoll: std::os::fd::OwnedFd,
+    queues: Vec<(PortId, u16)>,
+    /// Whether every queue has an interrupt: only then may the worker wait on them alone.
+    complete: bool,
+}
+
+impl RxWaiter {
+    /// A waiter for `queues`; `complete()` is false if one of them has no rx interrupt
+    /// (a device without them, or a vhost port started without them).
+    pub fn new(queues: impl IntoIterator<Item = (PortId, u16)>, doorbell: &Doorbell) -> std::io::Result<RxWaiter> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: a plain syscall; on success the fd is new and owned by the OwnedFd.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by epoll_create1 and is owned by nobody else.
+        let epoll = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut w = RxWaiter { epoll, queues: queues.into_iter().collect(), complete: true };
+        w.add(doorbell.0.as_raw_fd(), u64::MAX)?;
+        for i in 0..w.queues.len() {
+            let (port, queue) = w.queues[i];
+            // SAFETY: port and queue exist (the caller's runtime lists them, started).
+            let qfd = unsafe { ffi::rte_eth_dev_rx_intr_ctl_q_get_fd(port, queue) };
+            if qfd < 0 || w.add(qfd, i as u64).is_err() {
+                w.complete = false;
+            }
+        }
+        Ok(w)
+    }
+
+    fn add(&mut self, fd: i32, data: u64) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: data };
+        // SAFETY: both fds are open (ours; DPDK's stays open while the port is started,
+        // and epoll forgets it by itself when DPDK closes it); ev is a valid event.
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Whether every queue can wake the worker (and there is at least one).
+    pub fn complete(&self) -> bool {
+        self.complete && !self.queues.is_empty()
+    }
+
+    /// Asks for interrupts on every queue (the guest starts kicking). Poll the queues
+    /// once more before [`Self::wait`]: what arrived before this did not kick.
+    pub fn arm(&self) {
+        for &(port, queue) in &self.queues {
+            // SAFETY: port and queue exist; a vhost port without a guest ignores it.
+            unsafe { ffi::rte_eth_dev_rx_intr_enable(port, queue) };
+        }
+    }
+
+    /// Stops the interrupts again (polling needs no kicks).
+    pub fn disarm(&self) {
+        for &(port, queue) in &self.queues {
+            // SAFETY: as in arm.
+            unsafe { ffi::rte_eth_dev_rx_intr_disable(port, queue) };
+        }
+    }
+
+    /// Sleeps until a queue is kicked, the doorbell rings or `timeout_ms` pass.
+    pub fn wait(&self, timeout_ms: i32) {
+        use std::os::fd::AsRawFd;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        // SAFETY: events is a valid buffer of 8 entries; the epoll fd is ours. EINTR is
+        // harmless: the caller polls again either way.
+        unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as i32, timeout_ms) };
+    }
+}
+
+/// An eventfd the main lcore writes after publishing a runtime, so that workers waiting
+/// in [`RxWaiter::wait`] take it up at once (its counter is never read: the waiters are
+/// edge-triggered).
+pub struct Doorbell(std::os::fd::OwnedFd);
+
+impl Doorbell {
+    pub fn new() -> std::io::Result<Doorbell> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain syscall; on success the fd is new and owned by the OwnedFd.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by eventfd and is owned by nobody else.
+        Ok(Doorbell(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wakes every waiting worker.
+    pub fn ring(&self) {
+        use std::os::fd::AsRawFd;
+        let one = 1u64;
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd; non-blocking, and a
+        // full counter (after 2^64 - 2 rings) only means the waiters time out instead.
+        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 }

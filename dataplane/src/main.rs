@@ -95,7 +95,7 @@ fn main() -> Result<()> {
         runtime: Arc::new(rampart_dataplane::rcu::RuntimeCell::new(workers.len())),
         stop: stop.clone(),
         workers: workers.len(),
-        idle: rampart_dataplane::worker::Backoff { first_us: dp.idle_sleep_us, max_us: dp.idle_sleep_max_us },
+        idle: rampart_dataplane::worker::Backoff { interrupts: dp.idle_interrupts, first_us: dp.idle_sleep_us, max_us: dp.idle_sleep_max_us },
     });
     for (i, &lcore) in workers.iter().enumerate() {
         let w = Worker::new(i, shared.clone());

@@ -27,6 +27,8 @@ pub struct RuntimeCell {
     workers: usize,
     /// Whether the publisher was handed out.
     published: AtomicBool,
+    /// Rung after each swap: wakes workers that wait for traffic (`dpdk::RxWaiter`).
+    pub doorbell: crate::dpdk::Doorbell,
 }
 
 impl RuntimeCell {
@@ -36,6 +38,7 @@ impl RuntimeCell {
             worker_epoch: std::array::from_fn(|_| AtomicU64::new(0)),
             workers: workers.min(MAX_WORKERS),
             published: AtomicBool::new(false),
+            doorbell: crate::dpdk::Doorbell::new().expect("an eventfd for the workers' doorbell"),
         }
     }
 
@@ -80,6 +83,7 @@ impl Publisher {
         let cell = &self.cell;
         // Release: the workers' Acquire load sees a fully built runtime.
         let old = cell.current.swap(Box::into_raw(Box::new(rt)), Ordering::AcqRel);
+        cell.doorbell.ring();
         let deadline = Instant::now() + GRACE;
         // Acquire: pairs with each worker's Release store of the epoch it now runs.
         while !cell.worker_epoch[..cell.workers].iter().all(|e| e.load(Ordering::Acquire) >= epoch) {

@@ -24,14 +24,24 @@ use std::sync::Arc;
 /// dataplane leaves its cores to others almost at once.
 const IDLE_SPIN_MS: u64 = 2;
 
-/// The idle back-off (`[dataplane] idle_sleep_us`, `idle_sleep_max_us`): after
-/// [`IDLE_SPIN_MS`] of empty polls a worker sleeps `first_us`, then twice as long after
-/// each empty wake-up, up to `max_us`, as OVS-DPDK's `pmd-maxsleep` does; the first
-/// packet puts it back to polling. An idle worker then costs one wake-up per `max_us`
-/// and the first packet after a silence waits at most about `max_us`. `first_us` 0:
-/// never sleep.
+/// How long an idle worker waits for a kick before it looks again (for new ports and
+/// policies it is woken at once by the runtime's doorbell; this bounds anything else).
+const IDLE_WAIT_MS: i32 = 100;
+
+/// The idle back-off (`[dataplane] idle_interrupts`, `idle_sleep_us`, `idle_sleep_max_us`).
+/// After [`IDLE_SPIN_MS`] of empty polls a worker gives its core back until traffic comes:
+/// - with interrupts, when every one of its queues has them (vhost-user ports: the
+///   guest's kick), it arms them, polls once more, and waits for a kick, a new runtime
+///   or [`IDLE_WAIT_MS`]: an idle worker wakes ten times a second, and the first packet
+///   after a silence waits for one wake-up;
+/// - otherwise it sleeps `first_us`, then twice as long after each empty wake-up, up to
+///   `max_us`, as OVS-DPDK's `pmd-maxsleep` does: it then costs one wake-up per `max_us`
+///   and the first packet after a silence waits at most about `max_us`.
+///
+/// The first packet puts it back to polling. `first_us` 0: never sleep.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
+    pub interrupts: bool,
     pub first_us: u32,
     pub max_us: u32,
 }
@@ -40,16 +50,39 @@ pub struct Backoff {
 struct Idle {
     /// TSC of the first empty poll since traffic was last seen.
     since: Option<u64>,
-    /// The next sleep, µs (0 until the spin period is over).
+    /// The next timed sleep, µs (0 until the spin period is over).
     next_us: u32,
+    /// The interrupts of this worker's queues, for the current runtime.
+    waiter: Option<dpdk::RxWaiter>,
+    /// Interrupts are armed: the last poll was the one after arming.
+    armed: bool,
 }
 
 impl Idle {
-    /// After a poll that found `got` packets: spin, or sleep (counted in `sleeps`).
+    /// After a new runtime: the interrupts of this worker's queues in it.
+    fn follow(&mut self, queues: impl IntoIterator<Item = (dpdk::PortId, u16)>, b: Backoff, doorbell: &dpdk::Doorbell) {
+        self.disarm();
+        self.waiter = if b.interrupts {
+            dpdk::RxWaiter::new(queues, doorbell).ok().filter(|w| w.complete())
+        } else {
+            None
+        };
+    }
+
+    fn disarm(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            if let Some(w) = &self.waiter {
+                w.disarm();
+            }
+        }
+    }
+
+    /// After a poll that found `got` packets: spin, wait or sleep (counted in `sleeps`).
     #[inline(always)]
     fn after_poll(&mut self, got: usize, b: Backoff, tsc_per_ms: u64, totals: &rampart_shm::counters::WorkerTotals) {
         if got > 0 {
             (self.since, self.next_us) = (None, 0);
+            self.disarm();
             return;
         }
         totals.idle_polls.add(1);
@@ -60,6 +93,17 @@ impl Idle {
                 return;
             }
             self.next_us = b.first_us;
+        }
+        if let Some(w) = &self.waiter {
+            if !self.armed {
+                w.arm();
+                self.armed = true; // one more poll: what came before arming did not kick
+                return;
+            }
+            totals.sleeps.add(1);
+            w.wait(IDLE_WAIT_MS);
+            self.disarm();
+            return;
         }
         totals.sleeps.add(1);
         std::thread::sleep(std::time::Duration::from_micros(self.next_us as u64));
@@ -96,7 +140,7 @@ impl Worker {
         let nworkers = shared.workers as u16;
         let mut reader = shared.runtime.reader(self.id);
         let mut rx = MbufBurst::<BURST>::new();
-        let mut idle = Idle { since: None, next_us: 0 };
+        let mut idle = Idle { since: None, next_us: 0, waiter: None, armed: false };
         while !shared.stop.load(Ordering::Relaxed) {
             let Some((rt, fresh)) = reader.enter() else {
                 // No policy yet: nothing to poll, so back off as an idle worker does.
@@ -105,6 +149,8 @@ impl Worker {
             };
             if fresh {
                 shared.segment.ack_policy(self.id, rt.gen);
+                let queues = rt.ports.iter().flat_map(|p| (self.id as u16..p.queues).step_by(shared.workers).map(|q| (p.port_id, q)));
+                idle.follow(queues, shared.idle, &shared.runtime.doorbell);
             }
             let mut got = 0;
             for (local, port) in rt.ports.iter().enumerate() {

@@ -147,6 +147,8 @@ pub struct Rig {
     pub ports: Vec<PortSpec>,
     /// Extra TOML (rules, sets, conntrack) appended to the config.
     pub extra: String,
+    /// Extra keys of the `[dataplane]` table.
+    pub dataplane_extra: String,
     pub dataplane: Option<Proc>,
     pub control: Option<Proc>,
 }
@@ -166,6 +168,7 @@ impl Rig {
             worker_cores: vec![1],
             ports: Vec::new(),
             extra: String::new(),
+            dataplane_extra: String::new(),
             dataplane: None,
             control: None,
         }
@@ -182,7 +185,7 @@ impl Rig {
     /// Writes the config file from the current fields.
     pub fn write_config(&self) {
         let mut t = format!(
-            "[dataplane]\nmain_core = 0\nworker_cores = {workers:?}\nmemory_mb = 256\nfile_prefix = \"rt-{name}\"\nhugepages = {huge}\nshm = \"{shm}\"\nmbufs = 8191\n\n\
+            "[dataplane]\nmain_core = 0\nworker_cores = {workers:?}\nmemory_mb = 256\nfile_prefix = \"rt-{name}-{pid}\"\nhugepages = {huge}\nshm = \"{shm}\"\nmbufs = 8191\n{dp}\n\
              [control]\nsocket = \"{dir}/control.sock\"\nmetrics = \"127.0.0.1:{mp}\"\nevent_log = \"{dir}/eve.json\"\n\n\
              [policy]\ndefault_action = \"{action}\"\n\n",
             name = self.name,
@@ -192,6 +195,9 @@ impl Rig {
             dir = self.dir.display(),
             mp = self.metrics_port,
             action = self.default_action,
+            // The pid keeps two runs of a tier at once (two checkouts) apart in /var/run/dpdk.
+            pid = std::process::id(),
+            dp = self.dataplane_extra,
         );
         let mut segments: Vec<&str> = self.ports.iter().filter_map(|p| p.attach.strip_prefix("segment = \"")).map(|s| s.trim_end_matches('"')).collect();
         segments.sort();

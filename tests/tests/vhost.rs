@@ -96,6 +96,35 @@ fn wire_pair_delivers_both_ways() {
     assert_eq!(settle(&w1, &w2, 500, 20), (500, 500, 0));
 }
 
+/// An idle worker gives its core back (waits for a guest's kick, or sleeps on a timer
+/// with `idle_interrupts = false`), and the first packet after each silence still gets
+/// through: probes across a wire pair after 0.5 s of silence each (function only; the
+/// latency is measured by `make bench`).
+#[test]
+fn an_idle_worker_sleeps_and_wakes_for_the_first_packet() {
+    for (name, metrics, extra) in [("idleint", 19609, ""), ("idlesleep", 19610, "idle_interrupts = false\n")] {
+        let mut rig = Rig::new(name, metrics);
+        rig.dataplane_extra = extra.into();
+        rig.ports.push(PortSpec { attach: "wire = \"w2\"".into(), mac: None, ..PortSpec::guest("w1", "", A) });
+        rig.ports.push(PortSpec { attach: "wire = \"w1\"".into(), mac: None, ..PortSpec::guest("w2", "", B) });
+        rig.start();
+        let sleeps = |rig: &Rig| rig.ctl_ok(&["stats"])["stats"]["workers"][0]["sleeps"].as_u64().expect("worker sleeps");
+        let before = sleeps(&rig);
+        let report = rig.dir.join("latency.json");
+        let mut cmd = std::process::Command::new(rampart_tests::bin("rampart-guestsim"));
+        cmd.arg("--socket").arg(rig.socket("w1")).arg("--latency-peer").arg(rig.socket("w2")).arg("--report").arg(&report);
+        cmd.args(["--mac", A, "--to", B, "--probes", "4", "--gap", "0.5", "--cpu", "0"]);
+        let mut g = rampart_tests::Proc::spawn("guestsim latency", &mut cmd, rig.dir.join("latency.log"));
+        wait_for("the probes", Duration::from_secs(60), || (!g.alive()).then_some(()));
+        assert_eq!(g.stop(), Some(0), "guestsim --latency-peer failed:\n{}", g.log_text());
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!((r["probes"].as_u64(), r["lost"].as_u64()), (Some(4), Some(0)), "{name}: every probe after a silence arrives: {r}");
+        assert_eq!(r["latency_us"].as_array().map(Vec::len), Some(4), "{r}");
+        let slept = sleeps(&rig) - before;
+        assert!(slept >= 4, "{name}: the worker gave its core back between probes ({slept} sleeps)");
+    }
+}
+
 #[test]
 fn guests_added_and_removed_at_runtime_without_disturbing_others() {
     let mut rig = rig("hotplug", 19603, &[("a", A), ("b", B)]);
