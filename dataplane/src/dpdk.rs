@@ -481,9 +481,10 @@ impl RxWaiter {
         Ok(())
     }
 
-    /// Whether every queue can wake the worker (and there is at least one).
+    /// Whether every queue can wake the worker (a worker without queues waits for the
+    /// doorbell alone).
     pub fn complete(&self) -> bool {
-        self.complete && !self.queues.is_empty()
+        self.complete
     }
 
     /// Asks for interrupts on every queue (the guest starts kicking). Poll the queues
