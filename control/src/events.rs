@@ -11,14 +11,37 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+/// The event log file. Records are formatted into a buffer and written once per drain, whole
+/// records only: a short or failed write (a full or failing disk) is cut back to the last
+/// whole record, the records that did not make it are counted (`unwritten`, and each failed
+/// write in `write_errors`), stderr says so once per episode, and the first write that works
+/// again starts with a `loss` record saying exactly how many records were not written and why.
 pub struct EventLog {
-    out: std::io::BufWriter<std::fs::File>,
+    file: std::fs::File,
+    path: std::path::PathBuf,
+    /// Bytes of whole records in the file (where a short write is cut back to).
+    len: u64,
+    /// Formatted records not written yet, each ending in a newline, and where each ends.
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    /// Records in the file.
     pub written: u64,
+    /// Records that could not be written and that no loss record has reported yet.
+    pub unwritten: u64,
+    /// Writes that failed (each loses the records it carried).
+    pub write_errors: u64,
+    /// The error of the current episode of failed writes.
+    failing: Option<String>,
+    /// The file ends in a torn record that could not be cut back.
+    torn: bool,
     /// Value of the newest pong (answer to a ping command).
     pub last_pong: u64,
     /// Ring overflow counts already reported, per ring.
     reported_loss: [u64; MAX_EVENT_RINGS],
 }
+
+/// A buffer this large is written at once, not only at the end of a drain.
+const FLUSH_BYTES: usize = 256 << 10;
 
 impl EventLog {
     pub fn open(path: &Path) -> std::io::Result<EventLog> {
@@ -26,8 +49,22 @@ impl EventLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
-        Ok(EventLog { out: std::io::BufWriter::new(f), written: 0, last_pong: 0, reported_loss: [0; MAX_EVENT_RINGS] })
+        let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(EventLog {
+            file,
+            path: path.to_path_buf(),
+            len,
+            buf: Vec::new(),
+            ends: Vec::new(),
+            written: 0,
+            unwritten: 0,
+            write_errors: 0,
+            failing: None,
+            torn: false,
+            last_pong: 0,
+            reported_loss: [0; MAX_EVENT_RINGS],
+        })
     }
 
     /// Called after (re)attaching: loss counted before now belongs to the new segment's baseline.
@@ -35,10 +72,93 @@ impl EventLog {
         self.reported_loss = [0; MAX_EVENT_RINGS];
     }
 
+    /// Queues one record; it reaches the file at the next [`Self::flush`].
     pub fn write(&mut self, v: &Value) {
-        if serde_json::to_writer(&mut self.out, v).is_ok() && self.out.write_all(b"\n").is_ok() {
-            self.written += 1;
+        if serde_json::to_writer(&mut self.buf, v).is_ok() {
+            self.buf.push(b'\n');
+            self.ends.push(self.buf.len());
+        } else {
+            self.buf.truncate(self.ends.last().copied().unwrap_or(0));
         }
+        if self.buf.len() >= FLUSH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Writes the queued records (after a loss record for what earlier failed writes lost).
+    pub fn flush(&mut self) {
+        if self.ends.is_empty() && self.unwritten == 0 {
+            return;
+        }
+        // First line: the end of a torn record that could not be cut back, then the loss record.
+        let mut head = if self.torn { b"\n".to_vec() } else { Vec::new() };
+        let loss_end = if self.unwritten > 0 {
+            let cause = format!("event log write failed: {}", self.failing.as_deref().unwrap_or("unknown error"));
+            let rec = json!({"timestamp": now(), "event_type": "loss", "loss": {"records": self.unwritten, "cause": cause}});
+            serde_json::to_writer(&mut head, &rec).expect("a JSON value");
+            head.push(b'\n');
+            Some(head.len())
+        } else {
+            None
+        };
+        let (buf, ends) = (std::mem::take(&mut self.buf), std::mem::take(&mut self.ends));
+        let (done, error) = match self.write_all(&[&head, &buf]) {
+            Ok(()) => (head.len() + buf.len(), None),
+            Err((done, e)) => (done, Some(e)),
+        };
+        // What made it whole: the loss record, and the queued records up to the last whole one.
+        let loss = loss_end.is_some_and(|end| done >= end);
+        let queued = ends.iter().take_while(|&&e| head.len() + e <= done).count();
+        let whole = if queued > 0 { head.len() + ends[queued - 1] } else { loss_end.filter(|_| loss).unwrap_or(0) };
+        self.torn = false;
+        if done > whole {
+            // A torn record: cut it back off, or else end its line before the next write.
+            if self.file.set_len(self.len + whole as u64).is_err() {
+                self.torn = true;
+            }
+        }
+        self.len = if self.torn { self.len + done as u64 } else { self.len + whole as u64 };
+        self.written += queued as u64 + loss as u64;
+        if loss {
+            self.unwritten = 0;
+        }
+        match error {
+            Some(e) => {
+                self.write_errors += 1;
+                self.unwritten += (ends.len() - queued) as u64;
+                if self.failing.is_none() {
+                    eprintln!(
+                        "rampartctl: event log {}: write failed ({e}); records are counted as lost until writes work again",
+                        self.path.display()
+                    );
+                }
+                self.failing = Some(e.to_string());
+            }
+            None if self.failing.take().is_some() => {
+                eprintln!("rampartctl: event log {}: writes work again; a loss record says how many records were not written", self.path.display());
+            }
+            None => {}
+        }
+    }
+
+    /// Writes `parts` in full, or returns how many bytes made it and the error.
+    fn write_all(&mut self, parts: &[&[u8]]) -> Result<(), (usize, std::io::Error)> {
+        let mut done = 0;
+        for part in parts {
+            let mut rest: &[u8] = part;
+            while !rest.is_empty() {
+                match self.file.write(rest) {
+                    Ok(0) => return Err((done, std::io::Error::from(std::io::ErrorKind::WriteZero))),
+                    Ok(n) => {
+                        done += n;
+                        rest = &rest[n..];
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err((done, e)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves every pending record from the segment to the log. Returns how many.
@@ -67,7 +187,7 @@ impl EventLog {
                 self.reported_loss[ring] = lost;
             }
         }
-        let _ = self.out.flush();
+        self.flush();
         n
     }
 }
