@@ -359,4 +359,80 @@ mod tests {
         drop(seg);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The port-counter and worker-total families keep their names, help texts, types and
+    /// labels (dashboards depend on them), whatever list they are generated from.
+    #[test]
+    fn port_and_worker_families_keep_their_names() {
+        let dir = std::env::temp_dir().join(format!("rampart-metrics-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = "[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
+        let config = rampart_config::parse("t.toml", text).unwrap();
+        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
+        let seg = Arc::new(Segment::create(&dir.join("shm"), 0o600, 2, 1_000, 0).unwrap());
+        d.inner.lock().unwrap().segment = Some(seg.clone());
+        let slot = d.inner.lock().unwrap().image().ports[0].slot as usize;
+        for (w, base) in [(0, 1), (1, 100)] {
+            let p = &seg.workers[w].ports[slot];
+            for (i, c) in [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes, &p.drop_packets, &p.drop_bytes, &p.tx_full].into_iter().enumerate() {
+                c.add(base * (i as u64 + 1));
+            }
+            let t = &seg.workers[w].totals;
+            for (i, c) in [&t.busy_cycles, &t.busy_packets, &t.idle_polls, &t.sleeps, &t.events_lost].into_iter().enumerate() {
+                c.add(base * (i as u64 + 1));
+            }
+        }
+        let body = String::from_utf8(Exporter::new(d).unwrap().scrape()).unwrap();
+        let ours = |l: &&str| {
+            let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
+            ["rampart_port_", "rampart_worker_busy_"].iter().any(|p| name.starts_with(p)) && !name.starts_with("rampart_port_flows")
+        };
+        let got: Vec<&str> = body.lines().filter(ours).collect();
+        let want = "\
+# HELP rampart_port_drop_bytes_total Bytes received on the port and dropped
+# TYPE rampart_port_drop_bytes_total counter
+rampart_port_drop_bytes_total{port=\"a\"} 606
+# HELP rampart_port_drop_packets_total Packets received on the port and dropped (any reason)
+# TYPE rampart_port_drop_packets_total counter
+rampart_port_drop_packets_total{port=\"a\"} 505
+# HELP rampart_port_enabled Admin state of the port in the applied policy
+# TYPE rampart_port_enabled gauge
+rampart_port_enabled{port=\"a\"} 1
+# HELP rampart_port_rx_bytes_total Bytes received on the port
+# TYPE rampart_port_rx_bytes_total counter
+rampart_port_rx_bytes_total{port=\"a\"} 202
+# HELP rampart_port_rx_packets_total Packets received on the port
+# TYPE rampart_port_rx_packets_total counter
+rampart_port_rx_packets_total{port=\"a\"} 101
+# HELP rampart_port_tx_bytes_total Bytes sent on the port
+# TYPE rampart_port_tx_bytes_total counter
+rampart_port_tx_bytes_total{port=\"a\"} 404
+# HELP rampart_port_tx_full_total Packets for the port its transmit queue refused
+# TYPE rampart_port_tx_full_total counter
+rampart_port_tx_full_total{port=\"a\"} 707
+# HELP rampart_port_tx_packets_total Packets sent on the port
+# TYPE rampart_port_tx_packets_total counter
+rampart_port_tx_packets_total{port=\"a\"} 303
+# HELP rampart_port_up 1 when the port is attached (state up)
+# TYPE rampart_port_up gauge
+rampart_port_up{port=\"a\"} 0
+# HELP rampart_worker_busy_cycles_per_packet Busy cycles per packet since the dataplane started
+# TYPE rampart_worker_busy_cycles_per_packet gauge
+rampart_worker_busy_cycles_per_packet{worker=\"0\"} 0.5
+rampart_worker_busy_cycles_per_packet{worker=\"1\"} 0.5
+# HELP rampart_worker_busy_cycles_total TSC cycles workers spent on bursts that carried packets
+# TYPE rampart_worker_busy_cycles_total counter
+rampart_worker_busy_cycles_total{worker=\"0\"} 1
+rampart_worker_busy_cycles_total{worker=\"1\"} 100
+# HELP rampart_worker_busy_packets_total Packets in those bursts
+# TYPE rampart_worker_busy_packets_total counter
+rampart_worker_busy_packets_total{worker=\"0\"} 2
+rampart_worker_busy_packets_total{worker=\"1\"} 200";
+        assert_eq!(got.join("\n"), want, "{body}");
+        // No other family of workers' totals (idle polls, sleeps and the events-lost
+        // duplicate of the rings' overflow are `rampartctl stats` only).
+        assert!(!body.contains("idle_polls") && !body.contains("sleeps"), "{body}");
+        drop(seg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -221,3 +221,53 @@ pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats 
     };
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::Daemon;
+    use crate::events::EventLog;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// `rampartctl stats --json` keeps its field names for ports and workers (scripts and
+    /// the bench rig read them), and the CLI reads back what the server sends.
+    #[test]
+    fn port_and_worker_rows_keep_their_json_fields() {
+        let dir = std::env::temp_dir().join(format!("rampart-state-json-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = "[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
+        let config = rampart_config::parse("t.toml", text).unwrap();
+        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
+        let image = d.inner.lock().unwrap().image().clone();
+        let seg = Segment::create(&dir.join("shm"), 0o600, 2, 1_000, 0).unwrap();
+        let slot = image.ports[0].slot as usize;
+        for (w, base) in [(0, 1), (1, 100)] {
+            let p = &seg.workers[w].ports[slot];
+            for (i, c) in [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes, &p.drop_packets, &p.drop_bytes, &p.tx_full].into_iter().enumerate() {
+                c.add(base * (i as u64 + 1));
+            }
+            let t = &seg.workers[w].totals;
+            for (i, c) in [&t.busy_cycles, &t.busy_packets, &t.idle_polls, &t.sleeps, &t.events_lost].into_iter().enumerate() {
+                c.add(base * (i as u64 + 1));
+            }
+        }
+        let v = serde_json::to_value(stats(Some(&seg), &image)).unwrap();
+        assert_eq!(
+            v["ports"],
+            serde_json::json!([{"name": "a", "slot": slot, "kind": "device", "attach": "segment lan", "enabled": true, "state": "absent", "link": false, "message": "",
+                "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707}])
+        );
+        assert_eq!(
+            v["workers"],
+            serde_json::json!([
+                {"worker": 0, "busy_cycles": 1, "busy_packets": 2, "cycles_per_packet": 0.5, "idle_polls": 3, "sleeps": 4},
+                {"worker": 1, "busy_cycles": 100, "busy_packets": 200, "cycles_per_packet": 0.5, "idle_polls": 300, "sleeps": 400},
+            ])
+        );
+        let back: Stats = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(serde_json::to_value(back).unwrap(), v, "what the CLI reads is what was sent");
+        drop(seg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

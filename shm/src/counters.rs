@@ -86,6 +86,31 @@ pub struct WorkerCounters {
 // state; every field is single-writer (its worker) and read atomically.
 unsafe impl ShmSafe for WorkerCounters {}
 
+// The counter blocks are part of the segment's ABI: a field that moves must come with an
+// ABI_VERSION bump. These fail to compile when one does.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(PortCounters, rx_packets) == 0);
+    assert!(offset_of!(PortCounters, rx_bytes) == 8);
+    assert!(offset_of!(PortCounters, tx_packets) == 16);
+    assert!(offset_of!(PortCounters, tx_bytes) == 24);
+    assert!(offset_of!(PortCounters, drop_packets) == 32);
+    assert!(offset_of!(PortCounters, drop_bytes) == 40);
+    assert!(offset_of!(PortCounters, tx_full) == 48);
+    assert!(size_of::<PortCounters>() == 64);
+    assert!(offset_of!(WorkerTotals, busy_cycles) == 0);
+    assert!(offset_of!(WorkerTotals, busy_packets) == 8);
+    assert!(offset_of!(WorkerTotals, idle_polls) == 16);
+    assert!(offset_of!(WorkerTotals, sleeps) == 24);
+    assert!(offset_of!(WorkerTotals, events_lost) == 32);
+    assert!(size_of::<WorkerTotals>() == 64);
+    assert!(offset_of!(WorkerCounters, ports) == 0);
+    assert!(offset_of!(WorkerCounters, drops) == MAX_PORTS * 64);
+    assert!(offset_of!(WorkerCounters, totals) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8);
+    assert!(offset_of!(WorkerCounters, rules) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8 + 64);
+    assert!(size_of::<WorkerCounters>() == 397_888);
+};
+
 impl WorkerCounters {
     #[inline(always)]
     pub fn drop(&self, port: usize, reason: DropReason, bytes: u64) {
