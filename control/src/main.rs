@@ -205,7 +205,7 @@ fn ports_text(ports: &[state::PortRow]) -> String {
         let state = if p.state == "up" && !p.link { "up/nolink".to_string() } else { p.state.clone() };
         out += &format!(
             "{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}\n",
-            p.name, p.kind, p.attach, state, if p.enabled { "on" } else { "off" }, p.rx_packets, p.tx_packets, p.drop_packets
+            p.name, p.kind, p.attach, state, if p.enabled { "on" } else { "off" }, p.counters.rx_packets, p.counters.tx_packets, p.counters.drop_packets
         );
         if !p.message.is_empty() && p.state == "error" {
             out += &format!("  error: {}\n", p.message);
@@ -234,7 +234,7 @@ fn stats_text(stats: &state::Stats) -> String {
     }
     out += "\nworkers:\n";
     for w in &stats.workers {
-        out += &format!("  worker {}: {:.1} busy cycles/packet over {} packets\n", w.worker, w.cycles_per_packet, w.busy_packets);
+        out += &format!("  worker {}: {:.1} busy cycles/packet over {} packets\n", w.worker, w.cycles_per_packet, w.totals.busy_packets);
     }
     out += &format!("events lost: {}\n", stats.events_lost);
     if !stats.rules.is_empty() {

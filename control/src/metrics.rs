@@ -4,14 +4,11 @@
 
 use crate::daemon::Daemon;
 use crate::state;
-use rampart_shm::FlowMetric;
+use rampart_shm::{CounterField, FlowMetric, PortCounters, WorkerTotals};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
-
-/// A counter family read off each row: (name, help, getter).
-type Column<Row> = (&'static str, &'static str, fn(&Row) -> u64);
 
 struct ShmCollector {
     daemon: Arc<Daemon>,
@@ -61,6 +58,19 @@ impl Families {
         metrics.push(m);
         self
     }
+
+    /// A counter family for each field of a counter list ([`PortCounters::FIELDS`],
+    /// [`WorkerTotals::FIELDS`]) exported as a metric: one metric per row, labelled
+    /// `label` = `key(row)`, of the value `value(row, field)`.
+    fn counter_list<Row>(&mut self, fields: &[CounterField], label: &str, rows: &[Row], key: impl Fn(&Row) -> String, value: impl Fn(&Row, &CounterField) -> u64) {
+        for field in fields {
+            let Some(name) = field.metric() else { continue };
+            self.family(name, field.help, MetricType::COUNTER);
+            for row in rows {
+                self.add(&[(label, &key(row))], value(row, field) as f64);
+            }
+        }
+    }
 }
 
 impl Collector for ShmCollector {
@@ -89,21 +99,7 @@ impl Collector for ShmCollector {
         f.family("rampart_events_lost_total", "Events the dataplane could not queue (ring full)", COUNTER).add(&[], stats.events_lost as f64);
         f.family("rampart_events_logged_total", "Records written to the event log by this control process", COUNTER)
             .add(&[], status.events_logged as f64);
-        let port_metrics: [Column<state::PortRow>; 7] = [
-            ("rampart_port_rx_packets_total", "Packets received on the port", |p| p.rx_packets),
-            ("rampart_port_rx_bytes_total", "Bytes received on the port", |p| p.rx_bytes),
-            ("rampart_port_tx_packets_total", "Packets sent on the port", |p| p.tx_packets),
-            ("rampart_port_tx_bytes_total", "Bytes sent on the port", |p| p.tx_bytes),
-            ("rampart_port_drop_packets_total", "Packets received on the port and dropped (any reason)", |p| p.drop_packets),
-            ("rampart_port_drop_bytes_total", "Bytes received on the port and dropped", |p| p.drop_bytes),
-            ("rampart_port_tx_full_total", "Packets for the port its transmit queue refused", |p| p.tx_full),
-        ];
-        for (name, help, get) in port_metrics {
-            f.family(name, help, COUNTER);
-            for p in &stats.ports {
-                f.add(&[("port", &p.name)], get(p) as f64);
-            }
-        }
+        f.counter_list(PortCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.counters.get(c));
         f.family("rampart_port_up", "1 when the port is attached (state up)", GAUGE);
         for p in &stats.ports {
             f.add(&[("port", &p.name)], (p.state == "up") as u8 as f64);
@@ -136,14 +132,7 @@ impl Collector for ShmCollector {
         for (c, label) in events() {
             f.add(&[("event", label)], ft.get(c.name) as f64);
         }
-        f.family("rampart_worker_busy_cycles_total", "TSC cycles workers spent on bursts that carried packets", COUNTER);
-        for w in &stats.workers {
-            f.add(&[("worker", &w.worker.to_string())], w.busy_cycles as f64);
-        }
-        f.family("rampart_worker_busy_packets_total", "Packets in those bursts", COUNTER);
-        for w in &stats.workers {
-            f.add(&[("worker", &w.worker.to_string())], w.busy_packets as f64);
-        }
+        f.counter_list(WorkerTotals::FIELDS, "worker", &stats.workers, |w| w.worker.to_string(), |w, c| w.totals.get(c));
         f.family("rampart_worker_busy_cycles_per_packet", "Busy cycles per packet since the dataplane started", GAUGE);
         for w in &stats.workers {
             f.add(&[("worker", &w.worker.to_string())], w.cycles_per_packet);
@@ -365,23 +354,8 @@ mod tests {
     #[test]
     fn port_and_worker_families_keep_their_names() {
         let dir = std::env::temp_dir().join(format!("rampart-metrics-names-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let text = "[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
-        let config = rampart_config::parse("t.toml", text).unwrap();
-        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
-        let seg = Arc::new(Segment::create(&dir.join("shm"), 0o600, 2, 1_000, 0).unwrap());
-        d.inner.lock().unwrap().segment = Some(seg.clone());
-        let slot = d.inner.lock().unwrap().image().ports[0].slot as usize;
-        for (w, base) in [(0, 1), (1, 100)] {
-            let p = &seg.workers[w].ports[slot];
-            for (i, c) in [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes, &p.drop_packets, &p.drop_bytes, &p.tx_full].into_iter().enumerate() {
-                c.add(base * (i as u64 + 1));
-            }
-            let t = &seg.workers[w].totals;
-            for (i, c) in [&t.busy_cycles, &t.busy_packets, &t.idle_polls, &t.sleeps, &t.events_lost].into_iter().enumerate() {
-                c.add(base * (i as u64 + 1));
-            }
-        }
+        let (d, seg) = crate::state::tests::counted_daemon(&dir);
+        let d = Arc::new(d);
         let body = String::from_utf8(Exporter::new(d).unwrap().scrape()).unwrap();
         let ours = |l: &&str| {
             let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");

@@ -233,10 +233,7 @@ impl Manager {
                 }
                 // Counters of a freed slot restart from zero for its next port.
                 for w in self.shared.segment.workers.iter() {
-                    let c = &w.ports[*slot as usize];
-                    for x in [&c.rx_packets, &c.rx_bytes, &c.tx_packets, &c.tx_bytes, &c.drop_packets, &c.drop_bytes, &c.tx_full] {
-                        x.reset();
-                    }
+                    w.ports[*slot as usize].reset();
                 }
                 self.shared.segment.ports[*slot as usize].set(PortState::Absent, 0, gen, "removed by policy");
                 self.event(EventKind::PortDown, *slot, a.port_id as u64, &a.image.name);
