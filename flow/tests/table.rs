@@ -647,12 +647,18 @@ fn pages_from(t: &rampart_flow::FlowTable, cursor: usize, max: usize, now: u64) 
     pages
 }
 
+/// A table for 1,000 flows holding `n` UDP flows A:`first_port`+i → B:53, opened at 0.
+fn udp_flows(first_port: u16, n: u16) -> rampart_flow::FlowTable {
+    let t = table(1000);
+    for port in first_port..first_port + n {
+        send(&t, &key4(A, port, B, 53, UDP), &datagram(1), 0);
+    }
+    t
+}
+
 #[test]
 fn for_each_flow_from_lists_every_live_flow_once_across_pages() {
-    let t = table(1000);
-    for port in 0..600u16 {
-        send(&t, &key4(A, 10_000 + port, B, 53, UDP), &datagram(1), 0);
-    }
+    let t = udp_flows(10_000, 600);
     // 37 slots a page: pages start and end inside buckets (16 slots each).
     let pages = pages_from(&t, 0, 37, SEC);
     assert_eq!(pages.len(), t.slots().div_ceil(37), "the walk ends at the end of the table, not before");
@@ -703,10 +709,7 @@ fn for_each_flow_from_skips_free_slots_and_expired_flows() {
 
 #[test]
 fn for_each_flow_from_resumes_mid_table() {
-    let t = table(1000);
-    for port in 0..500u16 {
-        send(&t, &key4(A, 30_000 + port, B, 53, UDP), &datagram(1), 0);
-    }
+    let t = udp_flows(30_000, 500);
     let pages = pages_from(&t, 0, 100, SEC);
     assert!(pages.len() > 4);
     // Resuming at a page's cursor lists what the pages from there on listed.
