@@ -198,38 +198,49 @@ fn print_human(request: &Request, line: &str) -> Result<()> {
     Ok(())
 }
 
-fn print_ports(ports: &[state::PortRow]) {
-    println!("{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}", "PORT", "KIND", "ATTACH", "STATE", "ADMIN", "RX", "TX", "DROPPED");
+/// `rampartctl ports` (and the head of `rampartctl stats`) as text.
+fn ports_text(ports: &[state::PortRow]) -> String {
+    let mut out = format!("{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}\n", "PORT", "KIND", "ATTACH", "STATE", "ADMIN", "RX", "TX", "DROPPED");
     for p in ports {
         let state = if p.state == "up" && !p.link { "up/nolink".to_string() } else { p.state.clone() };
-        println!(
-            "{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}",
-            p.name, p.kind, p.attach, state, if p.enabled { "on" } else { "off" }, p.rx_packets, p.tx_packets, p.drop_packets
+        out += &format!(
+            "{:<14} {:<13} {:<16} {:<8} {:<6} {:>12} {:>12} {:>12}\n",
+            p.name, p.kind, p.attach, state, if p.enabled { "on" } else { "off" }, p.counters.rx_packets, p.counters.tx_packets, p.counters.drop_packets
         );
         if !p.message.is_empty() && p.state == "error" {
-            println!("  error: {}", p.message);
+            out += &format!("  error: {}\n", p.message);
         }
     }
+    out
+}
+
+fn print_ports(ports: &[state::PortRow]) {
+    print!("{}", ports_text(ports));
 }
 
 fn print_stats(stats: &state::Stats) {
-    print_ports(&stats.ports);
-    println!("\ndrops by reason:");
+    print!("{}", stats_text(stats));
+}
+
+/// `rampartctl stats` as text.
+fn stats_text(stats: &state::Stats) -> String {
+    let mut out = ports_text(&stats.ports);
+    out += "\ndrops by reason:\n";
     if stats.drops.is_empty() {
-        println!("  (none)");
+        out += "  (none)\n";
     }
     for (r, n) in &stats.drops {
-        println!("  {r:<32} {n}");
+        out += &format!("  {r:<32} {n}\n");
     }
-    println!("\nworkers:");
+    out += "\nworkers:\n";
     for w in &stats.workers {
-        println!("  worker {}: {:.1} busy cycles/packet over {} packets", w.worker, w.cycles_per_packet, w.busy_packets);
+        out += &format!("  worker {}: {:.1} busy cycles/packet over {} packets\n", w.worker, w.cycles_per_packet, w.totals.busy_packets);
     }
-    println!("events lost: {}", stats.events_lost);
+    out += &format!("events lost: {}\n", stats.events_lost);
     if !stats.rules.is_empty() {
-        println!("\nrules:");
+        out += "\nrules:\n";
         for r in &stats.rules {
-            println!("  {:<24} {:<7} {:>12} packets {:>14} bytes {:>10} flows", r.id, r.action, r.packets, r.bytes, r.flows);
+            out += &format!("  {:<24} {:<7} {:>12} packets {:>14} bytes {:>10} flows\n", r.id, r.action, r.packets, r.bytes, r.flows);
         }
     }
     // Every counter of the list but the two the line starts with.
@@ -241,5 +252,49 @@ fn print_stats(stats: &state::Stats) {
             rampart_shm::FlowMetric::Gauge(_) => None,
         })
         .collect();
-    println!("\nflow table: {} of {} live; {}", ft.get("live"), ft.get("capacity"), events.join(", "));
+    out += &format!("\nflow table: {} of {} live; {}\n", ft.get("live"), ft.get("capacity"), events.join(", "));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rampartctl stats` prints what it printed before its counters came from lists.
+    #[test]
+    fn stats_text_keeps_its_form() {
+        let json = serde_json::json!({
+            "ports": [
+                {"name": "a", "slot": 0, "kind": "device", "attach": "segment lan", "enabled": true, "state": "up", "link": true, "message": "",
+                 "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707},
+                {"name": "b", "slot": 1, "kind": "vhost-server", "attach": "wire a", "enabled": false, "state": "error", "link": false, "message": "no such device",
+                 "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0, "drop_packets": 0, "drop_bytes": 0, "tx_full": 0}
+            ],
+            "rules": [{"id": "dns", "action": "allow", "packets": 3, "bytes": 300, "flows": 1}],
+            "flow_table": {"live": 2, "capacity": 1024, "creations": 5, "killed": 1, "per_port": {"a": 2}},
+            "drops": {"policy_drop": 9},
+            "workers": [{"worker": 0, "busy_cycles": 1000, "busy_packets": 8, "cycles_per_packet": 125.0, "idle_polls": 3, "sleeps": 4}],
+            "events_lost": 6
+        });
+        let stats: state::Stats = serde_json::from_value(json).unwrap();
+        let want = "\
+PORT           KIND          ATTACH           STATE    ADMIN            RX           TX      DROPPED
+a              device        segment lan      up       on              101          303          505
+b              vhost-server  wire a           error    off               0            0            0
+  error: no such device
+
+drops by reason:
+  policy_drop                      9
+
+workers:
+  worker 0: 125.0 busy cycles/packet over 8 packets
+events lost: 6
+
+rules:
+  dns                      allow              3 packets            300 bytes          1 flows
+
+flow table: 2 of 1024 live; created 5, expired 0, evicted 0, removed 0, reopened 0, invalid 0, refused full 0, refused quota 0, killed 1
+";
+        assert_eq!(stats_text(&stats), want);
+    }
 }

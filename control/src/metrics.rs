@@ -4,14 +4,11 @@
 
 use crate::daemon::Daemon;
 use crate::state;
-use rampart_shm::FlowMetric;
+use rampart_shm::{CounterField, FlowMetric, PortCounters, WorkerTotals};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
-
-/// A counter family read off each row: (name, help, getter).
-type Column<Row> = (&'static str, &'static str, fn(&Row) -> u64);
 
 struct ShmCollector {
     daemon: Arc<Daemon>,
@@ -61,6 +58,19 @@ impl Families {
         metrics.push(m);
         self
     }
+
+    /// A counter family for each field of a counter list ([`PortCounters::FIELDS`],
+    /// [`WorkerTotals::FIELDS`]) exported as a metric: one metric per row, labelled
+    /// `label` = `key(row)`, of the value `value(row, field)`.
+    fn counter_list<Row>(&mut self, fields: &[CounterField], label: &str, rows: &[Row], key: impl Fn(&Row) -> String, value: impl Fn(&Row, &CounterField) -> u64) {
+        for field in fields {
+            let Some(name) = field.metric() else { continue };
+            self.family(name, field.help, MetricType::COUNTER);
+            for row in rows {
+                self.add(&[(label, &key(row))], value(row, field) as f64);
+            }
+        }
+    }
 }
 
 impl Collector for ShmCollector {
@@ -89,21 +99,7 @@ impl Collector for ShmCollector {
         f.family("rampart_events_lost_total", "Events the dataplane could not queue (ring full)", COUNTER).add(&[], stats.events_lost as f64);
         f.family("rampart_events_logged_total", "Records written to the event log by this control process", COUNTER)
             .add(&[], status.events_logged as f64);
-        let port_metrics: [Column<state::PortRow>; 7] = [
-            ("rampart_port_rx_packets_total", "Packets received on the port", |p| p.rx_packets),
-            ("rampart_port_rx_bytes_total", "Bytes received on the port", |p| p.rx_bytes),
-            ("rampart_port_tx_packets_total", "Packets sent on the port", |p| p.tx_packets),
-            ("rampart_port_tx_bytes_total", "Bytes sent on the port", |p| p.tx_bytes),
-            ("rampart_port_drop_packets_total", "Packets received on the port and dropped (any reason)", |p| p.drop_packets),
-            ("rampart_port_drop_bytes_total", "Bytes received on the port and dropped", |p| p.drop_bytes),
-            ("rampart_port_tx_full_total", "Packets for the port its transmit queue refused", |p| p.tx_full),
-        ];
-        for (name, help, get) in port_metrics {
-            f.family(name, help, COUNTER);
-            for p in &stats.ports {
-                f.add(&[("port", &p.name)], get(p) as f64);
-            }
-        }
+        f.counter_list(PortCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.counters.get(c));
         f.family("rampart_port_up", "1 when the port is attached (state up)", GAUGE);
         for p in &stats.ports {
             f.add(&[("port", &p.name)], (p.state == "up") as u8 as f64);
@@ -136,14 +132,7 @@ impl Collector for ShmCollector {
         for (c, label) in events() {
             f.add(&[("event", label)], ft.get(c.name) as f64);
         }
-        f.family("rampart_worker_busy_cycles_total", "TSC cycles workers spent on bursts that carried packets", COUNTER);
-        for w in &stats.workers {
-            f.add(&[("worker", &w.worker.to_string())], w.busy_cycles as f64);
-        }
-        f.family("rampart_worker_busy_packets_total", "Packets in those bursts", COUNTER);
-        for w in &stats.workers {
-            f.add(&[("worker", &w.worker.to_string())], w.busy_packets as f64);
-        }
+        f.counter_list(WorkerTotals::FIELDS, "worker", &stats.workers, |w| w.worker.to_string(), |w, c| w.totals.get(c));
         f.family("rampart_worker_busy_cycles_per_packet", "Busy cycles per packet since the dataplane started", GAUGE);
         for w in &stats.workers {
             f.add(&[("worker", &w.worker.to_string())], w.cycles_per_packet);
@@ -356,6 +345,67 @@ mod tests {
         let (got, want) = (scraped(), expected());
         assert!(got.contains("rampart_rule_packets_total{rule=\"quote\\\"back\\\\slash\\nnewline\",action=\"deny\"}"), "{got}");
         assert_eq!(got, want);
+        drop(seg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The port-counter and worker-total families keep their names, help texts, types and
+    /// labels (dashboards depend on them), whatever list they are generated from.
+    #[test]
+    fn port_and_worker_families_keep_their_names() {
+        let dir = std::env::temp_dir().join(format!("rampart-metrics-names-{}", std::process::id()));
+        let (d, seg) = crate::state::tests::counted_daemon(&dir);
+        let d = Arc::new(d);
+        let body = String::from_utf8(Exporter::new(d).unwrap().scrape()).unwrap();
+        let ours = |l: &&str| {
+            let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
+            ["rampart_port_", "rampart_worker_busy_"].iter().any(|p| name.starts_with(p)) && !name.starts_with("rampart_port_flows")
+        };
+        let got: Vec<&str> = body.lines().filter(ours).collect();
+        let want = "\
+# HELP rampart_port_drop_bytes_total Bytes received on the port and dropped
+# TYPE rampart_port_drop_bytes_total counter
+rampart_port_drop_bytes_total{port=\"a\"} 606
+# HELP rampart_port_drop_packets_total Packets received on the port and dropped (any reason)
+# TYPE rampart_port_drop_packets_total counter
+rampart_port_drop_packets_total{port=\"a\"} 505
+# HELP rampart_port_enabled Admin state of the port in the applied policy
+# TYPE rampart_port_enabled gauge
+rampart_port_enabled{port=\"a\"} 1
+# HELP rampart_port_rx_bytes_total Bytes received on the port
+# TYPE rampart_port_rx_bytes_total counter
+rampart_port_rx_bytes_total{port=\"a\"} 202
+# HELP rampart_port_rx_packets_total Packets received on the port
+# TYPE rampart_port_rx_packets_total counter
+rampart_port_rx_packets_total{port=\"a\"} 101
+# HELP rampart_port_tx_bytes_total Bytes sent on the port
+# TYPE rampart_port_tx_bytes_total counter
+rampart_port_tx_bytes_total{port=\"a\"} 404
+# HELP rampart_port_tx_full_total Packets for the port its transmit queue refused
+# TYPE rampart_port_tx_full_total counter
+rampart_port_tx_full_total{port=\"a\"} 707
+# HELP rampart_port_tx_packets_total Packets sent on the port
+# TYPE rampart_port_tx_packets_total counter
+rampart_port_tx_packets_total{port=\"a\"} 303
+# HELP rampart_port_up 1 when the port is attached (state up)
+# TYPE rampart_port_up gauge
+rampart_port_up{port=\"a\"} 0
+# HELP rampart_worker_busy_cycles_per_packet Busy cycles per packet since the dataplane started
+# TYPE rampart_worker_busy_cycles_per_packet gauge
+rampart_worker_busy_cycles_per_packet{worker=\"0\"} 0.5
+rampart_worker_busy_cycles_per_packet{worker=\"1\"} 0.5
+# HELP rampart_worker_busy_cycles_total TSC cycles workers spent on bursts that carried packets
+# TYPE rampart_worker_busy_cycles_total counter
+rampart_worker_busy_cycles_total{worker=\"0\"} 1
+rampart_worker_busy_cycles_total{worker=\"1\"} 100
+# HELP rampart_worker_busy_packets_total Packets in those bursts
+# TYPE rampart_worker_busy_packets_total counter
+rampart_worker_busy_packets_total{worker=\"0\"} 2
+rampart_worker_busy_packets_total{worker=\"1\"} 200";
+        assert_eq!(got.join("\n"), want, "{body}");
+        // No other family of workers' totals (idle polls, sleeps and the events-lost
+        // duplicate of the rings' overflow are `rampartctl stats` only).
+        assert!(!body.contains("idle_polls") && !body.contains("sleeps"), "{body}");
         drop(seg);
         let _ = std::fs::remove_dir_all(&dir);
     }

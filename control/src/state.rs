@@ -4,7 +4,7 @@
 
 use crate::compile::SlotMap;
 use rampart_shm::layout::PortState;
-use rampart_shm::{DropReason, PolicyImage, Segment, MAX_EVENT_RINGS};
+use rampart_shm::{DropReason, PolicyImage, PortCounterValues, Segment, WorkerTotalValues, MAX_EVENT_RINGS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -41,24 +41,21 @@ pub struct PortRow {
     pub state: String,
     pub link: bool,
     pub message: String,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub drop_packets: u64,
-    pub drop_bytes: u64,
-    pub tx_full: u64,
+    /// The port's counters summed over workers: one key per field of the
+    /// [`rampart_shm::PortCounters`] list (`rx_packets`, `tx_full`, …).
+    #[serde(flatten)]
+    pub counters: PortCounterValues,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkerRow {
     pub worker: usize,
-    pub busy_cycles: u64,
-    pub busy_packets: u64,
+    /// The worker's totals: one key per field of the [`rampart_shm::WorkerTotals`] list
+    /// that `rampartctl stats` shows (`busy_cycles`, `sleeps`, …).
+    #[serde(flatten)]
+    pub totals: WorkerTotalValues,
     /// Busy cycles per packet since the dataplane started.
     pub cycles_per_packet: f64,
-    pub idle_polls: u64,
-    pub sleeps: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -142,16 +139,7 @@ pub fn ports(seg: Option<&Segment>, image: &PolicyImage) -> Vec<PortRow> {
                 .into();
                 row.link = st.link.load(Ordering::Relaxed) != 0;
                 row.message = message;
-                for w in &seg.workers[..workers] {
-                    let c = &w.ports[p.slot as usize];
-                    row.rx_packets += c.rx_packets.get();
-                    row.rx_bytes += c.rx_bytes.get();
-                    row.tx_packets += c.tx_packets.get();
-                    row.tx_bytes += c.tx_bytes.get();
-                    row.drop_packets += c.drop_packets.get();
-                    row.drop_bytes += c.drop_bytes.get();
-                    row.tx_full += c.tx_full.get();
-                }
+                row.counters = seg.workers[..workers].iter().map(|w| w.ports[p.slot as usize].read()).sum();
             }
             row
         })
@@ -202,16 +190,10 @@ pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats 
         }
     }
     for (i, w) in seg.workers[..workers].iter().enumerate() {
-        let t = &w.totals;
-        let (cycles, pkts) = (t.busy_cycles.get(), t.busy_packets.get());
-        s.workers.push(WorkerRow {
-            worker: i,
-            busy_cycles: cycles,
-            busy_packets: pkts,
-            cycles_per_packet: if pkts > 0 { cycles as f64 / pkts as f64 } else { 0.0 },
-            idle_polls: t.idle_polls.get(),
-            sleeps: t.sleeps.get(),
-        });
+        let totals = w.totals.read();
+        let (cycles, pkts) = (totals.busy_cycles, totals.busy_packets);
+        let cycles_per_packet = if pkts > 0 { cycles as f64 / pkts as f64 } else { 0.0 };
+        s.workers.push(WorkerRow { worker: i, totals, cycles_per_packet });
     }
     s.events_lost = events_lost(seg);
     let f = &seg.flows;
@@ -220,4 +202,64 @@ pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats 
         per_port: image.ports.iter().map(|p| (p.name.clone(), f.per_port[p.slot as usize].load(Ordering::Relaxed))).collect(),
     };
     s
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::daemon::Daemon;
+    use crate::events::EventLog;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// A daemon with one port `a`, attached to a segment (in `dir`) of two workers whose
+    /// port-`a` counters and totals hold 1, 2, 3, … in list order (worker 0) and 100 times
+    /// that (worker 1), set field by field as the dataplane writes them.
+    pub(crate) fn counted_daemon(dir: &Path) -> (Daemon, Arc<Segment>) {
+        let _ = std::fs::remove_dir_all(dir);
+        let text = "[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
+        let config = rampart_config::parse("t.toml", text).unwrap();
+        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
+        let seg = Arc::new(Segment::create(&dir.join("shm"), 0o600, 2, 1_000, 0).unwrap());
+        let slot = d.inner.lock().unwrap().image().ports[0].slot as usize;
+        for (w, base) in [(0, 1), (1, 100)] {
+            let p = &seg.workers[w].ports[slot];
+            for (i, c) in [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes, &p.drop_packets, &p.drop_bytes, &p.tx_full].into_iter().enumerate() {
+                c.add(base * (i as u64 + 1));
+            }
+            let t = &seg.workers[w].totals;
+            for (i, c) in [&t.busy_cycles, &t.busy_packets, &t.idle_polls, &t.sleeps, &t.events_lost].into_iter().enumerate() {
+                c.add(base * (i as u64 + 1));
+            }
+        }
+        d.inner.lock().unwrap().segment = Some(seg.clone());
+        (d, seg)
+    }
+
+    /// `rampartctl stats --json` keeps its field names for ports and workers (scripts and
+    /// the bench rig read them), and the CLI reads back what the server sends.
+    #[test]
+    fn port_and_worker_rows_keep_their_json_fields() {
+        let dir = std::env::temp_dir().join(format!("rampart-state-json-{}", std::process::id()));
+        let (d, seg) = counted_daemon(&dir);
+        let image = d.inner.lock().unwrap().image().clone();
+        let slot = image.ports[0].slot;
+        let v = serde_json::to_value(stats(Some(&seg), &image)).unwrap();
+        assert_eq!(
+            v["ports"],
+            serde_json::json!([{"name": "a", "slot": slot, "kind": "device", "attach": "segment lan", "enabled": true, "state": "absent", "link": false, "message": "",
+                "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707}])
+        );
+        assert_eq!(
+            v["workers"],
+            serde_json::json!([
+                {"worker": 0, "busy_cycles": 1, "busy_packets": 2, "cycles_per_packet": 0.5, "idle_polls": 3, "sleeps": 4},
+                {"worker": 1, "busy_cycles": 100, "busy_packets": 200, "cycles_per_packet": 0.5, "idle_polls": 300, "sleeps": 400},
+            ])
+        );
+        let back: Stats = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(serde_json::to_value(back).unwrap(), v, "what the CLI reads is what was sent");
+        drop((d, seg));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

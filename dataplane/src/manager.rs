@@ -233,10 +233,7 @@ impl Manager {
                 }
                 // Counters of a freed slot restart from zero for its next port.
                 for w in self.shared.segment.workers.iter() {
-                    let c = &w.ports[*slot as usize];
-                    for x in [&c.rx_packets, &c.rx_bytes, &c.tx_packets, &c.tx_bytes, &c.drop_packets, &c.drop_bytes, &c.tx_full] {
-                        x.reset();
-                    }
+                    w.ports[*slot as usize].reset();
                 }
                 self.shared.segment.ports[*slot as usize].set(PortState::Absent, 0, gen, "removed by policy");
                 self.event(EventKind::PortDown, *slot, a.port_id as u64, &a.image.name);
@@ -334,23 +331,16 @@ impl Manager {
         let now = self.shared.now_ms();
         let flows = &self.shared.flows;
         self.shared.segment.flow_dump.answer(request, |cursor, page| {
-            // Until rampart_flow has `for_each_flow_from(cursor, max_flows, now, f) -> next
-            // cursor`: `revisit_step` deciding `Keep` is a read-only visit of `budget` slots
-            // from a cursor, and a slot holds at most one flow, so visiting no more slots
-            // than the page has room for never overfills it.
-            let slots = flows.slots();
+            // A slot holds at most one flow: visiting no more slots than the page has room
+            // for never overfills it.
             let mut at = cursor as usize;
-            while page.room() > 0 && at < slots {
-                let budget = page.room().min(slots - at);
-                let mut visit = at;
-                let keep = |r: &rampart_flow::FlowRecord| {
+            while page.room() > 0 {
+                let room = page.room();
+                at = flows.for_each_flow_from(at, room, now, |r| {
                     page.push(rampart_shm::DumpedFlow::from_record(r, self.rules.current_rule(r.verdict), now));
-                    rampart_flow::Revisit::<()>::Keep
-                };
-                flows.revisit_step(&mut visit, budget, now, keep, |_, ()| {});
-                at += budget;
+                })?;
             }
-            (at < slots).then_some(at as u32)
+            Some(at as u32)
         });
     }
 

@@ -1,5 +1,6 @@
 //! Table behaviour: timeouts and incremental ageing, ICMP relation, UDP/ICMP
-//! pseudo-states, table-full policies, per-guest quotas, bulk lookup, removal, config.
+//! pseudo-states, table-full policies, per-guest quotas, bulk lookup, removal, paged
+//! listings, config.
 
 mod common;
 
@@ -627,6 +628,104 @@ fn revisit_sets_verdicts_and_removes_flows_a_slice_at_a_time() {
         }
     }
     assert_eq!((t.len(), t.stats().removals), (20, 10));
+}
+
+/// Walks the table with [`FlowTable::for_each_flow_from`] in pages of `max` slots from
+/// `cursor`: each page's cursor and the opener source ports of the flows it listed.
+fn pages_from(t: &rampart_flow::FlowTable, cursor: usize, max: usize, now: u64) -> Vec<(usize, Vec<u16>)> {
+    let mut pages = Vec::new();
+    let mut at = Some(cursor);
+    while let Some(c) = at {
+        let mut ports = Vec::new();
+        at = t.for_each_flow_from(c, max, now, |r| ports.push(r.opener_key().src_port));
+        assert!(ports.len() <= max, "a page lists at most one flow per slot it visits");
+        if let Some(next) = at {
+            assert_eq!(next, c + max, "a page that does not reach the end visits exactly `max` slots");
+        }
+        pages.push((c, ports));
+    }
+    pages
+}
+
+/// A table for 1,000 flows holding `n` UDP flows A:`first_port`+i → B:53, opened at 0.
+fn udp_flows(first_port: u16, n: u16) -> rampart_flow::FlowTable {
+    let t = table(1000);
+    for port in first_port..first_port + n {
+        send(&t, &key4(A, port, B, 53, UDP), &datagram(1), 0);
+    }
+    t
+}
+
+#[test]
+fn for_each_flow_from_lists_every_live_flow_once_across_pages() {
+    let t = udp_flows(10_000, 600);
+    // 37 slots a page: pages start and end inside buckets (16 slots each).
+    let pages = pages_from(&t, 0, 37, SEC);
+    assert_eq!(pages.len(), t.slots().div_ceil(37), "the walk ends at the end of the table, not before");
+    let mut seen: Vec<u16> = pages.iter().flat_map(|(_, ports)| ports.iter().copied()).collect();
+    assert_eq!(seen.len(), 600, "no flow listed twice, none left out");
+    seen.sort_unstable();
+    assert_eq!(seen, (10_000..10_600).collect::<Vec<u16>>());
+    // Pages as large as the table, or larger: one page, the whole table.
+    for max in [t.slots(), usize::MAX] {
+        let whole = pages_from(&t, 0, max, SEC);
+        assert_eq!((whole.len(), whole[0].1.len()), (1, 600));
+    }
+}
+
+#[test]
+fn for_each_flow_from_skips_free_slots_and_expired_flows() {
+    let t = table(256);
+    let keys: Vec<FlowKey> = (0..40u16).map(|p| key4(A, 20_000 + p, B, 53, UDP)).collect();
+    for k in &keys {
+        send(&t, k, &datagram(1), 0);
+    }
+    // 0..10 removed (their slots free again); 10..20 expired and swept by ageing; 20..30
+    // idle past the 30 s unreplied-UDP timeout but not yet swept; 30..40 kept alive.
+    for k in &keys[..10] {
+        let (ckey, _, hash) = t.prepare(k);
+        assert!(t.remove(&ckey, hash, SEC).is_some());
+    }
+    for k in &keys[20..] {
+        send(&t, k, &datagram(1), 5 * SEC);
+    }
+    for k in &keys[30..] {
+        send(&t, k, &datagram(1), 20 * SEC);
+    }
+    // 20..30 were last seen at 5 s: a sweep at 34 s leaves them; 10..20 (0 s) it ends.
+    assert_eq!(sweep(&t, 34 * SEC).len(), 10);
+    let listed = |now| {
+        let mut ports: Vec<u16> = pages_from(&t, 0, 16, now).into_iter().flat_map(|(_, p)| p).collect();
+        ports.sort_unstable();
+        ports
+    };
+    assert_eq!(listed(34 * SEC), (20_020..20_040).collect::<Vec<u16>>(), "free slots are skipped");
+    assert_eq!(t.len(), 20);
+    // At 36 s, 20..30 are past their timeout (still in the table until the next sweep).
+    assert_eq!(listed(36 * SEC), (20_030..20_040).collect::<Vec<u16>>(), "expired flows are skipped");
+    assert_eq!(t.len(), 20, "listing is read-only: it ends nothing");
+    assert_eq!(t.stats().expirations, 10);
+}
+
+#[test]
+fn for_each_flow_from_resumes_mid_table() {
+    let t = udp_flows(30_000, 500);
+    let pages = pages_from(&t, 0, 100, SEC);
+    assert!(pages.len() > 4);
+    // Resuming at a page's cursor lists what the pages from there on listed.
+    let (resume_at, _) = pages[3];
+    let rest: Vec<u16> = pages[3..].iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let resumed: Vec<u16> = pages_from(&t, resume_at, 100, SEC).into_iter().flat_map(|(_, p)| p).collect();
+    assert_eq!(resumed, rest);
+    // Pages of another size from an odd cursor list the same flows.
+    let odd: Vec<u16> = pages_from(&t, resume_at, 7, SEC).into_iter().flat_map(|(_, p)| p).collect();
+    assert_eq!(odd, rest);
+    // At or past the end: nothing, and the end; no room: no progress.
+    let mut calls = 0;
+    assert_eq!(t.for_each_flow_from(t.slots(), 10, SEC, |_| calls += 1), None);
+    assert_eq!(t.for_each_flow_from(usize::MAX, 10, SEC, |_| calls += 1), None);
+    assert_eq!(t.for_each_flow_from(resume_at, 0, SEC, |_| calls += 1), Some(resume_at));
+    assert_eq!(calls, 0);
 }
 
 #[test]

@@ -1,6 +1,12 @@
 //! Per-worker counter blocks. Each worker writes only its own block, so a
 //! counter is a plain load + store (no locked read-modify-write on the packet
 //! path); readers in the control process sum the blocks of all workers.
+//!
+//! Each family of counters is one list: port counters and worker totals
+//! (`counter_block!`: the shared-memory fields, their values, where each is reported)
+//! and drop reasons (`drop_reasons!`: variant, metric label, meaning). The control
+//! process's Prometheus families and `rampartctl stats` follow the lists, so a new
+//! counter is one row.
 
 use crate::layout::{ShmSafe, MAX_DROP_REASONS, MAX_PORTS};
 use rampart_packet::ParseError;
@@ -31,35 +37,158 @@ impl Counter {
     }
 }
 
-/// Traffic of one port as seen by one worker.
-#[repr(C, align(64))]
-#[derive(Default)]
-pub struct PortCounters {
-    pub rx_packets: Counter,
-    pub rx_bytes: Counter,
-    pub tx_packets: Counter,
-    pub tx_bytes: Counter,
-    /// Packets received on this port and dropped (any reason).
-    pub drop_packets: Counter,
-    pub drop_bytes: Counter,
-    /// Packets for this port that its transmit queue refused.
-    pub tx_full: Counter,
+/// Where a counter of a [`PortCounters`] or [`WorkerTotals`] list is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// In `rampartctl stats` and as the Prometheus counter family of this name (one
+    /// metric per port or per worker).
+    Metric(&'static str),
+    /// In `rampartctl stats` only.
+    Stats,
+    /// Nowhere: the dataplane's own count (e.g. one reported another way).
+    Internal,
 }
 
-/// Work accounting of one worker (DESIGN.md §8's busy cycles per packet).
-#[repr(C, align(64))]
-#[derive(Default)]
-pub struct WorkerTotals {
-    /// TSC cycles spent in loop iterations that received packets.
-    pub busy_cycles: Counter,
-    /// Packets received in those iterations.
-    pub busy_packets: Counter,
-    /// Iterations that found no packet on any queue.
-    pub idle_polls: Counter,
-    /// Times the worker slept because it had been idle.
-    pub sleeps: Counter,
-    /// Events that did not fit in the worker's event ring.
-    pub events_lost: Counter,
+/// One counter of a [`PortCounters`] or [`WorkerTotals`] list: its name (the field, and
+/// its key in `rampartctl stats --json`), where it is reported and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterField {
+    pub name: &'static str,
+    pub report: Report,
+    pub help: &'static str,
+}
+
+impl CounterField {
+    /// The Prometheus family it is exported as, if any.
+    pub fn metric(&self) -> Option<&'static str> {
+        match self.report {
+            Report::Metric(name) => Some(name),
+            Report::Stats | Report::Internal => None,
+        }
+    }
+
+    /// Whether `rampartctl stats` shows it.
+    pub fn in_stats(&self) -> bool {
+        self.report != Report::Internal
+    }
+}
+
+/// Defines a cache-line block of single-writer counters from one list, and the plain
+/// values it reads as: each row is the field, where it is reported ([`Report`]) and its
+/// meaning. The shared-memory struct (fields in list order: a new counter goes at the end
+/// of a list, within the block's 64 bytes), `FIELDS`, reading, summing over workers,
+/// resetting, and the values' JSON (the fields not `Internal`, by name) all follow it;
+/// the control process derives the Prometheus families and `rampartctl stats` from
+/// `FIELDS`.
+macro_rules! counter_block {
+    (
+        $(#[$block_doc:meta])* $block:ident,
+        $(#[$values_doc:meta])* $values:ident {
+            $($field:ident: $report:ident $(($metric:literal))?, $help:literal;)*
+        }
+    ) => {
+        $(#[$block_doc])*
+        #[repr(C, align(64))]
+        #[derive(Default)]
+        pub struct $block {
+            $(#[doc = $help] pub $field: Counter,)*
+        }
+
+        $(#[$values_doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+        #[serde(default)]
+        pub struct $values {
+            $(#[doc = $help] pub $field: u64,)*
+        }
+
+        impl $block {
+            /// Every counter, in order.
+            pub const FIELDS: &[CounterField] = &[$(CounterField { name: stringify!($field), report: Report::$report $(($metric))?, help: $help },)*];
+
+            /// The counters' values now (each an untorn 64-bit value, not a snapshot of all).
+            pub fn read(&self) -> $values {
+                $values { $($field: self.$field.get(),)* }
+            }
+
+            /// Zeroes every counter; only while no worker can write the block.
+            pub fn reset(&self) {
+                $(self.$field.reset();)*
+            }
+        }
+
+        impl $values {
+            /// Every counter with its value, in list order.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static CounterField, u64)> {
+                $block::FIELDS.iter().zip([$(self.$field,)*])
+            }
+
+            /// The value of the counter `field` (a row of `FIELDS`) names; 0 for a name
+            /// not in the list.
+            pub fn get(&self, field: &CounterField) -> u64 {
+                match field.name {
+                    $(stringify!($field) => self.$field,)*
+                    _ => 0,
+                }
+            }
+        }
+
+        impl std::ops::AddAssign for $values {
+            /// Adds `other`'s counts (wrapping, as the counters themselves do).
+            fn add_assign(&mut self, other: $values) {
+                $(self.$field = self.$field.wrapping_add(other.$field);)*
+            }
+        }
+
+        impl std::iter::Sum for $values {
+            fn sum<I: Iterator<Item = $values>>(iter: I) -> $values {
+                iter.fold($values::default(), |mut total, v| {
+                    total += v;
+                    total
+                })
+            }
+        }
+
+        impl serde::Serialize for $values {
+            /// The counters `rampartctl stats` shows, by name ([`CounterField::in_stats`]).
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let shown = || self.fields().filter(|(f, _)| f.in_stats());
+                let mut out = serializer.serialize_struct(stringify!($values), shown().count())?;
+                for (f, v) in shown() {
+                    out.serialize_field(f.name, &v)?;
+                }
+                out.end()
+            }
+        }
+    };
+}
+
+counter_block! {
+    /// Traffic of one port as seen by one worker.
+    PortCounters,
+    /// A port's counters as read ([`PortCounters::read`]), or summed over workers.
+    PortCounterValues {
+        rx_packets: Metric("rampart_port_rx_packets_total"), "Packets received on the port";
+        rx_bytes: Metric("rampart_port_rx_bytes_total"), "Bytes received on the port";
+        tx_packets: Metric("rampart_port_tx_packets_total"), "Packets sent on the port";
+        tx_bytes: Metric("rampart_port_tx_bytes_total"), "Bytes sent on the port";
+        drop_packets: Metric("rampart_port_drop_packets_total"), "Packets received on the port and dropped (any reason)";
+        drop_bytes: Metric("rampart_port_drop_bytes_total"), "Bytes received on the port and dropped";
+        tx_full: Metric("rampart_port_tx_full_total"), "Packets for the port its transmit queue refused";
+    }
+}
+
+counter_block! {
+    /// Work accounting of one worker (DESIGN.md §8's busy cycles per packet).
+    WorkerTotals,
+    /// A worker's totals as read ([`WorkerTotals::read`]).
+    WorkerTotalValues {
+        busy_cycles: Metric("rampart_worker_busy_cycles_total"), "TSC cycles workers spent on bursts that carried packets";
+        busy_packets: Metric("rampart_worker_busy_packets_total"), "Packets in those bursts";
+        idle_polls: Stats, "Iterations that found no packet on any queue";
+        sleeps: Stats, "Times the worker slept because it had been idle";
+        events_lost: Internal, "Events that did not fit in the worker's event ring (reported as the rings' overflow)";
+    }
 }
 
 /// What one worker counted for one rule (by the rule's stable counter slot).
@@ -85,6 +214,31 @@ pub struct WorkerCounters {
 // SAFETY: #[repr(C)], only AtomicU64-based counters; all-zero is the initial
 // state; every field is single-writer (its worker) and read atomically.
 unsafe impl ShmSafe for WorkerCounters {}
+
+// The counter blocks are part of the segment's ABI: a field that moves must come with an
+// ABI_VERSION bump. These fail to compile when one does.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(PortCounters, rx_packets) == 0);
+    assert!(offset_of!(PortCounters, rx_bytes) == 8);
+    assert!(offset_of!(PortCounters, tx_packets) == 16);
+    assert!(offset_of!(PortCounters, tx_bytes) == 24);
+    assert!(offset_of!(PortCounters, drop_packets) == 32);
+    assert!(offset_of!(PortCounters, drop_bytes) == 40);
+    assert!(offset_of!(PortCounters, tx_full) == 48);
+    assert!(size_of::<PortCounters>() == 64);
+    assert!(offset_of!(WorkerTotals, busy_cycles) == 0);
+    assert!(offset_of!(WorkerTotals, busy_packets) == 8);
+    assert!(offset_of!(WorkerTotals, idle_polls) == 16);
+    assert!(offset_of!(WorkerTotals, sleeps) == 24);
+    assert!(offset_of!(WorkerTotals, events_lost) == 32);
+    assert!(size_of::<WorkerTotals>() == 64);
+    assert!(offset_of!(WorkerCounters, ports) == 0);
+    assert!(offset_of!(WorkerCounters, drops) == MAX_PORTS * 64);
+    assert!(offset_of!(WorkerCounters, totals) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8);
+    assert!(offset_of!(WorkerCounters, rules) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8 + 64);
+    assert!(size_of::<WorkerCounters>() == 397_888);
+};
 
 impl WorkerCounters {
     #[inline(always)]
@@ -195,6 +349,33 @@ mod tests {
         assert_eq!(DropReason::PortDisabled.index(), PATH_BASE);
         assert_eq!(DropReason::Ipv6MappedAddress.index(), PATH_BASE + 16);
         assert_eq!((DropReason::Chained.index(), DropReason::Chained.label().as_str()), (PATH_BASE + 17, "chained"));
+    }
+
+    #[test]
+    fn counter_blocks_read_sum_reset_and_show_what_the_list_says() {
+        let (a, b) = (PortCounters::default(), PortCounters::default());
+        a.rx_packets.add(1);
+        a.tx_full.add(2);
+        b.rx_packets.add(10);
+        let sum: PortCounterValues = [a.read(), b.read()].into_iter().sum();
+        assert_eq!(sum, PortCounterValues { rx_packets: 11, tx_full: 2, ..Default::default() });
+        let names: Vec<&str> = PortCounters::FIELDS.iter().map(|f| f.name).collect();
+        assert_eq!(names, ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drop_packets", "drop_bytes", "tx_full"]);
+        for (f, v) in sum.fields() {
+            assert_eq!(sum.get(f), v, "{}", f.name);
+        }
+        a.reset();
+        assert_eq!(a.read(), PortCounterValues::default());
+
+        let t = WorkerTotals::default();
+        t.sleeps.add(3);
+        t.events_lost.add(4);
+        let json = serde_json::to_value(t.read()).unwrap();
+        assert_eq!(json, serde_json::json!({"busy_cycles": 0, "busy_packets": 0, "idle_polls": 0, "sleeps": 3}), "internal counters are not shown");
+        let back: WorkerTotalValues = serde_json::from_value(json).unwrap();
+        assert_eq!(back, WorkerTotalValues { sleeps: 3, ..Default::default() });
+        let metrics: Vec<_> = WorkerTotals::FIELDS.iter().filter_map(|f| f.metric()).collect();
+        assert_eq!(metrics, ["rampart_worker_busy_cycles_total", "rampart_worker_busy_packets_total"]);
     }
 
     #[test]

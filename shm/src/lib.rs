@@ -8,7 +8,8 @@
 //! command ring (control → dataplane) and one event ring per worker plus one
 //! for the main lcore (dataplane → control), all single-producer /
 //! single-consumer with sequence numbers and overflow counters ([`ring`]);
-//! one cache-line-aligned counter block per worker ([`counters`]); the flow
+//! one cache-line-aligned counter block per worker ([`counters`]: port counters and
+//! worker totals one list each, drop reasons one list); the flow
 //! table's counters ([`FlowStatus`], one list) and a paged flow-dump region
 //! ([`dump`]).
 //! Offsets, never pointers: either process may restart and map it anew.
@@ -25,7 +26,7 @@ pub mod policy;
 pub mod ring;
 mod segment;
 
-pub use counters::{Counter, DropReason, PortCounters, WorkerCounters};
+pub use counters::{Counter, CounterField, DropReason, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
 pub use dump::{DumpRequest, DumpedFlow, FlowDump, Page, DUMP_PAGE_RECORDS};
 pub use image::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, SegmentImage, Verdict};
 pub use layout::*;

@@ -1,7 +1,8 @@
 //! DPDK tier: the real dataplane on real mbufs without hugepages
 //! (`--no-huge`) and with `net_pcap` ports: a crafted capture goes in, the
 //! test checks exactly which frames come out and which drops were counted
-//! and logged; fragmented datagrams under a rule set.
+//! and logged; fragmented datagrams under a rule set; a flow dump longer than one
+//! page of the dump region.
 
 use rampart_packet::{build, ipv4};
 use rampart_tests::{wait_for, PortSpec, Rig};
@@ -74,9 +75,10 @@ fn fragment(id: u16, dport: u16, first: bool) -> Vec<u8> {
     datagram.fragments(16).unwrap().swap_remove(if first { 0 } else { 1 })
 }
 
-/// Runs the dataplane with p0 (reads `input`) and p1 (writes out1.pcap) joined as `attach`,
-/// under `rules` (TOML appended to the config).
-fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>]) -> (Vec<Vec<u8>>, serde_json::Value, String) {
+/// Starts the dataplane with p0 (reads `input`) and p1 (writes out1.pcap) joined as
+/// `attach`, under `rules` (TOML appended to the config), and waits until p0 has received
+/// all of `input`.
+fn start(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>]) -> Rig {
     let mut rig = Rig::new(name, metrics);
     rig.hugepages = false;
     rig.default_action = default_action;
@@ -94,13 +96,36 @@ fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules
     rig.start();
     wait_for("the capture to be read", Duration::from_secs(20), || (rig.port("p0")["rx_packets"].as_u64() == Some(input.len() as u64)).then_some(()));
     std::thread::sleep(Duration::from_millis(300));
-    let stats = rig.ctl_ok(&["stats"]);
+    rig
+}
+
+/// Stops the rig's processes: the frames p1 sent and the event log.
+fn stop(mut rig: Rig) -> (Vec<Vec<u8>>, String) {
     // Stopping the dataplane closes the pcap ports, which flushes their files.
     rig.control.take();
     assert_eq!(rig.dataplane.as_mut().unwrap().stop(), Some(0), "the dataplane exits cleanly on SIGTERM");
     let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap_or_default();
-    (read_pcap(&out1), stats, eve)
+    (read_pcap(&rig.dir.join("out1.pcap")), eve)
 }
+
+/// [`start`], `rampartctl stats`, [`stop`]: (frames p1 sent, the stats, the event log).
+fn run(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>]) -> (Vec<Vec<u8>>, serde_json::Value, String) {
+    let rig = start(name, metrics, default_action, wire, rules, input);
+    let stats = rig.ctl_ok(&["stats"]);
+    let (out, eve) = stop(rig);
+    (out, stats, eve)
+}
+
+/// Allows what [`udp`] sends (10.0.0.1 → 10.0.0.2:53), tracked.
+const DNS_RULE: &str = r#"
+[[rules]]
+id = "dns"
+from = ["10.0.0.1/32"]
+to = ["10.0.0.2/32"]
+protocol = "udp"
+ports = "53"
+action = "allow"
+"#;
 
 #[test]
 fn pipeline_forwards_valid_frames_and_counts_malformed_ones_by_reason() {
@@ -145,15 +170,7 @@ fn segment_floods_unknown_unicast_to_the_other_port() {
 
 #[test]
 fn later_fragments_follow_their_first_fragment_and_nothing_else() {
-    let rules = r#"
-[[rules]]
-id = "dns"
-from = ["10.0.0.1/32"]
-to = ["10.0.0.2/32"]
-protocol = "udp"
-ports = "53"
-action = "allow"
-"#;
+    let rules = DNS_RULE;
     let input = vec![
         fragment(100, 53, true),  // allowed datagram: both fragments pass
         fragment(100, 53, false),
@@ -171,4 +188,32 @@ action = "allow"
     assert_eq!(drops["policy_drop"], 1, "{drops}");
     let dns = stats["stats"]["rules"].as_array().unwrap().iter().find(|r| r["id"] == "dns").unwrap().clone();
     assert_eq!(dns["packets"], 3, "a later fragment counts to the rule its first fragment matched: {dns}");
+}
+
+#[test]
+fn flows_lists_every_flow_of_a_dump_longer_than_a_page_once() {
+    // More flows than one page of the dump region holds (8,192 records), so the control
+    // process reads the real table through at least two pages.
+    const FLOWS: u16 = 10_000;
+    let input: Vec<Vec<u8>> = (0..FLOWS).map(udp).collect();
+    let rig = start("pcapdump", 19624, "drop", true, DNS_RULE, &input);
+    let live = rig.ctl_ok(&["stats"])["stats"]["flow_table"]["live"].as_u64();
+    assert_eq!(live, Some(FLOWS as u64), "every datagram opened a flow of its own");
+    let reply = rig.ctl_ok(&["flows"]);
+    let flows = reply["flows"].as_array().unwrap();
+    let mut seen = vec![0u32; FLOWS as usize];
+    for f in flows {
+        let i = f["src_port"].as_u64().and_then(|p| p.checked_sub(1000)).filter(|&i| i < FLOWS as u64);
+        let Some(i) = i else { panic!("a flow udp() did not open: {f}") };
+        seen[i as usize] += 1;
+        let what = (&f["src_ip"], &f["dest_ip"], &f["dest_port"], &f["proto"], &f["guest"], &f["rule"], &f["pkts"]);
+        assert_eq!(what, (&"10.0.0.1".into(), &"10.0.0.2".into(), &53.into(), &"UDP".into(), &"p0".into(), &"dns".into(), &serde_json::json!([1, 0])), "{f}");
+    }
+    let missing: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] == 0).collect();
+    let twice: Vec<usize> = (0..seen.len()).filter(|&i| seen[i] > 1).collect();
+    assert!(missing.is_empty() && twice.is_empty(), "flows of udp(i) not listed: {missing:?}; listed more than once: {twice:?}");
+    assert_eq!(flows.len(), FLOWS as usize);
+    assert_eq!(reply["total"], FLOWS, "the dump listed every flow of the table");
+    let (out, _) = stop(rig);
+    assert_eq!(out.len(), FLOWS as usize, "the rule passed every datagram");
 }

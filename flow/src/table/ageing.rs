@@ -1,6 +1,7 @@
 //! Ending flows: incremental expiry with per-state timeouts, removal on request, the
-//! re-examination of live flows (e.g. after a policy swap), listings of every flow, and
-//! the freeing of a slot that all of them (and eviction, and a reopening SYN) share.
+//! re-examination of live flows (e.g. after a policy swap), listings of every flow (whole,
+//! or a page at a time from a cursor), and the freeing of a slot that all of them (and
+//! eviction, and a reopening SYN) share.
 
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
@@ -266,6 +267,41 @@ impl FlowTable {
             scanned += count;
             slot = (slot + count) % total;
         }
+    }
+
+    /// A listing a page at a time (`rampartctl flows`): visits up to `max` slots from
+    /// slot `cursor` on (towards the end, never wrapping round) and calls `f` with a
+    /// consistent snapshot of each live flow there. Left out: free slots, slots being
+    /// claimed or freed, and flows idle past their state's timeout (the next ageing pass
+    /// ends them; Linux's conntrack listings skip them too). Returns the slot to continue
+    /// from, or `None` once the walk has reached the end of the table (or `cursor` is past
+    /// it). A slot holds at most one flow, so `f` runs at most `max` times; `max` 0
+    /// visits nothing and returns `cursor`.
+    ///
+    /// Read-only and wait-free: it takes no lock and never stalls a worker. A walk from 0
+    /// to `None` lists each flow that stays in the table meanwhile exactly once; flows that
+    /// start or end during the walk may or may not be listed.
+    pub fn for_each_flow_from(
+        &self,
+        cursor: usize,
+        max: usize,
+        now_ms: u64,
+        mut f: impl FnMut(&FlowRecord),
+    ) -> Option<usize> {
+        let total = self.n_slots();
+        let start = cursor.min(total);
+        let end = start + max.min(total - start);
+        let now32 = now_ms as u32;
+        self.occupied_slots(start, end - start, |s| {
+            let live = self.read_validated(s, |e| {
+                let expired = self.expired(e.info.load(Relaxed), e.last_ms.load(Relaxed), now32);
+                (!expired).then(|| self.record(s, now_ms))
+            });
+            if let Some((record, _)) = live {
+                f(&record);
+            }
+        });
+        (end < total).then_some(end)
     }
 
     /// Visit a consistent snapshot of every live flow (control-plane listings, tests).
