@@ -239,6 +239,8 @@ pub fn status(d: &Daemon) -> state::Status {
         shm: inner.config.dataplane.shm.clone(),
         control_pid: std::process::id(),
         events_logged: inner.log.written,
+        events_write_errors: inner.log.write_errors,
+        events_unwritten: inner.log.unwritten,
         config: inner.config_path.display().to_string(),
         last_reload: inner.last_reload.clone(),
         ..Default::default()

@@ -155,6 +155,9 @@ fn print_human(request: &Request, line: &str) -> Result<()> {
                 println!("last rejected  generation {}: {}", s.rejected_generation, s.rejected_reason);
             }
             println!("events         {} logged · {} lost", s.events_logged, s.events_lost);
+            if s.events_write_errors > 0 {
+                println!("event log      {} failed writes · {} records not written yet (see the loss records)", s.events_write_errors, s.events_unwritten);
+            }
             println!("config         {}", s.config);
             if !s.last_reload.is_empty() {
                 println!("last reload    {}", s.last_reload);

@@ -99,6 +99,8 @@ impl Collector for ShmCollector {
         f.family("rampart_events_lost_total", "Events the dataplane could not queue (ring full)", COUNTER).add(&[], stats.events_lost as f64);
         f.family("rampart_events_logged_total", "Records written to the event log by this control process", COUNTER)
             .add(&[], status.events_logged as f64);
+        f.family("rampart_events_write_errors_total", "Event log writes that failed (full or failing disk); their records are counted in loss records", COUNTER)
+            .add(&[], status.events_write_errors as f64);
         f.counter_list(PortCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.counters.get(c));
         f.family("rampart_port_up", "1 when the port is attached (state up)", GAUGE);
         for p in &stats.ports {

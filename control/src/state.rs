@@ -26,6 +26,12 @@ pub struct Status {
     pub worker_generations: Vec<u64>,
     pub events_logged: u64,
     pub events_lost: u64,
+    /// Event log writes that failed (a full or failing disk), and the records they lost
+    /// that no loss record has reported yet.
+    #[serde(default)]
+    pub events_write_errors: u64,
+    #[serde(default)]
+    pub events_unwritten: u64,
     pub config: String,
     pub last_reload: String,
 }
