@@ -427,6 +427,14 @@ def threads_cpu(a, b, secs):
     return fwd / secs / 1e7, other / secs / 1e7
 
 
+def process_cpu(proc, a, b, secs):
+    """% of a core used by all threads of `proc` (a Proc, or None: None) between two snapshots."""
+    if not isinstance(proc, Proc):
+        return None
+    keys = {k for k in b if k[0] == proc.pid}
+    return sum(threads_cpu({k: a[k] for k in keys if k in a}, {k: b[k] for k in keys}, secs))
+
+
 def machine_summary(cfg):
     """The CPU model (lscpu) and how far its TLB reaches (flow/examples/tlb_reach.rs): the
     machine the ratios come from. Pinned to the DUT CPU before anything runs there."""
@@ -1008,6 +1016,7 @@ def measure(cfg, dut, flows, tag):
         "steal": steal / total * 100 if total > 0 else 0.0,
         "secs": secs,
         "dut_cpu_other": threads_cpu(th0, th1, t1 - t0)[1],
+        "control_cpu": process_cpu(getattr(dut, "ctl", None), th0, th1, t1 - t0),
         "sleeps": z1 - z0 if z0 is not None and z1 is not None else None,
     }
 
@@ -1039,11 +1048,7 @@ def idle_phase(cfg, dut, tag):
                 p.check()
         b, tb = threads_snapshot(procs), time.monotonic()
         fwd, other = threads_cpu(a, b, tb - ta)
-        ctl = getattr(dut, "ctl", None)
-        control = None
-        if isinstance(ctl, Proc):
-            keys = {k for k in b if k[0] == ctl.pid}
-            control = sum(threads_cpu({k: a[k] for k in keys if k in a}, {k: b[k] for k in keys}, tb - ta))
+        control = process_cpu(getattr(dut, "ctl", None), a, b, tb - ta)
         r = {"idle_cpu": fwd + other, "idle_worker_cpu": fwd, "idle_control_cpu": control}
         r.update(wake_latency(cfg, dut, tag, procs))
         return r
@@ -1271,6 +1276,9 @@ def main():
             if dut.name == "rampart" and dut.profile == "stateful" and ovs_med:
                 line += f" ratio_vs_ovs_ct={med / ovs_med:.3f}"
             line += f" dut_cpu_other={statistics.median(r['dut_cpu_other'] for r in rs):.2f}"
+            ctl = [r["control_cpu"] for r in rs if r["control_cpu"] is not None]
+            if ctl:
+                line += f" control_cpu={max(ctl):.2f}"
             sleeps = [r["sleeps"] for r in rs if r["sleeps"] is not None]
             if sleeps:
                 line += f" sleeps={max(sleeps)}"

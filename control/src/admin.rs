@@ -13,6 +13,7 @@ use crate::state;
 use anyhow::{Context, Result};
 use rampart_shm::ring::CommandKind;
 use rampart_shm::{CommandRecord, PolicyOutcome, Segment};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -55,29 +56,57 @@ pub fn serve(listener: UnixListener, d: Arc<Daemon>) {
             if reader.read_line(&mut line).is_err() {
                 return;
             }
-            let reply = serde_json::to_string(&handle(&d, line.trim())).unwrap_or_else(|e| format!(r#"{{"ok":false,"error":"the reply could not be encoded: {e}"}}"#));
+            let reply = serde_json::to_string(&handle_from(&d, line.trim(), peer(&conn))).unwrap_or_else(|e| format!(r#"{{"ok":false,"error":"the reply could not be encoded: {e}"}}"#));
             let mut w = &conn;
             let _ = writeln!(w, "{reply}");
         });
     }
 }
 
-/// One request line → its reply.
+/// Who sent a request: the admin socket's peer credentials (SO_PEERCRED).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+fn peer(conn: &UnixStream) -> Peer {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred of that size, for
+    // the connected socket we own.
+    let rc = unsafe { libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+    if rc == 0 {
+        Peer { uid: Some(cred.uid), pid: Some(cred.pid) }
+    } else {
+        Peer::default()
+    }
+}
+
+/// One request line → its reply (a caller whose identity is not known).
 pub fn handle(d: &Daemon, line: &str) -> Reply<Body> {
+    handle_from(d, line, Peer::default())
+}
+
+/// One request line from `peer` → its reply.
+pub fn handle_from(d: &Daemon, line: &str, peer: Peer) -> Reply<Body> {
     match Request::parse(line) {
         Err(why) => Reply::error(why),
         Ok(Request::Status) => Reply::ok(Body::Status(StatusReply { status: status(d) })),
         Ok(Request::Ports) => Reply::ok(Body::Ports(PortsReply { ports: stats(d).ports })),
         Ok(Request::Stats) => Reply::ok(Body::Stats(StatsReply { stats: stats(d) })),
-        Ok(Request::Reload) => reload(d),
+        Ok(Request::Reload) => reload(d, peer),
         Ok(Request::Ping) => ping(d),
         Ok(Request::Flows(request)) => crate::flows::flows(d, &request),
     }
 }
 
-/// `reload`: re-read the config file, compile, publish, wait for the outcome.
-pub fn reload(d: &Daemon) -> Reply<Body> {
-    let (seg, gen) = {
+/// `reload`: re-read the config file, compile, publish, wait for the outcome. Every
+/// reload that compiles is a `policy` event in the log: generation, outcome, who asked
+/// (`by`: the peer's uid and pid) and which rules were added, removed or changed.
+pub fn reload(d: &Daemon, peer: Peer) -> Reply<Body> {
+    let (seg, gen, change) = {
         let mut inner = d.inner.lock().unwrap();
         let config = match rampart_config::load(&inner.config_path) {
             Ok(c) => c,
@@ -93,15 +122,17 @@ pub fn reload(d: &Daemon) -> Reply<Body> {
             Ok(x) => x,
             Err(e) => return Reply::error(format!("compiling policy: {e}")),
         };
+        let change = RuleChange::between(&inner.config.rules, &config.rules);
         inner.config = config;
         let Some(seg) = inner.segment.clone() else {
             inner.set_policy(image, slots);
             inner.last_reload = "stored; the dataplane is not attached".into();
+            inner.log.write(&change.event(None, "stored (the dataplane is not attached)", peer));
             let message = "configuration accepted; it will be published when the dataplane attaches".to_string();
             return Reply::ok(Body::Reload(ReloadReply { applied: Some(false), message: Some(message), ..Default::default() }));
         };
         match publish(&mut inner, &seg, image, slots) {
-            Ok(gen) => (seg, gen),
+            Ok(gen) => (seg, gen, change),
             Err(e) => return Reply::error(e),
         }
     };
@@ -123,8 +154,58 @@ pub fn reload(d: &Daemon) -> Reply<Body> {
         PolicyOutcome::Pending => (false, format!("not applied within {} s", APPLY_TIMEOUT.as_secs())),
     };
     inner.last_reload = format!("generation {gen}: {result}");
+    inner.log.write(&change.event(Some(gen), &result, peer));
     let body = ReloadReply { generation: Some(gen), result: Some(result.clone()), worker_generations: Some(worker_gens), port_errors: Some(errors), ..Default::default() };
     Reply { ok, error: (!ok).then_some(result), body: Body::Reload(body) }
+}
+
+/// How a reload changes the rules, by id: added, removed, or changed in any field.
+struct RuleChange {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+    before: usize,
+    after: usize,
+}
+
+/// Ids listed per kind in a policy event; the counts are always complete.
+const LISTED: usize = 50;
+
+impl RuleChange {
+    fn between(old: &[rampart_config::rules::RuleCfg], new: &[rampart_config::rules::RuleCfg]) -> RuleChange {
+        // A rule's content without its position in the file (spans differ after any edit above it).
+        let text = |r: &rampart_config::rules::RuleCfg| {
+            let v = |x: &[toml::Spanned<String>]| x.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+            format!(
+                "{:?}",
+                (v(&r.from), v(&r.to), r.protocol.as_ref().map(|s| s.get_ref()), r.ports.as_ref().map(|s| s.get_ref()), v(&r.services),
+                 r.icmp_type.as_ref().map(|s| *s.get_ref()), r.icmp_code.as_ref().map(|s| *s.get_ref()), r.action.get_ref(), r.stateful, r.log)
+            )
+        };
+        let map = |rules: &[rampart_config::rules::RuleCfg]| rules.iter().map(|r| (r.id.get_ref().clone(), text(r))).collect::<BTreeMap<_, _>>();
+        let (a, b) = (map(old), map(new));
+        RuleChange {
+            added: b.keys().filter(|k| !a.contains_key(*k)).cloned().collect(),
+            removed: a.keys().filter(|k| !b.contains_key(*k)).cloned().collect(),
+            changed: b.iter().filter(|(k, t)| a.get(*k).is_some_and(|o| o != *t)).map(|(k, _)| k.clone()).collect(),
+            before: old.len(),
+            after: new.len(),
+        }
+    }
+
+    fn event(&self, generation: Option<u64>, result: &str, peer: Peer) -> serde_json::Value {
+        let list = |ids: &[String]| ids.iter().take(LISTED).cloned().collect::<Vec<_>>();
+        serde_json::json!({
+            "timestamp": crate::events::now(), "event_type": "policy",
+            "policy": {
+                "change": "reload", "generation": generation, "result": result,
+                "by": {"uid": peer.uid, "pid": peer.pid},
+                "rules": {"before": self.before, "after": self.after,
+                          "added": self.added.len(), "removed": self.removed.len(), "changed": self.changed.len(),
+                          "added_ids": list(&self.added), "removed_ids": list(&self.removed), "changed_ids": list(&self.changed)}
+            }
+        })
+    }
 }
 
 /// Pushes `cmd` (the caller holds [`Daemon::commands`]), waiting while the ring is full:
@@ -173,6 +254,30 @@ mod tests {
     use super::*;
     use crate::events::EventLog;
     use serde_json::Value;
+
+    #[test]
+    fn a_reload_event_names_the_rules_added_removed_and_changed_and_who_asked() {
+        let rules = |text: &str| rampart_config::parse("t.toml", text).unwrap().rules;
+        let old = rules("[[rules]]\nid = \"a\"\nto = [\"10.0.0.1\"]\naction = \"allow\"\n[[rules]]\nid = \"b\"\naction = \"deny\"\n[[rules]]\nid = \"c\"\naction = \"deny\"\n");
+        // "a" moves down a line (same content: unchanged), "b" changes action, "c" goes, "d" comes.
+        let new = rules("\n[[rules]]\nid = \"d\"\naction = \"log\"\n[[rules]]\nid = \"a\"\nto = [\"10.0.0.1\"]\naction = \"allow\"\n[[rules]]\nid = \"b\"\naction = \"reject\"\n");
+        let ev = RuleChange::between(&old, &new).event(Some(7), "applied", Peer { uid: Some(1000), pid: Some(42) });
+        let p = &ev["policy"];
+        assert_eq!(ev["event_type"], "policy");
+        assert_eq!((p["generation"].as_u64(), p["result"].as_str(), p["by"]["uid"].as_u64(), p["by"]["pid"].as_i64()), (Some(7), Some("applied"), Some(1000), Some(42)));
+        let r = &p["rules"];
+        assert_eq!((r["before"].as_u64(), r["after"].as_u64()), (Some(3), Some(3)));
+        assert_eq!((r["added_ids"].clone(), r["removed_ids"].clone(), r["changed_ids"].clone()), (serde_json::json!(["d"]), serde_json::json!(["c"]), serde_json::json!(["b"])));
+        assert_eq!((r["added"].as_u64(), r["removed"].as_u64(), r["changed"].as_u64()), (Some(1), Some(1), Some(1)));
+    }
+
+    #[test]
+    fn the_admin_socket_knows_its_peer() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let p = peer(&a);
+        // SAFETY: getuid has no preconditions.
+        assert_eq!((p.uid, p.pid), (Some(unsafe { libc::getuid() }), Some(std::process::id() as i32)));
+    }
 
     fn without_dataplane(request: &str) -> Value {
         let config = rampart_config::parse("t.toml", "").unwrap();

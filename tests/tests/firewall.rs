@@ -178,6 +178,17 @@ fn an_idle_flow_the_new_policy_denies_is_cut_without_another_packet() {
         eve.lines().find(|l| l.contains("\"reason\":\"policy\"")).map(str::to_string)
     });
     assert!(cut.contains("\"src_ip\":\"10.0.5.10\"") && cut.contains("\"dest_port\":9"), "{cut}");
+    // The reload itself is logged: who asked and what changed.
+    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let change: serde_json::Value = eve
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event_type"] == "policy" && v["policy"]["change"] == "reload")
+        .unwrap_or_else(|| panic!("no policy change record in the log:\n{eve}"));
+    let p = &change["policy"];
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(p["by"]["uid"].as_u64(), Some(unsafe { libc::getuid() } as u64), "{change}");
+    assert_eq!((p["result"].as_str(), p["rules"]["removed_ids"].clone()), (Some("applied"), serde_json::json!(["a-to-b-udp9"])), "{change}");
     assert_eq!(rig.ctl_ok(&["flows", "--guest", "a"])["flows"].as_array().map(Vec::len), Some(0), "no longer listed");
     wait_for("the flow table's counters (refreshed every 100 ms)", Duration::from_secs(5), || {
         let t = rig.ctl_ok(&["stats"])["stats"]["flow_table"].clone();
