@@ -103,15 +103,16 @@ impl Burst {
             let meta = rampart_packet::parse(frame);
             self.lookup_of[i] = match meta.as_ref().ok().and_then(|meta| Firewall::lookup_key(flows, meta, zone)) {
                 Some(l) => {
+                    // Started as soon as the key is known: the next packets' parsing
+                    // overlaps the miss (issued all at once after the loop, 32 prefetches
+                    // outrun the core's line fill buffers and the prefetch itself stalls).
+                    flows.prefetch(l.hash);
                     self.lookups.push(l);
                     self.lookups.len() as u8 - 1
                 }
                 None => u8::MAX,
             };
             self.metas[i] = meta;
-        }
-        for l in &self.lookups {
-            flows.prefetch(l.hash);
         }
         for l in &mut self.lookups {
             flows.prefetch_flow(l);
