@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""`make demo`: Rampart with its built-in config and three simulated guests.
+"""`make demo`: Rampart with its built-in config and four simulated guests.
 
 guest-a sends to guest-b (allowed, switched in segment "lan"), with a malformed
 frame now and then (dropped, counted by reason, logged); guest-c is disabled by
 policy, so everything it sends is dropped and counted. guest-b is a real
 dpdk-testpmd (rxonly) on a virtio_user port; guest-a and guest-c are
-rampart-guestsim, which can send at a set rate. Prints a live per-guest summary
+rampart-guestsim, which can send at a set rate; guest-d (rampart-guestsim too) sends
+from guest-a's address, and the guard drops it all as spoof_ip. Prints a live per-guest summary
 until Ctrl-C, or for DURATION seconds, then stops everything it started.
 """
 import json, os, signal, subprocess, sys, time, urllib.request
@@ -73,7 +74,7 @@ def show_idle(secs=5.0):
     """The guests stop sending: the worker gives its core back (it waits for a guest's
     kick), and both processes together use about 1 % of a core."""
     for name, p in procs:
-        if name.startswith("guest-a") or name.startswith("guest-c"):
+        if name.startswith(("guest-a", "guest-c", "guest-d")):
             p.send_signal(signal.SIGTERM)
             p.wait(10)
     time.sleep(1.0)
@@ -106,6 +107,8 @@ def main():
                       "--rate", "20000", "--flows", "64", "--junk-every", "5000", "--delay", "1"])
     start("guest-c", [guestsim, "--socket", sock("guest-c"), "--mac", "52:54:00:00:00:0c", "--to", "52:54:00:00:00:0b",
                       "--rate", "5000", "--delay", "1"])
+    start("guest-d", [guestsim, "--socket", sock("guest-d"), "--mac", "52:54:00:00:00:0d", "--to", "52:54:00:00:00:0b",
+                      "--ips", "10.0.0.10,10.0.0.11", "--rate", "2000", "--delay", "1"])
     print(f"Rampart demo: dataplane + control process up; metrics at http://{metrics}/metrics; "
           f"event log {RUN}/eve.json; Ctrl-C to stop\n")
     began, last, prev = time.time(), None, {}
@@ -135,7 +138,8 @@ def main():
         pass
     try:
         body = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=2).read().decode()
-        shown = [l for l in body.splitlines() if l.startswith(("rampart_port_rx_packets_total", "rampart_drops_total{reason=\"port_disabled\"", "rampart_policy_generation"))]
+        shown = [l for l in body.splitlines() if l.startswith(("rampart_port_rx_packets_total", "rampart_drops_total{reason=\"port_disabled\"",
+                                                             "rampart_port_spoof_ip_total{port=\"guest-d\"", "rampart_policy_generation"))]
         print("from the Prometheus endpoint:\n  " + "\n  ".join(shown))
     except OSError as e:
         print(f"metrics endpoint unreachable: {e}")
@@ -146,9 +150,12 @@ def main():
     stop_all()
     if last:
         ports = {p["name"]: p for p in last["ports"]}
-        ok = ports["guest-b"]["tx_packets"] > 0 and ports["guest-c"]["drop_packets"] > 0 and ports["guest-c"]["tx_packets"] == 0
+        d = ports["guest-d"]
+        ok = (ports["guest-b"]["tx_packets"] > 0 and ports["guest-c"]["drop_packets"] > 0 and ports["guest-c"]["tx_packets"] == 0
+              and d["rx_packets"] > 0 and d["guard"]["spoof_ip"] == d["rx_packets"] == d["drop_packets"])
         print(f"\nsummary: allowed {ports['guest-a']['rx_packets'] - ports['guest-a']['drop_packets']} packets guest-a → guest-b; "
-              f"blocked {ports['guest-c']['drop_packets']} from guest-c (port disabled); all counted and logged."
+              f"blocked {ports['guest-c']['drop_packets']} from guest-c (port disabled); "
+              f"dropped all {d['guard']['spoof_ip']} guest-d sent from guest-a's address (spoof_ip); all counted and logged."
               + ("" if ok else "  UNEXPECTED: see the logs in " + RUN))
         sys.exit(0 if ok else 1)
     sys.exit("demo: no statistics were read")

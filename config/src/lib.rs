@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn demo_config_is_valid() {
         let c = parse("demo.toml", DEMO_CONFIG).unwrap();
-        assert_eq!(c.ports.len(), 3);
+        assert_eq!(c.ports.len(), 4);
         assert!(!c.ports[2].enabled);
         assert_eq!(c.ports[0].attachment(), Attachment::Segment("lan".into()));
     }
@@ -164,6 +164,27 @@ mod tests {
         assert_eq!(e.field, "dataplane.idle_sleep_max_us");
         let poll = parse("t.toml", "[dataplane]\nidle_sleep_us = 0\n").unwrap();
         assert_eq!(poll.dataplane.idle_sleep_us, 0, "0: never sleep");
+    }
+
+    #[test]
+    fn the_guard_is_on_for_guests_and_learn_off_needs_bindings() {
+        let port = |kind: &str, extra: &str| {
+            let dev = if kind == "device" { "device = \"net_null0\"" } else { "socket = \"/tmp/g.sock\"" };
+            format!("[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"g\"\nkind = \"{kind}\"\n{dev}\nsegment = \"lan\"\n{extra}")
+        };
+        let guest = parse("t.toml", &port("vhost-server", "")).unwrap();
+        assert!(guest.ports[0].guarded() && guest.ports[0].learns(), "guests are guarded and learn by default");
+        assert_eq!((guest.guard.learn_timeout, guest.guard.max_macs_per_port), (300, 64));
+        assert!(!parse("t.toml", &port("device", "")).unwrap().ports[0].guarded(), "uplinks are not");
+        assert!(!parse("t.toml", &port("vhost-server", "anti_spoofing = false\n")).unwrap().ports[0].guarded());
+        let router = parse("t.toml", &port("vhost-server", "serves = [\"dhcp\", \"ra\"]\n")).unwrap();
+        assert_eq!(router.ports[0].serves, [Serve::Dhcp, Serve::Ra]);
+        let e = err(&port("vhost-server", "macs = [\"52:54:00:00:00:01\"]\nlearn = \"off\"\n"));
+        assert_eq!((e.field.as_str(), e.line), ("ports[0].learn", 9), "{e}");
+        assert!(e.message.contains("list both, or set anti_spoofing = false"), "{e}");
+        parse("t.toml", &port("vhost-server", "macs = [\"52:54:00:00:00:01\"]\naddresses = [\"10.0.0.1\"]\nlearn = \"off\"\n")).unwrap();
+        let e = err(&port("vhost-server", "serves = [\"dns\"]\n"));
+        assert!(e.message.contains("unknown variant `dns`"), "{e}");
     }
 
     #[test]

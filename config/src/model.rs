@@ -23,6 +23,8 @@ pub struct Config {
     pub rules: Vec<crate::rules::RuleCfg>,
     #[serde(default)]
     pub conntrack: crate::rules::Conntrack,
+    #[serde(default)]
+    pub guard: Guard,
     /// Where this configuration came from (for error messages on reload).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -158,6 +160,46 @@ pub enum DefaultAction {
     Drop,
 }
 
+/// Defaults of the guard (anti-spoofing and L2 hygiene) for every port; each port may
+/// override them (see [`Port::anti_spoofing`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guard {
+    /// A learned MAC or address the guest has not used for this long is forgotten (so a
+    /// guest can take a new DHCP lease), seconds.
+    pub learn_timeout: u32,
+    /// Cap on the MACs a segment learns behind one port (0: none): a flood of random
+    /// source MACs stops there instead of pushing others' entries out of the table (after
+    /// which their unicast would be flooded to every port).
+    pub max_macs_per_port: u32,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard { learn_timeout: 300, max_macs_per_port: 64 }
+    }
+}
+
+/// How a guarded port comes to own the MAC and addresses it has no bindings for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Learn {
+    /// The first MAC, IPv4 address and IPv6 addresses (one link-local, one other) it sends from.
+    First,
+    /// Only its `macs` and `addresses`.
+    Off,
+}
+
+/// Server roles a guarded port may play (its messages are dropped otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Serve {
+    /// DHCP and DHCPv6 server messages (from UDP port 67 / 547).
+    Dhcp,
+    /// IPv6 Router Advertisements and Redirects.
+    Ra,
+}
+
 /// An L2 segment: a learning switch among its ports.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +237,31 @@ pub struct Port {
     pub addresses: Vec<Spanned<String>>,
     /// Flow-table quota of this guest (overrides `conntrack.max_flows_per_guest`).
     pub max_flows: Option<u32>,
+    /// The guard: what the port sends must come from a MAC and an address it owns, and
+    /// ARP/ND, DHCP and RA from it are checked. Default: on for guest (vhost) ports, off
+    /// for device ports (uplinks). Off also for infrastructure guests that forward
+    /// others' traffic (a router VM), or list the prefixes behind them in `addresses`.
+    pub anti_spoofing: Option<bool>,
+    /// Where it has no `macs` / `addresses`: learn them from the first used ("first", the
+    /// default) or own none ("off").
+    pub learn: Option<Spanned<Learn>>,
+    /// Server roles it may play: `["dhcp", "ra"]`.
+    #[serde(default)]
+    pub serves: Vec<Serve>,
+    /// Cap on the MACs its segment learns behind it (overrides `guard.max_macs_per_port`).
+    pub max_macs: Option<u32>,
+}
+
+impl Port {
+    /// Whether the guard checks what this port sends.
+    pub fn guarded(&self) -> bool {
+        self.anti_spoofing.unwrap_or(matches!(self.kind.get_ref(), PortKind::VhostServer | PortKind::VhostClient))
+    }
+
+    /// Whether the guard learns what the port has no bindings for.
+    pub fn learns(&self) -> bool {
+        self.learn.as_ref().is_none_or(|l| *l.get_ref() == Learn::First)
+    }
 }
 
 fn yes() -> bool {

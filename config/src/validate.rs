@@ -191,6 +191,11 @@ fn validate_rules(c: &Checker) -> Result<(), ConfigError> {
                 return c.at(a, format!("ports[{i}].addresses[{j}]"), "expected an address or prefix like 10.0.0.5 or 10.0.0.0/24 (host bits zero)".into());
             }
         }
+        if let Some(l) = p.learn.as_ref().filter(|_| p.guarded() && !p.learns()) {
+            if p.macs.is_empty() || p.addresses.is_empty() {
+                return c.at(l, format!("ports[{i}].learn"), "with learn = \"off\" the guard lets the port send only from its `macs` and `addresses`: list both, or set anti_spoofing = false".into());
+            }
+        }
         for (j, t) in p.tags.iter().enumerate() {
             if !valid_name(t.get_ref()) {
                 return c.at(t, format!("ports[{i}].tags[{j}]"), "expected 1-32 characters of [A-Za-z0-9_-]".into());

@@ -4,9 +4,10 @@
 //! is read back from the image the dataplane runs), and a freed slot is
 //! reused only by a new name.
 
-use rampart_config::{parse_mac, Attachment, Config, DefaultAction, PortKind};
+use rampart_config::rules::Cidr;
+use rampart_config::{parse_mac, Attachment, Config, DefaultAction, PortKind, Serve};
 use rampart_shm::image::IMAGE_FORMAT;
-use rampart_shm::{Attach, PolicyImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
+use rampart_shm::{Attach, GuardImage, PolicyImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
 use std::collections::BTreeMap;
 
 /// Name → slot.
@@ -116,6 +117,14 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
                 DefaultAction::Forward => Verdict::Forward,
                 DefaultAction::Drop => Verdict::Drop,
             },
+            guard: p.guarded().then(|| GuardImage {
+                addresses: p.addresses.iter().filter_map(|a| Cidr::parse(a.get_ref())).map(|c| (c.addr, c.len)).collect(),
+                learn: p.learns(),
+                learn_timeout_s: config.guard.learn_timeout,
+                serves_dhcp: p.serves.contains(&Serve::Dhcp),
+                serves_ra: p.serves.contains(&Serve::Ra),
+            }),
+            max_macs: p.max_macs.unwrap_or(config.guard.max_macs_per_port),
         });
     }
     let image = PolicyImage {

@@ -4,7 +4,7 @@
 
 use crate::daemon::Daemon;
 use crate::state;
-use rampart_shm::{CounterField, FlowMetric, PortCounters, WorkerTotals};
+use rampart_shm::{CounterField, FlowMetric, GuardCounters, PortCounters, WorkerTotals};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -102,6 +102,7 @@ impl Collector for ShmCollector {
         f.family("rampart_events_write_errors_total", "Event log writes that failed (full or failing disk); their records are counted in loss records", COUNTER)
             .add(&[], status.events_write_errors as f64);
         f.counter_list(PortCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.counters.get(c));
+        f.counter_list(GuardCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.guard.get(c));
         f.family("rampart_port_up", "1 when the port is attached (state up)", GAUGE);
         for p in &stats.ports {
             f.add(&[("port", &p.name)], (p.state == "up") as u8 as f64);
@@ -361,8 +362,15 @@ mod tests {
         let body = String::from_utf8(Exporter::new(d).unwrap().scrape()).unwrap();
         let ours = |l: &&str| {
             let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
-            ["rampart_port_", "rampart_worker_busy_"].iter().any(|p| name.starts_with(p)) && !name.starts_with("rampart_port_flows")
+            ["rampart_port_", "rampart_worker_busy_"].iter().any(|p| name.starts_with(p))
+                && !name.starts_with("rampart_port_flows")
+                && !GuardCounters::FIELDS.iter().any(|f| f.metric().is_some_and(|m| name.starts_with(m)))
         };
+        // The guard's families: one per reason, per port.
+        for f in GuardCounters::FIELDS {
+            let m = f.metric().unwrap();
+            assert!(body.contains(&format!("# TYPE {m} counter\n{m}{{port=\"a\"}} 0")), "{m}: {body}");
+        }
         let got: Vec<&str> = body.lines().filter(ours).collect();
         let want = "\
 # HELP rampart_port_drop_bytes_total Bytes received on the port and dropped

@@ -4,7 +4,7 @@
 
 use crate::compile::SlotMap;
 use rampart_shm::layout::PortState;
-use rampart_shm::{DropReason, PolicyImage, PortCounterValues, Segment, WorkerTotalValues, MAX_EVENT_RINGS};
+use rampart_shm::{DropReason, GuardCounterValues, PolicyImage, PortCounterValues, Segment, WorkerTotalValues, MAX_EVENT_RINGS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -51,6 +51,9 @@ pub struct PortRow {
     /// [`rampart_shm::PortCounters`] list (`rx_packets`, `tx_full`, …).
     #[serde(flatten)]
     pub counters: PortCounterValues,
+    /// What the guard dropped, by reason (the [`rampart_shm::GuardCounters`] list).
+    #[serde(default)]
+    pub guard: GuardCounterValues,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -146,6 +149,7 @@ pub fn ports(seg: Option<&Segment>, image: &PolicyImage) -> Vec<PortRow> {
                 row.link = st.link.load(Ordering::Relaxed) != 0;
                 row.message = message;
                 row.counters = seg.workers[..workers].iter().map(|w| w.ports[p.slot as usize].read()).sum();
+                row.guard = seg.workers[..workers].iter().map(|w| w.guard[p.slot as usize].read()).sum();
             }
             row
         })
@@ -250,11 +254,15 @@ pub(crate) mod tests {
         let (d, seg) = counted_daemon(&dir);
         let image = d.inner.lock().unwrap().image().clone();
         let slot = image.ports[0].slot;
+        seg.workers[0].guard[slot as usize].spoof_ip.add(3);
+        seg.workers[1].guard[slot as usize].spoof_ip.add(4);
+        seg.workers[1].guard[slot as usize].mac_limit.add(1);
         let v = serde_json::to_value(stats(Some(&seg), &image)).unwrap();
         assert_eq!(
             v["ports"],
             serde_json::json!([{"name": "a", "slot": slot, "kind": "device", "attach": "segment lan", "enabled": true, "state": "absent", "link": false, "message": "",
-                "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707}])
+                "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707,
+                "guard": {"spoof_mac": 0, "spoof_ip": 7, "arp_spoof": 0, "nd_spoof": 0, "rogue_dhcp": 0, "rogue_ra": 0, "mac_limit": 1}}])
         );
         assert_eq!(
             v["workers"],

@@ -234,6 +234,7 @@ impl Manager {
                 // Counters of a freed slot restart from zero for its next port.
                 for w in self.shared.segment.workers.iter() {
                     w.ports[*slot as usize].reset();
+                    w.guard[*slot as usize].reset();
                 }
                 self.shared.segment.ports[*slot as usize].set(PortState::Absent, 0, gen, "removed by policy");
                 self.event(EventKind::PortDown, *slot, a.port_id as u64, &a.image.name);
@@ -344,10 +345,17 @@ impl Manager {
         });
     }
 
+    /// Publishes each port's link state. A guest that goes away takes what the guard
+    /// learned with it: whatever connects next (a rebooted or another guest) starts afresh.
     fn report_links(&self) {
         for (slot, a) in &self.attached {
             let up = dpdk::link_up(a.port_id) as u32;
-            self.shared.segment.ports[*slot as usize].link.store(up, Ordering::Relaxed);
+            let was = self.shared.segment.ports[*slot as usize].link.swap(up, Ordering::Relaxed);
+            if was == 1 && up == 0 {
+                if let Some(rt) = self.current() {
+                    rt.forget_learned(*slot);
+                }
+            }
         }
     }
 

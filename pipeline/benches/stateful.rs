@@ -8,6 +8,10 @@
 //! Frames are written into a burst's 32 buffers just before it is processed, as the vhost
 //! copy does in the dataplane: their data is in the cache, the flow table is not.
 //!
+//! `burst_and_decide_hits` runs without the guard, `burst_guard_and_decide_hits` with it
+//! as guest ports have it by default (source MAC learned, source address within the
+//! port's configured prefix): their difference is the guard's cost per packet.
+//!
 //! `cargo bench -p rampart-pipeline --bench stateful`. Each iteration handles `BATCH`
 //! packets; criterion's `thrpt` line is packets per second on one core. What the rig adds
 //! on top is DPDK's vhost copies and the counters (README, performance section).
@@ -17,9 +21,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rampart_acl::{Classifier, Rule};
 use rampart_pipeline::firewall::{Burst, Firewall, FwVerdict, BURST};
+use rampart_pipeline::guard::{Owners, PortGuard};
 use rampart_flow::{FlowTable, FlowTableConfig};
 use rampart_packet::build::{self, Checksums};
-use rampart_shm::{ConntrackImage, FirewallImage, RuleAction, RuleImage};
+use rampart_shm::{ConntrackImage, FirewallImage, GuardImage, RuleAction, RuleImage};
 
 /// The rig's table size (`conntrack.table_size` in `bench/configs/stateful.toml`).
 const TABLE: u32 = 1 << 21;
@@ -36,6 +41,23 @@ fn firewall() -> Firewall {
         conntrack: ConntrackImage { timeouts: Default::default() },
     };
     Firewall::new(image, Default::default(), 1, Default::default())
+}
+
+/// A guest port's guard as the bench rig configures it: a prefix, the MAC learned.
+fn guard() -> PortGuard {
+    let prefix = ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0], 104);
+    PortGuard::new(&GuardImage { addresses: vec![prefix], learn: true, learn_timeout_s: 300, serves_dhcp: false, serves_ra: false }, &[], None)
+}
+
+/// The only port: nobody else owns anything.
+struct Alone;
+impl Owners for Alone {
+    fn address_taken(&self, _: u8, _: u128, _: u64) -> bool {
+        false
+    }
+    fn mac_taken(&self, _: u8, _: &[u8; 6]) -> bool {
+        false
+    }
 }
 
 /// The 60-byte Ethernet/IPv4/UDP frame template: 10.0.0.0:0 → 172.16.0.1:53, no checksums.
@@ -55,7 +77,8 @@ fn write_frame(frame: &mut [u8; FRAME], i: usize) {
 
 /// Runs packets `first..first + BATCH` (flow index modulo `flows`) through the pipeline in
 /// bursts of 32; returns how many passed. Runs the stages up to `stage`.
-fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flow_count: usize, first: usize, now_ms: u64, stage: Stage) -> usize {
+#[allow(clippy::too_many_arguments)]
+fn run(fw: &Firewall, guard: &PortGuard, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flow_count: usize, first: usize, now_ms: u64, stage: Stage) -> usize {
     let mut passed = 0;
     let mut burst = Burst::default();
     for start in (first..first + BATCH).step_by(BURST) {
@@ -73,6 +96,9 @@ fn run(fw: &Firewall, flows: &FlowTable, buffers: &mut [[u8; FRAME]; BURST], flo
         }
         for (i, buf) in buffers.iter().enumerate() {
             let Ok(meta) = burst.meta(i) else { continue };
+            if stage == Stage::Guarded && guard.check(&Alone, 0, meta, buf, now_ms).is_err() {
+                continue;
+            }
             let mut ended = rampart_pipeline::firewall::EndedFlows::new();
             let verdict = fw.check_looked_up(flows, meta, buf, 1, 0, now_ms, burst.lookup(flows, i), &mut ended);
             passed += matches!(verdict, FwVerdict::Pass { .. }) as usize;
@@ -90,16 +116,19 @@ enum Stage {
     Burst,
     /// ... and decide every packet.
     Decide,
+    /// ... with the guard before each decision.
+    Guarded,
 }
 
 fn bench_flows(c: &mut Criterion, name: &str, flow_count: usize) {
     let fw = firewall();
+    let guard = guard();
     let flows = FlowTable::new(&FlowTableConfig { capacity: TABLE, ..Default::default() }).unwrap();
     let mut buffers = [template(); BURST];
     // First round: every flow classified and inserted.
     let mut created = 0;
     for first in (0..flow_count).step_by(BATCH) {
-        created += run(&fw, &flows, &mut buffers, flow_count, first, 1, Stage::Decide);
+        created += run(&fw, &guard, &flows, &mut buffers, flow_count, first, 1, Stage::Decide);
     }
     assert_eq!(flows.len() as usize, flow_count, "every flow inserted ({created} passed)");
 
@@ -107,14 +136,14 @@ fn bench_flows(c: &mut Criterion, name: &str, flow_count: usize) {
     group.throughput(Throughput::Elements(BATCH as u64));
     let mut at = 0;
     let mut now_ms = 2;
-    let stages = [("write_frames", Stage::Frames), ("burst_parse_prefetch", Stage::Burst), ("burst_and_decide_hits", Stage::Decide)];
+    let stages = [("write_frames", Stage::Frames), ("burst_parse_prefetch", Stage::Burst), ("burst_and_decide_hits", Stage::Decide), ("burst_guard_and_decide_hits", Stage::Guarded)];
     for (label, stage) in stages {
         group.bench_function(label, |b| {
             b.iter(|| {
                 at = (at + BATCH) % flow_count;
                 now_ms += 1;
-                let passed = run(&fw, &flows, &mut buffers, flow_count, at, now_ms, stage);
-                assert!(stage != Stage::Decide || passed == BATCH, "every packet of a tracked flow passes");
+                let passed = run(&fw, &guard, &flows, &mut buffers, flow_count, at, now_ms, stage);
+                assert!(!matches!(stage, Stage::Decide | Stage::Guarded) || passed == BATCH, "every packet of a tracked flow passes");
                 passed
             })
         });

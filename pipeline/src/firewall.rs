@@ -719,6 +719,8 @@ mod tests {
             macs: vec![],
             max_flows: None,
             default_action,
+            guard: None,
+            max_macs: 0,
         };
         use rampart_shm::Verdict;
         // Slot 1 (a guest) forwards by default, slot 2 (an uplink) drops.

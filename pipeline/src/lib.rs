@@ -9,6 +9,7 @@
 //!
 //! - [`runtime`]: one policy generation's forwarding state (ports, segments, wire pairs);
 //! - [`mac_table`]: a segment's lock-free MAC learning table;
+//! - [`guard`]: anti-spoofing and L2 hygiene of what guest ports send;
 //! - [`firewall`]: the stateful firewall (flow table hit, ACL on a miss, conntrack);
 //! - [`fragments`]: later IP fragments follow their first fragment's verdict;
 //! - [`reject`]: the TCP RST / ICMP unreachable a `reject` rule answers with;
@@ -20,6 +21,7 @@
 
 pub mod firewall;
 pub mod fragments;
+pub mod guard;
 pub mod mac_table;
 pub mod path;
 pub mod reject;

@@ -185,10 +185,18 @@ impl Pipeline {
         match &rt.firewall {
             Some(fw) => self.stateful(rt, fw, cx, ingress, frames),
             // Nothing to look up: each frame is decided as soon as it is checked.
-            None => match rt.route(ingress) {
+            None => match (rt.route(ingress), rt.guard(ingress)) {
                 // Only whether the frame is well formed matters.
-                Route::Fixed(decision) => self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::validate(data).map(|()| decision)),
-                Route::Switch(seg) => self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::parse(data).map(|meta| rt.switch(seg, ingress, &meta))),
+                (Route::Fixed(decision), None) | (Route::Fixed(decision @ Decision::Drop(_)), Some(_)) => {
+                    self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::validate(data).map(|()| decision))
+                }
+                (route, None) => self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::parse(data).map(|meta| route.decide(rt, ingress, &meta))),
+                (route, Some(guard)) => self.each_frame(rt, cx, ingress, frames, |data| {
+                    rampart_packet::parse(data).map(|meta| match guard.check(rt, ingress, &meta, data, cx.now_ms) {
+                        Ok(()) => route.decide(rt, ingress, &meta),
+                        Err(reason) => guarded(cx, slot, reason),
+                    })
+                }),
             },
         }
         let c = &cx.counters.ports[slot];
@@ -226,6 +234,7 @@ impl Pipeline {
         };
         let (slot, zone) = (port.slot as usize, port.zone);
         let route = rt.route(ingress);
+        let guard = rt.guard(ingress);
         burst.fill(cx.flows, zone, (0..frames.len()).map(|i| {
             prefetch_ahead(frames, i);
             // A chained frame is not parsed (its first segment is not the packet).
@@ -237,7 +246,7 @@ impl Pipeline {
         }));
         for (i, frame) in frames.iter_mut().enumerate() {
             let decision = match (frame.segments, burst.meta(i)) {
-                (1, Ok(meta)) => match route.decide(rt, ingress, meta) {
+                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).map(|()| route.decide(rt, ingress, meta)).unwrap_or_else(|r| guarded(cx, slot, r)) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = burst.lookup(cx.flows, i);
@@ -366,6 +375,13 @@ fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, d
             Action::Drop(reason)
         }
     }
+}
+
+/// Counts what the guard dropped by port and reason; its decision is to drop it.
+#[cold]
+fn guarded(cx: &Context, slot: usize, reason: DropReason) -> Decision {
+    cx.counters.guard_drop(slot, reason);
+    Decision::Drop(reason)
 }
 
 /// Logs a malformed frame; its decision is to drop it.

@@ -8,6 +8,7 @@
 //! so it is unit-tested without DPDK.
 
 use crate::firewall::{Defaults, Firewall, RuleHistory};
+use crate::guard::{Owners, PortGuard};
 use crate::mac_table::{is_unicast, MacTable};
 use arrayvec::ArrayVec;
 use rampart_packet::Meta;
@@ -87,6 +88,8 @@ pub struct Runtime {
     pub epoch: u64,
     pub ports: ArrayVec<RtPort, MAX_PORTS>,
     pub segments: Vec<RtSegment>,
+    /// Each port's guard (by local index), if it is guarded.
+    guards: ArrayVec<Option<PortGuard>, MAX_PORTS>,
     local_by_port_id: [u8; MAX_PORT_IDS],
 }
 
@@ -115,6 +118,7 @@ impl Runtime {
                 .iter()
                 .map(|s| RtSegment { name: s.name.clone(), member_set: PortSet::default(), macs: MacTable::new(MAC_TABLE_SLOTS) })
                 .collect(),
+            guards: ArrayVec::new(),
             local_by_port_id: [NO_PORT; MAX_PORT_IDS],
         };
         let attached: Vec<_> = image.ports.iter().filter_map(|p| port_id_of(p.slot).map(|id| (p, id))).collect();
@@ -135,6 +139,9 @@ impl Runtime {
                 },
                 default_drop: p.default_action == Verdict::Drop && image.firewall.is_none(),
             });
+            // What the port learned stays while it stays guarded (by slot: its name).
+            let learned = previous.and_then(|prev| prev.ports.iter().position(|q| q.slot == p.slot).and_then(|l| prev.guards[l].as_ref())).map(|g| g.learned().clone());
+            rt.guards.push(p.guard.as_ref().map(|g| PortGuard::new(g, &p.macs, learned)));
         }
         for (local, (p, _)) in attached.iter().enumerate() {
             rt.ports[local].fwd = match p.attach {
@@ -174,6 +181,19 @@ impl Runtime {
     #[inline(always)]
     pub fn local_of(&self, port_id: u16) -> Option<u8> {
         self.local_by_port_id.get(port_id as usize).copied().filter(|&l| l != NO_PORT)
+    }
+
+    /// The guard of local port `ingress`, if it is guarded.
+    #[inline(always)]
+    pub fn guard(&self, ingress: u8) -> Option<&PortGuard> {
+        self.guards.get(ingress as usize).and_then(Option::as_ref)
+    }
+
+    /// Forgets what the guard learned for the port in `slot` (its guest went away).
+    pub fn forget_learned(&self, slot: u16) {
+        if let Some(g) = self.ports.iter().position(|p| p.slot == slot).and_then(|l| self.guards[l].as_ref()) {
+            g.learned().forget();
+        }
     }
 
     /// Decides where a packet received on local port `ingress` goes; learns its source MAC.
@@ -237,6 +257,19 @@ impl Runtime {
     }
 }
 
+impl Owners for Runtime {
+    fn address_taken(&self, local: u8, addr: u128, now: u64) -> bool {
+        self.guards.iter().enumerate().any(|(l, g)| l != local as usize && g.as_ref().is_some_and(|g| g.owns_address(addr, now)))
+    }
+
+    fn mac_taken(&self, local: u8, mac: &[u8; 6]) -> bool {
+        match self.ports.get(local as usize).map(|p| p.fwd) {
+            Some(Fwd::Segment(s)) => self.segments[s as usize].macs.lookup(mac).is_some_and(|owner| owner != local),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -257,6 +290,8 @@ pub(crate) mod tests {
             macs,
             max_flows: None,
             default_action: Verdict::Forward,
+            guard: None,
+            max_macs: 0,
         }
     }
 

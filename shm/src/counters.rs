@@ -191,6 +191,39 @@ counter_block! {
     }
 }
 
+counter_block! {
+    /// What the guard (anti-spoofing, L2 hygiene) dropped from one port, by reason, as
+    /// seen by one worker. Each is also counted in the worker's drops by reason.
+    GuardCounters,
+    /// A port's guard counters as read ([`GuardCounters::read`]), or summed over workers.
+    GuardCounterValues {
+        spoof_mac: Metric("rampart_port_spoof_mac_total"), "Packets dropped: source MAC not the guest's";
+        spoof_ip: Metric("rampart_port_spoof_ip_total"), "Packets dropped: source IP address not the guest's";
+        arp_spoof: Metric("rampart_port_arp_spoof_total"), "ARP packets dropped: sender address or MAC not the guest's";
+        nd_spoof: Metric("rampart_port_nd_spoof_total"), "Neighbour Advertisements dropped: target address not the guest's";
+        rogue_dhcp: Metric("rampart_port_rogue_dhcp_total"), "DHCP/DHCPv6 server messages dropped: the port does not serve DHCP";
+        rogue_ra: Metric("rampart_port_rogue_ra_total"), "Router Advertisements and Redirects dropped: the port does not serve RA";
+        mac_limit: Metric("rampart_port_mac_limit_total"), "Packets dropped: a new source MAC beyond the port's cap of learned MACs";
+    }
+}
+
+impl GuardCounters {
+    /// The counter of a guard drop reason; `None` for other reasons.
+    #[inline(always)]
+    pub fn of(&self, reason: DropReason) -> Option<&Counter> {
+        Some(match reason {
+            DropReason::SpoofMac => &self.spoof_mac,
+            DropReason::SpoofIp => &self.spoof_ip,
+            DropReason::ArpSpoof => &self.arp_spoof,
+            DropReason::NdSpoof => &self.nd_spoof,
+            DropReason::RogueDhcp => &self.rogue_dhcp,
+            DropReason::RogueRa => &self.rogue_ra,
+            DropReason::MacLimit => &self.mac_limit,
+            _ => return None,
+        })
+    }
+}
+
 /// What one worker counted for one rule (by the rule's stable counter slot).
 #[repr(C)]
 #[derive(Default)]
@@ -209,6 +242,8 @@ pub struct WorkerCounters {
     pub drops: [Counter; MAX_DROP_REASONS],
     pub totals: WorkerTotals,
     pub rules: [RuleCounters; crate::layout::MAX_RULE_COUNTERS],
+    /// Guard drops per port slot, by reason.
+    pub guard: [GuardCounters; MAX_PORTS],
 }
 
 // SAFETY: #[repr(C)], only AtomicU64-based counters; all-zero is the initial
@@ -237,7 +272,9 @@ const _: () = {
     assert!(offset_of!(WorkerCounters, drops) == MAX_PORTS * 64);
     assert!(offset_of!(WorkerCounters, totals) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8);
     assert!(offset_of!(WorkerCounters, rules) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8 + 64);
-    assert!(size_of::<WorkerCounters>() == 397_888);
+    assert!(offset_of!(WorkerCounters, guard) == 398_144);
+    assert!(size_of::<GuardCounters>() == 64);
+    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 64);
 };
 
 impl WorkerCounters {
@@ -247,6 +284,15 @@ impl WorkerCounters {
         if let Some(p) = self.ports.get(port) {
             p.drop_packets.add(1);
             p.drop_bytes.add(bytes);
+        }
+    }
+
+    /// Counts a guard drop of a packet received on port `port` (it is counted as a drop
+    /// by [`WorkerCounters::drop`] too, where the packet's action is decided).
+    #[inline]
+    pub fn guard_drop(&self, port: usize, reason: DropReason) {
+        if let Some(c) = self.guard.get(port).and_then(|g| g.of(reason)) {
+            c.add(1);
         }
     }
 }
@@ -319,6 +365,13 @@ drop_reasons! {
     PolicyCut => "policy_cut", "A flow the new policy generation denies (cut at the first packet after the reload).";
     Ipv6MappedAddress => "ipv6_mapped_address", "An IPv6 packet with an IPv4-mapped address (invalid on the wire; it would otherwise be classified by IPv4 rules).";
     Chained => "chained", "A multi-segment packet the dataplane could not linearise; never passed uninspected.";
+    SpoofMac => "spoof_mac", "A guest port sent from a source MAC the guest does not own (guard).";
+    SpoofIp => "spoof_ip", "A guest port sent from a source IP address the guest does not own (guard).";
+    ArpSpoof => "arp_spoof", "An ARP packet from a guest claiming an address or MAC the guest does not own (guard).";
+    NdSpoof => "nd_spoof", "An IPv6 Neighbour Advertisement from a guest for an address the guest does not own (guard).";
+    RogueDhcp => "rogue_dhcp", "A DHCP or DHCPv6 server message from a port not allowed to serve DHCP (guard).";
+    RogueRa => "rogue_ra", "An IPv6 Router Advertisement or Redirect from a port not allowed to serve them (guard).";
+    MacLimit => "mac_limit", "A new source MAC from a port that is at its cap of learned MACs (guard).";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.

@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 6;
+pub const IMAGE_FORMAT: u32 = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
@@ -53,6 +53,29 @@ pub struct PortImage {
     /// Action for IP traffic entering here that no rule matches (for all of it when there
     /// are no rules): the policy's default for this port's direction.
     pub default_action: Verdict,
+    /// Anti-spoofing and L2 hygiene of what the port receives; None: off (uplinks by
+    /// default, or `anti_spoofing = false`).
+    pub guard: Option<GuardImage>,
+    /// Cap on the MACs the segment learns behind this port (0: no cap).
+    pub max_macs: u32,
+}
+
+/// What a guarded port may send (see rampart-pipeline's `guard`): source MACs are its
+/// `macs`, source addresses its `addresses`, either learned from the first used where
+/// the list is empty and `learn` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardImage {
+    /// Prefixes the guest owns: 16-byte address (IPv4 mapped) and length in bits (96 +
+    /// the IPv4 length for IPv4).
+    pub addresses: Vec<([u8; 16], u8)>,
+    /// Learn the MAC / addresses it has no bindings for from the first it uses.
+    pub learn: bool,
+    /// A learned MAC or address unused this long is forgotten, seconds.
+    pub learn_timeout_s: u32,
+    /// The port may send DHCP / DHCPv6 server messages.
+    pub serves_dhcp: bool,
+    /// The port may send IPv6 Router Advertisements and Redirects.
+    pub serves_ra: bool,
 }
 
 /// What a policy rule does with the new flows it matches.
@@ -145,6 +168,11 @@ impl PolicyImage {
             if p.queues == 0 || p.queues as usize > MAX_WORKERS {
                 return Err(format!("port {}: {} queues (1..={MAX_WORKERS})", p.name, p.queues));
             }
+            if let Some(g) = &p.guard {
+                if g.addresses.iter().any(|&(_, len)| len > 128) {
+                    return Err(format!("port {}: guard prefix longer than 128 bits", p.name));
+                }
+            }
             if self.ports[..i].iter().any(|q| q.name == p.name || q.device == p.device) {
                 return Err(format!("port {}: name or device repeated", p.name));
             }
@@ -205,6 +233,8 @@ pub(crate) mod tests_support {
                     macs: vec![[2, 0, 0, 0, 0, 1]],
                     max_flows: Some(100),
                     default_action: Verdict::Forward,
+                    guard: Some(GuardImage { addresses: vec![([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1], 128)], learn: true, learn_timeout_s: 300, serves_dhcp: false, serves_ra: false }),
+                    max_macs: 64,
                 },
                 PortImage {
                     slot: 3,
@@ -218,6 +248,8 @@ pub(crate) mod tests_support {
                     macs: vec![],
                     max_flows: None,
                     default_action: Verdict::Drop,
+                    guard: None,
+                    max_macs: 0,
                 },
                 PortImage {
                     slot: 4,
@@ -231,6 +263,8 @@ pub(crate) mod tests_support {
                     macs: vec![],
                     max_flows: None,
                     default_action: Verdict::Drop,
+                    guard: None,
+                    max_macs: 0,
                 },
             ],
             firewall: None,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).
@@ -23,7 +23,7 @@ pub const MAX_PORTS: usize = 64;
 /// Rules with their own counters (stable counter slots, assigned by the control process).
 pub const MAX_RULE_COUNTERS: usize = 16384;
 /// Drop-reason counters per worker.
-pub const MAX_DROP_REASONS: usize = 64;
+pub const MAX_DROP_REASONS: usize = 96;
 /// Records per event ring (power of two).
 pub const EVENT_RING_RECORDS: usize = 4096;
 /// Records in the command ring (power of two).

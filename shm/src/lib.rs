@@ -26,9 +26,9 @@ pub mod policy;
 pub mod ring;
 mod segment;
 
-pub use counters::{Counter, CounterField, DropReason, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
+pub use counters::{Counter, CounterField, DropReason, GuardCounterValues, GuardCounters, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
 pub use dump::{DumpRequest, DumpedFlow, FlowDump, Page, DUMP_PAGE_RECORDS};
-pub use image::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, SegmentImage, Verdict};
+pub use image::{Attach, ConntrackImage, FirewallImage, GuardImage, PolicyImage, PortImage, RuleAction, RuleImage, SegmentImage, Verdict};
 pub use layout::*;
 pub use policy::{Fetched, PolicyOutcome};
 pub use ring::{CommandRecord, EventRecord};

@@ -281,6 +281,18 @@ impl Rig {
         s["stats"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap_or_else(|| panic!("no port {name} in {s}"))
     }
 
+    /// The Prometheus endpoint's page (`GET /metrics`).
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("the metrics endpoint accepts");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).expect("a metrics page");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        body
+    }
+
     pub fn drops(&self, reason: &str) -> u64 {
         self.ctl_ok(&["stats"])["stats"]["drops"][reason].as_u64().unwrap_or(0)
     }

@@ -2,9 +2,9 @@
 //! (`--no-huge`) and with `net_pcap` ports: a crafted capture goes in, the
 //! test checks exactly which frames come out and which drops were counted
 //! and logged; fragmented datagrams under a rule set; a flow dump longer than one
-//! page of the dump region.
+//! page of the dump region; the guard's anti-spoofing on both packet paths.
 
-use rampart_packet::{build, ipv4};
+use rampart_packet::{build, icmpv6, ipv4};
 use rampart_tests::{wait_for, PortSpec, Rig};
 use std::path::Path;
 use std::time::Duration;
@@ -79,6 +79,11 @@ fn fragment(id: u16, dport: u16, first: bool) -> Vec<u8> {
 /// `attach`, under `rules` (TOML appended to the config), and waits until p0 has received
 /// all of `input`.
 fn start(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>]) -> Rig {
+    start_with(name, metrics, default_action, wire, rules, input, "")
+}
+
+/// [`start`] with extra TOML lines for port p0 (the input port).
+fn start_with(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>], p0_extra: &str) -> Rig {
     let mut rig = Rig::new(name, metrics);
     rig.hugepages = false;
     rig.default_action = default_action;
@@ -91,7 +96,8 @@ fn start(name: &str, metrics: u16, default_action: &'static str, wire: bool, rul
         ("p0", a0, format!("net_pcap_{name}0,rx_pcap={},tx_pcap={}", inp.display(), out0.display())),
         ("p1", a1, format!("net_pcap_{name}1,rx_pcap={},tx_pcap={}", empty.display(), out1.display())),
     ] {
-        rig.ports.push(PortSpec { name: p.into(), kind: "device", attach: a.into(), mac: None, enabled: true, device: Some(dev), extra: String::new() });
+        let extra = if p == "p0" { p0_extra.to_string() } else { String::new() };
+        rig.ports.push(PortSpec { name: p.into(), kind: "device", attach: a.into(), mac: None, enabled: true, device: Some(dev), extra });
     }
     rig.start();
     wait_for("the capture to be read", Duration::from_secs(20), || (rig.port("p0")["rx_packets"].as_u64() == Some(input.len() as u64)).then_some(()));
@@ -216,4 +222,62 @@ fn flows_lists_every_flow_of_a_dump_longer_than_a_page_once() {
     assert_eq!(reply["total"], FLOWS, "the dump listed every flow of the table");
     let (out, _) = stop(rig);
     assert_eq!(out.len(), FLOWS as usize, "the rule passed every datagram");
+}
+
+/// What a guarded port p0 (MAC A, 10.0.0.1 and fd00::1) sends: (frame, the guard drop
+/// reason it must get, or None for a frame it must pass).
+fn guard_input() -> Vec<(Vec<u8>, Option<&'static str>)> {
+    const C: [u8; 6] = [0x52, 0x54, 0, 0, 2, 0x0c];
+    const ALL_NODES: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let ll = v6("fe80::5054:ff:fe00:20a"); // A's EUI-64 link-local
+    let from = |mac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| build::udp_v4(src, sport, dst, dport, b"guard").macs(mac, B).pad(60).build().unwrap();
+    let icmp6 = |src: [u8; 16], repr: icmpv6::Repr| build::icmpv6(src, v6("ff02::1"), repr, &[]).macs(A, ALL_NODES).build().unwrap();
+    let garp = |sender: [u8; 4]| build::arp_request(A, sender, sender).pad(60).build().unwrap();
+    let na = |target: &str| icmpv6::Repr::NeighborAdvert { flags: 0x20, target: v6(target) };
+    let ra = icmpv6::Repr::RouterAdvert { hop_limit: 64, flags: 0, router_lifetime: 1800, reachable_time: 0, retrans_time: 0 };
+    vec![
+        (from(A, [10, 0, 0, 1], 1000, [10, 0, 0, 2], 53), None),
+        (from(A, [10, 0, 0, 77], 1000, [10, 0, 0, 2], 53), Some("spoof_ip")),
+        (from(C, [10, 0, 0, 1], 1000, [10, 0, 0, 2], 53), Some("spoof_mac")),
+        (from(B, [10, 0, 0, 1], 1000, [10, 0, 0, 2], 53), Some("spoof_mac")),
+        (arp(), None),
+        (garp([10, 0, 0, 1]), None),
+        (garp([10, 0, 0, 2]), Some("arp_spoof")),
+        (from(A, [10, 0, 0, 1], 67, [255, 255, 255, 255], 68), Some("rogue_dhcp")),
+        (from(A, [0, 0, 0, 0], 68, [255, 255, 255, 255], 67), None),
+        (from(A, [0, 0, 0, 0], 1000, [10, 0, 0, 2], 53), Some("spoof_ip")),
+        (icmp6(ll, na("fd00::1")), None),
+        (icmp6(ll, na("fd00::2")), Some("nd_spoof")),
+        (icmp6(ll, ra), Some("rogue_ra")),
+        (icmp6(v6("fd00::9"), icmpv6::Repr::EchoRequest { ident: 1, seq_no: 1 }), Some("spoof_ip")),
+    ]
+}
+
+/// The guard on a port (device ports have it off by default; p0 turns it on): exactly the
+/// frames the port may send come out, each other one is dropped and counted by port and
+/// reason; on the switching path (no rules) and on the firewall's (a rule allows all).
+#[test]
+fn guard_drops_spoofed_and_rogue_frames_by_reason_on_both_paths() {
+    let cases = guard_input();
+    let input: Vec<Vec<u8>> = cases.iter().map(|(f, _)| f.clone()).collect();
+    let passed: Vec<Vec<u8>> = cases.iter().filter(|(_, r)| r.is_none()).map(|(f, _)| f.clone()).collect();
+    let p0 = "anti_spoofing = true\nmacs = [\"52:54:00:00:02:0a\"]\naddresses = [\"10.0.0.1\", \"fd00::1\"]\n";
+    let allow_all = "[[rules]]\nid = \"all\"\naction = \"allow\"\n";
+    for (name, metrics, rules) in [("pcapguard", 19625, ""), ("pcapguardfw", 19626, allow_all)] {
+        let rig = start_with(name, metrics, "forward", false, rules, &input, p0);
+        let stats = rig.ctl_ok(&["stats"]);
+        let metrics_body = rig.metrics();
+        let (out, _) = stop(rig);
+        assert_eq!(out, passed, "{name}: exactly the frames p0 may send come out, in order");
+        let port = stats["stats"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "p0").unwrap().clone();
+        let drops = &stats["stats"]["drops"];
+        for reason in ["spoof_mac", "spoof_ip", "arp_spoof", "nd_spoof", "rogue_dhcp", "rogue_ra"] {
+            let n = cases.iter().filter(|(_, r)| *r == Some(reason)).count() as u64;
+            assert_eq!(drops[reason], n, "{name}: {reason}: {drops}");
+            assert_eq!(port["guard"][reason], n, "{name}: {reason} of p0: {port}");
+            assert!(metrics_body.contains(&format!("rampart_port_{reason}_total{{port=\"p0\"}} {n}")), "{name}: {reason}: {metrics_body}");
+        }
+        assert_eq!(port["drop_packets"], (input.len() - passed.len()) as u64, "{name}: {port}");
+    }
 }
