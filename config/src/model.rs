@@ -168,9 +168,10 @@ pub struct Guard {
     /// A learned MAC or address the guest has not used for this long is forgotten (so a
     /// guest can take a new DHCP lease), seconds.
     pub learn_timeout: u32,
-    /// Cap on the MACs a segment learns behind one port (0: none): a flood of random
-    /// source MACs stops there instead of pushing others' entries out of the table (after
-    /// which their unicast would be flooded to every port).
+    /// Cap on the MACs a segment learns behind one guest port (0: none; uplinks have no
+    /// cap unless they set `max_macs`): a flood of random source MACs stops there instead
+    /// of pushing others' entries out of the table (after which their unicast would be
+    /// flooded to every port).
     pub max_macs_per_port: u32,
 }
 

@@ -124,7 +124,8 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
                 serves_dhcp: p.serves.contains(&Serve::Dhcp),
                 serves_ra: p.serves.contains(&Serve::Ra),
             }),
-            max_macs: p.max_macs.unwrap_or(config.guard.max_macs_per_port),
+            // Uplinks have whole networks behind them: no cap unless they set one.
+            max_macs: p.max_macs.unwrap_or(if *p.kind.get_ref() == PortKind::Device { 0 } else { config.guard.max_macs_per_port }),
         });
     }
     let image = PolicyImage {

@@ -62,6 +62,7 @@ impl Manager {
     pub fn run(&mut self) {
         let mut last_link = Instant::now();
         let mut last_age = Instant::now();
+        let mut last_mac_tick = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.heartbeat();
             self.poll_policy();
@@ -77,6 +78,12 @@ impl Manager {
                 self.report_links();
                 self.report_flows();
                 last_link = Instant::now();
+            }
+            if last_mac_tick.elapsed() >= Duration::from_secs(1) {
+                if let Some(rt) = self.current() {
+                    rt.tick();
+                }
+                last_mac_tick = Instant::now();
             }
             std::thread::sleep(TICK);
         }

@@ -4,10 +4,11 @@
 //! Per burst: frames of several segments (a chained mbuf the dataplane could not
 //! linearise) are dropped as `chained`, never passed on uninspected; then, under the
 //! burst's [`Runtime`], either every frame gets the port's fixed route once it is checked
-//! (`validate`: a wire pair without a firewall, a disabled port, a drop-all policy), or
-//! each is parsed and switched in its segment, or — under a stateful firewall — the
-//! whole burst is parsed and its flow lookups pipelined ([`Burst`]), then each packet is
-//! decided: switching, later fragments ([`Fragments`]), the firewall, reject answers
+//! (`validate`: an unguarded wire pair without a firewall, a disabled port, a drop-all
+//! policy), or each is parsed, checked by the port's guard ([`crate::guard`], if it has
+//! one) and switched in its segment, or — under a stateful firewall — the whole burst is
+//! parsed and its flow lookups pipelined ([`Burst`]), then each packet is decided: the
+//! guard, switching, later fragments ([`Fragments`]), the firewall, reject answers
 //! written in place ([`crate::reject`]).
 //!
 //! Drops are counted here (per port and reason, in this worker's counter block), so is
@@ -194,7 +195,7 @@ impl Pipeline {
                 (route, Some(guard)) => self.each_frame(rt, cx, ingress, frames, |data| {
                     rampart_packet::parse(data).map(|meta| match guard.check(rt, ingress, &meta, data, cx.now_ms) {
                         Ok(()) => route.decide(rt, ingress, &meta),
-                        Err(reason) => guarded(cx, slot, reason),
+                        Err(reason) => Decision::Drop(reason),
                     })
                 }),
             },
@@ -246,7 +247,7 @@ impl Pipeline {
         }));
         for (i, frame) in frames.iter_mut().enumerate() {
             let decision = match (frame.segments, burst.meta(i)) {
-                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).map(|()| route.decide(rt, ingress, meta)).unwrap_or_else(|r| guarded(cx, slot, r)) {
+                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).map(|()| route.decide(rt, ingress, meta)).unwrap_or_else(Decision::Drop) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = burst.lookup(cx.flows, i);
@@ -372,17 +373,12 @@ fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, d
         Decision::Flood(seg) => Action::Forward(rt.segments[seg as usize].member_set.without(ingress)),
         Decision::Drop(reason) => {
             cx.counters.drop(slot, reason, frame.wire_len as u64);
+            cx.counters.guard_drop(slot, reason);
             Action::Drop(reason)
         }
     }
 }
 
-/// Counts what the guard dropped by port and reason; its decision is to drop it.
-#[cold]
-fn guarded(cx: &Context, slot: usize, reason: DropReason) -> Decision {
-    cx.counters.guard_drop(slot, reason);
-    Decision::Drop(reason)
-}
 
 /// Logs a malformed frame; its decision is to drop it.
 #[cold]

@@ -40,6 +40,8 @@ pub struct RtPort {
     pub zone: u16,
     /// No rules, and this port's default action drops: everything it receives is dropped.
     pub default_drop: bool,
+    /// Cap on the MACs its segment learns behind it (0: none).
+    pub max_macs: u32,
 }
 
 pub struct RtSegment {
@@ -138,6 +140,7 @@ impl Runtime {
                     Attach::Wire(peer) => 0x8000 | p.slot.min(peer),
                 },
                 default_drop: p.default_action == Verdict::Drop && image.firewall.is_none(),
+                max_macs: p.max_macs,
             });
             // What the port learned stays while it stays guarded (by slot: its name).
             let learned = previous.and_then(|prev| prev.ports.iter().position(|q| q.slot == p.slot).and_then(|l| prev.guards[l].as_ref())).map(|g| g.learned().clone());
@@ -189,6 +192,13 @@ impl Runtime {
         self.guards.get(ingress as usize).and_then(Option::as_ref)
     }
 
+    /// Ages the segments' MAC tables (see [`MacTable::tick`]); about once a second.
+    pub fn tick(&self) {
+        for seg in &self.segments {
+            seg.macs.tick();
+        }
+    }
+
     /// Forgets what the guard learned for the port in `slot` (its guest went away).
     pub fn forget_learned(&self, slot: u16) {
         if let Some(g) = self.ports.iter().position(|p| p.slot == slot).and_then(|l| self.guards[l].as_ref()) {
@@ -232,7 +242,10 @@ impl Runtime {
     pub fn switch(&self, s: u16, ingress: u8, meta: &Meta) -> Decision {
         let seg = &self.segments[s as usize];
         if is_unicast(&meta.src_mac) {
-            seg.macs.learn(&meta.src_mac, ingress);
+            let cap = self.ports.get(ingress as usize).map_or(0, |p| p.max_macs);
+            if seg.macs.learn_capped(&meta.src_mac, ingress, cap).is_err() {
+                return Decision::Drop(DropReason::MacLimit);
+            }
         }
         if !is_unicast(&meta.dst_mac) {
             return self.flood_or_drop(s, seg);
@@ -382,6 +395,21 @@ pub(crate) mod tests {
         let rt = Runtime::build(3, &image(), |slot| (slot != 6).then_some(slot), None, &Default::default());
         assert_eq!(rt.decide(3, &meta(A, B)), Decision::Drop(DropReason::NoDestination));
         assert_eq!(rt.decide(9, &meta(A, B)), Decision::Drop(DropReason::PortDetached));
+    }
+
+    #[test]
+    fn a_random_mac_flood_stops_at_the_cap_and_unicast_to_others_is_not_flooded() {
+        let mut img = image();
+        img.ports[1].max_macs = 32;
+        let rt = Runtime::build(1, &img, Some, None, &Default::default());
+        rt.decide(0, &meta(A, B)); // port 0 (static A) and B behind port 1 learned
+        assert_eq!(rt.decide(1, &meta(B, A)), Decision::Port(0));
+        let flood = |i: u32| [0x02, 0x66, (i >> 16) as u8, (i >> 8) as u8, i as u8, 1];
+        let dropped = (0..100_000).filter(|&i| rt.decide(1, &meta(flood(i), BCAST)) == Decision::Drop(DropReason::MacLimit)).count();
+        assert_eq!(dropped, 100_000 - 31, "B and 31 more: the cap");
+        assert_eq!(rt.segments[0].macs.learned_by(1), 32);
+        assert_eq!(rt.decide(0, &meta(A, B)), Decision::Port(1), "B is still known: A's unicast to it is not flooded");
+        assert_eq!(rt.decide(1, &meta(B, A)), Decision::Port(0));
     }
 
     #[test]

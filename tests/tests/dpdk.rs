@@ -281,3 +281,30 @@ fn guard_drops_spoofed_and_rogue_frames_by_reason_on_both_paths() {
         assert_eq!(port["drop_packets"], (input.len() - passed.len()) as u64, "{name}: {port}");
     }
 }
+
+/// A flood of random source MACs from a port stops at its cap of learned MACs: the first
+/// `max_macs` are learned and switched, every later new one is dropped and counted as
+/// `mac_limit` (so the flood cannot push the segment's other entries out).
+#[test]
+fn a_random_source_mac_flood_stops_at_the_ports_cap() {
+    let mut rnd = 0x2545_f491_4f6c_dd1du64;
+    let input: Vec<Vec<u8>> = (0..300u16)
+        .map(|i| {
+            rnd ^= rnd << 13;
+            rnd ^= rnd >> 7;
+            rnd ^= rnd << 17;
+            let b = rnd.to_be_bytes();
+            let mut f = udp(i);
+            f[6..12].copy_from_slice(&[b[0] & 0xfe, b[1], b[2], b[3], b[4], b[5]]); // a unicast source
+            f
+        })
+        .collect();
+    let (out, stats) = {
+        let rig = start_with("pcapmacs", 19627, "forward", false, "", &input, "max_macs = 16\n");
+        let stats = rig.ctl_ok(&["stats"]);
+        (stop(rig).0, stats)
+    };
+    assert_eq!(out, input[..16].to_vec(), "the first 16 MACs are learned and their frames switched");
+    let p0 = stats["stats"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "p0").unwrap().clone();
+    assert_eq!((stats["stats"]["drops"]["mac_limit"].as_u64(), p0["guard"]["mac_limit"].as_u64()), (Some(284), Some(284)), "{stats}");
+}
