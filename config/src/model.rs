@@ -25,6 +25,8 @@ pub struct Config {
     pub conntrack: crate::rules::Conntrack,
     #[serde(default)]
     pub guard: Guard,
+    #[serde(default)]
+    pub events: Events,
     /// Where this configuration came from (for error messages on reload).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -178,6 +180,22 @@ pub struct Guard {
 impl Default for Guard {
     fn default() -> Self {
         Guard { learn_timeout: 300, max_macs_per_port: 64 }
+    }
+}
+
+/// What the event log may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Events {
+    /// Detailed drop records per second for each port and drop reason, per worker; the
+    /// rest are counted in one summary record per second (so a guest flooding malformed
+    /// frames cannot fill the disk or bury other records). 0: summaries only.
+    pub drops_per_second: u32,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events { drops_per_second: 10 }
     }
 }
 

@@ -133,6 +133,7 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
         firewall: crate::rules::compile_firewall(config, &slots)?,
         segments,
         ports,
+        drop_events_per_s: config.events.drops_per_second,
     };
     image.validate()?;
     Ok((image, slots))

@@ -247,6 +247,11 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
             json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "worker": ring,
                    "drop": {"reason": reason, "len": rec.value, "packet_head": head}})
         }
+        Some(EventKind::DropSummary) => {
+            let reason = DropReason::all().find(|r| r.index() == rec.code as usize).map(|r| r.label()).unwrap_or_default();
+            json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "worker": ring,
+                   "drop": {"reason": reason, "summary": {"held_back_total": rec.value}}})
+        }
         Some(k @ (EventKind::PortUp | EventKind::PortDown | EventKind::PortError)) => {
             let state = match k {
                 EventKind::PortUp => "up",

@@ -168,6 +168,10 @@ impl Worker {
                     q += nworkers;
                 }
             }
+            // Once a poll round: the summaries of held-back drop records, when due (a
+            // time compare when not).
+            let cx = Context { flows: &shared.flows, counters, events: &shared.segment.events[self.id], now_ms: shared.now_ms() };
+            self.pipeline.flush_events(&cx);
             idle.after_poll(got, shared.idle, shared.tsc_per_ms, &counters.totals);
         }
     }

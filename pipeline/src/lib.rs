@@ -13,12 +13,14 @@
 //! - [`firewall`]: the stateful firewall (flow table hit, ACL on a miss, conntrack);
 //! - [`fragments`]: later IP fragments follow their first fragment's verdict;
 //! - [`reject`]: the TCP RST / ICMP unreachable a `reject` rule answers with;
+//! - [`event_limit`]: the per (port, reason) budget of detailed drop records;
 //! - [`path`]: the per-burst order of those stages and the actions they produce.
 //!
 //! Nothing here depends on `rampart-ffi` or links DPDK, so the unit tests, the fuzz
 //! targets and the benches run it on plain byte buffers. It writes only to shared-memory
 //! types of `rampart-shm` (this worker's counter block and event ring) and the flow table.
 
+pub mod event_limit;
 pub mod firewall;
 pub mod fragments;
 pub mod guard;

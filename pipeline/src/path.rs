@@ -16,6 +16,7 @@
 //! worker's event ring. The caller transmits and counts what it sends. Nothing here
 //! allocates, locks or makes a system call.
 
+use crate::event_limit::EventLimiter;
 use crate::firewall::{Burst, Ended, EndedFlows, Firewall, FwVerdict, BURST};
 use crate::fragments::{Datagram, Fragments};
 use crate::reject;
@@ -167,11 +168,12 @@ pub struct Pipeline {
     fragments: Fragments,
     burst: Box<Burst>,
     actions: [Action; BURST],
+    limiter: EventLimiter,
 }
 
 impl Default for Pipeline {
     fn default() -> Pipeline {
-        Pipeline { fragments: Fragments::default(), burst: Box::default(), actions: [Action::Drop(DropReason::NoPolicy); BURST] }
+        Pipeline { fragments: Fragments::default(), burst: Box::default(), actions: [Action::Drop(DropReason::NoPolicy); BURST], limiter: EventLimiter::default() }
     }
 }
 
@@ -206,19 +208,27 @@ impl Pipeline {
         &self.actions[..frames.len()]
     }
 
+    /// Writes the summaries of held-back drop records that are due ([`EventLimiter::flush`]);
+    /// the worker calls it between bursts.
+    #[inline]
+    pub fn flush_events(&mut self, cx: &Context) {
+        self.limiter.flush(cx.events, cx.counters, cx.now_ms);
+    }
+
     /// A burst without a firewall: each frame is checked (malformed ones are dropped and
     /// counted) and decided by `decide` in one pass.
     #[inline(always)]
     fn each_frame(&mut self, rt: &Runtime, cx: &Context, ingress: u8, frames: &[Frame], decide: impl Fn(&[u8]) -> Result<Decision, ParseError>) {
         let slot = rt.ports.get(ingress as usize).map_or(0, |p| p.slot as usize);
+        let Pipeline { actions, limiter, .. } = self;
         for i in 0..frames.len() {
             prefetch_ahead(frames, i);
             let frame = &frames[i];
             let decision = match frame.segments {
-                1 => decide(frame.data()).unwrap_or_else(|e| malformed(cx, slot, e, frame)),
+                1 => decide(frame.data()).unwrap_or_else(|e| malformed(cx, limiter, rt, slot, e, frame)),
                 _ => Decision::Drop(DropReason::Chained),
             };
-            self.actions[i] = action(rt, cx, ingress, slot, frame, decision);
+            actions[i] = action(rt, cx, ingress, slot, frame, decision);
         }
     }
 
@@ -226,7 +236,7 @@ impl Pipeline {
     /// ([`Burst`]), then decide each one.
     #[inline(always)]
     fn stateful(&mut self, rt: &Runtime, fw: &Firewall, cx: &Context, ingress: u8, frames: &mut [Frame]) {
-        let Pipeline { fragments, burst, actions } = self;
+        let Pipeline { fragments, burst, actions, limiter } = self;
         let Some(port) = rt.ports.get(ingress as usize) else {
             for (i, frame) in frames.iter().enumerate() {
                 actions[i] = action(rt, cx, ingress, 0, frame, Decision::Drop(DropReason::PortDetached));
@@ -263,7 +273,7 @@ impl Pipeline {
                     }
                     pass => pass,
                 },
-                (1, Err(e)) => malformed(cx, slot, *e, frame),
+                (1, Err(e)) => malformed(cx, limiter, rt, slot, *e, frame),
                 _ => Decision::Drop(DropReason::Chained),
             };
             actions[i] = action(rt, cx, ingress, slot, frame, decision);
@@ -380,10 +390,14 @@ fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, d
 }
 
 
-/// Logs a malformed frame; its decision is to drop it.
+/// Logs a malformed frame (within the port's budget of drop records); its decision is to
+/// drop it.
 #[cold]
-fn malformed(cx: &Context, slot: usize, e: ParseError, frame: &Frame) -> Decision {
+fn malformed(cx: &Context, limiter: &mut EventLimiter, rt: &Runtime, slot: usize, e: ParseError, frame: &Frame) -> Decision {
     let reason = DropReason::Malformed(e);
+    if !limiter.admit(slot, reason.index(), rt.drop_events_per_s, cx.now_ms) {
+        return Decision::Drop(reason);
+    }
     let rec = EventRecord { tsc: crate::rdtsc(), kind: EventKind::Malformed as u16, port: slot as u16, code: reason.index() as u16, value: frame.wire_len as u64, ..Default::default() };
     push_event(cx, rec.with_data(frame.data()));
     Decision::Drop(reason)
@@ -474,6 +488,7 @@ mod tests {
     /// Three ports on one segment (A on 0, B on 1, C on 2), with `firewall` if given.
     fn runtime(firewall: Option<FirewallImage>) -> Runtime {
         let image = PolicyImage {
+            drop_events_per_s: 10,
             format: IMAGE_FORMAT,
             segments: vec![SegmentImage { name: "lan".into() }],
             ports: vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])],
@@ -588,6 +603,7 @@ mod tests {
     fn a_policy_without_rules_routes_the_whole_burst_at_once() {
         let rig = Rig::new();
         let mut image = PolicyImage {
+            drop_events_per_s: 10,
             format: IMAGE_FORMAT,
             segments: vec![],
             ports: vec![port(0, vec![]), port(1, vec![])],

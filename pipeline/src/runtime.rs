@@ -90,6 +90,8 @@ pub struct Runtime {
     pub epoch: u64,
     pub ports: ArrayVec<RtPort, MAX_PORTS>,
     pub segments: Vec<RtSegment>,
+    /// Detailed drop records per second per port and reason (see [`crate::event_limit`]).
+    pub drop_events_per_s: u32,
     /// Each port's guard (by local index), if it is guarded.
     guards: ArrayVec<Option<PortGuard>, MAX_PORTS>,
     local_by_port_id: [u8; MAX_PORT_IDS],
@@ -120,6 +122,7 @@ impl Runtime {
                 .iter()
                 .map(|s| RtSegment { name: s.name.clone(), member_set: PortSet::default(), macs: MacTable::new(MAC_TABLE_SLOTS) })
                 .collect(),
+            drop_events_per_s: image.drop_events_per_s,
             guards: ArrayVec::new(),
             local_by_port_id: [NO_PORT; MAX_PORT_IDS],
         };
@@ -320,6 +323,7 @@ pub(crate) mod tests {
                 port(6, Attach::Wire(5), true, vec![]),
             ],
             firewall: None,
+            drop_events_per_s: 10,
         }
     }
 

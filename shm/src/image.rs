@@ -125,6 +125,9 @@ pub struct PolicyImage {
     pub ports: Vec<PortImage>,
     /// None: no rules, traffic is switched under each port's `default_action` alone.
     pub firewall: Option<FirewallImage>,
+    /// Detailed drop records each worker logs per second per port and reason; the rest
+    /// are counted in summary records.
+    pub drop_events_per_s: u32,
 }
 
 impl PolicyImage {
@@ -268,6 +271,7 @@ pub(crate) mod tests_support {
                 },
             ],
             firewall: None,
+            drop_events_per_s: 10,
         }
     }
 }

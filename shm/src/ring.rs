@@ -138,6 +138,9 @@ pub enum EventKind {
     FlowEnd = 9,
     /// A flow dump was written (`value` = request id, `code` unused).
     FlowsDumped = 10,
+    /// Detailed drop records held back by the rate limit: `port` is the slot, `code` the
+    /// drop-reason index, `value` the worker's cumulative count of held-back records.
+    DropSummary = 11,
 }
 
 impl EventKind {
@@ -153,6 +156,7 @@ impl EventKind {
             8 => EventKind::FlowStart,
             9 => EventKind::FlowEnd,
             10 => EventKind::FlowsDumped,
+            11 => EventKind::DropSummary,
             _ => return None,
         })
     }

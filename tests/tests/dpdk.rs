@@ -308,3 +308,26 @@ fn a_random_source_mac_flood_stops_at_the_ports_cap() {
     let p0 = stats["stats"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "p0").unwrap().clone();
     assert_eq!((stats["stats"]["drops"]["mac_limit"].as_u64(), p0["guard"]["mac_limit"].as_u64()), (Some(284), Some(284)), "{stats}");
 }
+
+/// A port flooding malformed frames costs the event log `events.drops_per_second`
+/// detailed records a second per reason, not one per frame; the rest are counted in
+/// summary records, and detailed records plus the last summary's total equal the drop
+/// counter exactly.
+#[test]
+fn a_malformed_flood_is_logged_within_its_budget_and_every_drop_is_accounted() {
+    const FLOOD: u16 = 5000;
+    let input: Vec<Vec<u8>> = (0..FLOOD).map(bad_ihl).collect();
+    let rig = start("pcapstorm", 19628, "forward", true, "[events]\ndrops_per_second = 10\n", &input);
+    // Summaries are written once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = rig.ctl_ok(&["stats"]);
+    let (_, eve) = stop(rig);
+    let drops = stats["stats"]["drops"]["malformed_ipv4_bad_ihl"].as_u64().unwrap();
+    assert_eq!(drops, FLOOD as u64);
+    let records: Vec<serde_json::Value> = eve.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["drop"]["reason"] == "malformed_ipv4_bad_ihl").collect();
+    let detailed = records.iter().filter(|r| r["drop"]["summary"].is_null()).count() as u64;
+    let held = records.iter().filter_map(|r| r["drop"]["summary"]["held_back_total"].as_u64()).max().expect("a summary record");
+    assert!((10..=30).contains(&detailed), "the budget: 10 at once, 10 a second after: {detailed} detailed records");
+    assert_eq!(detailed + held, drops, "every drop accounted: {detailed} detailed + {held} in summaries");
+    assert!(records.iter().all(|r| r["in_iface"] == "p0"), "attributed to the port");
+}
