@@ -5,8 +5,9 @@ guest-a sends to guest-b (allowed, switched in segment "lan"), with a malformed
 frame now and then (dropped, counted by reason, logged); guest-c is disabled by
 policy, so everything it sends is dropped and counted. guest-b is a real
 dpdk-testpmd (rxonly) on a virtio_user port; guest-a and guest-c are
-rampart-guestsim, which can send at a set rate; guest-d (rampart-guestsim too) sends
-from guest-a's address, and the guard drops it all as spoof_ip. Prints a live per-guest summary
+rampart-guestsim, which can send at a set rate; guest-d (rampart-guestsim too) floods
+from guest-a's address: its limit throttles most of it, the guard drops the rest as
+spoof_ip, and guest-a keeps its rate. Prints a live per-guest summary
 until Ctrl-C, or for DURATION seconds, then stops everything it started.
 """
 import json, os, signal, subprocess, sys, time, urllib.request
@@ -108,7 +109,7 @@ def main():
     start("guest-c", [guestsim, "--socket", sock("guest-c"), "--mac", "52:54:00:00:00:0c", "--to", "52:54:00:00:00:0b",
                       "--rate", "5000", "--delay", "1"])
     start("guest-d", [guestsim, "--socket", sock("guest-d"), "--mac", "52:54:00:00:00:0d", "--to", "52:54:00:00:00:0b",
-                      "--ips", "10.0.0.10,10.0.0.11", "--rate", "2000", "--delay", "1"])
+                      "--ips", "10.0.0.10,10.0.0.11", "--rate", "5000", "--delay", "1"])
     print(f"Rampart demo: dataplane + control process up; metrics at http://{metrics}/metrics; "
           f"event log {RUN}/eve.json; Ctrl-C to stop\n")
     began, last, prev = time.time(), None, {}
@@ -139,7 +140,8 @@ def main():
     try:
         body = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=2).read().decode()
         shown = [l for l in body.splitlines() if l.startswith(("rampart_port_rx_packets_total", "rampart_drops_total{reason=\"port_disabled\"",
-                                                             "rampart_port_spoof_ip_total{port=\"guest-d\"", "rampart_policy_generation"))]
+                                                             "rampart_port_spoof_ip_total{port=\"guest-d\"", "rampart_port_throttled_total{port=\"guest-d\"",
+                                                             "rampart_policy_generation"))]
         print("from the Prometheus endpoint:\n  " + "\n  ".join(shown))
     except OSError as e:
         print(f"metrics endpoint unreachable: {e}")
@@ -152,10 +154,12 @@ def main():
         ports = {p["name"]: p for p in last["ports"]}
         d = ports["guest-d"]
         ok = (ports["guest-b"]["tx_packets"] > 0 and ports["guest-c"]["drop_packets"] > 0 and ports["guest-c"]["tx_packets"] == 0
-              and d["rx_packets"] > 0 and d["guard"]["spoof_ip"] == d["rx_packets"] == d["drop_packets"])
+              and d["rx_packets"] > 0 and d["guard"]["throttled"] > 0 and d["guard"]["spoof_ip"] > 0
+              and d["guard"]["spoof_ip"] + d["guard"]["throttled"] == d["rx_packets"] == d["drop_packets"])
         print(f"\nsummary: allowed {ports['guest-a']['rx_packets'] - ports['guest-a']['drop_packets']} packets guest-a → guest-b; "
               f"blocked {ports['guest-c']['drop_packets']} from guest-c (port disabled); "
-              f"dropped all {d['guard']['spoof_ip']} guest-d sent from guest-a's address (spoof_ip); all counted and logged."
+              f"guest-d's flood from guest-a's address: {d['guard']['throttled']} throttled (over 1,000/s), "
+              f"{d['guard']['spoof_ip']} dropped as spoof_ip, none forwarded; all counted and logged."
               + ("" if ok else "  UNEXPECTED: see the logs in " + RUN))
         sys.exit(0 if ok else 1)
     sys.exit("demo: no statistics were read")

@@ -27,6 +27,8 @@ pub struct Config {
     pub guard: Guard,
     #[serde(default)]
     pub events: Events,
+    #[serde(default)]
+    pub throttle: Throttle,
     /// Where this configuration came from (for error messages on reload).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -183,6 +185,28 @@ impl Default for Guard {
     }
 }
 
+/// Default token-bucket limits of every guest (vhost) port; a port's own `max_*` fields
+/// override them (0 there: no limit). Uplinks have none unless they set their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Throttle {
+    /// Packets per second a guest may send (0: no limit).
+    pub max_packets_per_s: u64,
+    /// Bytes per second a guest may send (0: no limit).
+    pub max_bytes_per_s: u64,
+    /// Broadcast, multicast and unknown-unicast frames per second a guest may send
+    /// (storm control; 0: no limit).
+    pub max_floods_per_s: u64,
+    /// Bucket depth: this many milliseconds' worth of each rate may come at once.
+    pub burst_ms: u64,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle { max_packets_per_s: 0, max_bytes_per_s: 0, max_floods_per_s: 20_000, burst_ms: 50 }
+    }
+}
+
 /// What the event log may take.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +293,10 @@ pub struct Port {
     pub serves: Vec<Serve>,
     /// Cap on the MACs its segment learns behind it (overrides `guard.max_macs_per_port`).
     pub max_macs: Option<u32>,
+    /// Token-bucket limits of what it sends (override `[throttle]`; 0: none).
+    pub max_packets_per_s: Option<u64>,
+    pub max_bytes_per_s: Option<u64>,
+    pub max_floods_per_s: Option<u64>,
 }
 
 impl Port {

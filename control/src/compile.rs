@@ -7,7 +7,7 @@
 use rampart_config::rules::Cidr;
 use rampart_config::{parse_mac, Attachment, Config, DefaultAction, PortKind, Serve};
 use rampart_shm::image::IMAGE_FORMAT;
-use rampart_shm::{Attach, GuardImage, PolicyImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
+use rampart_shm::{Attach, GuardImage, LimitsImage, PolicyImage, RateImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
 use std::collections::BTreeMap;
 
 /// Name → slot.
@@ -72,6 +72,22 @@ fn short_hash(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
+/// A port's token-bucket limits: its own `max_*`, else (guest ports) `[throttle]`'s.
+fn limits(config: &Config, p: &rampart_config::Port) -> LimitsImage {
+    let t = &config.throttle;
+    let guest = *p.kind.get_ref() != PortKind::Device;
+    let limit = |own: Option<u64>, default: u64, min_burst: u64| {
+        let rate = own.unwrap_or(if guest { default } else { 0 });
+        (rate > 0).then(|| RateImage { rate, burst: (rate.saturating_mul(t.burst_ms) / 1000).max(min_burst) })
+    };
+    LimitsImage {
+        // At least a burst of packets (32), or of full-size frames, may always come at once.
+        packets: limit(p.max_packets_per_s, t.max_packets_per_s, 32),
+        bytes: limit(p.max_bytes_per_s, t.max_bytes_per_s, 32 * 1518),
+        floods: limit(p.max_floods_per_s, t.max_floods_per_s, 1),
+    }
+}
+
 pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots), String> {
     let workers = config.dataplane.worker_cores.len() as u16;
     let slots = Slots {
@@ -126,6 +142,7 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
             }),
             // Uplinks have whole networks behind them: no cap unless they set one.
             max_macs: p.max_macs.unwrap_or(if *p.kind.get_ref() == PortKind::Device { 0 } else { config.guard.max_macs_per_port }),
+            limits: limits(config, p),
         });
     }
     let image = PolicyImage {
@@ -149,6 +166,24 @@ mod tests {
             text += &format!("[[ports]]\nname = \"{name}\"\nkind = \"vhost-server\"\nsocket = \"/tmp/{name}.sock\"\nsegment = \"lan\"\nenabled = {enabled}\n");
         }
         rampart_config::parse("t.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn guest_ports_get_the_guard_and_default_limits_uplinks_neither() {
+        let text = "[throttle]\nmax_packets_per_s = 1000\n[[segments]]\nname = \"lan\"\n\
+            [[ports]]\nname = \"g\"\nkind = \"vhost-server\"\nsocket = \"/tmp/g.sock\"\nsegment = \"lan\"\naddresses = [\"10.0.0.1\"]\n\
+            [[ports]]\nname = \"h\"\nkind = \"vhost-server\"\nsocket = \"/tmp/h.sock\"\nsegment = \"lan\"\nmax_packets_per_s = 0\nmax_bytes_per_s = 1000000\nserves = [\"dhcp\"]\n\
+            [[ports]]\nname = \"up\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
+        let (img, _) = compile(&rampart_config::parse("t.toml", text).unwrap(), &Slots::default()).unwrap();
+        let (g, h, up) = (&img.ports[0], &img.ports[1], &img.ports[2]);
+        let guard = g.guard.as_ref().unwrap();
+        assert_eq!((guard.addresses.len(), guard.learn, guard.serves_dhcp), (1, true, false));
+        assert!(h.guard.as_ref().unwrap().serves_dhcp);
+        assert_eq!(g.limits.packets, Some(RateImage { rate: 1000, burst: 50 }), "the [throttle] default, 50 ms deep");
+        assert_eq!(g.limits.floods, Some(RateImage { rate: 20_000, burst: 1000 }), "storm control is on for guests");
+        assert_eq!((h.limits.packets, h.limits.bytes), (None, Some(RateImage { rate: 1_000_000, burst: 50_000 })), "the port's own limits win; 0 is none");
+        assert_eq!((up.guard.is_none(), up.limits, up.max_macs), (true, LimitsImage::default(), 0), "uplinks: no guard, no limits, no MAC cap");
+        assert_eq!(g.max_macs, 64);
     }
 
     #[test]

@@ -170,7 +170,8 @@ impl Worker {
             }
             // Once a poll round: the summaries of held-back drop records, when due (a
             // time compare when not).
-            let cx = Context { flows: &shared.flows, counters, events: &shared.segment.events[self.id], now_ms: shared.now_ms() };
+            let (now_ms, now_ns) = shared.now();
+            let cx = Context { flows: &shared.flows, counters, events: &shared.segment.events[self.id], now_ms, now_ns };
             self.pipeline.flush_events(&cx);
             idle.after_poll(got, shared.idle, shared.tsc_per_ms, &counters.totals);
         }
@@ -180,7 +181,8 @@ impl Worker {
     /// out; `rx` is empty again afterwards.
     #[inline(always)]
     fn process(&mut self, rt: &Runtime, counters: &WorkerCounters, ingress: u8, rx: &mut MbufBurst<BURST>) {
-        let cx = Context { flows: &self.shared.flows, counters, events: &self.shared.segment.events[self.id], now_ms: self.shared.now_ms() };
+        let (now_ms, now_ns) = self.shared.now();
+        let cx = Context { flows: &self.shared.flows, counters, events: &self.shared.segment.events[self.id], now_ms, now_ns };
         let mut frames = ArrayVec::<Frame, BURST>::new();
         for m in rx.iter_mut() {
             if m.segments() > 1 {

@@ -721,6 +721,7 @@ mod tests {
             default_action,
             guard: None,
             max_macs: 0,
+            limits: Default::default(),
         };
         use rampart_shm::Verdict;
         // Slot 1 (a guest) forwards by default, slot 2 (an uplink) drops.

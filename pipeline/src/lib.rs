@@ -14,6 +14,7 @@
 //! - [`fragments`]: later IP fragments follow their first fragment's verdict;
 //! - [`reject`]: the TCP RST / ICMP unreachable a `reject` rule answers with;
 //! - [`event_limit`]: the per (port, reason) budget of detailed drop records;
+//! - [`throttle`]: token buckets: a port's packets/s, bytes/s and floods;
 //! - [`path`]: the per-burst order of those stages and the actions they produce.
 //!
 //! Nothing here depends on `rampart-ffi` or links DPDK, so the unit tests, the fuzz
@@ -28,6 +29,7 @@ pub mod mac_table;
 pub mod path;
 pub mod reject;
 pub mod runtime;
+pub mod throttle;
 
 pub use path::{Action, Checksums, Context, Frame, Pipeline, PortSet};
 

@@ -160,6 +160,8 @@ pub struct Context<'a> {
     pub events: &'a EventRing,
     /// The flow table's clock: milliseconds since the dataplane started.
     pub now_ms: u64,
+    /// The same clock in nanoseconds (the token buckets').
+    pub now_ns: u64,
 }
 
 /// One worker's packet path: per-worker state (the fragments it passed, scratch space
@@ -183,8 +185,13 @@ impl Pipeline {
     #[inline(always)]
     pub fn process(&mut self, rt: &Runtime, cx: &Context, ingress: u8, frames: &mut [Frame]) -> &[Action] {
         let n = frames.len().min(BURST);
-        let frames = &mut frames[..n];
         let slot = rt.ports.get(ingress as usize).map_or(0, |p| p.slot as usize);
+        // The port's packets/s and bytes/s limits admit a prefix of the burst, charged once.
+        let admitted = match rt.limits(ingress).filter(|l| l.limits_traffic()) {
+            Some(limits) => self.throttle(cx, limits, slot, &frames[..n]),
+            None => n,
+        };
+        let frames = &mut frames[..admitted];
         match &rt.firewall {
             Some(fw) => self.stateful(rt, fw, cx, ingress, frames),
             // Nothing to look up: each frame is decided as soon as it is checked.
@@ -205,7 +212,27 @@ impl Pipeline {
         let c = &cx.counters.ports[slot];
         c.rx_packets.add(frames.len() as u64);
         c.rx_bytes.add(frames.iter().map(|f| f.wire_len as u64).sum());
-        &self.actions[..frames.len()]
+        &self.actions[..n]
+    }
+
+    /// How many frames of the burst the port's limits admit; the others get their drop
+    /// (counted, received) as actions.
+    #[cold]
+    fn throttle(&mut self, cx: &Context, limits: &crate::throttle::PortLimits, slot: usize, frames: &[Frame]) -> usize {
+        let mut lens = [0u32; BURST];
+        for (l, f) in lens.iter_mut().zip(frames) {
+            *l = f.wire_len;
+        }
+        let k = limits.admit(cx.now_ns, &lens[..frames.len()]);
+        let c = &cx.counters.ports[slot];
+        for (i, f) in frames.iter().enumerate().skip(k) {
+            cx.counters.drop(slot, DropReason::Throttled, f.wire_len as u64);
+            cx.counters.guard_drop(slot, DropReason::Throttled);
+            c.rx_packets.add(1);
+            c.rx_bytes.add(f.wire_len as u64);
+            self.actions[i] = Action::Drop(DropReason::Throttled);
+        }
+        k
     }
 
     /// Writes the summaries of held-back drop records that are due ([`EventLimiter::flush`]);
@@ -380,6 +407,12 @@ fn answer_in_place(frame: &mut Frame, meta: &Meta) -> bool {
 fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, decision: Decision) -> Action {
     match decision {
         Decision::Port(dst) => Action::Forward(PortSet::one(dst)),
+        // Storm control: a port's floods are limited (one take per flooded frame: floods are rare).
+        Decision::Flood(_) if !rt.limits(ingress).is_none_or(|l| l.admit_flood(cx.now_ns)) => {
+            cx.counters.drop(slot, DropReason::Storm, frame.wire_len as u64);
+            cx.counters.guard_drop(slot, DropReason::Storm);
+            Action::Drop(DropReason::Storm)
+        }
         Decision::Flood(seg) => Action::Forward(rt.segments[seg as usize].member_set.without(ingress)),
         Decision::Drop(reason) => {
             cx.counters.drop(slot, reason, frame.wire_len as u64);
@@ -473,7 +506,7 @@ mod tests {
         }
 
         fn cx(&self) -> Context<'_> {
-            Context { flows: &self.flows, counters: &self.segment.workers[0], events: &self.segment.events[0], now_ms: 1 }
+            Context { flows: &self.flows, counters: &self.segment.workers[0], events: &self.segment.events[0], now_ms: 1, now_ns: 1_000_000 }
         }
 
         fn dropped(&self, reason: DropReason) -> u64 {

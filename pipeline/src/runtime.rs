@@ -10,6 +10,7 @@
 use crate::firewall::{Defaults, Firewall, RuleHistory};
 use crate::guard::{Owners, PortGuard};
 use crate::mac_table::{is_unicast, MacTable};
+use crate::throttle::{Bucket, Limit, PortLimits};
 use arrayvec::ArrayVec;
 use rampart_packet::Meta;
 use rampart_shm::{Attach, DropReason, PolicyImage, Verdict, MAX_PORTS};
@@ -94,6 +95,8 @@ pub struct Runtime {
     pub drop_events_per_s: u32,
     /// Each port's guard (by local index), if it is guarded.
     guards: ArrayVec<Option<PortGuard>, MAX_PORTS>,
+    /// Each port's token buckets (by local index); fresh (full) in each generation.
+    limits: ArrayVec<PortLimits, MAX_PORTS>,
     local_by_port_id: [u8; MAX_PORT_IDS],
 }
 
@@ -124,6 +127,7 @@ impl Runtime {
                 .collect(),
             drop_events_per_s: image.drop_events_per_s,
             guards: ArrayVec::new(),
+            limits: ArrayVec::new(),
             local_by_port_id: [NO_PORT; MAX_PORT_IDS],
         };
         let attached: Vec<_> = image.ports.iter().filter_map(|p| port_id_of(p.slot).map(|id| (p, id))).collect();
@@ -148,6 +152,8 @@ impl Runtime {
             // What the port learned stays while it stays guarded (by slot: its name).
             let learned = previous.and_then(|prev| prev.ports.iter().position(|q| q.slot == p.slot).and_then(|l| prev.guards[l].as_ref())).map(|g| g.learned().clone());
             rt.guards.push(p.guard.as_ref().map(|g| PortGuard::new(g, &p.macs, learned)));
+            let bucket = |r: Option<rampart_shm::RateImage>| r.map(|r| Bucket::new(Limit { rate: r.rate, burst: r.burst }));
+            rt.limits.push(PortLimits { packets: bucket(p.limits.packets), bytes: bucket(p.limits.bytes), floods: bucket(p.limits.floods) });
         }
         for (local, (p, _)) in attached.iter().enumerate() {
             rt.ports[local].fwd = match p.attach {
@@ -187,6 +193,12 @@ impl Runtime {
     #[inline(always)]
     pub fn local_of(&self, port_id: u16) -> Option<u8> {
         self.local_by_port_id.get(port_id as usize).copied().filter(|&l| l != NO_PORT)
+    }
+
+    /// The token buckets of local port `ingress`.
+    #[inline(always)]
+    pub fn limits(&self, ingress: u8) -> Option<&PortLimits> {
+        self.limits.get(ingress as usize)
     }
 
     /// The guard of local port `ingress`, if it is guarded.
@@ -308,6 +320,7 @@ pub(crate) mod tests {
             default_action: Verdict::Forward,
             guard: None,
             max_macs: 0,
+            limits: Default::default(),
         }
     }
 

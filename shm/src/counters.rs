@@ -192,8 +192,9 @@ counter_block! {
 }
 
 counter_block! {
-    /// What the guard (anti-spoofing, L2 hygiene) dropped from one port, by reason, as
-    /// seen by one worker. Each is also counted in the worker's drops by reason.
+    /// What the guard (anti-spoofing, L2 hygiene) and the port's limits dropped from one
+    /// port, by reason, as seen by one worker (two cache lines). Each is also counted in
+    /// the worker's drops by reason.
     GuardCounters,
     /// A port's guard counters as read ([`GuardCounters::read`]), or summed over workers.
     GuardCounterValues {
@@ -204,6 +205,8 @@ counter_block! {
         rogue_dhcp: Metric("rampart_port_rogue_dhcp_total"), "DHCP/DHCPv6 server messages dropped: the port does not serve DHCP";
         rogue_ra: Metric("rampart_port_rogue_ra_total"), "Router Advertisements and Redirects dropped: the port does not serve RA";
         mac_limit: Metric("rampart_port_mac_limit_total"), "Packets dropped: a new source MAC beyond the port's cap of learned MACs";
+        throttled: Metric("rampart_port_throttled_total"), "Packets dropped: over the port's packets/s or bytes/s limit";
+        storm: Metric("rampart_port_storm_total"), "Floods dropped: broadcast, multicast or unknown unicast over the port's flood limit";
     }
 }
 
@@ -219,6 +222,8 @@ impl GuardCounters {
             DropReason::RogueDhcp => &self.rogue_dhcp,
             DropReason::RogueRa => &self.rogue_ra,
             DropReason::MacLimit => &self.mac_limit,
+            DropReason::Throttled => &self.throttled,
+            DropReason::Storm => &self.storm,
             _ => return None,
         })
     }
@@ -273,8 +278,8 @@ const _: () = {
     assert!(offset_of!(WorkerCounters, totals) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8);
     assert!(offset_of!(WorkerCounters, rules) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8 + 64);
     assert!(offset_of!(WorkerCounters, guard) == 398_144);
-    assert!(size_of::<GuardCounters>() == 64);
-    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 64);
+    assert!(size_of::<GuardCounters>() == 128);
+    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128);
 };
 
 impl WorkerCounters {
@@ -372,6 +377,8 @@ drop_reasons! {
     RogueDhcp => "rogue_dhcp", "A DHCP or DHCPv6 server message from a port not allowed to serve DHCP (guard).";
     RogueRa => "rogue_ra", "An IPv6 Router Advertisement or Redirect from a port not allowed to serve them (guard).";
     MacLimit => "mac_limit", "A new source MAC from a port that is at its cap of learned MACs (guard).";
+    Throttled => "throttled", "Over the sending port's packets/s or bytes/s limit.";
+    Storm => "storm", "A broadcast, multicast or unknown-unicast frame over the sending port's flood limit (storm control).";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.

@@ -58,6 +58,24 @@ pub struct PortImage {
     pub guard: Option<GuardImage>,
     /// Cap on the MACs the segment learns behind this port (0: no cap).
     pub max_macs: u32,
+    /// Token-bucket limits of what the port sends.
+    pub limits: LimitsImage,
+}
+
+/// A rate (units per second) and a burst (units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateImage {
+    pub rate: u64,
+    pub burst: u64,
+}
+
+/// A port's limits; None: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsImage {
+    pub packets: Option<RateImage>,
+    pub bytes: Option<RateImage>,
+    /// Broadcast, multicast and unknown-unicast frames (storm control).
+    pub floods: Option<RateImage>,
 }
 
 /// What a guarded port may send (see rampart-pipeline's `guard`): source MACs are its
@@ -171,6 +189,9 @@ impl PolicyImage {
             if p.queues == 0 || p.queues as usize > MAX_WORKERS {
                 return Err(format!("port {}: {} queues (1..={MAX_WORKERS})", p.name, p.queues));
             }
+            if [p.limits.packets, p.limits.bytes, p.limits.floods].iter().flatten().any(|r| r.rate == 0 || r.burst == 0) {
+                return Err(format!("port {}: a limit with a zero rate or burst", p.name));
+            }
             if let Some(g) = &p.guard {
                 if g.addresses.iter().any(|&(_, len)| len > 128) {
                     return Err(format!("port {}: guard prefix longer than 128 bits", p.name));
@@ -238,6 +259,7 @@ pub(crate) mod tests_support {
                     default_action: Verdict::Forward,
                     guard: Some(GuardImage { addresses: vec![([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1], 128)], learn: true, learn_timeout_s: 300, serves_dhcp: false, serves_ra: false }),
                     max_macs: 64,
+                    limits: LimitsImage { packets: Some(RateImage { rate: 1000, burst: 32 }), bytes: None, floods: None },
                 },
                 PortImage {
                     slot: 3,
@@ -253,6 +275,7 @@ pub(crate) mod tests_support {
                     default_action: Verdict::Drop,
                     guard: None,
                     max_macs: 0,
+                    limits: LimitsImage::default(),
                 },
                 PortImage {
                     slot: 4,
@@ -268,6 +291,7 @@ pub(crate) mod tests_support {
                     default_action: Verdict::Drop,
                     guard: None,
                     max_macs: 0,
+                    limits: LimitsImage::default(),
                 },
             ],
             firewall: None,
