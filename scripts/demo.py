@@ -145,9 +145,13 @@ def main():
         print("from the Prometheus endpoint:\n  " + "\n  ".join(shown))
     except OSError as e:
         print(f"metrics endpoint unreachable: {e}")
-    drops = [l for l in open(os.path.join(RUN, "eve.json")) if '"event_type":"drop"' in l]
+    eve = open(os.path.join(RUN, "eve.json")).readlines()
+    drops = [l for l in eve if '"event_type":"drop"' in l]
     if drops:
         print(f"event log: {len(drops)} drop events, latest:\n  {drops[-1].strip()}")
+    episodes = [l for l in eve if '"event_type":"guard"' in l]
+    if episodes:
+        print(f"attack episodes (one event as each starts and ends, not one per packet):\n  " + "\n  ".join(l.strip() for l in episodes))
     show_idle()
     stop_all()
     if last:

@@ -39,7 +39,7 @@ impl Daemon {
     pub fn new(config_path: &Path, config: Config, log: EventLog) -> Result<Daemon, String> {
         let (image, slots) = compile(&config, &Slots::default()).map_err(|e| format!("compiling policy: {e}"))?;
         let names = Names::of(&image, &slots);
-        let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, names, log, last_reload: String::new(), waiting_logged: false };
+        let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, names, log, last_reload: String::new(), waiting_logged: false, episodes: Default::default() };
         Ok(Daemon { inner: Mutex::new(inner), stop: AtomicBool::new(false), commands: Mutex::new(()), dumps: Mutex::new(()) })
     }
 }
@@ -56,6 +56,7 @@ pub struct Inner {
     pub log: EventLog,
     pub last_reload: String,
     waiting_logged: bool,
+    episodes: crate::episodes::Episodes,
 }
 
 /// What events and flow dumps are named by, for one policy: built once when the policy
@@ -172,6 +173,10 @@ pub fn tick(inner: &mut Inner) {
     let h = seg.header();
     h.control_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
     inner.drain(&seg);
+    let workers = (h.workers.load(Ordering::Relaxed) as usize).min(seg.workers.len());
+    for event in inner.episodes.check(&seg, &inner.image, workers, std::time::Instant::now()) {
+        inner.log.write(&event);
+    }
     let stale = seg.dataplane_heartbeat_age_ns() > STALE_HEARTBEAT.as_nanos() as u64;
     if seg.replaced() || (stale && !seg.owner_alive()) {
         eprintln!("rampartctl: the dataplane (pid {}) went away; waiting for it to come back", h.owner_pid.load(Ordering::Relaxed));

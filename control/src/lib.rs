@@ -6,7 +6,8 @@
 //! - [`daemon`]: `rampartctl run`: the supervisor loop that attaches, publishes and drains.
 //! - [`admin`]: the admin socket's server; [`api`]: its typed requests and replies, shared
 //!   with the `rampartctl` commands; [`flows`]: `rampartctl flows` (paged dump, filters, kill).
-//! - [`events`]: the event log (eve.json-style lines from the dataplane's event rings).
+//! - [`events`]: the event log (eve.json-style lines from the dataplane's event rings);
+//!   [`episodes`]: one `guard` event per attack episode, from the guard's counters.
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`state`]: what the admin commands report.
 
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod api;
 pub mod compile;
 pub mod daemon;
+pub mod episodes;
 pub mod flows;
 pub mod events;
 pub mod metrics;

@@ -268,7 +268,22 @@ fn guard_drops_spoofed_and_rogue_frames_by_reason_on_both_paths() {
         let rig = start_with(name, metrics, "forward", false, rules, &input, p0);
         let stats = rig.ctl_ok(&["stats"]);
         let metrics_body = rig.metrics();
-        let (out, _) = stop(rig);
+        if rules.is_empty() {
+            // Long enough for the episodes to end (quiet for 3 s, counters read each second).
+            std::thread::sleep(Duration::from_millis(5000));
+        }
+        let (out, eve) = stop(rig);
+        if rules.is_empty() {
+            // One `guard` event when each kind of attack starts and one when it ends.
+            let episodes: Vec<serde_json::Value> = eve.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["event_type"] == "guard").collect();
+            for reason in ["spoof_mac", "spoof_ip", "arp_spoof", "nd_spoof", "rogue_dhcp", "rogue_ra"] {
+                let n = cases.iter().filter(|(_, r)| *r == Some(reason)).count() as u64;
+                let of = |state: &str| episodes.iter().filter(|e| e["guard"]["reason"] == reason && e["guard"]["episode"] == state && e["in_iface"] == "p0").cloned().collect::<Vec<_>>();
+                let (start, end) = (of("start"), of("end"));
+                assert_eq!((start.len(), end.len()), (1, 1), "{reason}: {episodes:?}");
+                assert_eq!(end[0]["guard"]["packets"], n, "{reason}: {}", end[0]);
+            }
+        }
         assert_eq!(out, passed, "{name}: exactly the frames p0 may send come out, in order");
         let port = stats["stats"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "p0").unwrap().clone();
         let drops = &stats["stats"]["drops"];
