@@ -113,6 +113,8 @@ pub struct Control {
     pub metrics: String,
     /// Event log (JSON lines, eve.json-style).
     pub event_log: String,
+    /// Where the dynamic blocklist (`rampartctl block`) is kept across restarts.
+    pub blocklist: String,
 }
 
 impl Default for Control {
@@ -121,6 +123,7 @@ impl Default for Control {
             socket: "/run/rampart/control.sock".into(),
             metrics: "127.0.0.1:9477".into(),
             event_log: "/var/log/rampart/eve.json".into(),
+            blocklist: "/var/lib/rampart/blocks.json".into(),
         }
     }
 }

@@ -6,8 +6,7 @@
 //! ([`crate::flows`]). A request that cannot be parsed gets `{"ok": false, "error": …}`
 //! naming what is wrong.
 
-use crate::api::{Body, PingReply, PortError, PortsReply, ReloadReply, Reply, Request, StatsReply, StatusReply};
-use crate::compile::compile;
+use crate::api::{BlockRequest, BlocksReply, Body, PingReply, PortError, PortsReply, Published, ReloadReply, Reply, Request, StatsReply, StatusReply};
 use crate::daemon::{publish, stats, status, Daemon};
 use crate::state;
 use anyhow::{Context, Result};
@@ -99,7 +98,95 @@ pub fn handle_from(d: &Daemon, line: &str, peer: Peer) -> Reply<Body> {
         Ok(Request::Reload) => reload(d, peer),
         Ok(Request::Ping) => ping(d),
         Ok(Request::Flows(request)) => crate::flows::flows(d, &request),
+        Ok(Request::Block(request)) => block(d, &request, peer, true),
+        Ok(Request::Unblock(request)) => block(d, &request, peer, false),
+        Ok(Request::Blocks) => Reply::ok(Body::Blocks(BlocksReply { blocks: d.inner.lock().unwrap().blocks.entries.clone(), ..Default::default() })),
     }
+}
+
+/// A `block` event for the log: `added`, `removed` or `expired`.
+pub(crate) fn block_event(action: &str, b: &crate::blocks::Block, peer: Option<Peer>) -> serde_json::Value {
+    let mut block = serde_json::json!({"action": action, "prefix": b.prefix, "guest": b.guest, "until": b.until});
+    if let Some(p) = peer {
+        block["by"] = serde_json::json!({"uid": p.uid, "pid": p.pid});
+    }
+    serde_json::json!({"timestamp": crate::events::now(), "event_type": "block", "block": block})
+}
+
+/// `block` (`add`) / `unblock`: change the blocklist, keep it in its file, publish the
+/// policy with it and wait until every worker runs it. Nothing changes on an error.
+fn block(d: &Daemon, request: &BlockRequest, peer: Peer, add: bool) -> Reply<Body> {
+    let (seg, gen) = {
+        let mut inner = d.inner.lock().unwrap();
+        let prefix = match crate::blocks::canonical(&request.prefix) {
+            Ok(p) => p,
+            Err(e) => return Reply::error(e),
+        };
+        if let Some(g) = &request.guest {
+            if !inner.config.ports.iter().any(|p| p.name.get_ref() == g) {
+                return Reply::error(format!("no guest (port) named {g:?} in the config"));
+            }
+        }
+        let before = inner.blocks.entries.clone();
+        let entry = if add {
+            let since = crate::blocks::unix_now();
+            let b = crate::blocks::Block { prefix, guest: request.guest.clone(), since, until: request.for_s.map(|s| since.saturating_add(s)), by_uid: peer.uid };
+            inner.blocks.add(b.clone());
+            b
+        } else {
+            if request.for_s.is_some() {
+                return Reply::error("unblock takes no `for`");
+            }
+            match inner.blocks.remove(&prefix, &request.guest) {
+                Some(b) => b,
+                None => return Reply::error(format!("{prefix} is not blocked{}", request.guest.as_ref().map(|g| format!(" for {g}")).unwrap_or_default())),
+            }
+        };
+        let config = inner.config.clone();
+        let compiled = inner.compile(&config, &inner.slots().clone());
+        let (image, slots) = match compiled.and_then(|x| inner.blocks.save().map(|()| x)) {
+            Ok(x) => x,
+            Err(e) => {
+                inner.blocks.entries = before;
+                return Reply::error(format!("{e}; the blocklist is unchanged"));
+            }
+        };
+        inner.log.write(&block_event(if add { "added" } else { "removed" }, &entry, Some(peer)));
+        let Some(seg) = inner.segment.clone() else {
+            inner.set_policy(image, slots);
+            let published = Published { result: Some("stored; it applies when the dataplane attaches".into()), ..Default::default() };
+            let body = BlocksReply { blocks: inner.blocks.entries.clone(), published };
+            return Reply::ok(Body::Blocks(body));
+        };
+        match publish(&mut inner, &seg, image, slots) {
+            Ok(gen) => (seg, gen),
+            Err(e) => return Reply::error(e),
+        }
+    };
+    let (ok, result, worker_gens) = wait_applied(&seg, gen);
+    let blocks = d.inner.lock().unwrap().blocks.entries.clone();
+    let body = BlocksReply { blocks, published: Published { generation: Some(gen), result: Some(result.clone()), worker_generations: Some(worker_gens) } };
+    Reply { ok, error: (!ok).then_some(result), body: Body::Blocks(body) }
+}
+
+/// Waits until generation `gen` is applied by every worker, rejected, or the timeout
+/// passes: (applied, what happened, the generation each worker runs).
+fn wait_applied(seg: &rampart_shm::Segment, gen: u64) -> (bool, String, Vec<u64>) {
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    let outcome = loop {
+        match seg.policy_outcome(gen) {
+            PolicyOutcome::Pending if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            other => break other,
+        }
+    };
+    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
+    let worker_gens: Vec<u64> = (0..workers).map(|w| seg.worker_gen(w)).collect();
+    let (ok, result) = match &outcome {
+        PolicyOutcome::Applied => (true, "applied".to_string()),
+        PolicyOutcome::Rejected(why) => (false, format!("rejected by the dataplane: {why}")),
+        PolicyOutcome::Pending => (false, format!("not applied within {} s", APPLY_TIMEOUT.as_secs())),
+    };
+    (ok, result, worker_gens)
 }
 
 /// `reload`: re-read the config file, compile, publish, wait for the outcome. Every
@@ -118,7 +205,7 @@ pub fn reload(d: &Daemon, peer: Peer) -> Reply<Body> {
         if config.dataplane.shm != inner.config.dataplane.shm || config.control.socket != inner.config.control.socket {
             return Reply::error("dataplane.shm and control.socket cannot change on reload; restart both processes");
         }
-        let (image, slots) = match compile(&config, inner.slots()) {
+        let (image, slots) = match inner.compile(&config, inner.slots()) {
             Ok(x) => x,
             Err(e) => return Reply::error(format!("compiling policy: {e}")),
         };
@@ -136,26 +223,14 @@ pub fn reload(d: &Daemon, peer: Peer) -> Reply<Body> {
             Err(e) => return Reply::error(e),
         }
     };
-    let deadline = Instant::now() + APPLY_TIMEOUT;
-    let outcome = loop {
-        match seg.policy_outcome(gen) {
-            PolicyOutcome::Pending if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            other => break other,
-        }
-    };
-    let workers = seg.header().workers.load(Ordering::Relaxed) as usize;
-    let worker_gens: Vec<u64> = (0..workers).map(|w| seg.worker_gen(w)).collect();
+    let (ok, result, worker_gens) = wait_applied(&seg, gen);
     let mut inner = d.inner.lock().unwrap();
     let ports = state::ports(Some(&seg), inner.image());
     let errors = ports.iter().filter(|p| p.state == "error").map(|p| PortError { port: p.name.clone(), error: p.message.clone() }).collect();
-    let (ok, result) = match &outcome {
-        PolicyOutcome::Applied => (true, "applied".to_string()),
-        PolicyOutcome::Rejected(why) => (false, format!("rejected by the dataplane: {why}")),
-        PolicyOutcome::Pending => (false, format!("not applied within {} s", APPLY_TIMEOUT.as_secs())),
-    };
     inner.last_reload = format!("generation {gen}: {result}");
     inner.log.write(&change.event(Some(gen), &result, peer));
-    let body = ReloadReply { generation: Some(gen), result: Some(result.clone()), worker_generations: Some(worker_gens), port_errors: Some(errors), ..Default::default() };
+    let published = Published { generation: Some(gen), result: Some(result.clone()), worker_generations: Some(worker_gens) };
+    let body = ReloadReply { published, port_errors: Some(errors), ..Default::default() };
     Reply { ok, error: (!ok).then_some(result), body: Body::Reload(body) }
 }
 

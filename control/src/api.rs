@@ -28,6 +28,25 @@ pub enum Request {
     Ping,
     /// Tracked flows, filtered, optionally ended: [`FlowsReply`].
     Flows(FlowsRequest),
+    /// Block an address or prefix (from every guest or one) until unblocked or for a
+    /// while: [`BlocksReply`] once every worker runs the policy with it.
+    Block(BlockRequest),
+    /// Remove a block: [`BlocksReply`].
+    Unblock(BlockRequest),
+    /// The blocklist: [`BlocksReply`].
+    Blocks,
+}
+
+/// `block` / `unblock`: which address or prefix, toward which guest, for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
+    /// Seconds (block only); None: until unblocked.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_s: Option<u64>,
 }
 
 impl Request {
@@ -40,7 +59,7 @@ impl Request {
         }
         serde_json::from_value(v).map_err(|e| match e.to_string() {
             m if m.starts_with("unknown variant") => format!("unknown command: {m}"),
-            m if m.starts_with("missing field `cmd`") => "the request names no command (`cmd`): expected status, ports, stats, reload, ping or flows".into(),
+            m if m.starts_with("missing field `cmd`") => "the request names no command (`cmd`): expected status, ports, stats, reload, ping, flows, block, unblock or blocks".into(),
             m => m,
         })
     }
@@ -143,6 +162,7 @@ pub enum Body {
     Reload(ReloadReply),
     Ping(PingReply),
     Flows(FlowsReply),
+    Blocks(BlocksReply),
 }
 
 /// No fields (a refusal).
@@ -164,8 +184,9 @@ pub struct StatsReply {
     pub stats: Stats,
 }
 
+/// What publishing a policy generation came to (`reload`, `block`, `unblock`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ReloadReply {
+pub struct Published {
     /// The generation published (absent when nothing was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
@@ -175,6 +196,12 @@ pub struct ReloadReply {
     /// The generation each worker runs now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_generations: Option<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReloadReply {
+    #[serde(flatten)]
+    pub published: Published,
     /// Ports of the policy that failed to attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_errors: Option<Vec<PortError>>,
@@ -189,6 +216,15 @@ pub struct ReloadReply {
 pub struct PortError {
     pub port: String,
     pub error: String,
+}
+
+/// The blocklist after the command; for `block` / `unblock`, the generation that carries
+/// it and whether every worker runs it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlocksReply {
+    pub blocks: Vec<crate::blocks::Block>,
+    #[serde(flatten)]
+    pub published: Published,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! own threads and share its state behind one mutex — nothing here is on the packet
 //! path.
 
+use crate::blocks::Blocklist;
 use crate::compile::{compile, slots_of, Slots};
 use crate::events::EventLog;
 use crate::state;
@@ -37,9 +38,23 @@ impl Daemon {
     /// The control process for `config` (read from `config_path`, which `reload` reads
     /// again), writing events to `log`; not attached to a dataplane yet.
     pub fn new(config_path: &Path, config: Config, log: EventLog) -> Result<Daemon, String> {
-        let (image, slots) = compile(&config, &Slots::default()).map_err(|e| format!("compiling policy: {e}"))?;
+        let blocks = Blocklist::load(Path::new(&config.control.blocklist))?;
+        let (image, slots) = compile(&blocks.applied_to(&config), &Slots::default()).map_err(|e| format!("compiling policy: {e}"))?;
         let names = Names::of(&image, &slots);
-        let inner = Inner { config_path: config_path.to_path_buf(), config, segment: None, image, slots, names, log, last_reload: String::new(), waiting_logged: false, episodes: Default::default() };
+        let inner = Inner {
+            config_path: config_path.to_path_buf(),
+            config,
+            segment: None,
+            image,
+            slots,
+            names,
+            log,
+            last_reload: String::new(),
+            waiting_logged: false,
+            episodes: Default::default(),
+            blocks,
+            last_expiry: std::time::Instant::now(),
+        };
         Ok(Daemon { inner: Mutex::new(inner), stop: AtomicBool::new(false), commands: Mutex::new(()), dumps: Mutex::new(()) })
     }
 }
@@ -57,6 +72,9 @@ pub struct Inner {
     pub last_reload: String,
     waiting_logged: bool,
     episodes: crate::episodes::Episodes,
+    /// The dynamic blocklist, applied in front of the config's rules.
+    pub blocks: Blocklist,
+    last_expiry: std::time::Instant,
 }
 
 /// What events and flow dumps are named by, for one policy: built once when the policy
@@ -104,6 +122,38 @@ impl Inner {
     /// Port and rule names of the current policy.
     pub(crate) fn names(&self) -> Names {
         self.names.clone()
+    }
+
+    /// Compiles `config` with the blocklist in front of its rules.
+    pub(crate) fn compile(&self, config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots), String> {
+        compile(&self.blocks.applied_to(config), previous)
+    }
+
+    /// Removes the blocks whose time is up (checked once a second) and publishes the
+    /// policy without them; each is logged as `expired`.
+    fn expire_blocks(&mut self) {
+        if self.last_expiry.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_expiry = std::time::Instant::now();
+        let gone = self.blocks.expire(crate::blocks::unix_now());
+        if gone.is_empty() {
+            return;
+        }
+        if let Err(e) = self.blocks.save() {
+            eprintln!("rampartctl: {e}");
+        }
+        for b in &gone {
+            self.log.write(&crate::admin::block_event("expired", b, None));
+        }
+        let config = self.config.clone();
+        match (self.compile(&config, &self.slots.clone()), self.segment.clone()) {
+            (Ok((image, slots)), Some(seg)) => {
+                let _ = publish(self, &seg, image, slots);
+            }
+            (Ok((image, slots)), None) => self.set_policy(image, slots),
+            (Err(e), _) => eprintln!("rampartctl: compiling policy after blocks expired: {e}"),
+        }
     }
 
     fn drain(&mut self, seg: &Segment) {
@@ -166,6 +216,7 @@ fn supervise(d: &Daemon) {
 /// One supervisor step: attach, heartbeat, drain events, detect a dataplane restart.
 /// Its cost follows the events drained, not the policy's size (`tests/tick_cost.rs`).
 pub fn tick(inner: &mut Inner) {
+    inner.expire_blocks();
     let Some(seg) = inner.segment.clone() else {
         try_attach(inner);
         return;
@@ -217,7 +268,8 @@ fn try_attach(inner: &mut Inner) {
     let running_image = seg.applied_image(&mut running).and_then(|_| PolicyImage::decode(&running).ok());
     let previous = running_image.as_ref().map(slots_of).unwrap_or_default();
     inner.segment = Some(seg.clone());
-    match compile(&inner.config, &previous) {
+    let config = inner.config.clone();
+    match inner.compile(&config, &previous) {
         Ok((image, slots)) => {
             if running_image.as_ref() == Some(&image) {
                 eprintln!("rampartctl: the dataplane already runs this policy (generation {}); adopted", seg.applied_gen());

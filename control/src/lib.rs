@@ -8,11 +8,13 @@
 //!   with the `rampartctl` commands; [`flows`]: `rampartctl flows` (paged dump, filters, kill).
 //! - [`events`]: the event log (eve.json-style lines from the dataplane's event rings);
 //!   [`episodes`]: one `guard` event per attack episode, from the guard's counters.
+//! - [`blocks`]: the dynamic blocklist (deny rules in front of the policy, kept in a file).
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`state`]: what the admin commands report.
 
 pub mod admin;
 pub mod api;
+pub mod blocks;
 pub mod compile;
 pub mod daemon;
 pub mod episodes;

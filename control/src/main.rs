@@ -1,7 +1,7 @@
 //! `rampartctl`: the control process (`run`) and the operator's one-shot
 //! commands, which talk to it over its admin socket.
 
-use rampart_control::api::{self, FlowsReply, FlowsRequest, NoBody, PingReply, PortsReply, ReloadReply, Reply, Request, StatsReply, StatusReply};
+use rampart_control::api::{self, BlockRequest, BlocksReply, FlowsReply, FlowsRequest, NoBody, PingReply, PortsReply, Published, ReloadReply, Reply, Request, StatsReply, StatusReply};
 use rampart_control::{daemon, rules, state};
 
 use anyhow::{bail, Context, Result};
@@ -56,6 +56,26 @@ enum Cmd {
         #[arg(long)]
         kill: bool,
     },
+    /// Block an address or prefix: no packet from or to it is forwarded once this returns
+    /// (every worker runs the policy with it); kept across restarts.
+    Block {
+        /// Address or prefix (10.0.0.7, 10.0.0.0/24, fd00::/64).
+        target: String,
+        /// For this many seconds (default: until unblocked).
+        #[arg(long = "for", value_name = "SECONDS")]
+        for_s: Option<u64>,
+        /// Only toward and from this guest (port name).
+        #[arg(long)]
+        guest: Option<String>,
+    },
+    /// Remove a block.
+    Unblock {
+        target: String,
+        #[arg(long)]
+        guest: Option<String>,
+    },
+    /// The blocklist.
+    Blocks,
     /// Validate a config file without applying it.
     Check { file: Option<PathBuf> },
     /// Print the built-in demo configuration.
@@ -86,6 +106,9 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Flows { guest, address, port, state, kill } => {
             Request::Flows(FlowsRequest { guest: guest.clone(), address: address.clone(), port: *port, state: state.clone(), kill: *kill })
         }
+        Cmd::Block { target, for_s, guest } => Request::Block(BlockRequest { prefix: target.clone(), guest: guest.clone(), for_s: *for_s }),
+        Cmd::Unblock { target, guest } => Request::Unblock(BlockRequest { prefix: target.clone(), guest: guest.clone(), for_s: None }),
+        Cmd::Blocks => Request::Blocks,
     };
     let line = match rampart_config::control_socket(&cli.config) {
         Ok(socket) => send(Path::new(&socket), &request)?,
@@ -138,6 +161,15 @@ fn send(socket: &Path, request: &Request) -> Result<String> {
 }
 
 /// The body of a successful reply to `request`, for people.
+/// "generation N: applied (workers run [N])", or what happened instead.
+fn print_published(p: Published) {
+    match (p.generation, p.result) {
+        (Some(gen), result) => println!("generation {gen}: {} (workers run {:?})", result.unwrap_or_default(), p.worker_generations.unwrap_or_default()),
+        (None, Some(result)) => println!("{result}"),
+        (None, None) => {}
+    }
+}
+
 fn print_human(request: &Request, line: &str) -> Result<()> {
     fn body<T: serde::de::DeserializeOwned>(line: &str) -> Result<T> {
         Ok(api::decode::<T>(line).map_err(anyhow::Error::msg)?.1.body)
@@ -167,12 +199,22 @@ fn print_human(request: &Request, line: &str) -> Result<()> {
         Request::Stats => print_stats(&body::<StatsReply>(line)?.stats),
         Request::Reload => {
             let r = body::<ReloadReply>(line)?;
-            match (r.generation, r.message) {
-                (Some(gen), _) => println!("generation {gen}: {} (workers run {:?})", r.result.unwrap_or_default(), r.worker_generations.unwrap_or_default()),
-                (None, message) => println!("{}", message.unwrap_or_default()),
+            match r.published.generation {
+                Some(_) => print_published(r.published),
+                None => println!("{}", r.message.unwrap_or_default()),
             }
             for e in r.port_errors.unwrap_or_default() {
                 println!("  port {}: {}", e.port, e.error);
+            }
+        }
+        Request::Block(_) | Request::Unblock(_) | Request::Blocks => {
+            let r = body::<BlocksReply>(line)?;
+            print_published(r.published);
+            let now = rampart_control::blocks::unix_now();
+            println!("{:<44} {:<16} {:>12}", "BLOCKED", "GUEST", "EXPIRES IN");
+            for b in &r.blocks {
+                let left = b.until.map_or("never".to_string(), |u| format!("{} s", u.saturating_sub(now)));
+                println!("{:<44} {:<16} {:>12}", b.prefix, b.guest.as_deref().unwrap_or("(all)"), left);
             }
         }
         Request::Flows(_) => {

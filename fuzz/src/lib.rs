@@ -141,6 +141,10 @@ pub fn event(data: &[u8]) {
                 assert!(line[end].as_str().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok()), "{line}");
             }
         }
+        // A summary of held-back drop records carries a count and no packet.
+        Some("drop") if line["drop"].get("summary").is_some() => {
+            assert!(line["drop"]["summary"]["held_back_total"].is_u64() && line["drop"].get("packet_head").is_none(), "{line}");
+        }
         // The packet head is the record's bytes as hex, at most all 32 of them.
         Some("drop") => {
             let head = line["drop"]["packet_head"].as_str().unwrap_or_default();

@@ -314,3 +314,47 @@ fn flows_kill_ends_the_flows_that_match_and_logs_them() {
     wait_for("a's packets at b again", Duration::from_secs(10), || (b.received_from(A).1 >= received + 20).then_some(()));
     assert_eq!(rig.drops("policy_cut"), 0, "a kill cuts no packet");
 }
+
+/// `rampartctl block`: once it returns (every worker runs the policy with the block), not
+/// one more packet of the address is forwarded; the block outlives a control-process
+/// restart, `unblock` lifts it, and a block `--for` a while lifts itself. Each change is
+/// logged.
+#[test]
+fn a_block_cuts_an_address_at_once_survives_a_control_restart_and_ends() {
+    let (mut rig, mut a, b, _c) = started("fwblock", 19647, RULES);
+    a.start(Some(B), 1000, 120_000, &[]);
+    wait_for("a's packets at b", Duration::from_secs(20), || (b.received_from(A).1 >= 100).then_some(()));
+    let tx_b = |rig: &Rig| rig.port("b")["tx_packets"].as_u64().unwrap();
+    let (code, bad) = rig.ctl(&["block", "10.0.5.1/24"]);
+    assert!(code != 0 && bad["error"].as_str().is_some_and(|e| e.contains("host bits zero")), "{bad}");
+    let (code, bad) = rig.ctl(&["block", "10.0.5.10", "--guest", "nobody"]);
+    assert!(code != 0 && bad["error"].as_str().is_some_and(|e| e.contains("no guest")), "{bad}");
+    // a's address (10.0.5.10), from and to every guest.
+    let reply = rig.ctl_ok(&["block", "10.0.5.10"]);
+    assert_eq!(reply["result"], "applied", "{reply}");
+    let at_block = tx_b(&rig);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(tx_b(&rig), at_block, "not one packet of a blocked address forwarded after `block` returned");
+    assert_eq!(rig.ctl_ok(&["blocks"])["blocks"][0]["prefix"], "10.0.5.10/32");
+    // A new control process reads the blocklist back and keeps the policy with it.
+    rig.control.as_mut().unwrap().kill9();
+    rig.start_control();
+    rig.wait_applied(2);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(tx_b(&rig), at_block, "still blocked under the restarted control process");
+    assert_eq!(rig.ctl_ok(&["blocks"])["blocks"].as_array().map(Vec::len), Some(1));
+    // Unblocked: a's packets come through again (as new flows).
+    rig.ctl_ok(&["unblock", "10.0.5.10"]);
+    wait_for("a's packets at b after unblock", Duration::from_secs(10), || (tx_b(&rig) > at_block + 100).then_some(()));
+    // For two seconds: blocked, then free again on its own.
+    rig.ctl_ok(&["block", "10.0.5.0/24", "--for", "2"]);
+    let at_timed = tx_b(&rig);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(tx_b(&rig), at_timed, "blocked for its time");
+    wait_for("the timed block to end", Duration::from_secs(10), || (tx_b(&rig) > at_timed + 100).then_some(()));
+    assert_eq!(rig.ctl_ok(&["blocks"])["blocks"].as_array().map(Vec::len), Some(0));
+    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let actions: Vec<String> = eve.lines().filter(|l| l.contains("\"event_type\":\"block\"")).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["block"]["action"].as_str().unwrap().to_string()).collect();
+    assert_eq!(actions, ["added", "removed", "added", "expired"], "{eve}");
+    a.stop();
+}
