@@ -113,6 +113,21 @@ impl Slot {
         held
     }
 
+    /// Stores `v` whatever the slot held (a lease the DHCP server granted); skipped if
+    /// another writer is at it.
+    #[cold]
+    fn set(&self, v: u128, now: u64) {
+        let s = self.seq.load(Ordering::Relaxed);
+        if s & 1 == 1 || self.seq.compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return;
+        }
+        fence(Ordering::Release);
+        self.hi.store((v >> 64) as u64, Ordering::Relaxed);
+        self.lo.store(v as u64, Ordering::Relaxed);
+        self.seen.store(now + 1, Ordering::Relaxed);
+        self.seq.store(s + 2, Ordering::Release);
+    }
+
     /// Stores `v` if the slot is empty or expired (and no other writer is at it); true
     /// when the slot now holds `v`.
     #[cold]
@@ -163,6 +178,25 @@ impl PortGuard {
             serves_dhcp: image.serves_dhcp,
             serves_ra: image.serves_ra,
             learned: learned.unwrap_or_default(),
+        }
+    }
+
+    /// Whether the port may serve DHCP (its server messages are snooped for leases).
+    pub fn serves_dhcp(&self) -> bool {
+        self.serves_dhcp
+    }
+
+    /// Whether `mac` is the port's (configured, or the one it learned).
+    pub fn owns_mac(&self, mac: &[u8; 6], now: u64) -> bool {
+        let m = mac_u64(mac);
+        self.macs.contains(&m) || (self.macs.is_empty() && self.learned.mac.get(now, self.timeout_ms) == Some(m as u128))
+    }
+
+    /// A DHCP server leased IPv4 address `addr` to this port's guest: where the port learns
+    /// its IPv4 address, that lease is it (replacing the one it had).
+    pub fn lease(&self, addr: u32, now: u64) {
+        if self.learn && !self.has_v4 {
+            self.learned.v4.set(MAPPED | addr as u128, now);
         }
     }
 
@@ -295,6 +329,41 @@ impl PortGuard {
     }
 }
 
+/// Whether a parsed packet is a DHCP server's message to a client (UDP 67 → 68): the cheap
+/// test before [`dhcp_ack`].
+#[inline(always)]
+pub fn from_dhcp_server(meta: &Meta) -> bool {
+    meta.src_port == DHCP_SERVER && meta.dst_port == DHCP_CLIENT && meta.ip_proto == UDP && meta.l3() == L3::Ipv4 && meta.has_ports()
+}
+
+/// The client MAC and the leased address of a DHCP ACK (a BOOTP reply with message type 5),
+/// if `meta`'s packet is one.
+pub fn dhcp_ack(meta: &Meta, frame: &[u8]) -> Option<([u8; 6], u32)> {
+    let b = meta.payload(frame);
+    // op 2 (reply), hardware type 1 (Ethernet), address length 6; the magic cookie.
+    if b.len() < 240 || b[..3] != [2, 1, 6] || b[236..240] != [99, 130, 83, 99] {
+        return None;
+    }
+    let yiaddr = u32::from_be_bytes(b[16..20].try_into().ok()?);
+    let chaddr: [u8; 6] = b[28..34].try_into().ok()?;
+    let mut opts = &b[240..];
+    while let Some((&code, rest)) = opts.split_first() {
+        match code {
+            0 => opts = rest,
+            255 => break,
+            _ => {
+                let (&len, rest) = rest.split_first()?;
+                let value = rest.get(..len as usize)?;
+                if code == 53 {
+                    return (value == [5] && yiaddr != 0).then_some((chaddr, yiaddr));
+                }
+                opts = &rest[len as usize..];
+            }
+        }
+    }
+    None
+}
+
 /// The IPv6 link-local address of a MAC (modified EUI-64, RFC 4291 appendix A).
 fn link_local(mac: u64) -> u128 {
     let m = mac.to_be_bytes(); // [0, 0, m0..m5]
@@ -303,7 +372,7 @@ fn link_local(mac: u64) -> u128 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rampart_packet::build;
 
@@ -404,6 +473,43 @@ mod tests {
         assert_eq!(check(&g, &udp(MAC, [10, 0, 0, 10], 67, 68), 0), Err(DropReason::RogueDhcp), "a DHCP offer from a guest");
         let server = PortGuard::new(&GuardImage { serves_dhcp: true, ..image(&["10.0.0.10"], true) }, &[MAC], None);
         assert_eq!(check(&server, &udp(MAC, [10, 0, 0, 10], 67, 68), 0), Ok(()));
+    }
+
+    /// A BOOTP reply from 10.0.0.1:67 to the client `chaddr`, leasing `yiaddr`, with DHCP
+    /// message type `kind` (5 = ACK).
+    pub(crate) fn dhcp_reply(server_mac: [u8; 6], chaddr: [u8; 6], yiaddr: [u8; 4], kind: u8) -> Vec<u8> {
+        let mut b = vec![0u8; 240];
+        b[..4].copy_from_slice(&[2, 1, 6, 0]);
+        b[16..20].copy_from_slice(&yiaddr);
+        b[28..34].copy_from_slice(&chaddr);
+        b[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        b.extend_from_slice(&[0, 53, 1, kind, 51, 4, 0, 0, 0x0e, 0x10, 255]);
+        build::udp_v4([10, 0, 0, 1], 67, [255, 255, 255, 255], 68, &b).macs(server_mac, BCAST).build().unwrap()
+    }
+
+    #[test]
+    fn a_dhcp_ack_gives_the_lease_and_nothing_else_does() {
+        let ack = dhcp_reply(OTHER, MAC, [10, 0, 0, 50], 5);
+        let meta = rampart_packet::parse(&ack).unwrap();
+        assert!(from_dhcp_server(&meta));
+        assert_eq!(dhcp_ack(&meta, &ack), Some((MAC, 0x0a00_0032)));
+        let offer = dhcp_reply(OTHER, MAC, [10, 0, 0, 50], 2);
+        assert_eq!(dhcp_ack(&rampart_packet::parse(&offer).unwrap(), &offer), None, "an offer leases nothing");
+        let short = udp(OTHER, [10, 0, 0, 1], 67, 68);
+        assert_eq!(dhcp_ack(&rampart_packet::parse(&short).unwrap(), &short), None);
+        // The lease is the guest's address from then on, whatever it sends first.
+        let g = PortGuard::new(&image(&[], true), &[MAC], None);
+        g.lease(0x0a00_0032, 0);
+        assert_eq!(check(&g, &udp(MAC, [10, 0, 0, 51], 1000, 53), 1), Err(DropReason::SpoofIp));
+        assert_eq!(check(&g, &udp(MAC, [10, 0, 0, 50], 1000, 53), 1), Ok(()));
+        // A new lease replaces it.
+        g.lease(0x0a00_0033, 2);
+        assert_eq!(check(&g, &udp(MAC, [10, 0, 0, 50], 1000, 53), 3), Err(DropReason::SpoofIp));
+        assert_eq!(check(&g, &udp(MAC, [10, 0, 0, 51], 1000, 53), 3), Ok(()));
+        // A port with configured IPv4 addresses is not moved by leases.
+        let fixed = PortGuard::new(&image(&["10.0.0.10"], true), &[MAC], None);
+        fixed.lease(0x0a00_0032, 0);
+        assert_eq!(check(&fixed, &udp(MAC, [10, 0, 0, 50], 1000, 53), 1), Err(DropReason::SpoofIp));
     }
 
     #[test]

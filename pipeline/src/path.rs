@@ -200,10 +200,18 @@ impl Pipeline {
                 (Route::Fixed(decision), None) | (Route::Fixed(decision @ Decision::Drop(_)), Some(_)) => {
                     self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::validate(data).map(|()| decision))
                 }
-                (route, None) => self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::parse(data).map(|meta| route.decide(rt, ingress, &meta))),
+                (route, None) => self.each_frame(rt, cx, ingress, frames, |data| {
+                    rampart_packet::parse(data).map(|meta| {
+                        rt.snoop(ingress, &meta, data, cx.now_ms);
+                        route.decide(rt, ingress, &meta)
+                    })
+                }),
                 (route, Some(guard)) => self.each_frame(rt, cx, ingress, frames, |data| {
                     rampart_packet::parse(data).map(|meta| match guard.check(rt, ingress, &meta, data, cx.now_ms) {
-                        Ok(()) => route.decide(rt, ingress, &meta),
+                        Ok(()) => {
+                            rt.snoop(ingress, &meta, data, cx.now_ms);
+                            route.decide(rt, ingress, &meta)
+                        }
                         Err(reason) => Decision::Drop(reason),
                     })
                 }),
@@ -284,7 +292,10 @@ impl Pipeline {
         }));
         for (i, frame) in frames.iter_mut().enumerate() {
             let decision = match (frame.segments, burst.meta(i)) {
-                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).map(|()| route.decide(rt, ingress, meta)).unwrap_or_else(Decision::Drop) {
+                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).map(|()| {
+                    rt.snoop(ingress, meta, frame.data(), cx.now_ms);
+                    route.decide(rt, ingress, meta)
+                }).unwrap_or_else(Decision::Drop) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = burst.lookup(cx.flows, i);
@@ -586,6 +597,36 @@ mod tests {
         let port = &rig.segment.workers[0].ports[0];
         assert_eq!(port.rx_packets.get(), 4);
         assert_eq!(port.rx_bytes.get(), frames.iter().map(|f| f.len() as u64).sum::<u64>());
+    }
+
+    #[test]
+    fn a_dhcp_ack_from_a_server_port_gives_the_guest_its_lease_and_a_rogue_one_nothing() {
+        let rig = Rig::new();
+        let guard = rampart_shm::GuardImage { addresses: vec![], learn: true, learn_timeout_s: 300, serves_dhcp: false, serves_ra: false };
+        // A (port 0) and C (port 2) are guarded guests that learn their address; B (port 1) is
+        // the DHCP server's uplink (unguarded).
+        let mut ports = vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])];
+        ports[0].guard = Some(guard.clone());
+        ports[2].guard = Some(guard);
+        let image = PolicyImage { drop_events_per_s: 10, format: IMAGE_FORMAT, segments: vec![SegmentImage { name: "lan".into() }], ports, firewall: None };
+        let rt = Runtime::build(1, &image, Some, None, &Default::default());
+        let from_a = |src: [u8; 4]| build::udp_v4(src, 68, [255, 255, 255, 255], 67, b"dhcp").macs(A, [0xff; 6]).build().unwrap();
+        let mut flood = PortSet::one(1);
+        flood.insert(2);
+        assert_eq!(run(&rig, &rt, 0, &[from_a([0, 0, 0, 0])], 0).0[0], Action::Forward(flood), "discover from 0.0.0.0");
+        // C, a guest that does not serve DHCP, hands A a lease: dropped, and no lease.
+        let rogue = crate::guard::tests::dhcp_reply(C, A, [10, 0, 0, 66], 5);
+        assert_eq!(run(&rig, &rt, 2, &[rogue], 0).0[0], Action::Drop(DropReason::RogueDhcp));
+        // The server's ACK: 10.0.0.50 for A.
+        let ack = crate::guard::tests::dhcp_reply(B, A, [10, 0, 0, 50], 5);
+        assert!(matches!(run(&rig, &rt, 1, &[ack], 0).0[0], Action::Forward(_)));
+        let (actions, _) = run(&rig, &rt, 0, &[udp_from(A, [10, 0, 0, 66]), udp_from(A, [10, 0, 0, 51]), udp_from(A, [10, 0, 0, 50])], 0);
+        assert_eq!(actions[..2], [Action::Drop(DropReason::SpoofIp), Action::Drop(DropReason::SpoofIp)], "only the leased address is A's");
+        assert_eq!(actions[2], Action::Forward(PortSet::one(1)));
+    }
+
+    fn udp_from(mac: [u8; 6], src: [u8; 4]) -> Vec<u8> {
+        build::udp_v4(src, 4000, [10, 0, 0, 2], 53, b"hello").macs(mac, B).build().unwrap()
     }
 
     #[test]

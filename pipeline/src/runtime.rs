@@ -214,6 +214,33 @@ impl Runtime {
         }
     }
 
+    /// DHCP snooping: a DHCP ACK from a port that may serve DHCP (an unguarded port, or
+    /// one that `serves` it) gives its lease to the guarded port whose guest it is for.
+    /// A compare or two per packet; the rest only for DHCP server messages.
+    #[inline(always)]
+    pub fn snoop(&self, ingress: u8, meta: &Meta, frame: &[u8], now_ms: u64) {
+        if crate::guard::from_dhcp_server(meta) {
+            self.snoop_dhcp(ingress, meta, frame, now_ms);
+        }
+    }
+
+    #[cold]
+    fn snoop_dhcp(&self, ingress: u8, meta: &Meta, frame: &[u8], now_ms: u64) {
+        if !self.guard(ingress).is_none_or(|g| g.serves_dhcp()) {
+            return; // a rogue server: its packet is dropped as rogue_dhcp
+        }
+        let Some((client, addr)) = crate::guard::dhcp_ack(meta, frame) else { return };
+        let mapped = 0xffff_u128 << 32 | addr as u128;
+        for (local, g) in self.guards.iter().enumerate() {
+            if let Some(g) = g.as_ref().filter(|g| g.owns_mac(&client, now_ms)) {
+                if !self.address_taken(local as u8, mapped, now_ms) {
+                    g.lease(addr, now_ms);
+                }
+                return;
+            }
+        }
+    }
+
     /// Forgets what the guard learned for the port in `slot` (its guest went away).
     pub fn forget_learned(&self, slot: u16) {
         if let Some(g) = self.ports.iter().position(|p| p.slot == slot).and_then(|l| self.guards[l].as_ref()) {
