@@ -200,13 +200,31 @@ pub struct Throttle {
     /// Broadcast, multicast and unknown-unicast frames per second a guest may send
     /// (storm control; 0: no limit).
     pub max_floods_per_s: u64,
+    /// New flows per second a guest may open (0: no limit).
+    pub max_new_flows_per_s: u64,
+    /// New flows per second from one source address, any port (0: no limit).
+    pub max_new_flows_per_source: u64,
+    /// New flows per second toward one destination address, from any sources (0: no limit).
+    pub max_new_flows_per_destination: u64,
+    /// A source over `max_new_flows_per_source` is blocked for this many seconds (an
+    /// entry in the blocklist that lifts itself; 0: not blocked, only limited).
+    pub block_for: u64,
     /// Bucket depth: this many milliseconds' worth of each rate may come at once.
     pub burst_ms: u64,
 }
 
 impl Default for Throttle {
     fn default() -> Self {
-        Throttle { max_packets_per_s: 0, max_bytes_per_s: 0, max_floods_per_s: 20_000, burst_ms: 50 }
+        Throttle {
+            max_packets_per_s: 0,
+            max_bytes_per_s: 0,
+            max_floods_per_s: 20_000,
+            max_new_flows_per_s: 0,
+            max_new_flows_per_source: 0,
+            max_new_flows_per_destination: 0,
+            block_for: 0,
+            burst_ms: 50,
+        }
     }
 }
 
@@ -300,6 +318,7 @@ pub struct Port {
     pub max_packets_per_s: Option<u64>,
     pub max_bytes_per_s: Option<u64>,
     pub max_floods_per_s: Option<u64>,
+    pub max_new_flows_per_s: Option<u64>,
 }
 
 impl Port {

@@ -85,7 +85,13 @@ fn limits(config: &Config, p: &rampart_config::Port) -> LimitsImage {
         packets: limit(p.max_packets_per_s, t.max_packets_per_s, 32),
         bytes: limit(p.max_bytes_per_s, t.max_bytes_per_s, 32 * 1518),
         floods: limit(p.max_floods_per_s, t.max_floods_per_s, 1),
+        new_flows: limit(p.max_new_flows_per_s, t.max_new_flows_per_s, 1),
     }
+}
+
+/// A limit of `rate` per second (0: none), `burst_ms` deep (at least one).
+fn rate(rate: u64, burst_ms: u64) -> Option<RateImage> {
+    (rate > 0).then(|| RateImage { rate, burst: (rate.saturating_mul(burst_ms) / 1000).max(1) })
 }
 
 pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots), String> {
@@ -151,6 +157,8 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
         segments,
         ports,
         drop_events_per_s: config.events.drops_per_second,
+        new_flows_per_source: rate(config.throttle.max_new_flows_per_source, config.throttle.burst_ms),
+        new_flows_per_destination: rate(config.throttle.max_new_flows_per_destination, config.throttle.burst_ms),
     };
     image.validate()?;
     Ok((image, slots))

@@ -140,11 +140,44 @@ impl Inner {
         if gone.is_empty() {
             return;
         }
-        if let Err(e) = self.blocks.save() {
-            eprintln!("rampartctl: {e}");
-        }
         for b in &gone {
             self.log.write(&crate::admin::block_event("expired", b, None));
+        }
+        self.publish_blocks();
+    }
+
+    /// Automatic blocks: each source the dataplane reported over its new flows/s limit is
+    /// blocked for `throttle.block_for` seconds (when set), logged with the limit.
+    fn block_over_limit(&mut self) {
+        let reported = std::mem::take(&mut self.log.over_limit);
+        let block_for = self.config.throttle.block_for;
+        if reported.is_empty() || block_for == 0 {
+            return;
+        }
+        let since = crate::blocks::unix_now();
+        let mut added = false;
+        for (addr, rate) in reported {
+            let prefix = format!("{addr}/{}", if addr.is_ipv4() { 32 } else { 128 });
+            if self.blocks.entries.iter().any(|b| b.prefix == prefix && b.guest.is_none()) {
+                continue;
+            }
+            let b = crate::blocks::Block { prefix, guest: None, since, until: Some(since + block_for), by_uid: None };
+            let mut event = crate::admin::block_event("added", &b, None);
+            event["block"]["reason"] = json!("new_flow_rate");
+            event["block"]["new_flows_per_s"] = json!(rate);
+            self.log.write(&event);
+            self.blocks.add(b);
+            added = true;
+        }
+        if added {
+            self.publish_blocks();
+        }
+    }
+
+    /// Keeps the blocklist in its file and publishes the policy with it (no wait).
+    fn publish_blocks(&mut self) {
+        if let Err(e) = self.blocks.save() {
+            eprintln!("rampartctl: {e}");
         }
         let config = self.config.clone();
         match (self.compile(&config, &self.slots.clone()), self.segment.clone()) {
@@ -152,7 +185,7 @@ impl Inner {
                 let _ = publish(self, &seg, image, slots);
             }
             (Ok((image, slots)), None) => self.set_policy(image, slots),
-            (Err(e), _) => eprintln!("rampartctl: compiling policy after blocks expired: {e}"),
+            (Err(e), _) => eprintln!("rampartctl: compiling policy with the blocklist: {e}"),
         }
     }
 
@@ -224,6 +257,7 @@ pub fn tick(inner: &mut Inner) {
     let h = seg.header();
     h.control_heartbeat_ns.store(rampart_shm::monotonic_ns(), Ordering::Relaxed);
     inner.drain(&seg);
+    inner.block_over_limit();
     let workers = (h.workers.load(Ordering::Relaxed) as usize).min(seg.workers.len());
     for event in inner.episodes.check(&seg, &inner.image, workers, std::time::Instant::now()) {
         inner.log.write(&event);

@@ -36,6 +36,9 @@ pub struct EventLog {
     torn: bool,
     /// Value of the newest pong (answer to a ping command).
     pub last_pong: u64,
+    /// Sources that went over their new flows/s limit (address, limit), for the
+    /// supervisor to block (`throttle.block_for`); taken by it.
+    pub over_limit: Vec<(std::net::IpAddr, u64)>,
     /// Ring overflow counts already reported, per ring.
     reported_loss: [u64; MAX_EVENT_RINGS],
 }
@@ -63,6 +66,7 @@ impl EventLog {
             failing: None,
             torn: false,
             last_pong: 0,
+            over_limit: Vec::new(),
             reported_loss: [0; MAX_EVENT_RINGS],
         })
     }
@@ -178,6 +182,9 @@ impl EventLog {
                 if rec.kind == EventKind::Pong as u16 {
                     self.last_pong = rec.value;
                 }
+                if rec.kind == EventKind::SourceOverLimit as u16 {
+                    self.over_limit.push((source_of(&rec), rec.value));
+                }
                 self.write(&to_json(&rec, ring, &clock, names, rules));
                 n += 1;
             }
@@ -190,6 +197,14 @@ impl EventLog {
         self.flush();
         n
     }
+}
+
+/// The source address of a [`EventKind::SourceOverLimit`] record.
+fn source_of(rec: &EventRecord) -> std::net::IpAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&rec.data[..16]);
+    let v6 = std::net::Ipv6Addr::from(a);
+    v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
 }
 
 /// The dataplane's TSC calibration (from the segment header): turns a record's TSC into
@@ -246,6 +261,10 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
             let head: String = rec.data().iter().map(|b| format!("{b:02x}")).collect();
             json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "worker": ring,
                    "drop": {"reason": reason, "len": rec.value, "packet_head": head}})
+        }
+        Some(EventKind::SourceOverLimit) => {
+            json!({"timestamp": ts, "event_type": "throttle", "in_iface": iface,
+                   "throttle": {"reason": "source_rate", "src_ip": source_of(rec).to_string(), "new_flows_per_s": rec.value}})
         }
         Some(EventKind::DropSummary) => {
             let reason = DropReason::all().find(|r| r.index() == rec.code as usize).map(|r| r.label()).unwrap_or_default();

@@ -262,7 +262,7 @@ pub(crate) mod tests {
             v["ports"],
             serde_json::json!([{"name": "a", "slot": slot, "kind": "device", "attach": "segment lan", "enabled": true, "state": "absent", "link": false, "message": "",
                 "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707,
-                "guard": {"spoof_mac": 0, "spoof_ip": 7, "arp_spoof": 0, "nd_spoof": 0, "rogue_dhcp": 0, "rogue_ra": 0, "mac_limit": 1, "throttled": 0, "storm": 0}}])
+                "guard": {"spoof_mac": 0, "spoof_ip": 7, "arp_spoof": 0, "nd_spoof": 0, "rogue_dhcp": 0, "rogue_ra": 0, "mac_limit": 1, "throttled": 0, "storm": 0, "new_flow_rate": 0, "source_rate": 0, "destination_rate": 0}}])
         );
         assert_eq!(
             v["workers"],

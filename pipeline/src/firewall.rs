@@ -142,6 +142,8 @@ pub struct Firewall {
     gen_tag: u32,
     /// Names the rules of flows decided by earlier generations when they end.
     history: Arc<RuleHistory>,
+    /// New flows/s limits (per port, source, destination), consulted before an insert.
+    pub new_flows: crate::throttle::NewFlowLimits,
 }
 
 /// The flow-end event code of each way a flow leaves the table.
@@ -217,6 +219,7 @@ impl Firewall {
             defaults,
             gen_tag: gen_tag(gen),
             history,
+            new_flows: Default::default(),
         }
     }
 
@@ -354,6 +357,9 @@ impl Firewall {
         let log = rule.and_then(|r| self.rules.get(r as usize)).is_some_and(|r| r.log);
         if !stateful {
             return FwVerdict::Pass { rule, created: false, log };
+        }
+        if let Err(reason) = self.new_flows.admit(ingress as usize, &meta.src_addr, &meta.dst_addr, zone, now_ms) {
+            return FwVerdict::Drop(reason, rule);
         }
         let new = NewFlow { verdict: self.verdict_word(rule), owner: ingress };
         match flows.insert(&flow.canonical(), flow.hash, flow.dir, new, &pkt, now_ms) {

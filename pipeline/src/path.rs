@@ -374,6 +374,12 @@ fn firewall(
             }
             Step::Pass
         }
+        FwVerdict::Drop(DropReason::SourceRate, _) => {
+            if let Some(rate) = fw.new_flows.report_source(&meta.src_addr, zone, cx.now_ms) {
+                source_over_limit(cx, slot, meta, rate);
+            }
+            Step::Drop(DropReason::SourceRate)
+        }
         FwVerdict::Drop(reason, _) => Step::Drop(reason),
         FwVerdict::Reject(rule) => {
             flow_started(cx, slot, rampart_shm::ring::FLOW_START_REJECTED, meta, rule);
@@ -455,6 +461,16 @@ fn flow_started(cx: &Context, slot: usize, code: u16, meta: &Meta, rule: Option<
     push_event(cx, EventRecord { tsc: crate::rdtsc(), kind, port: slot as u16, code, value, len: 32, data, ..Default::default() });
 }
 
+/// A source went over its new flows/s limit (reported at most once per 10 s per source):
+/// the control process may block it (`throttle.block_for`).
+#[cold]
+fn source_over_limit(cx: &Context, slot: usize, meta: &Meta, rate: u64) {
+    let mut data = [0u8; 32];
+    data[..16].copy_from_slice(&meta.src_addr);
+    let kind = EventKind::SourceOverLimit as u16;
+    push_event(cx, EventRecord { tsc: crate::rdtsc(), kind, port: slot as u16, value: rate, len: 16, data, ..Default::default() });
+}
+
 /// The flow-end event of a flow that ended while a packet was decided.
 #[cold]
 fn flow_ended(cx: &Context, ended: &Ended) {
@@ -533,6 +549,8 @@ mod tests {
     fn runtime(firewall: Option<FirewallImage>) -> Runtime {
         let image = PolicyImage {
             drop_events_per_s: 10,
+            new_flows_per_source: None,
+            new_flows_per_destination: None,
             format: IMAGE_FORMAT,
             segments: vec![SegmentImage { name: "lan".into() }],
             ports: vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])],
@@ -608,7 +626,7 @@ mod tests {
         let mut ports = vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])];
         ports[0].guard = Some(guard.clone());
         ports[2].guard = Some(guard);
-        let image = PolicyImage { drop_events_per_s: 10, format: IMAGE_FORMAT, segments: vec![SegmentImage { name: "lan".into() }], ports, firewall: None };
+        let image = PolicyImage { drop_events_per_s: 10, new_flows_per_source: None, new_flows_per_destination: None, format: IMAGE_FORMAT, segments: vec![SegmentImage { name: "lan".into() }], ports, firewall: None };
         let rt = Runtime::build(1, &image, Some, None, &Default::default());
         let from_a = |src: [u8; 4]| build::udp_v4(src, 68, [255, 255, 255, 255], 67, b"dhcp").macs(A, [0xff; 6]).build().unwrap();
         let mut flood = PortSet::one(1);
@@ -678,6 +696,8 @@ mod tests {
         let rig = Rig::new();
         let mut image = PolicyImage {
             drop_events_per_s: 10,
+            new_flows_per_source: None,
+            new_flows_per_destination: None,
             format: IMAGE_FORMAT,
             segments: vec![],
             ports: vec![port(0, vec![]), port(1, vec![])],

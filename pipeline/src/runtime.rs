@@ -116,7 +116,11 @@ impl Runtime {
             // With rules, the firewall applies each port's default action to IP traffic
             // no rule matches (ARP and other non-IP frames are switched); without, it
             // applies to all (`RtPort::default_drop`).
-            firewall: image.firewall.clone().map(|fw| Firewall::new(fw, Defaults::of(&image.ports), gen, history.clone())),
+            firewall: image.firewall.clone().map(|fw| {
+                let mut fw = Firewall::new(fw, Defaults::of(&image.ports), gen, history.clone());
+                fw.new_flows = new_flow_limits(image);
+                fw
+            }),
             gen,
             epoch: 0,
             ports: ArrayVec::new(),
@@ -152,7 +156,7 @@ impl Runtime {
             // What the port learned stays while it stays guarded (by slot: its name).
             let learned = previous.and_then(|prev| prev.ports.iter().position(|q| q.slot == p.slot).and_then(|l| prev.guards[l].as_ref())).map(|g| g.learned().clone());
             rt.guards.push(p.guard.as_ref().map(|g| PortGuard::new(g, &p.macs, learned)));
-            let bucket = |r: Option<rampart_shm::RateImage>| r.map(|r| Bucket::new(Limit { rate: r.rate, burst: r.burst }));
+            let bucket = |r: Option<rampart_shm::RateImage>| r.map(|r| Bucket::new(limit(r)));
             rt.limits.push(PortLimits { packets: bucket(p.limits.packets), bytes: bucket(p.limits.bytes), floods: bucket(p.limits.floods) });
         }
         for (local, (p, _)) in attached.iter().enumerate() {
@@ -312,6 +316,25 @@ impl Runtime {
     }
 }
 
+/// Slots of the tables of per-source and per-destination new-flow buckets.
+const RATE_TABLE_SLOTS: usize = 65_536;
+
+fn limit(r: rampart_shm::RateImage) -> Limit {
+    Limit { rate: r.rate, burst: r.burst }
+}
+
+/// The new-flow limits of a policy image (per port slot, per source, per destination).
+fn new_flow_limits(image: &PolicyImage) -> crate::throttle::NewFlowLimits {
+    let mut ports: Vec<Option<Bucket>> = (0..MAX_PORTS).map(|_| None).collect();
+    for p in &image.ports {
+        if let Some(slot) = ports.get_mut(p.slot as usize) {
+            *slot = p.limits.new_flows.map(|r| Bucket::new(limit(r)));
+        }
+    }
+    let table = |r: Option<rampart_shm::RateImage>| r.map(|r| crate::throttle::RateTable::new(limit(r), RATE_TABLE_SLOTS));
+    crate::throttle::NewFlowLimits { ports, sources: table(image.new_flows_per_source), destinations: table(image.new_flows_per_destination) }
+}
+
 impl Owners for Runtime {
     fn address_taken(&self, local: u8, addr: u128, now: u64) -> bool {
         self.guards.iter().enumerate().any(|(l, g)| l != local as usize && g.as_ref().is_some_and(|g| g.owns_address(addr, now)))
@@ -364,6 +387,8 @@ pub(crate) mod tests {
             ],
             firewall: None,
             drop_events_per_s: 10,
+            new_flows_per_source: None,
+            new_flows_per_destination: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! than any take can leave it) restarts the bucket at `now` instead of blocking for as
 //! long as the step.
 
+use rampart_shm::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const NS: u128 = 1_000_000_000;
@@ -59,21 +60,7 @@ impl Bucket {
     /// Takes `units` if they are available at `now` (ns); false (nothing taken) if not.
     #[inline]
     pub fn take(&self, now: u64, units: u64) -> bool {
-        let tolerance = self.limit.ns(self.limit.burst);
-        let cost = self.limit.ns(units);
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            // Further ahead than any take leaves it: the clock stepped back.
-            let base = if tat > now.saturating_add(tolerance) { now } else { tat.max(now) };
-            let next = base.saturating_add(cost);
-            if next > now.saturating_add(tolerance) && units > 0 {
-                return false;
-            }
-            match self.tat.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(seen) => tat = seen,
-            }
-        }
+        take(&self.tat, self.limit, now, units)
     }
 
     /// Takes as many of `want` as are available at `now` (at most `want`); returns them.
@@ -92,6 +79,124 @@ impl Bucket {
     pub fn give_back(&self, units: u64) {
         let cost = self.limit.ns(units);
         let _ = self.tat.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_sub(cost)));
+    }
+}
+
+/// GCRA: takes `units` from the bucket whose theoretical arrival time is `tat`.
+#[inline]
+fn take(tat_cell: &AtomicU64, limit: Limit, now: u64, units: u64) -> bool {
+    let tolerance = limit.ns(limit.burst);
+    let cost = limit.ns(units);
+    let mut tat = tat_cell.load(Ordering::Relaxed);
+    loop {
+        // Further ahead than any take leaves it: the clock stepped back.
+        let base = if tat > now.saturating_add(tolerance) { now } else { tat.max(now) };
+        let next = base.saturating_add(cost);
+        if next > now.saturating_add(tolerance) && units > 0 {
+            return false;
+        }
+        match tat_cell.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(seen) => tat = seen,
+        }
+    }
+}
+
+/// Buckets for many keys (source or destination addresses) in a fixed table: a key's
+/// bucket is the slot its hash picks; a key that finds another in its slot takes the slot
+/// over with a full bucket (so a flood of distinct keys is bounded by the port's own
+/// limits, not by this table).
+pub struct RateTable {
+    slots: Box<[RateSlot]>,
+    limit: Limit,
+}
+
+#[derive(Default)]
+struct RateSlot {
+    /// The key's hash | 1 (0: empty).
+    key: AtomicU64,
+    tat: AtomicU64,
+    /// When the key last went over its limit and was reported, ns + 1 (0: never).
+    reported: AtomicU64,
+}
+
+/// How often one key going over its limit is reported (each report may block it).
+const REPORT_EVERY_NS: u64 = 10_000_000_000;
+
+impl RateTable {
+    pub fn new(limit: Limit, slots: usize) -> RateTable {
+        RateTable { slots: (0..slots.next_power_of_two()).map(|_| RateSlot::default()).collect(), limit }
+    }
+
+    fn slot(&self, key: u64) -> &RateSlot {
+        let slot = &self.slots[(key >> 1) as usize & (self.slots.len() - 1)];
+        if slot.key.load(Ordering::Relaxed) != key {
+            slot.key.store(key, Ordering::Relaxed);
+            slot.tat.store(0, Ordering::Relaxed);
+            slot.reported.store(0, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    /// Takes one from `key`'s bucket at `now` (ns).
+    pub fn take(&self, key: u64, now: u64) -> bool {
+        take(&self.slot(key).tat, self.limit, now, 1)
+    }
+
+    /// Whether `key`'s going over its limit at `now` should be reported: once per
+    /// [`REPORT_EVERY_NS`] per key.
+    pub fn report(&self, key: u64, now: u64) -> bool {
+        let r = &self.slot(key).reported;
+        let last = r.load(Ordering::Relaxed);
+        (last == 0 || now + 1 >= last + REPORT_EVERY_NS) && r.compare_exchange(last, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// The limit's rate (reported with an over-limit source).
+    pub fn rate(&self) -> u64 {
+        self.limit.rate
+    }
+}
+
+/// The key of an address in a zone for a [`RateTable`].
+#[inline]
+pub fn address_key(addr: &[u8; 16], zone: u16) -> u64 {
+    let (hi, lo) = (u64::from_le_bytes(addr[..8].try_into().expect("8")), u64::from_le_bytes(addr[8..].try_into().expect("8")));
+    let h = (hi ^ lo.rotate_left(29) ^ zone as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h ^ h >> 31) | 1
+}
+
+/// New flows/s limits, consulted only when a packet would create a flow (a flow-table
+/// miss the policy allows): per port (by slot), per source and per destination address.
+#[derive(Default)]
+pub struct NewFlowLimits {
+    pub ports: Vec<Option<Bucket>>,
+    pub sources: Option<RateTable>,
+    pub destinations: Option<RateTable>,
+}
+
+impl NewFlowLimits {
+    /// Whether a new flow from `src` to `dst` (in `zone`) opened on port `slot` fits at
+    /// `now_ms`; else the reason to drop its packet.
+    #[inline]
+    pub fn admit(&self, slot: usize, src: &[u8; 16], dst: &[u8; 16], zone: u16, now_ms: u64) -> Result<(), DropReason> {
+        let now = now_ms.saturating_mul(1_000_000);
+        if self.sources.as_ref().is_some_and(|t| !t.take(address_key(src, zone), now)) {
+            return Err(DropReason::SourceRate);
+        }
+        if self.destinations.as_ref().is_some_and(|t| !t.take(address_key(dst, zone), now)) {
+            return Err(DropReason::DestinationRate);
+        }
+        match self.ports.get(slot).and_then(Option::as_ref) {
+            Some(b) if !b.take(now, 1) => Err(DropReason::NewFlowRate),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a source that went over its new-flow limit should be reported now (see
+    /// [`RateTable::report`]); with the limit's rate.
+    pub fn report_source(&self, src: &[u8; 16], zone: u16, now_ms: u64) -> Option<u64> {
+        let t = self.sources.as_ref()?;
+        t.report(address_key(src, zone), now_ms.saturating_mul(1_000_000)).then(|| t.rate())
     }
 }
 
@@ -218,6 +323,36 @@ mod tests {
         assert!(!limits.limits_traffic());
         assert_eq!((0..10).filter(|_| limits.admit_flood(MS)).count(), 3);
         assert!(limits.admit_flood(MS + 100 * MS));
+    }
+
+    #[test]
+    fn new_flows_are_limited_per_source_destination_and_port() {
+        let limit = Limit { rate: 10, burst: 5 };
+        let limits = NewFlowLimits {
+            ports: vec![None, Some(Bucket::new(Limit { rate: 100, burst: 8 }))],
+            sources: Some(RateTable::new(limit, 1024)),
+            destinations: Some(RateTable::new(Limit { rate: 10, burst: 6 }, 1024)),
+        };
+        let a = |i: u8| [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, i];
+        // One source: its burst of 5, then refused; other sources are not.
+        let from_one: Vec<_> = (0..8).map(|i| limits.admit(0, &a(1), &a(100 + i), 0, 1000)).collect();
+        assert_eq!(from_one.iter().filter(|r| r.is_ok()).count(), 5);
+        assert_eq!(from_one[7], Err(DropReason::SourceRate));
+        assert_eq!(limits.admit(0, &a(2), &a(100), 0, 1000), Ok(()));
+        // Many sources at one destination: its burst of 6.
+        let to_one: Vec<_> = (10..20).map(|i| limits.admit(0, &a(i), &a(200), 0, 1000)).collect();
+        assert_eq!(to_one.iter().filter(|r| r.is_ok()).count(), 6);
+        assert_eq!(to_one[9], Err(DropReason::DestinationRate));
+        // The port's own bucket (8) for new flows from many sources to many destinations.
+        let port: Vec<_> = (30..50).map(|i| limits.admit(1, &a(i), &a(i + 100), 0, 1000)).collect();
+        assert_eq!(port.iter().filter(|r| r.is_ok()).count(), 8);
+        assert_eq!(port[19], Err(DropReason::NewFlowRate));
+        // A second later the source may open new flows again; reports are rate-limited.
+        assert_eq!(limits.admit(0, &a(1), &a(150), 0, 2000), Ok(()));
+        assert_eq!(limits.report_source(&a(1), 0, 2000), Some(10));
+        assert_eq!(limits.report_source(&a(1), 0, 3000), None, "once per 10 s");
+        assert_eq!(limits.report_source(&a(1), 0, 12_001), Some(10));
+        assert_eq!(limits.report_source(&a(1), 1, 3000), Some(10), "another zone: another source");
     }
 
     #[test]

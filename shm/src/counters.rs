@@ -207,6 +207,9 @@ counter_block! {
         mac_limit: Metric("rampart_port_mac_limit_total"), "Packets dropped: a new source MAC beyond the port's cap of learned MACs";
         throttled: Metric("rampart_port_throttled_total"), "Packets dropped: over the port's packets/s or bytes/s limit";
         storm: Metric("rampart_port_storm_total"), "Floods dropped: broadcast, multicast or unknown unicast over the port's flood limit";
+        new_flow_rate: Metric("rampart_port_new_flow_rate_total"), "New flows dropped: over the port's new flows/s limit";
+        source_rate: Metric("rampart_port_source_rate_total"), "New flows dropped: over their source address's new flows/s limit";
+        destination_rate: Metric("rampart_port_destination_rate_total"), "New flows dropped: over their destination address's new flows/s limit";
     }
 }
 
@@ -224,6 +227,9 @@ impl GuardCounters {
             DropReason::MacLimit => &self.mac_limit,
             DropReason::Throttled => &self.throttled,
             DropReason::Storm => &self.storm,
+            DropReason::NewFlowRate => &self.new_flow_rate,
+            DropReason::SourceRate => &self.source_rate,
+            DropReason::DestinationRate => &self.destination_rate,
             _ => return None,
         })
     }
@@ -379,6 +385,9 @@ drop_reasons! {
     MacLimit => "mac_limit", "A new source MAC from a port that is at its cap of learned MACs (guard).";
     Throttled => "throttled", "Over the sending port's packets/s or bytes/s limit.";
     Storm => "storm", "A broadcast, multicast or unknown-unicast frame over the sending port's flood limit (storm control).";
+    NewFlowRate => "new_flow_rate", "A new flow over the opening port's new flows/s limit.";
+    SourceRate => "source_rate", "A new flow over its source address's new flows/s limit.";
+    DestinationRate => "destination_rate", "A new flow over its destination address's new flows/s limit (a victim hit by many sources).";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.

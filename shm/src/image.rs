@@ -76,6 +76,8 @@ pub struct LimitsImage {
     pub bytes: Option<RateImage>,
     /// Broadcast, multicast and unknown-unicast frames (storm control).
     pub floods: Option<RateImage>,
+    /// New flows the port opens.
+    pub new_flows: Option<RateImage>,
 }
 
 /// What a guarded port may send (see rampart-pipeline's `guard`): source MACs are its
@@ -146,6 +148,9 @@ pub struct PolicyImage {
     /// Detailed drop records each worker logs per second per port and reason; the rest
     /// are counted in summary records.
     pub drop_events_per_s: u32,
+    /// New flows/s per source address and per destination address (any port).
+    pub new_flows_per_source: Option<RateImage>,
+    pub new_flows_per_destination: Option<RateImage>,
 }
 
 impl PolicyImage {
@@ -189,7 +194,7 @@ impl PolicyImage {
             if p.queues == 0 || p.queues as usize > MAX_WORKERS {
                 return Err(format!("port {}: {} queues (1..={MAX_WORKERS})", p.name, p.queues));
             }
-            if [p.limits.packets, p.limits.bytes, p.limits.floods].iter().flatten().any(|r| r.rate == 0 || r.burst == 0) {
+            if [p.limits.packets, p.limits.bytes, p.limits.floods, p.limits.new_flows].iter().flatten().any(|r| r.rate == 0 || r.burst == 0) {
                 return Err(format!("port {}: a limit with a zero rate or burst", p.name));
             }
             if let Some(g) = &p.guard {
@@ -259,7 +264,7 @@ pub(crate) mod tests_support {
                     default_action: Verdict::Forward,
                     guard: Some(GuardImage { addresses: vec![([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1], 128)], learn: true, learn_timeout_s: 300, serves_dhcp: false, serves_ra: false }),
                     max_macs: 64,
-                    limits: LimitsImage { packets: Some(RateImage { rate: 1000, burst: 32 }), bytes: None, floods: None },
+                    limits: LimitsImage { packets: Some(RateImage { rate: 1000, burst: 32 }), ..Default::default() },
                 },
                 PortImage {
                     slot: 3,
@@ -296,6 +301,8 @@ pub(crate) mod tests_support {
             ],
             firewall: None,
             drop_events_per_s: 10,
+            new_flows_per_source: None,
+            new_flows_per_destination: None,
         }
     }
 }

@@ -141,6 +141,9 @@ pub enum EventKind {
     /// Detailed drop records held back by the rate limit: `port` is the slot, `code` the
     /// drop-reason index, `value` the worker's cumulative count of held-back records.
     DropSummary = 11,
+    /// A source address went over its new flows/s limit: `data[..16]` the address (IPv4
+    /// mapped), `port` the slot it came in on, `value` the limit.
+    SourceOverLimit = 12,
 }
 
 impl EventKind {
@@ -157,6 +160,7 @@ impl EventKind {
             9 => EventKind::FlowEnd,
             10 => EventKind::FlowsDumped,
             11 => EventKind::DropSummary,
+            12 => EventKind::SourceOverLimit,
             _ => return None,
         })
     }

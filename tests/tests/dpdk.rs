@@ -379,3 +379,35 @@ fn a_ports_packet_and_flood_limits_drop_and_count_what_is_over_them() {
         assert!(subsequence(&out, input), "{name}: what passes keeps its order, unchanged");
     }
 }
+
+/// A source opening new flows faster than `throttle.max_new_flows_per_source` gets its
+/// burst, then its new flows are dropped as `source_rate`; it is reported once, and with
+/// `throttle.block_for` the control process blocks it for that long (a blocklist entry
+/// that lifts itself), logged with the limit that tripped.
+#[test]
+fn a_source_over_its_new_flow_rate_is_limited_reported_and_blocked() {
+    const FLOWS: u16 = 2000;
+    let input: Vec<Vec<u8>> = (0..FLOWS).map(udp).collect();
+    let rules = format!("{DNS_RULE}\n[throttle]\nmax_new_flows_per_source = 100\nblock_for = 30\n");
+    let rig = start("pcapsrcrate", 19635, "drop", true, &rules, &input);
+    let blocks = wait_for("the automatic block", Duration::from_secs(10), || {
+        let b = rig.ctl_ok(&["blocks"]);
+        (b["blocks"].as_array().map(Vec::len) == Some(1)).then_some(b)
+    });
+    let stats = rig.ctl_ok(&["stats"]);
+    let (out, eve) = stop(rig);
+    let b = &blocks["blocks"][0];
+    assert_eq!((b["prefix"].as_str(), b["guest"].is_null()), (Some("10.0.0.1/32"), true), "{blocks}");
+    assert_eq!(b["until"].as_u64().unwrap() - b["since"].as_u64().unwrap(), 30);
+    let drops = &stats["stats"]["drops"];
+    let limited = drops["source_rate"].as_u64().unwrap();
+    let other = ["rule_deny", "policy_cut"].iter().map(|r| drops[r].as_u64().unwrap_or(0)).sum::<u64>();
+    assert!(limited > 1000 && out.len() < 500, "{} passed, {limited} limited: {drops}", out.len());
+    assert_eq!(out.len() as u64 + limited + other, FLOWS as u64, "every packet passed or counted: {drops}");
+    let records: Vec<serde_json::Value> = eve.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let reports: Vec<_> = records.iter().filter(|r| r["event_type"] == "throttle").collect();
+    assert_eq!(reports.len(), 1, "reported once, not per packet: {reports:?}");
+    assert_eq!((reports[0]["throttle"]["src_ip"].as_str(), reports[0]["throttle"]["new_flows_per_s"].as_u64()), (Some("10.0.0.1"), Some(100)));
+    let added = records.iter().find(|r| r["event_type"] == "block").expect("the block event");
+    assert_eq!((added["block"]["action"].as_str(), added["block"]["reason"].as_str()), (Some("added"), Some("new_flow_rate")), "{added}");
+}
