@@ -211,6 +211,19 @@ pub struct Throttle {
     pub block_for: u64,
     /// Bucket depth: this many milliseconds' worth of each rate may come at once.
     pub burst_ms: u64,
+    /// Limits for the ports that carry a tag (`[throttle.tags.web]`): between a port's own
+    /// `max_*` and the defaults above; the first of a port's tags that sets a limit wins.
+    pub tags: std::collections::BTreeMap<String, TagLimits>,
+}
+
+/// The limits of a tag's ports (each one's own buckets); unset: the next level decides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagLimits {
+    pub max_packets_per_s: Option<u64>,
+    pub max_bytes_per_s: Option<u64>,
+    pub max_floods_per_s: Option<u64>,
+    pub max_new_flows_per_s: Option<u64>,
 }
 
 impl Default for Throttle {
@@ -224,6 +237,7 @@ impl Default for Throttle {
             max_new_flows_per_destination: 0,
             block_for: 0,
             burst_ms: 50,
+            tags: Default::default(),
         }
     }
 }

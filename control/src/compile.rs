@@ -72,20 +72,23 @@ fn short_hash(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
 }
 
-/// A port's token-bucket limits: its own `max_*`, else (guest ports) `[throttle]`'s.
+/// A port's token-bucket limits: its own `max_*`, else the first of its tags' in
+/// `[throttle.tags]` that sets it, else (guest ports) `[throttle]`'s.
 fn limits(config: &Config, p: &rampart_config::Port) -> LimitsImage {
+    use rampart_config::TagLimits;
     let t = &config.throttle;
     let guest = *p.kind.get_ref() != PortKind::Device;
-    let limit = |own: Option<u64>, default: u64, min_burst: u64| {
-        let rate = own.unwrap_or(if guest { default } else { 0 });
+    let tags: Vec<&TagLimits> = p.tags.iter().filter_map(|tag| t.tags.get(tag.get_ref())).collect();
+    let limit = |own: Option<u64>, of_tag: fn(&TagLimits) -> Option<u64>, default: u64, min_burst: u64| {
+        let rate = own.or_else(|| tags.iter().find_map(|l| of_tag(l))).unwrap_or(if guest { default } else { 0 });
         (rate > 0).then(|| RateImage { rate, burst: (rate.saturating_mul(t.burst_ms) / 1000).max(min_burst) })
     };
     LimitsImage {
         // At least a burst of packets (32), or of full-size frames, may always come at once.
-        packets: limit(p.max_packets_per_s, t.max_packets_per_s, 32),
-        bytes: limit(p.max_bytes_per_s, t.max_bytes_per_s, 32 * 1518),
-        floods: limit(p.max_floods_per_s, t.max_floods_per_s, 1),
-        new_flows: limit(p.max_new_flows_per_s, t.max_new_flows_per_s, 1),
+        packets: limit(p.max_packets_per_s, |l| l.max_packets_per_s, t.max_packets_per_s, 32),
+        bytes: limit(p.max_bytes_per_s, |l| l.max_bytes_per_s, t.max_bytes_per_s, 32 * 1518),
+        floods: limit(p.max_floods_per_s, |l| l.max_floods_per_s, t.max_floods_per_s, 1),
+        new_flows: limit(p.max_new_flows_per_s, |l| l.max_new_flows_per_s, t.max_new_flows_per_s, 1),
     }
 }
 
@@ -178,10 +181,12 @@ mod tests {
 
     #[test]
     fn guest_ports_get_the_guard_and_default_limits_uplinks_neither() {
-        let text = "[throttle]\nmax_packets_per_s = 1000\n[[segments]]\nname = \"lan\"\n\
+        let text = "[throttle]\nmax_packets_per_s = 1000\n[throttle.tags.web]\nmax_floods_per_s = 10\nmax_packets_per_s = 5000\n\
+            [throttle.tags.db]\nmax_floods_per_s = 20\n[[segments]]\nname = \"lan\"\n\
             [[ports]]\nname = \"g\"\nkind = \"vhost-server\"\nsocket = \"/tmp/g.sock\"\nsegment = \"lan\"\naddresses = [\"10.0.0.1\"]\n\
             [[ports]]\nname = \"h\"\nkind = \"vhost-server\"\nsocket = \"/tmp/h.sock\"\nsegment = \"lan\"\nmax_packets_per_s = 0\nmax_bytes_per_s = 1000000\nserves = [\"dhcp\"]\n\
-            [[ports]]\nname = \"up\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
+            [[ports]]\nname = \"up\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n\
+            [[ports]]\nname = \"w\"\nkind = \"vhost-server\"\nsocket = \"/tmp/w.sock\"\nsegment = \"lan\"\ntags = [\"db\", \"web\"]\nmax_packets_per_s = 7\n";
         let (img, _) = compile(&rampart_config::parse("t.toml", text).unwrap(), &Slots::default()).unwrap();
         let (g, h, up) = (&img.ports[0], &img.ports[1], &img.ports[2]);
         let guard = g.guard.as_ref().unwrap();
@@ -192,6 +197,11 @@ mod tests {
         assert_eq!((h.limits.packets, h.limits.bytes), (None, Some(RateImage { rate: 1_000_000, burst: 50_000 })), "the port's own limits win; 0 is none");
         assert_eq!((up.guard.is_none(), up.limits, up.max_macs), (true, LimitsImage::default(), 0), "uplinks: no guard, no limits, no MAC cap");
         assert_eq!(g.max_macs, 64);
+        // Tags between the port's own limits and the defaults; the first tag that sets one wins.
+        let w = &img.ports[3];
+        assert_eq!(w.limits.packets.map(|r| r.rate), Some(7), "its own");
+        assert_eq!(w.limits.floods.map(|r| r.rate), Some(20), "db before web");
+        assert_eq!(w.limits.bytes, None);
     }
 
     #[test]
