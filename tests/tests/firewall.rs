@@ -317,10 +317,10 @@ fn flows_kill_ends_the_flows_that_match_and_logs_them() {
 
 /// `rampartctl block`: once it returns (every worker runs the policy with the block), not
 /// one more packet of the address is forwarded; the block outlives a control-process
-/// restart, `unblock` lifts it, and a block `--for` a while lifts itself. Each change is
+/// restart and a dataplane restart, `unblock` lifts it, and a block `--for` a while lifts itself. Each change is
 /// logged.
 #[test]
-fn a_block_cuts_an_address_at_once_survives_a_control_restart_and_ends() {
+fn a_block_cuts_an_address_at_once_survives_restarts_and_ends() {
     let (mut rig, mut a, b, _c) = started("fwblock", 19647, RULES);
     a.start(Some(B), 1000, 120_000, &[]);
     wait_for("a's packets at b", Duration::from_secs(20), || (b.received_from(A).1 >= 100).then_some(()));
@@ -343,6 +343,21 @@ fn a_block_cuts_an_address_at_once_survives_a_control_restart_and_ends() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(tx_b(&rig), at_block, "still blocked under the restarted control process");
     assert_eq!(rig.ctl_ok(&["blocks"])["blocks"].as_array().map(Vec::len), Some(1));
+    // A restarted dataplane gets the block with the policy: fresh guests, a sends, b gets nothing.
+    a.stop();
+    drop(b);
+    rig.dataplane.as_mut().unwrap().stop();
+    wait_for("control to notice", Duration::from_secs(10), || (rig.ctl_ok(&["status"])["status"]["attached"] == false).then_some(()));
+    rig.start_dataplane();
+    rig.wait_applied(1);
+    let mut b = rig.guest("b", B);
+    b.start(None, 0, 0, &[]);
+    rig.wait_link("b");
+    let mut a = rig.guest("a", A);
+    a.start(Some(B), 1000, 120_000, &[]);
+    wait_for("a's packets at the restarted dataplane", Duration::from_secs(20), || (rig.port("a")["rx_packets"].as_u64() > Some(200)).then_some(()));
+    assert_eq!(tx_b(&rig), 0, "still blocked under the restarted dataplane: {}", rig.port("a"));
+    let at_block = 0;
     // Unblocked: a's packets come through again (as new flows).
     rig.ctl_ok(&["unblock", "10.0.5.10"]);
     wait_for("a's packets at b after unblock", Duration::from_secs(10), || (tx_b(&rig) > at_block + 100).then_some(()));
