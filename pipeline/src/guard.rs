@@ -113,28 +113,10 @@ impl Slot {
         held
     }
 
-    /// Stores `v` whatever the slot held (a lease the DHCP server granted); skipped if
-    /// another writer is at it.
+    /// Stores `v` whatever the slot held (a lease the DHCP server granted); false (nothing
+    /// stored) if another writer is at it.
     #[cold]
-    fn set(&self, v: u128, now: u64) {
-        let s = self.seq.load(Ordering::Relaxed);
-        if s & 1 == 1 || self.seq.compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            return;
-        }
-        fence(Ordering::Release);
-        self.hi.store((v >> 64) as u64, Ordering::Relaxed);
-        self.lo.store(v as u64, Ordering::Relaxed);
-        self.seen.store(now + 1, Ordering::Relaxed);
-        self.seq.store(s + 2, Ordering::Release);
-    }
-
-    /// Stores `v` if the slot is empty or expired (and no other writer is at it); true
-    /// when the slot now holds `v`.
-    #[cold]
-    fn claim(&self, v: u128, now: u64, timeout_ms: u64) -> bool {
-        if let Some(held) = self.get(now, timeout_ms) {
-            return held == v;
-        }
+    fn set(&self, v: u128, now: u64) -> bool {
         let s = self.seq.load(Ordering::Relaxed);
         if s & 1 == 1 || self.seq.compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return false;
@@ -145,6 +127,16 @@ impl Slot {
         self.seen.store(now + 1, Ordering::Relaxed);
         self.seq.store(s + 2, Ordering::Release);
         true
+    }
+
+    /// Stores `v` if the slot is empty or expired (and no other writer is at it); true
+    /// when the slot now holds `v`.
+    #[cold]
+    fn claim(&self, v: u128, now: u64, timeout_ms: u64) -> bool {
+        match self.get(now, timeout_ms) {
+            Some(held) => held == v,
+            None => self.set(v, now),
+        }
     }
 }
 
@@ -196,7 +188,7 @@ impl PortGuard {
     /// its IPv4 address, that lease is it (replacing the one it had).
     pub fn lease(&self, addr: u32, now: u64) {
         if self.learn && !self.has_v4 {
-            self.learned.v4.set(MAPPED | addr as u128, now);
+            let _ = self.learned.v4.set(MAPPED | addr as u128, now);
         }
     }
 

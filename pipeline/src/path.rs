@@ -224,8 +224,7 @@ impl Pipeline {
     }
 
     /// How many frames of the burst the port's limits admit; the others get their drop
-    /// (counted, received) as actions.
-    #[cold]
+    /// (counted, received) as actions. Once per burst of a port that has limits.
     fn throttle(&mut self, cx: &Context, limits: &crate::throttle::PortLimits, slot: usize, frames: &[Frame]) -> usize {
         let mut lens = [0u32; BURST];
         for (l, f) in lens.iter_mut().zip(frames) {
