@@ -28,7 +28,7 @@ test-unit test-dpdk test-vhost test-guests: build hugepages
 test-fuzz: build
 	@tests/run.sh fuzz
 
-# libFuzzer on every target (FUZZ_SECONDS each, default 30), or those in FUZZ_TARGETS.
+# libFuzzer on every target (FUZZ_SECONDS each, default 24), or those in FUZZ_TARGETS.
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZ_TARGETS)
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs what Rampart needs on Debian 12, idempotently: DPDK 22.11, clang for
 # bindgen, g++ for libFuzzer (fuzz tier), QEMU + busybox for the guest tests, Python for
-# the bench rig.
+# the bench rig, and idstools 0.6.5 from PyPI (used in tests only: the signatures crate's
+# cross-check of its rule parser against idstools', tests/inspection/).
 #   scripts/deps.sh         the base list (`make build`, `make test`, `make demo`)
 #   scripts/deps.sh bench   the base list plus OVS-DPDK for the bench rig's ovs-ct DUT (`make bench`)
 set -euo pipefail
@@ -17,6 +18,11 @@ bench) pkgs+=(openvswitch-switch openvswitch-switch-dpdk) ;;
 	exit 2
 	;;
 esac
+# idstools is installed with pip: Debian's python3 has no pip without python3-pip (a
+# python3 that already has idstools, or a pip of its own, e.g. pyenv's, needs nothing).
+if ! python3 -c 'import idstools' 2>/dev/null && ! python3 -m pip --version >/dev/null 2>&1; then
+	pkgs+=(python3-pip)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,5 +52,21 @@ if ((${#missing[@]})); then
 		echo "deps: stopping the system Open vSwitch the package install started (the bench rig runs its own)"
 		service openvswitch-switch stop >/dev/null
 	fi
+fi
+if ! python3 -c 'import idstools' 2>/dev/null; then
+	echo "deps: installing idstools 0.6.5 from PyPI (used in tests only)"
+	export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+	if ! pip_out=$(python3 -m pip install --quiet idstools==0.6.5 2>&1); then
+		if ! grep -q externally-managed-environment <<<"$pip_out"; then
+			echo "$pip_out" >&2
+			echo "deps: pip could not install idstools==0.6.5 (see above)" >&2
+			exit 1
+		fi
+		# Debian's python3 (PEP 668): idstools is pure Python with no dependencies of
+		# its own, and Debian packages no idstools to conflict with.
+		echo "deps: $(command -v python3) is externally managed (Debian's python3): retrying with --break-system-packages"
+		python3 -m pip install --quiet --break-system-packages idstools==0.6.5
+	fi
+	python3 -c 'import idstools' || { echo "deps: idstools still cannot be imported by $(command -v python3) after the install" >&2; exit 1; }
 fi
 command -v cargo >/dev/null || { echo "deps: cargo not found; install a Rust toolchain (rustup) first" >&2; exit 1; }

@@ -8,7 +8,7 @@
 #   guests  real Linux guests in QEMU on Rampart's vhost-user ports: switching and admin
 #           state (rampart.sh), the stateful firewall with TCP/ICMP (firewall.sh), the
 #           service VM (vm-image/) chained between two guests (appliance.sh)
-#   fuzz    libFuzzer on every fuzz target (fuzz/) for FUZZ_SECONDS each (default 30), from
+#   fuzz    libFuzzer on every fuzz target (fuzz/) for FUZZ_SECONDS each (default 24), from
 #           the committed and generated seeds with a fixed libFuzzer seed
 # Ends with `tiers: N passed, M failed`; exits non-zero if any tier failed.
 set -uo pipefail

@@ -109,7 +109,7 @@ pub fn control_socket(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// 1-based line number of a byte offset.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
@@ -124,8 +124,9 @@ mod tests {
     #[test]
     fn demo_config_is_valid() {
         let c = parse("demo.toml", DEMO_CONFIG).unwrap();
-        assert_eq!(c.ports.len(), 4);
+        assert_eq!(c.ports.len(), 5);
         assert!(!c.ports[2].enabled);
+        assert_eq!((c.inspection.len(), c.inspection[0].signatures.len()), (1, 2));
         assert_eq!(c.ports[0].attachment(), Attachment::Segment("lan".into()));
     }
 

@@ -29,6 +29,11 @@ pub struct Config {
     pub events: Events,
     #[serde(default)]
     pub throttle: Throttle,
+    /// Signature rule sets that `inspect` rules run.
+    #[serde(default)]
+    pub inspection: Vec<Inspection>,
+    #[serde(default)]
+    pub inspection_state: InspectionState,
     /// Where this configuration came from (for error messages on reload).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -391,4 +396,44 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
         *byte = u8::from_str_radix(p, 16).ok()?;
     }
     parts.next().is_none().then_some(out)
+}
+
+/// One signature rule set (`[[inspection]]`): Suricata/Snort rule files and rules written
+/// inline, with the variables (`$HOME_NET`, `$HTTP_PORTS`, ...) they use. The signatures
+/// of every set run on the flows that `action = "inspect"` rules allow.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inspection {
+    /// Rule files, glob patterns allowed (`/etc/rampart/rules/*.rules`); relative paths are
+    /// relative to the configuration file. A pattern that matches no file is an error.
+    pub rules: Vec<Spanned<String>>,
+    /// Rules written here, one per string, in the same language.
+    pub signatures: Vec<Spanned<String>>,
+    /// Variables, overriding Suricata's defaults: `HOME_NET = "[10.0.0.0/8]"`,
+    /// `HTTP_PORTS = "[80,8080]"`.
+    pub vars: std::collections::BTreeMap<String, Spanned<String>>,
+    /// A `classification.config` (classtype names, descriptions, priorities); without
+    /// one, any classtype is accepted and priorities default to 3.
+    pub classification: Option<Spanned<String>>,
+}
+
+/// The dataplane's inspection state (`[inspection_state]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectionState {
+    /// Bytes of each inspected flow's previous segment kept per direction, so that a
+    /// signature split across segments is still found (at most 256).
+    pub tail: u32,
+    /// Streams (one per inspected flow and direction) each worker keeps; read by the
+    /// dataplane at start (a reload does not resize it). A flow that finds no room is
+    /// inspected packet by packet (counted as refused).
+    pub streams_per_worker: u32,
+    /// Seconds after which an unused stream may be taken by another flow.
+    pub idle_timeout: u32,
+}
+
+impl Default for InspectionState {
+    fn default() -> Self {
+        InspectionState { tail: 256, streams_per_worker: 16384, idle_timeout: 60 }
+    }
 }

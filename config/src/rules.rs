@@ -26,6 +26,8 @@ pub enum RuleAction {
     Reject,
     /// Allow and log every new flow.
     Log,
+    /// Allow, and inspect the flow's payload with the `[[inspection]]` signatures.
+    Inspect,
 }
 
 /// One rule, matched in file order; the first match decides a new flow.

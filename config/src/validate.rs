@@ -75,6 +75,27 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     if dp.idle_sleep_max_us > 100_000 {
         return c.err(dps, "dataplane.idle_sleep_max_us".into(), "expected at most 100000 (µs)".into());
     }
+    let st = &config.inspection_state;
+    let sts = c.table_span("inspection_state");
+    if st.tail == 0 || st.tail > 256 {
+        return c.err(sts, "inspection_state.tail".into(), "expected 1 to 256 (bytes)".into());
+    }
+    if st.streams_per_worker == 0 || st.streams_per_worker > 1 << 22 {
+        return c.err(sts, "inspection_state.streams_per_worker".into(), format!("expected 1 to {}", 1 << 22));
+    }
+    if st.idle_timeout == 0 {
+        return c.err(sts, "inspection_state.idle_timeout".into(), "expected at least 1 (s)".into());
+    }
+    for (i, set) in config.inspection.iter().enumerate() {
+        if set.rules.is_empty() && set.signatures.is_empty() {
+            return c.err(c.table_span("inspection"), format!("inspection[{i}]"), "a rule set needs `rules` (files) or `signatures`".into());
+        }
+        for (name, v) in &set.vars {
+            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+                return c.at(v, format!("inspection[{i}].vars.{name}"), "variable names are letters, digits and _ (written without the $)".into());
+            }
+        }
+    }
     if dp.idle_sleep_us > dp.idle_sleep_max_us {
         return c.err(dps, "dataplane.idle_sleep_us".into(), format!("expected at most idle_sleep_max_us ({})", dp.idle_sleep_max_us));
     }
@@ -280,6 +301,12 @@ fn validate_rules(c: &Checker) -> Result<(), ConfigError> {
                 return c.at(p, f("protocol"), format!("rule {}: use either `protocol`/`ports` or `services`, not both", r.id.get_ref()));
             }
         }
+        if *r.action.get_ref() == crate::rules::RuleAction::Inspect && config.inspection.is_empty() {
+            return c.at(&r.action, f("action"), format!("rule {}: action \"inspect\" needs signatures: add an [[inspection]] rule set", r.id.get_ref()));
+        }
+        if *r.action.get_ref() == crate::rules::RuleAction::Inspect && !r.stateful {
+            return c.at(&r.action, f("action"), format!("rule {}: inspection keeps state per flow: an \"inspect\" rule must be stateful", r.id.get_ref()));
+        }
         for (name, v) in [("icmp_type", &r.icmp_type), ("icmp_code", &r.icmp_code)] {
             if let Some(v) = v {
                 if !matches!(proto, Some(1) | Some(58)) {
@@ -299,6 +326,9 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
             "dataplane.main_core {} is also a worker core: the worker shares its CPU with the main lcore",
             config.dataplane.main_core
         )));
+    }
+    if !config.inspection.is_empty() && !config.rules.iter().any(|r| *r.action.get_ref() == crate::rules::RuleAction::Inspect) {
+        out.push(Warning("[[inspection]] rule sets are loaded, but no rule has action = \"inspect\": no flow is inspected".into()));
     }
     let ct = &config.conntrack;
     let quotas: u64 = config.ports.iter().map(|p| ct.quota_of(p, config.ports.len()) as u64).sum();

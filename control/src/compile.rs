@@ -13,11 +13,17 @@ use std::collections::BTreeMap;
 /// Name → slot.
 pub type SlotMap = BTreeMap<String, u16>;
 
-/// Stable counter slots: ports by name, rules by id.
+/// Stable counter slots: ports by name, rules by id, signatures by `gid:sid`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Slots {
     pub ports: SlotMap,
     pub rules: SlotMap,
+    pub signatures: SlotMap,
+}
+
+/// The key a signature's counter slot is kept under.
+pub fn signature_key(s: &rampart_signatures::Signature) -> String {
+    format!("{}:{}", s.gid, s.sid)
 }
 
 /// The slots of an image (to keep them stable after a control restart).
@@ -30,6 +36,13 @@ pub fn slots_of(image: &PolicyImage) -> Slots {
             .flat_map(|fw| fw.rules.iter())
             .filter(|r| r.counter != u16::MAX)
             .map(|r| (r.id.clone(), r.counter))
+            .collect(),
+        signatures: image
+            .inspection
+            .iter()
+            .flat_map(|ins| ins.signatures.iter().zip(&ins.counters))
+            .filter(|(_, &c)| c != u16::MAX)
+            .map(|(s, &c)| (signature_key(s), c))
             .collect(),
     }
 }
@@ -102,7 +115,16 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
     let slots = Slots {
         ports: assign(config.ports.iter().map(|p| p.name.get_ref().as_str()), &previous.ports, MAX_PORTS),
         rules: assign(config.rules.iter().map(|r| r.id.get_ref().as_str()), &previous.rules, rampart_shm::MAX_RULE_COUNTERS),
+        signatures: SlotMap::new(),
     };
+    let mut slots = slots;
+    let inspection = crate::inspection::load(config)?.map(|loaded| {
+        let mut image = loaded.image;
+        let keys: Vec<String> = image.signatures.iter().map(signature_key).collect();
+        slots.signatures = assign(keys.iter().map(String::as_str), &previous.signatures, rampart_shm::MAX_SIGNATURE_COUNTERS);
+        image.counters = keys.iter().map(|k| slots.signatures.get(k).copied().unwrap_or(u16::MAX)).collect();
+        image
+    });
     if slots.ports.len() < config.ports.len() {
         return Err("no free port slot".into());
     }
@@ -162,6 +184,7 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
         drop_events_per_s: config.events.drops_per_second,
         new_flows_per_source: rate(config.throttle.max_new_flows_per_source, config.throttle.burst_ms),
         new_flows_per_destination: rate(config.throttle.max_new_flows_per_destination, config.throttle.burst_ms),
+        inspection,
     };
     image.validate()?;
     Ok((image, slots))

@@ -89,6 +89,8 @@ pub(crate) struct Names {
     pub rules: Arc<[String]>,
     /// The rules' metric labels, in exposition order.
     pub rule_labels: Arc<[crate::metrics::RuleLabels]>,
+    /// The signatures by index (alert records name them so).
+    pub signatures: Arc<[crate::events::SignatureInfo]>,
 }
 
 impl Names {
@@ -97,6 +99,7 @@ impl Names {
             ports: Arc::new(slots.ports.iter().map(|(n, s)| (*s, n.clone())).collect()),
             rules: image.firewall.iter().flat_map(|fw| fw.rules.iter().map(|r| r.id.clone())).collect(),
             rule_labels: crate::metrics::rule_labels(image),
+            signatures: image.inspection.iter().flat_map(|i| i.signatures.iter().map(crate::events::SignatureInfo::of)).collect(),
         }
     }
 }
@@ -190,7 +193,7 @@ impl Inner {
     }
 
     fn drain(&mut self, seg: &Segment) {
-        self.log.drain(seg, &self.names.ports, &self.names.rules);
+        self.log.drain(seg, &self.names.ports, &self.names.rules, &self.names.signatures);
     }
 }
 

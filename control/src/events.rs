@@ -3,7 +3,7 @@
 //! `event_type`, `in_iface`, ...). Loss is never silent: ring overflows are
 //! read from the segment and written to the log as `event_type: "loss"`.
 
-use rampart_shm::ring::{EventKind, FlowEndCode, FlowEventData, FLOW_START_REJECTED};
+use rampart_shm::ring::{AlertCode, EventKind, FlowEndCode, FlowEventData, FLOW_START_REJECTED};
 use rampart_shm::{DropReason, EventRecord, Segment, MAX_EVENT_RINGS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -166,7 +166,7 @@ impl EventLog {
     }
 
     /// Moves every pending record from the segment to the log. Returns how many.
-    pub fn drain(&mut self, seg: &Segment, names: &BTreeMap<u16, String>, rules: &[String]) -> u64 {
+    pub fn drain(&mut self, seg: &Segment, names: &BTreeMap<u16, String>, rules: &[String], signatures: &[SignatureInfo]) -> u64 {
         let h = seg.header();
         let clock = Clock {
             tsc_hz: h.tsc_hz.load(Ordering::Relaxed).max(1),
@@ -185,7 +185,7 @@ impl EventLog {
                 if rec.kind == EventKind::SourceOverLimit as u16 {
                     self.over_limit.push((source_of(&rec), rec.value));
                 }
-                self.write(&to_json(&rec, ring, &clock, names, rules));
+                self.write(&to_json(&rec, ring, &clock, names, rules, signatures));
                 n += 1;
             }
             let lost = seg.events[ring].overflow();
@@ -248,10 +248,28 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
+/// What an alert record says of the signature that matched (by its index in the image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureInfo {
+    pub gid: u32,
+    pub sid: u32,
+    pub rev: u32,
+    pub msg: String,
+    /// The classtype (its description, where `classification.config` gives one).
+    pub category: String,
+    pub severity: u8,
+}
+
+impl SignatureInfo {
+    pub fn of(s: &rampart_signatures::Signature) -> SignatureInfo {
+        SignatureInfo { gid: s.gid, sid: s.sid, rev: s.rev, msg: s.msg.clone(), category: s.classtype.clone().unwrap_or_default(), severity: s.priority }
+    }
+}
+
 /// One event record as a log line. The record comes from another process's memory, so any
 /// bytes must give a JSON object with an `event_type` (unknown kinds and codes are named as
 /// such, never trusted as indexes).
-pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, String>, rules: &[String]) -> Value {
+pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u16, String>, rules: &[String], signatures: &[SignatureInfo]) -> Value {
     let iface = names.get(&rec.port).cloned();
     let text = String::from_utf8_lossy(rec.data()).into_owned();
     let ts = clock.at(rec.tsc);
@@ -296,6 +314,30 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
             };
             json!({"timestamp": ts, "event_type": "flow", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
                    "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "rule": rule, "flow": flow})
+        }
+        Some(EventKind::Alert) => {
+            let (src, dst, sport, dport, proto, sig) = FlowEventData::unpack(rec);
+            let (action, rampart) = match AlertCode::from_u16(rec.code) {
+                Some(AlertCode::Allowed) => ("allowed", "alert"),
+                Some(AlertCode::Dropped) => ("blocked", "drop"),
+                Some(AlertCode::Rejected) => ("blocked", "reject"),
+                None => ("unknown", "unknown"),
+            };
+            let mut alert = json!({"action": action});
+            match sig.and_then(|i| signatures.get(i as usize)) {
+                Some(s) => {
+                    alert["gid"] = s.gid.into();
+                    alert["signature_id"] = s.sid.into();
+                    alert["rev"] = s.rev.into();
+                    alert["signature"] = s.msg.clone().into();
+                    alert["category"] = s.category.clone().into();
+                    alert["severity"] = s.severity.into();
+                }
+                // A reload replaced the signatures between the match and this drain.
+                None => alert["signature"] = "(signature of an earlier policy generation)".into(),
+            }
+            json!({"timestamp": ts, "event_type": "alert", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+                   "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "alert": alert, "rampart": {"action": rampart}})
         }
         Some(EventKind::FlowsDumped) => json!({"timestamp": ts, "event_type": "flows_dumped", "request": rec.value}),
         None => json!({"timestamp": ts, "event_type": "unknown", "kind": rec.kind, "ring": ring}),

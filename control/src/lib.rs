@@ -19,6 +19,7 @@ pub mod compile;
 pub mod daemon;
 pub mod episodes;
 pub mod flows;
+pub mod inspection;
 pub mod events;
 pub mod metrics;
 pub mod rules;

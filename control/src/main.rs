@@ -134,12 +134,22 @@ fn real_main(cli: Cli) -> Result<()> {
 fn check(file: &Path, json: bool) -> Result<()> {
     let config = rampart_config::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_, warnings) = rules::check(&config).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let inspection = rampart_control::inspection::load(&config).map_err(anyhow::Error::msg)?;
     if json {
         let w: Vec<&str> = warnings.iter().map(|w| w.0.as_str()).collect();
-        println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w}));
+        let files: Vec<_> = inspection.iter().flat_map(|l| &l.files).map(|(f, r)| {
+            let skipped: serde_json::Map<String, serde_json::Value> = r.skipped_keywords().into_iter().map(|(k, n)| (k, n.into())).collect();
+            serde_json::json!({"file": f, "loaded": r.signatures.len(), "skipped": r.skipped.len(), "skipped_keywords": skipped, "commented_out": r.disabled})
+        }).collect();
+        let per_packet = inspection.as_ref().map_or(0, |l| l.stats.per_packet_only);
+        println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w,
+            "inspection": {"files": files, "per_packet_only": per_packet}}));
     } else {
         for w in &warnings {
             println!("warning: {}", w.0);
+        }
+        for line in inspection.iter().flat_map(|l| l.report()) {
+            println!("{line}");
         }
         println!("{}: OK ({} ports, {} segments, {} rules)", file.display(), config.ports.len(), config.segments.len(), config.rules.len());
     }

@@ -4,7 +4,7 @@
 
 use crate::daemon::Daemon;
 use crate::state;
-use rampart_shm::{CounterField, FlowMetric, GuardCounters, PortCounters, WorkerTotals};
+use rampart_shm::{CounterField, FlowMetric, GuardCounters, InspectCounters, PortCounters, WorkerTotals};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -136,6 +136,15 @@ impl Collector for ShmCollector {
             f.add(&[("event", label)], ft.get(c.name) as f64);
         }
         f.counter_list(WorkerTotals::FIELDS, "worker", &stats.workers, |w| w.worker.to_string(), |w, c| w.totals.get(c));
+        for field in InspectCounters::FIELDS {
+            if let Some(name) = field.metric() {
+                f.family(name, field.help, COUNTER).add(&[], stats.inspection.get(field) as f64);
+            }
+        }
+        f.family("rampart_signature_alerts_total", "Alerts by signature (gid, sid) and its action; signatures that never alerted are left out", COUNTER);
+        for s in &stats.signatures {
+            f.add(&[("gid", &s.gid.to_string()), ("sid", &s.sid.to_string()), ("action", &s.action)], s.alerts as f64);
+        }
         f.family("rampart_worker_busy_cycles_per_packet", "Busy cycles per packet since the dataplane started", GAUGE);
         for w in &stats.workers {
             f.add(&[("worker", &w.worker.to_string())], w.cycles_per_packet);

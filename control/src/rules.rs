@@ -131,6 +131,7 @@ pub fn compile_firewall(config: &Config, slots: &Slots) -> Result<Option<Firewal
                     CfgAction::Deny => RuleAction::Deny,
                     CfgAction::Reject => RuleAction::Reject,
                     CfgAction::Log => RuleAction::Log,
+                    CfgAction::Inspect => RuleAction::Inspect,
                 },
                 stateful: r.stateful,
                 log: r.log || *r.action.get_ref() == CfgAction::Log,
@@ -188,7 +189,7 @@ pub fn neighbor_discovery_warnings(config: &Config, slots: &Slots) -> Vec<String
         let allowed = [link_local, global].iter().all(|src| {
             let key = Key { src: *src, dst: solicited, proto: 58, icmp_type: 135, ingress: slot, ..Default::default() };
             match fw.acl.lookup(&key).map(|i| fw.rules[fw.acl_rule[i as usize] as usize].action) {
-                Some(action) => matches!(action, RuleAction::Allow | RuleAction::Log),
+                Some(action) => matches!(action, RuleAction::Allow | RuleAction::Log | RuleAction::Inspect),
                 None => config.policy.default_for(*p.kind.get_ref()) == rampart_config::DefaultAction::Forward,
             }
         });

@@ -4,7 +4,7 @@
 
 use crate::compile::SlotMap;
 use rampart_shm::layout::PortState;
-use rampart_shm::{DropReason, GuardCounterValues, PolicyImage, PortCounterValues, Segment, WorkerTotalValues, MAX_EVENT_RINGS};
+use rampart_shm::{DropReason, GuardCounterValues, InspectCounterValues, PolicyImage, PortCounterValues, Segment, WorkerTotalValues, MAX_EVENT_RINGS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -102,6 +102,20 @@ pub struct Stats {
     pub drops: BTreeMap<String, u64>,
     pub workers: Vec<WorkerRow>,
     pub events_lost: u64,
+    /// Inline inspection, summed over workers (the [`rampart_shm::InspectCounters`] list).
+    #[serde(default)]
+    pub inspection: InspectCounterValues,
+    /// Alerts per signature that has alerted (the others are left out).
+    #[serde(default)]
+    pub signatures: Vec<SignatureRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SignatureRow {
+    pub gid: u32,
+    pub sid: u32,
+    pub action: String,
+    pub alerts: u64,
 }
 
 /// Events dropped by the dataplane because a ring was full, over all rings.
@@ -206,6 +220,16 @@ pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats 
         s.workers.push(WorkerRow { worker: i, totals, cycles_per_packet });
     }
     s.events_lost = events_lost(seg);
+    s.inspection = seg.workers[..workers].iter().map(|w| w.inspect.read()).sum();
+    if let Some(ins) = &image.inspection {
+        for (sig, &c) in ins.signatures.iter().zip(&ins.counters).filter(|(_, &c)| (c as usize) < rampart_shm::MAX_SIGNATURE_COUNTERS) {
+            let alerts: u64 = seg.workers[..workers].iter().map(|w| w.signatures[c as usize].get()).sum();
+            if alerts > 0 {
+                let action = format!("{:?}", sig.action).to_lowercase();
+                s.signatures.push(SignatureRow { gid: sig.gid, sid: sig.sid, action, alerts });
+            }
+        }
+    }
     let f = &seg.flows;
     s.flow_table = FlowTableRow {
         counters: f.fields().map(|(field, v)| (field.name.to_string(), v)).collect(),

@@ -25,6 +25,8 @@ pub struct Shared {
     pub workers: usize,
     /// The idle back-off of every worker.
     pub idle: worker::Backoff,
+    /// Flow directions each worker keeps inspection state for (`[inspection_state]`).
+    pub inspect_streams: usize,
     /// The connection-tracking table, shared by all workers for the process lifetime.
     pub flows: rampart_flow::FlowTable,
     /// Packet buffers (every port's receive queues fill from it).

@@ -95,6 +95,7 @@ fn main() -> Result<()> {
         runtime: Arc::new(rampart_dataplane::rcu::RuntimeCell::new(workers.len())),
         stop: stop.clone(),
         workers: workers.len(),
+        inspect_streams: config.inspection_state.streams_per_worker as usize,
         idle: rampart_dataplane::worker::Backoff { interrupts: dp.idle_interrupts, first_us: dp.idle_sleep_us, max_us: dp.idle_sleep_max_us },
     });
     for (i, &lcore) in workers.iter().enumerate() {

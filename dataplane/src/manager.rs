@@ -10,6 +10,7 @@ use crate::dpdk::{self, PortId};
 use crate::rcu::Publisher;
 use crate::Shared;
 use rampart_pipeline::firewall::{end_code, Ended, RuleHistory};
+use rampart_pipeline::inspect::Inspection;
 use rampart_pipeline::runtime::Runtime;
 use rampart_shm::ring::{CommandKind, EventKind};
 use rampart_packet::FlowKey;
@@ -49,13 +50,15 @@ pub struct Manager {
     rules: Arc<RuleHistory>,
     /// The one handle that replaces the workers' runtime.
     runtime: Publisher,
+    /// The matcher of the running policy's signatures (see [`Self::prepare_inspection`]).
+    inspection: Option<Arc<Inspection>>,
     buf: Vec<u8>,
 }
 
 impl Manager {
     pub fn new(shared: Arc<Shared>, file_mode: u32) -> Manager {
         let runtime = shared.runtime.publisher().expect("one manager per dataplane");
-        Manager { shared, file_mode, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), runtime, buf: Vec::new() }
+        Manager { shared, file_mode, attached: BTreeMap::new(), image: None, revisit: None, rules: Arc::default(), runtime, inspection: None, buf: Vec::new() }
     }
 
     /// Serves until `shared.stop` is set, then detaches every port.
@@ -116,12 +119,24 @@ impl Manager {
         match self.shared.segment.fetch_policy(self.running_gen(), &mut buf) {
             Fetched::Nothing | Fetched::Busy => {}
             Fetched::Corrupt(gen, why) => self.reject(gen, &why),
-            Fetched::Image(gen) => match PolicyImage::decode(&buf) {
+            Fetched::Image(gen) => match PolicyImage::decode(&buf).and_then(|image| self.prepare_inspection(&image).map(|()| image)) {
                 Ok(image) => self.apply(gen, image),
                 Err(why) => self.reject(gen, &why),
             },
         }
         self.buf = buf;
+    }
+
+    /// Builds the matcher of an image's signatures (here, on the main lcore, never on a
+    /// worker), unless the running one was built from the same; every runtime published
+    /// from now on carries it.
+    fn prepare_inspection(&mut self, image: &PolicyImage) -> Result<(), String> {
+        self.inspection = match (&image.inspection, self.inspection.take()) {
+            (None, _) => None,
+            (Some(wanted), Some(running)) if running.is_built_from(wanted) => Some(running),
+            (Some(wanted), _) => Some(Arc::new(Inspection::build(wanted)?)),
+        };
+        Ok(())
     }
 
     fn reject(&self, gen: u64, why: &str) {
@@ -189,7 +204,8 @@ impl Manager {
     }
 
     /// Publishes `rt` to the workers; the previous runtime is freed once no worker can hold it.
-    fn swap(&mut self, rt: Runtime) {
+    fn swap(&mut self, mut rt: Runtime) {
+        rt.inspection = self.inspection.clone();
         let shared = self.shared.clone();
         if !self.runtime.publish(rt, || heartbeat(&shared)) {
             eprintln!("rampart-dataplane: a worker did not take up the new policy within 5 s; keeping the old one allocated");

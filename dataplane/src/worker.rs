@@ -131,7 +131,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: usize, shared: Arc<Shared>) -> Worker {
         let tx = Box::new(std::array::from_fn(|_| TxQueue::default()));
-        Worker { id, shared, pipeline: Pipeline::default(), tx, dirty: ArrayVec::new(), drops: ArrayVec::new() }
+        Worker { id, pipeline: Pipeline::new(shared.inspect_streams), shared, tx, dirty: ArrayVec::new(), drops: ArrayVec::new() }
     }
 
     pub fn run(mut self) {

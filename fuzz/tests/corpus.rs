@@ -63,3 +63,55 @@ fn the_firewall_seeds_open_hit_reject_and_cut_flows() {
     assert_eq!(firewall(&seed("errors-from-0"))[0], v(0, 0, 2, 0));
     assert_eq!(firewall(&seed("errors-from-128"))[0], v(2, 0, 0, 0));
 }
+
+/// The inspect seeds reach the signatures through the packet path: a drop split across
+/// segments, answers of reject signatures, pass silencing a drop, uninspected SSH, more
+/// flows than streams, an idle stream taken over.
+#[test]
+fn the_inspect_seeds_drop_reject_alert_and_run_out_of_streams() {
+    use rampart_fuzz::inspect;
+    let seed = |name: &str| generated_seeds().into_iter().find(|s| s.0 == "inspect" && s.1 == name).unwrap_or_else(|| panic!("no seed {name}")).2;
+    for ip in ["v4", "v6"] {
+        // The handshake, "evil-pa" + "yload" (dropped), the server's "WatchMe" (alerted),
+        // an out-of-sequence "evil-payload" (dropped, inspected on its own).
+        let c = inspect(&seed(&format!("split-drop-{ip}")));
+        assert_eq!((c.frames, c.signature_drops, c.unscanned), (7, 2, 0), "{ip}");
+        assert_eq!((c.counters.packets, c.counters.alerts, c.counters.blocked, c.counters.out_of_order), (7, 3, 2, 1), "{ip}");
+        // Both "RSTME" segments are answered with a RST (it fits in the frame's own buffer).
+        let c = inspect(&seed(&format!("reject-{ip}")));
+        assert_eq!((c.replied, c.counters.blocked), (2, 2), "{ip}");
+        // UDP: the admin request alerts, "exploit" drops (not when "safe" follows), both
+        // "dead beef" datagrams are rejected (answered where the buffer has room).
+        let c = inspect(&seed(&format!("udp-{ip}")));
+        assert_eq!((c.signature_drops + c.replied, c.replied, c.counters.alerts), (3, 1, 4), "{ip}");
+    }
+    // "trusted: ok" passes a packet that also holds "evil-payload"; "the END" is dropped,
+    // "ENDless" is not; the server's 3 bytes alert; data after the FINs is dropped.
+    let c = inspect(&seed("pass-and-end"));
+    assert_eq!((c.counters.blocked, c.counters.alerts), (2, 3));
+    assert_eq!(inspect(&seed("ssh-uninspected")).counters.packets, 0, "an allow rule's flow is not inspected");
+    // A retransmitted and an overlapping segment: each inspected on its own.
+    let c = inspect(&seed("out-of-order"));
+    assert_eq!((c.counters.out_of_order, c.counters.blocked), (2, 1));
+    let c = inspect(&seed("many-flows"));
+    assert!(c.counters.streams_refused > 0 && c.counters.packets == 64, "{c:?}");
+    // Other flows take the idle stream: the rest of its "evil-payload" is not found.
+    let c = inspect(&seed("idle"));
+    assert_eq!((c.counters.blocked, c.forwarded, c.frames), (0, 21, 21));
+}
+
+/// The rule seeds load, skip and fail as written.
+#[test]
+fn the_rule_seeds_load_skip_and_fail() {
+    use rampart_signatures::parse::{parse_rules, Classifications, Vars};
+    let parse = |name: &str| {
+        let text = generated_seeds().into_iter().find(|s| s.0 == "rules" && s.1 == name).unwrap_or_else(|| panic!("no seed {name}")).2;
+        parse_rules(&String::from_utf8(text).unwrap(), "fuzz.rules", &Vars::suricata_defaults(), &Classifications::default())
+    };
+    let et = parse("et-style.rules").unwrap();
+    assert_eq!((et.signatures.len(), et.skipped.len(), et.disabled), (5, 3, 1), "{}", et.summary());
+    assert_eq!(parse("inspect.rules").unwrap().signatures.len(), 9);
+    assert_eq!(parse("continued.rules").unwrap().signatures.iter().map(|s| s.origin.line).collect::<Vec<_>>(), [1, 5]);
+    assert_eq!(parse("sids.rules").unwrap_err().line, 3, "the second sid 1 of gid 1");
+    assert_eq!(parse("errors.rules").unwrap_err().keyword, "content");
+}

@@ -260,7 +260,7 @@ impl Firewall {
     /// (allowed, stateful) for a flow opened on port slot `ingress` that `rule` decided.
     fn action(&self, rule: Option<u32>, ingress: u8) -> (bool, bool) {
         match rule.and_then(|r| self.rules.get(r as usize)) {
-            Some(r) => (matches!(r.action, RuleAction::Allow | RuleAction::Log), r.stateful),
+            Some(r) => (matches!(r.action, RuleAction::Allow | RuleAction::Log | RuleAction::Inspect), r.stateful),
             None => {
                 let forward = self.defaults.forward.checked_shr(ingress as u32).unwrap_or(0) & 1 == 1;
                 (forward, forward && self.defaults.track)
@@ -516,6 +516,12 @@ impl Firewall {
             Ok(rule) => Revisit::Verdict(self.verdict_word(rule)),
             Err(end) => Revisit::Remove(end),
         }
+    }
+
+    /// Whether the flows `rule` allows are inspected.
+    #[inline(always)]
+    pub fn inspects(&self, rule: Option<u32>) -> bool {
+        rule.and_then(|r| self.rules.get(r as usize)).is_some_and(|r| r.action == RuleAction::Inspect)
     }
 
     /// Counter slot of a policy rule.

@@ -12,6 +12,7 @@
 //! - [`guard`]: anti-spoofing and L2 hygiene of what guest ports send;
 //! - [`firewall`]: the stateful firewall (flow table hit, ACL on a miss, conntrack);
 //! - [`fragments`]: later IP fragments follow their first fragment's verdict;
+//! - [`inspect`]: inline inspection of the flows `inspect` rules allow (signatures);
 //! - [`reject`]: the TCP RST / ICMP unreachable a `reject` rule answers with;
 //! - [`event_limit`]: the per (port, reason) budget of detailed drop records;
 //! - [`throttle`]: token buckets: a port's packets/s, bytes/s and floods;
@@ -25,6 +26,7 @@ pub mod event_limit;
 pub mod firewall;
 pub mod fragments;
 pub mod guard;
+pub mod inspect;
 pub mod mac_table;
 pub mod path;
 pub mod reject;

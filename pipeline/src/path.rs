@@ -19,6 +19,7 @@
 use crate::event_limit::EventLimiter;
 use crate::firewall::{Burst, Ended, EndedFlows, Firewall, FwVerdict, BURST};
 use crate::fragments::{Datagram, Fragments};
+use crate::inspect::{Inspected, Streams};
 use crate::reject;
 use crate::runtime::{Decision, Route, Runtime};
 use rampart_flow::{FlowHit, FlowTable, Prepared};
@@ -171,15 +172,28 @@ pub struct Pipeline {
     burst: Box<Burst>,
     actions: [Action; BURST],
     limiter: EventLimiter,
+    streams: Streams,
 }
 
 impl Default for Pipeline {
+    /// A pipeline with the smallest stream table (tests, fuzzing).
     fn default() -> Pipeline {
-        Pipeline { fragments: Fragments::default(), burst: Box::default(), actions: [Action::Drop(DropReason::NoPolicy); BURST], limiter: EventLimiter::default() }
+        Pipeline::new(0)
     }
 }
 
 impl Pipeline {
+    /// A pipeline whose inspection keeps `streams` flow directions' matcher state.
+    pub fn new(streams: usize) -> Pipeline {
+        Pipeline {
+            fragments: Fragments::default(),
+            burst: Box::default(),
+            actions: [Action::Drop(DropReason::NoPolicy); BURST],
+            limiter: EventLimiter::default(),
+            streams: Streams::new(streams),
+        }
+    }
+
     /// Decides a burst of at most [`BURST`] frames received on local port `ingress` of
     /// `rt`; returns one action per frame. Frames may be rewritten in place.
     #[inline(always)]
@@ -270,7 +284,7 @@ impl Pipeline {
     /// ([`Burst`]), then decide each one.
     #[inline(always)]
     fn stateful(&mut self, rt: &Runtime, fw: &Firewall, cx: &Context, ingress: u8, frames: &mut [Frame]) {
-        let Pipeline { fragments, burst, actions, limiter } = self;
+        let Pipeline { fragments, burst, actions, limiter, streams } = self;
         let Some(port) = rt.ports.get(ingress as usize) else {
             for (i, frame) in frames.iter().enumerate() {
                 actions[i] = action(rt, cx, ingress, 0, frame, Decision::Drop(DropReason::PortDetached));
@@ -298,11 +312,15 @@ impl Pipeline {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = burst.lookup(cx.flows, i);
-                        match firewall(fragments, fw, rt.gen, cx, meta, frame, slot, zone, looked_up) {
-                            Step::Pass => pass,
+                        let step = match firewall(fragments, fw, rt.gen, cx, meta, frame, slot, zone, looked_up) {
+                            Step::Inspect { created } => inspect(streams, rt, cx, meta, frame, slot, looked_up, created),
+                            step => step,
+                        };
+                        match step {
+                            Step::Pass | Step::Inspect { .. } => pass,
                             Step::Drop(reason) => Decision::Drop(reason),
-                            Step::Reply => {
-                                cx.counters.drop(slot, DropReason::RuleReject, frame.wire_len as u64);
+                            Step::Reply(reason) => {
+                                cx.counters.drop(slot, reason, frame.wire_len as u64);
                                 actions[i] = Action::Reply { len: frame.len as u16 };
                                 continue;
                             }
@@ -371,7 +389,10 @@ fn firewall(
             if log && created {
                 flow_started(cx, slot, 0, meta, rule);
             }
-            Step::Pass
+            match fw.inspects(rule) {
+                true => Step::Inspect { created },
+                false => Step::Pass,
+            }
         }
         FwVerdict::Drop(DropReason::SourceRate, _) => {
             if let Some(rate) = fw.new_flows.report_source(&meta.src_addr, zone, cx.now_ms) {
@@ -383,19 +404,55 @@ fn firewall(
         FwVerdict::Reject(rule) => {
             flow_started(cx, slot, rampart_shm::ring::FLOW_START_REJECTED, meta, rule);
             match answer_in_place(frame, meta) {
-                true => Step::Reply,
+                true => Step::Reply(DropReason::RuleReject),
                 false => Step::Drop(DropReason::RuleReject),
             }
         }
     }
 }
 
-/// What the firewall step made of a packet.
+/// The inspection step for a packet of a flow an `inspect` rule allows (see
+/// [`crate::inspect`]). Without signatures to run (none built for this generation), such
+/// a flow is dropped: inspection is never bypassed.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn inspect(
+    streams: &mut Streams,
+    rt: &Runtime,
+    cx: &Context,
+    meta: &Meta,
+    frame: &mut Frame,
+    slot: usize,
+    looked_up: Option<(&Prepared, Option<FlowHit>)>,
+    created: bool,
+) -> Step {
+    let Some(ins) = rt.inspection.as_deref() else {
+        return Step::Drop(DropReason::Signature);
+    };
+    // An ICMP error the firewall related to the flow (it is not looked up itself): it quotes
+    // the flow's headers, carries none of its payload, and passes as the flow's packets do
+    // (path-MTU discovery keeps working for inspected flows).
+    let Some(flow) = looked_up else {
+        return Step::Pass;
+    };
+    match streams.inspect(ins, cx, meta, frame.data(), slot, flow, created) {
+        Inspected::Forward => Step::Pass,
+        Inspected::Drop => Step::Drop(DropReason::Signature),
+        Inspected::Reject => match answer_in_place(frame, meta) {
+            true => Step::Reply(DropReason::Signature),
+            false => Step::Drop(DropReason::Signature),
+        },
+    }
+}
+
+/// What the firewall (and inspection) step made of a packet.
 enum Step {
     Pass,
+    /// Allowed by an `inspect` rule: the payload is inspected next.
+    Inspect { created: bool },
     Drop(DropReason),
-    /// Rejected, and the frame now holds the answer.
-    Reply,
+    /// Rejected (for this reason), and the frame now holds the answer.
+    Reply(DropReason),
 }
 
 /// Turns a rejected frame into its answer (TCP RST or ICMP unreachable), in its own
@@ -476,7 +533,7 @@ fn flow_ended(cx: &Context, ended: &Ended) {
     push_event(cx, ended.event(crate::rdtsc()));
 }
 
-fn push_event(cx: &Context, rec: EventRecord) {
+pub(crate) fn push_event(cx: &Context, rec: EventRecord) {
     if !cx.events.push(rec) {
         cx.counters.totals.events_lost.add(1);
     }
@@ -550,6 +607,7 @@ mod tests {
             drop_events_per_s: 10,
             new_flows_per_source: None,
             new_flows_per_destination: None,
+            inspection: None,
             format: IMAGE_FORMAT,
             segments: vec![SegmentImage { name: "lan".into() }],
             ports: vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])],
@@ -625,7 +683,7 @@ mod tests {
         let mut ports = vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])];
         ports[0].guard = Some(guard.clone());
         ports[2].guard = Some(guard);
-        let image = PolicyImage { drop_events_per_s: 10, new_flows_per_source: None, new_flows_per_destination: None, format: IMAGE_FORMAT, segments: vec![SegmentImage { name: "lan".into() }], ports, firewall: None };
+        let image = PolicyImage { drop_events_per_s: 10, new_flows_per_source: None, new_flows_per_destination: None, inspection: None, format: IMAGE_FORMAT, segments: vec![SegmentImage { name: "lan".into() }], ports, firewall: None };
         let rt = Runtime::build(1, &image, Some, None, &Default::default());
         let from_a = |src: [u8; 4]| build::udp_v4(src, 68, [255, 255, 255, 255], 67, b"dhcp").macs(A, [0xff; 6]).build().unwrap();
         let mut flood = PortSet::one(1);
@@ -697,6 +755,7 @@ mod tests {
             drop_events_per_s: 10,
             new_flows_per_source: None,
             new_flows_per_destination: None,
+            inspection: None,
             format: IMAGE_FORMAT,
             segments: vec![],
             ports: vec![port(0, vec![]), port(1, vec![])],
@@ -719,5 +778,154 @@ mod tests {
         assert_eq!(set.iter().collect::<Vec<_>>(), [0, 5, 7, 63]);
         assert_eq!(set.without(5).len(), 3);
         assert!(PortSet::one(64).is_empty(), "beyond 64 ports: no bit, never a wrong one");
+    }
+
+    /// A signature with one content and defaults elsewhere (any addresses and ports).
+    fn signature(action: rampart_signatures::SigAction, sid: u32, content: &[u8], nocase: bool) -> rampart_signatures::Signature {
+        use rampart_signatures::*;
+        let checks = vec![PayloadCheck::Content(Content { bytes: content.to_vec(), nocase, ..Default::default() })];
+        Signature { msg: format!("test {sid}"), ..Signature::new(action, SigProto::Tcp, sid, checks) }
+    }
+
+    /// Inspects TCP to port 80 (`inspect`), allows TCP to port 22 (`allow`), with a `drop`
+    /// signature for "evil-payload" and an `alert` one for "watchme" (nocase).
+    fn inspecting_runtime() -> Runtime {
+        use rampart_signatures::SigAction;
+        let web = Rule { proto: Some(6), dst_ports: (80, 80), ..Default::default() };
+        let ssh = Rule { proto: Some(6), dst_ports: (22, 22), ..Default::default() };
+        let fw = FirewallImage {
+            rules: vec![
+                RuleImage { id: "inspect-web".into(), counter: 0, action: RuleAction::Inspect, stateful: true, log: false },
+                RuleImage { id: "ssh".into(), counter: 1, action: RuleAction::Allow, stateful: true, log: false },
+            ],
+            acl: Classifier::compile(&[web, ssh]).unwrap(),
+            acl_rule: vec![0, 1],
+            conntrack: ConntrackImage { timeouts: Default::default() },
+        };
+        let ins = rampart_shm::InspectionImage {
+            signatures: vec![signature(SigAction::Drop, 1001, b"evil-payload", false), signature(SigAction::Alert, 1002, b"watchme", true)],
+            counters: vec![0, 1],
+            tail: 64,
+            idle_timeout_ms: 60_000,
+        };
+        let mut rt = runtime(Some(fw));
+        rt.inspection = Some(std::sync::Arc::new(crate::inspect::Inspection::build(&ins).unwrap()));
+        rt
+    }
+
+    /// A TCP segment between A (10.0.0.1:40000) and B (10.0.0.2:`port`).
+    fn segment(from_a: bool, port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        client_segment(40000, from_a, port, flags, seq, ack, payload)
+    }
+
+    /// [`segment`] with another client port.
+    fn client_segment(client: u16, from_a: bool, port: u16, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let (src, dst, sport, dport, smac, dmac) = match from_a {
+            true => ([10, 0, 0, 1], [10, 0, 0, 2], client, port, A, B),
+            false => ([10, 0, 0, 2], [10, 0, 0, 1], port, client, B, A),
+        };
+        build::tcp_v4(src, sport, dst, dport, flags, payload).macs(smac, dmac).with_tcp(|t| (t.seq_number, t.ack_number) = (seq, ack)).build().unwrap()
+    }
+
+    /// One frame through a pipeline that lives across calls (its streams do).
+    fn one(rig: &Rig, rt: &Runtime, pipeline: &mut Pipeline, ingress: u8, frame: Vec<u8>) -> Action {
+        let mut buf = [frame.clone(), vec![0; 128]].concat();
+        let mut burst = [Frame::new(&mut buf, frame.len(), frame.len() as u32, 1, Checksums::Complete)];
+        pipeline.process(rt, &rig.cx(), ingress, &mut burst)[0]
+    }
+
+    fn alerts(rig: &Rig) -> Vec<(u32, u16)> {
+        let mut out = Vec::new();
+        while let Some((rec, _)) = rig.segment.events[0].pop() {
+            if rec.kind == EventKind::Alert as u16 {
+                out.push((FlowEventData::unpack(&rec).5.unwrap(), rec.code));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn inspection_drops_a_signature_split_across_tcp_segments_and_alerts() {
+        use rampart_packet::TcpFlags;
+        use rampart_shm::ring::AlertCode;
+        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        let mut p = Pipeline::new(64);
+        let to_b = Action::Forward(PortSet::one(1));
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b"")), to_b);
+        assert_eq!(one(&rig, &rt, &mut p, 1, segment(false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b"")), Action::Forward(PortSet::one(0)));
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK, 101, 501, b"")), to_b);
+        // "evil-payload" split after "evil-pa": the first half passes, the second is dropped.
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK | TcpFlags::PSH, 101, 501, b"GET /evil-pa")), to_b);
+        assert_eq!(alerts(&rig), []);
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK | TcpFlags::PSH, 113, 501, b"yload HTTP/1.1")), Action::Drop(DropReason::Signature));
+        assert_eq!(alerts(&rig), [(0, AlertCode::Dropped as u16)], "one alert, naming signature 0 (sid 1001)");
+        // An alert signature forwards (nocase), and its alert says so.
+        assert_eq!(one(&rig, &rt, &mut p, 1, segment(false, 80, TcpFlags::ACK | TcpFlags::PSH, 501, 127, b"WatchMe")), Action::Forward(PortSet::one(0)));
+        assert_eq!(alerts(&rig), [(1, AlertCode::Allowed as u16)]);
+        // Out of sequence: inspected on its own (still dropped when whole), and counted.
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK | TcpFlags::PSH, 2000, 508, b"an evil-payload")), Action::Drop(DropReason::Signature));
+        let c = rig.segment.workers[0].inspect.read();
+        assert_eq!((c.packets, c.alerts, c.blocked, c.out_of_order, c.streams_refused), (7, 3, 2, 1, 0));
+        assert_eq!(rig.segment.workers[0].signatures[0].get(), 2, "signature 0's counter slot");
+        assert_eq!(rig.dropped(DropReason::Signature), 2);
+    }
+
+    #[test]
+    fn only_flows_of_inspect_rules_are_inspected() {
+        use rampart_packet::TcpFlags;
+        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        let mut p = Pipeline::new(64);
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 22, TcpFlags::SYN, 100, 0, b"")), Action::Forward(PortSet::one(1)));
+        assert_eq!(one(&rig, &rt, &mut p, 1, segment(false, 22, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b"")), Action::Forward(PortSet::one(0)));
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 22, TcpFlags::ACK, 101, 501, b"evil-payload")), Action::Forward(PortSet::one(1)));
+        assert_eq!(rig.segment.workers[0].inspect.read().packets, 0);
+        assert_eq!(alerts(&rig), []);
+    }
+
+    #[test]
+    fn an_inspect_rule_without_signatures_drops_never_bypasses() {
+        use rampart_packet::TcpFlags;
+        let rig = Rig::new();
+        let mut rt = inspecting_runtime();
+        rt.inspection = None;
+        let mut p = Pipeline::new(64);
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b"")), Action::Drop(DropReason::Signature));
+    }
+
+    #[test]
+    fn with_no_free_stream_a_packet_is_inspected_on_its_own_and_counted() {
+        use rampart_packet::TcpFlags;
+        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        // The smallest table (8 streams); 9 flows each send one data segment after their handshake.
+        let mut p = Pipeline::new(0);
+        for i in 0..9u16 {
+            let seg = |from_a: bool, flags, seq, ack, payload: &[u8]| client_segment(40000 + i, from_a, 80, flags, seq, ack, payload);
+            one(&rig, &rt, &mut p, 0, seg(true, TcpFlags::SYN, 100, 0, b""));
+            one(&rig, &rt, &mut p, 1, seg(false, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""));
+            one(&rig, &rt, &mut p, 0, seg(true, TcpFlags::ACK, 101, 501, b""));
+            assert_eq!(one(&rig, &rt, &mut p, 0, seg(true, TcpFlags::ACK, 101, 501, b"evil-payload")), Action::Drop(DropReason::Signature), "flow {i}");
+        }
+        let c = rig.segment.workers[0].inspect.read();
+        assert!(c.streams_refused >= 1, "{c:?}");
+        assert_eq!(c.blocked, 9, "whole signatures are found with or without a stream");
+    }
+
+    #[test]
+    fn an_icmp_error_about_an_inspected_flow_passes_as_the_flow_does() {
+        use rampart_packet::{icmp, TcpFlags};
+        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        let mut p = Pipeline::new(64);
+        one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b""));
+        one(&rig, &rt, &mut p, 1, segment(false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""));
+        one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK, 101, 501, b""));
+        // B's side says A's segments are too big (path-MTU discovery), quoting one.
+        let quoted = build::tcp_v4([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, TcpFlags::ACK, &[b'x'; 64])
+            .with_tcp(|t| (t.seq_number, t.ack_number) = (101, 501))
+            .ip_packet()
+            .unwrap();
+        let too_big = icmp::Repr::DstUnreachable { code: 4, next_hop_mtu: 1400 };
+        let error = build::icmp_v4([10, 0, 0, 2], [10, 0, 0, 1], too_big, &quoted).macs(B, A).build().unwrap();
+        assert_eq!(one(&rig, &rt, &mut p, 1, error), Action::Forward(PortSet::one(0)));
+        assert_eq!(rig.dropped(DropReason::Signature), 0);
     }
 }

@@ -85,6 +85,10 @@ pub enum Decision {
 pub struct Runtime {
     /// The stateful firewall, if the policy has rules.
     pub firewall: Option<Firewall>,
+    /// The signatures `inspect` rules run, built by the dataplane's manager (a generation
+    /// whose signatures do not build is rejected), shared with the next generation while
+    /// they stay the same.
+    pub inspection: Option<Arc<crate::inspect::Inspection>>,
     /// Policy generation this runtime implements.
     pub gen: u64,
     /// Swap counter (set by the main lcore): workers report the epoch they run.
@@ -121,6 +125,7 @@ impl Runtime {
                 fw.new_flows = new_flow_limits(image);
                 fw
             }),
+            inspection: None,
             gen,
             epoch: 0,
             ports: ArrayVec::new(),
@@ -389,6 +394,7 @@ pub(crate) mod tests {
             drop_events_per_s: 10,
             new_flows_per_source: None,
             new_flows_per_destination: None,
+            inspection: None,
         }
     }
 

@@ -235,6 +235,22 @@ impl GuardCounters {
     }
 }
 
+counter_block! {
+    /// Inline inspection as seen by one worker.
+    InspectCounters,
+    /// Inspection counters as read ([`InspectCounters::read`]), or summed over workers.
+    InspectCounterValues {
+        packets: Metric("rampart_inspect_packets_total"), "Packets of inspected flows (each scanned by the signatures)";
+        bytes: Metric("rampart_inspect_bytes_total"), "Payload bytes scanned";
+        alerts: Metric("rampart_inspect_alerts_total"), "Signature matches logged as alerts (all actions)";
+        blocked: Metric("rampart_inspect_blocked_total"), "Packets dropped or rejected by a signature";
+        streams_refused: Metric("rampart_inspect_streams_refused_total"), "Packets inspected on their own because no stream was free for their flow (a match split across segments may be missed)";
+        out_of_order: Metric("rampart_inspect_out_of_order_total"), "TCP segments not in sequence (a gap, a retransmission, an overlap): inspected on their own, the stream restarts from them";
+        resynced: Metric("rampart_inspect_resynced_total"), "Streams that met a changed rule set: resumed from the kept tail (a match spanning more than the tail may be missed)";
+        unlisted: Metric("rampart_inspect_unlisted_matches_total"), "Signature matches beyond the per-packet limit of listed matches: counted, not logged";
+    }
+}
+
 /// What one worker counted for one rule (by the rule's stable counter slot).
 #[repr(C)]
 #[derive(Default)]
@@ -255,6 +271,9 @@ pub struct WorkerCounters {
     pub rules: [RuleCounters; crate::layout::MAX_RULE_COUNTERS],
     /// Guard drops per port slot, by reason.
     pub guard: [GuardCounters; MAX_PORTS],
+    pub inspect: InspectCounters,
+    /// Alerts per signature, by the signature's counter slot.
+    pub signatures: [Counter; crate::layout::MAX_SIGNATURE_COUNTERS],
 }
 
 // SAFETY: #[repr(C)], only AtomicU64-based counters; all-zero is the initial
@@ -285,7 +304,10 @@ const _: () = {
     assert!(offset_of!(WorkerCounters, rules) == MAX_PORTS * 64 + MAX_DROP_REASONS * 8 + 64);
     assert!(offset_of!(WorkerCounters, guard) == 398_144);
     assert!(size_of::<GuardCounters>() == 128);
-    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128);
+    assert!(offset_of!(WorkerCounters, inspect) == 398_144 + MAX_PORTS * 128);
+    assert!(size_of::<InspectCounters>() == 64);
+    assert!(offset_of!(WorkerCounters, signatures) == 398_144 + MAX_PORTS * 128 + 64);
+    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 64 + crate::layout::MAX_SIGNATURE_COUNTERS * 8);
 };
 
 impl WorkerCounters {
@@ -388,6 +410,7 @@ drop_reasons! {
     NewFlowRate => "new_flow_rate", "A new flow over the opening port's new flows/s limit.";
     SourceRate => "source_rate", "A new flow over its source address's new flows/s limit.";
     DestinationRate => "destination_rate", "A new flow over its destination address's new flows/s limit (a victim hit by many sources).";
+    Signature => "signature", "A `drop` or `reject` signature matched the packet (inline inspection; an alert is logged).";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.

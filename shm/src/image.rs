@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 7;
+pub const IMAGE_FORMAT: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
@@ -107,6 +107,8 @@ pub enum RuleAction {
     Reject,
     /// Allow and log every new flow.
     Log,
+    /// Allow, and inspect the flow's payload with the image's signatures.
+    Inspect,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +153,22 @@ pub struct PolicyImage {
     /// New flows/s per source address and per destination address (any port).
     pub new_flows_per_source: Option<RateImage>,
     pub new_flows_per_destination: Option<RateImage>,
+    /// Signatures run on the flows `Inspect` rules allow (None: no inspection).
+    pub inspection: Option<InspectionImage>,
+}
+
+/// Inline inspection: the signatures (parsed by the control process, variables resolved)
+/// and the per-flow state they run with. The dataplane builds its matcher from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionImage {
+    pub signatures: Vec<rampart_signatures::Signature>,
+    /// Each signature's alert counter slot (below [`crate::MAX_SIGNATURE_COUNTERS`], or
+    /// `u16::MAX`: none), stable per gid:sid across reloads.
+    pub counters: Vec<u16>,
+    /// Bytes of a flow's previous segment kept per direction (1..=256).
+    pub tail: u16,
+    /// After this long unused, a flow's stream may be taken by another flow.
+    pub idle_timeout_ms: u64,
 }
 
 impl PolicyImage {
@@ -219,6 +237,20 @@ impl PolicyImage {
             }
             if fw.rules.len() >= 1 << 24 {
                 return Err("too many rules".into());
+            }
+        }
+        if let Some(ins) = &self.inspection {
+            if ins.tail == 0 || ins.tail as usize > rampart_signatures::engine::MAX_TAIL {
+                return Err(format!("inspection tail of {} bytes (1..={})", ins.tail, rampart_signatures::engine::MAX_TAIL));
+            }
+            if ins.signatures.len() >= 1 << 24 {
+                return Err("too many signatures".into());
+            }
+            if ins.counters.len() != ins.signatures.len() {
+                return Err(format!("{} signatures but {} counter slots", ins.signatures.len(), ins.counters.len()));
+            }
+            if let Some(c) = ins.counters.iter().find(|&&c| c != u16::MAX && c as usize >= crate::layout::MAX_SIGNATURE_COUNTERS) {
+                return Err(format!("signature counter slot {c} out of range"));
             }
         }
         for p in &self.ports {
@@ -303,6 +335,7 @@ pub(crate) mod tests_support {
             drop_events_per_s: 10,
             new_flows_per_source: None,
             new_flows_per_destination: None,
+            inspection: None,
         }
     }
 }

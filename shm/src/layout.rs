@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).
@@ -22,6 +22,9 @@ pub const MAIN_EVENT_RING: usize = MAX_WORKERS;
 pub const MAX_PORTS: usize = 64;
 /// Rules with their own counters (stable counter slots, assigned by the control process).
 pub const MAX_RULE_COUNTERS: usize = 16384;
+/// Signatures with their own alert counters (by the stable slot the control process gives
+/// each gid:sid); the others share no counter but the totals.
+pub const MAX_SIGNATURE_COUNTERS: usize = 8192;
 /// Drop-reason counters per worker.
 pub const MAX_DROP_REASONS: usize = 96;
 /// Records per event ring (power of two).

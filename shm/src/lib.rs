@@ -26,9 +26,9 @@ pub mod policy;
 pub mod ring;
 mod segment;
 
-pub use counters::{Counter, CounterField, DropReason, GuardCounterValues, GuardCounters, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
+pub use counters::{Counter, CounterField, DropReason, GuardCounterValues, GuardCounters, InspectCounterValues, InspectCounters, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
 pub use dump::{DumpRequest, DumpedFlow, FlowDump, Page, DUMP_PAGE_RECORDS};
-pub use image::{Attach, ConntrackImage, FirewallImage, GuardImage, LimitsImage, PolicyImage, PortImage, RateImage, RuleAction, RuleImage, SegmentImage, Verdict};
+pub use image::{Attach, ConntrackImage, FirewallImage, GuardImage, InspectionImage, LimitsImage, PolicyImage, PortImage, RateImage, RuleAction, RuleImage, SegmentImage, Verdict};
 pub use layout::*;
 pub use policy::{Fetched, PolicyOutcome};
 pub use ring::{CommandRecord, EventRecord};

@@ -144,6 +144,10 @@ pub enum EventKind {
     /// A source address went over its new flows/s limit: `data[..16]` the address (IPv4
     /// mapped), `port` the slot it came in on, `value` the limit.
     SourceOverLimit = 12,
+    /// A signature matched a packet of an inspected flow (see [`FlowEventData`]: the
+    /// packet's addresses and ports, and the signature's index in the image in place of
+    /// the rule); `code` is an [`AlertCode`].
+    Alert = 13,
 }
 
 impl EventKind {
@@ -161,6 +165,30 @@ impl EventKind {
             10 => EventKind::FlowsDumped,
             11 => EventKind::DropSummary,
             12 => EventKind::SourceOverLimit,
+            13 => EventKind::Alert,
+            _ => return None,
+        })
+    }
+}
+
+/// The `code` of an [`EventKind::Alert`] record: what the signature did to the packet.
+#[repr(u16)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertCode {
+    /// Logged; the packet was forwarded.
+    Allowed = 0,
+    /// A `drop` signature: the packet was dropped.
+    Dropped = 1,
+    /// A `reject` signature: the packet was dropped and the sender answered.
+    Rejected = 2,
+}
+
+impl AlertCode {
+    pub fn from_u16(v: u16) -> Option<AlertCode> {
+        Some(match v {
+            0 => AlertCode::Allowed,
+            1 => AlertCode::Dropped,
+            2 => AlertCode::Rejected,
             _ => return None,
         })
     }

@@ -411,3 +411,70 @@ fn a_source_over_its_new_flow_rate_is_limited_reported_and_blocked() {
     let added = records.iter().find(|r| r["event_type"] == "block").expect("the block event");
     assert_eq!((added["block"]["action"].as_str(), added["block"]["reason"].as_str()), (Some("added"), Some("new_flow_rate")), "{added}");
 }
+
+/// UDP 10.0.0.1:`sport` → 10.0.0.2:`dport` from A to B carrying `payload`.
+fn udp_with(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    build::udp_v4([10, 0, 0, 1], sport, [10, 0, 0, 2], dport, payload).macs(A, B).pad(60).build().unwrap()
+}
+
+/// Inspects UDP to port 8080 (`inspect`) under two signatures, allows DNS uninspected.
+const INSPECT_RULES: &str = r#"
+[[rules]]
+id = "web"
+from = ["10.0.0.1/32"]
+to = ["10.0.0.2/32"]
+protocol = "udp"
+ports = "8080"
+action = "inspect"
+
+[[rules]]
+id = "dns"
+from = ["10.0.0.1/32"]
+to = ["10.0.0.2/32"]
+protocol = "udp"
+ports = "53"
+action = "allow"
+
+[[inspection]]
+vars = { HOME_NET = "[10.0.0.0/24]" }
+signatures = [
+  'drop udp any any -> $HOME_NET 8080 (msg:"evil payload"; content:"evil-payload"; classtype:trojan-activity; sid:1000001; rev:2;)',
+  'alert udp $HOME_NET any -> any any (msg:"watch me"; content:"watchme"; nocase; sid:1000002;)',
+]
+"#;
+
+/// The real dataplane inspects what an `inspect` rule allows: a signature split across two
+/// datagrams of a flow is dropped, as is one whole in another flow; an alert-only signature
+/// forwards; a flow of an `allow` rule is not inspected. Every match is an eve alert with
+/// its sid, and the counters add up.
+#[test]
+fn inspection_drops_and_alerts_on_signatures_across_datagrams() {
+    let input = vec![
+        udp_with(1000, 8080, b"GET /evil-pa"),       // forwarded: no match yet
+        udp_with(1000, 8080, b"yload HTTP/1.0"),     // "evil-payload" across two datagrams: dropped
+        udp_with(1001, 8080, b"an evil-payload"),    // whole, another flow: dropped
+        udp_with(1002, 8080, b"please WATCHME"),     // alert only: forwarded
+        udp_with(1003, 53, b"evil-payload"),         // allowed, not inspected: forwarded
+        udp_with(1000, 8080, b"fine"),               // the first flow goes on
+    ];
+    let (out, stats, eve) = run("pcapinspect", 19636, "drop", true, INSPECT_RULES, &input);
+    let expected: Vec<Vec<u8>> = [0, 3, 4, 5].iter().map(|&i| input[i].clone()).collect();
+    assert_eq!(out, expected, "exactly the frames no drop signature matched, in order");
+    let s = &stats["stats"];
+    assert_eq!(s["drops"]["signature"], 2, "{}", s["drops"]);
+    let ins = &s["inspection"];
+    assert_eq!((ins["packets"].as_u64(), ins["alerts"].as_u64(), ins["blocked"].as_u64()), (Some(5), Some(3), Some(2)), "{ins}");
+    let sigs = s["signatures"].as_array().unwrap();
+    let alerts_of = |sid: u64| sigs.iter().find(|r| r["sid"] == sid).map(|r| r["alerts"].as_u64().unwrap());
+    assert_eq!((alerts_of(1000001), alerts_of(1000002)), (Some(2), Some(1)), "{sigs:?}");
+    let alerts: Vec<serde_json::Value> = eve.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|r| r["event_type"] == "alert").collect();
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
+    let a = &alerts[0];
+    assert_eq!((a["in_iface"].as_str(), a["src_ip"].as_str(), a["src_port"].as_u64(), a["dest_ip"].as_str(), a["dest_port"].as_u64(), a["proto"].as_str()),
+        (Some("p0"), Some("10.0.0.1"), Some(1000), Some("10.0.0.2"), Some(8080), Some("UDP")), "{a}");
+    let al = &a["alert"];
+    assert_eq!((al["action"].as_str(), al["gid"].as_u64(), al["signature_id"].as_u64(), al["rev"].as_u64(), al["signature"].as_str(), al["category"].as_str()),
+        (Some("blocked"), Some(1), Some(1000001), Some(2), Some("evil payload"), Some("trojan-activity")), "{a}");
+    assert_eq!(alerts[1]["src_port"], 1001);
+    assert_eq!((alerts[2]["alert"]["action"].as_str(), alerts[2]["alert"]["signature_id"].as_u64()), (Some("allowed"), Some(1000002)));
+}

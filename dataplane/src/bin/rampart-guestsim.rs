@@ -67,6 +67,10 @@ struct Args {
     /// Source and destination IPv4 addresses, "SRC,DST" (default 10.0.M4.M5 of --mac and --to).
     #[arg(long, value_parser = parse_ips)]
     ips: Option<([u8; 4], [u8; 4])>,
+    /// Bytes every packet carries after its sequence header (what an inspected flow's
+    /// signatures look at), e.g. an HTTP request line.
+    #[arg(long, default_value = "")]
+    payload: String,
     /// Wake-up latency mode: a second vhost-user socket, the other end of a wire pair.
     /// The guest sends `--probes` single packets on `--socket`, each after `--gap` s of
     /// silence, and times each one's arrival on this port; the report holds the latencies.
@@ -98,9 +102,10 @@ fn addresses(ips: Option<([u8; 4], [u8; 4])>, src: [u8; 6], dst: [u8; 6]) -> ([u
 }
 
 /// An Ethernet/IPv4/UDP frame carrying MAGIC, the sender id and a sequence number (at
-/// bytes 42..60, where `receive_queue` reads them), DF set, without a UDP checksum.
-fn frame(src: [u8; 6], dst: [u8; 6], (src_ip, dst_ip): ([u8; 4], [u8; 4]), (sport, dport): (u16, u16), seq: u64) -> Vec<u8> {
-    let payload = [&MAGIC[..], &src, &seq.to_be_bytes()].concat();
+/// bytes 42..60, where `receive_queue` reads them) and then `extra`, DF set, without a
+/// UDP checksum.
+fn frame(src: [u8; 6], dst: [u8; 6], (src_ip, dst_ip): ([u8; 4], [u8; 4]), (sport, dport): (u16, u16), seq: u64, extra: &[u8]) -> Vec<u8> {
+    let payload = [&MAGIC[..], &src, &seq.to_be_bytes(), extra].concat();
     let udp = build::udp_v4(src_ip, sport, dst_ip, dport, &payload).macs(src, dst).with_ipv4(|ip| ip.dont_frag = true);
     let mut f = udp.pad(60).build().expect("a 60-byte frame");
     // 0: no checksum (RFC 768), as the guest has always sent.
@@ -264,7 +269,7 @@ fn main() -> Result<()> {
                 for i in 0..due {
                     let seq = sent + i;
                     let flow = (seq % args.flows.max(1) as u64) as u16;
-                    match pool.packet(&frame(me, dst, addresses(args.ips, me, dst), (args.sport.wrapping_add(flow), args.dport), seq)) {
+                    match pool.packet(&frame(me, dst, addresses(args.ips, me, dst), (args.sport.wrapping_add(flow), args.dport), seq, args.payload.as_bytes())) {
                         Some(m) => pending.push(m),
                         None => break, // pool exhausted: the rest is due next round
                     }
@@ -276,7 +281,7 @@ fn main() -> Result<()> {
                 }
                 if args.junk_every > 0 && sent / args.junk_every > junk {
                     // A frame claiming an IPv4 total length far beyond its bytes.
-                    let mut f = frame(me, dst, addresses(args.ips, me, dst), (args.sport, args.dport), u64::MAX);
+                    let mut f = frame(me, dst, addresses(args.ips, me, dst), (args.sport, args.dport), u64::MAX, args.payload.as_bytes());
                     ipv4::Packet::new_unchecked(&mut f[14..]).set_total_len(1500);
                     if let Some(m) = pool.packet(&f[..40]) {
                         // Unsent, it is freed when `one` goes out of scope.
@@ -314,7 +319,7 @@ fn main() -> Result<()> {
 /// back within 100 ms is lost. The report: every latency, their p50/p99/max, losses.
 fn latency(args: &Args, me: [u8; 6], pool: &dpdk::Mempool, port: dpdk::PortId, peer: dpdk::PortId, stop: &AtomicBool) -> Result<()> {
     let dst = args.to.as_deref().map(mac).transpose()?.unwrap_or([0xff; 6]);
-    let frame_of = |seq| frame(me, dst, addresses(args.ips, me, dst), (args.sport, args.dport), seq);
+    let frame_of = |seq| frame(me, dst, addresses(args.ips, me, dst), (args.sport, args.dport), seq, args.payload.as_bytes());
     let mut rx = dpdk::MbufBurst::<32>::new();
     // Until the path is up: probes 100 ms apart until one comes back (not reported).
     let up = Instant::now();

@@ -1,0 +1,2113 @@
+//! The matcher the dataplane runs per packet: a streaming multi-pattern prefilter selects
+//! candidate signatures, and only those are verified.
+//!
+//! Design: [`Database::build`] picks one *prefilter pattern* per signature that has a
+//! positive content (the content marked `fast_pattern`, else the longest positive one,
+//! the first on ties; at most its last [`MAX_PATTERN_LEN`] bytes) and compiles them all,
+//! deduplicated case-insensitively, into one `aho_corasick::dfa::DFA` (standard match
+//! semantics, ASCII case-insensitive, unanchored). [`Database::scan`] walks the DFA over
+//! the payload itself, one transition per byte, from the state saved in the flow's
+//! [`Stream`], so a pattern split across segments is still seen. The walk is a chain of
+//! dependent table loads, so a long payload is cut into four parts walked in lockstep
+//! (each later walker starts `max_pattern_len` bytes early from the start state, which
+//! makes its state exact where its part begins). Every pattern that ends in the payload
+//! makes its signatures candidates (deduplicated in scratch space inside [`Matches`]).
+//! Candidates, and the *always candidates* (signatures without a positive content, kept
+//! in one list per protocol), are verified exactly: header, `flow`, `dsize`, then the
+//! payload checks with bounded backtracking. Nothing on this path allocates, locks or
+//! panics; the state is either in the shared, immutable [`Database`] or in caller-owned
+//! fixed-size values ([`Stream`], [`Matches`]).
+//!
+//! # Semantics
+//!
+//! - **Header.** `Tcp` matches protocol 6, `Udp` 17, `Icmp` 1 and 58, `Ip` anything.
+//!   Addresses: in one of `include` (any when empty) and in none of `exclude`; a v4 prefix
+//!   never matches a v6 address (IPv4-in-IPv6 is not unwrapped). Ports likewise; on a
+//!   packet other than TCP/UDP only an unconstrained port field matches.
+//!   `bidirectional`: the header also matches with source and destination swapped.
+//! - **Flow.** `to_server: Some(b)` requires `pkt.to_server == b`; `established` requires
+//!   `pkt.established`, `not_established` requires its absence; `stateless` adds nothing.
+//!   **`dsize`** bounds the length of this packet's payload.
+//! - **Payload checks** run in order over a buffer `B` with a cursor `prev_end` (the end
+//!   of the previous positive content's match, initially 0). A content matches at a start
+//!   `s` where `B[s..s + len]` equals its bytes (ASCII case-insensitively with `nocase`)
+//!   and: `s >= offset`; `s + len <= offset + depth`; `startswith`: `s == 0` (or
+//!   `s == prev_end` when the content also has `distance`/`within`); `endswith`:
+//!   `s + len == B.len()`. A content with `distance` or `within` is relative:
+//!   `s >= max(0, prev_end + distance)` and `s + len <= prev_end + distance + within`. A
+//!   content without them may match anywhere (Suricata's semantics) but still moves the
+//!   cursor. A negated content passes iff no start satisfies its constraints and does not
+//!   move the cursor. `isdataat:[!]pos[,relative]` passes iff `base + pos < B.len()`
+//!   (negated: iff not), `base` being `prev_end` when relative, else 0. The chain must
+//!   succeed as a whole: when a later check fails, the next start of an earlier content
+//!   whose end a later check reads is tried (like Suricata's inspection recursion), at
+//!   most [`BACKTRACK_BUDGET`] times per signature and packet; past that the signature
+//!   does not match that packet. Retrying a content is skipped when nothing after it reads
+//!   its end (the rest cannot change).
+//! - **Streaming.** With a [`Stream`], the window `W` is the kept tail (the last `tail`
+//!   bytes of the previous `W`) followed by the payload. A signature is *per-packet only*
+//!   — evaluated over the payload alone — when it has `dsize`, a non-relative `isdataat`,
+//!   a negated content, a content with `offset`/`depth`/`startswith`/`endswith` or longer
+//!   than `tail`, or no positive content at all. Every other signature is evaluated over
+//!   `W` and counts only if the last byte of its last positive content's match lies in the
+//!   payload (at index `>= tail_len`): a match entirely inside the tail was reported with
+//!   the previous packet. Without a stream, everything is per-packet.
+//! - **Candidates.** A signature is verified when its prefilter pattern occurs in the
+//!   buffer it is evaluated over. The DFA state carried across packets finds occurrences
+//!   that end in the payload (including those that started in the tail). When a
+//!   streaming signature's prefilter content is *not* its last positive content, its
+//!   pattern may occur wholly inside the tail while the rest of the match ends in the
+//!   payload; such *tail-sensitive* patterns' occurrences inside the next tail are
+//!   remembered in the [`Stream`] (up to [`MAX_PENDING`]; past that the next packet
+//!   rescans the at most [`MAX_TAIL`] tail bytes from the DFA's start).
+//! - **Reload.** A [`Stream`] remembers the [`Database::fingerprint`] it was scanned
+//!   with. When it differs (and the stream is not fresh), the DFA state is rebuilt by
+//!   walking the kept tail from the start state, the tail is cut to the new database's
+//!   `tail`, and [`Matches::resynced`] is set.
+//! - **Report.** Precedence Pass > Drop > Reject > Alert: if a `pass` signature matched,
+//!   [`Matches`] lists only it (the first in signature order), its action is `Pass` and
+//!   nothing is counted in `more`. Otherwise it lists the first [`MAX_MATCHES`] matching
+//!   signatures in signature order, counts the rest in [`Matches::more`], and its action
+//!   is the strongest of all of them.
+
+use crate::model::{
+    AddrMatch, Cidr, Content, FlowMatch, IsDataAt, PayloadCheck, PortMatch, SigAction, SigProto,
+    Signature,
+};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, PatternID, StartKind};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+/// Bytes of the previous packet kept per flow and direction, at most.
+pub const MAX_TAIL: usize = 256;
+/// Signatures listed per packet; further matches are only counted.
+pub const MAX_MATCHES: usize = 8;
+/// Retries of an earlier content's next start after a later check failed, per signature
+/// and packet (the analogue of Suricata's `inspection-recursion-limit`).
+pub const BACKTRACK_BUDGET: u32 = 64;
+/// Payload checks per signature, at most (bounds the verifier's recursion depth).
+pub const MAX_CHECKS: usize = 128;
+/// Occurrences of tail-sensitive patterns remembered per stream before falling back to a
+/// rescan of the tail.
+pub const MAX_PENDING: usize = 8;
+/// Bytes of a content the prefilter looks for, at most: its last ones (an occurrence of
+/// the suffix ends where the content's does, which streaming relies on). Bounds the DFA's
+/// depth, hence the warm-up of the split walk, and its size.
+pub const MAX_PATTERN_LEN: usize = 32;
+/// Distinct prefilter patterns tracked per packet before falling back to verifying every
+/// signature that has a pattern.
+const SEEN_CAP: usize = 256;
+/// Slots of the direct-mapped "pattern already seen" table (a power of two).
+const SLOTS: usize = 2048;
+/// Protocol classes of the per-protocol lists: tcp, udp, icmp, other.
+const CLASSES: usize = 4;
+
+/// One packet as inspection sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 icmpv6, other.
+    pub proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// 0 for protocols other than tcp/udp.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// The packet travels from the flow's initiator.
+    pub to_server: bool,
+    /// The flow has seen traffic both ways (tcp: handshake done).
+    pub established: bool,
+    /// The L4 payload.
+    pub payload: &'a [u8],
+}
+
+/// Matcher state of one flow and direction, kept by the caller (in a preallocated table)
+/// between packets: plain data of a fixed size.
+#[derive(Clone)]
+pub struct Stream {
+    /// Fingerprint of the database that last scanned this stream; 0: fresh.
+    fingerprint: u64,
+    /// The DFA state after the last scanned byte.
+    state: u32,
+    /// Valid bytes of `tail`.
+    tail_len: u16,
+    /// Valid entries of `pending_pat` / `pending_end`.
+    pending_len: u8,
+    /// More tail-sensitive occurrences lie in the tail than `pending` holds.
+    pending_overflow: bool,
+    /// Tail-sensitive patterns that occur wholly inside the tail...
+    pending_pat: [u32; MAX_PENDING],
+    /// ...and where each occurrence ends (exclusive, as an index into the tail).
+    pending_end: [u16; MAX_PENDING],
+    /// The last bytes of the previous window.
+    tail: [u8; MAX_TAIL],
+}
+
+impl Stream {
+    /// A fresh stream: no history, usable with any database.
+    pub fn new() -> Stream {
+        Stream {
+            fingerprint: 0,
+            state: 0,
+            tail_len: 0,
+            pending_len: 0,
+            pending_overflow: false,
+            pending_pat: [0; MAX_PENDING],
+            pending_end: [0; MAX_PENDING],
+            tail: [0; MAX_TAIL],
+        }
+    }
+
+    /// Forgets the history (a new flow in the slot, or a gap in the stream).
+    pub fn reset(&mut self) {
+        self.fingerprint = 0;
+        self.state = 0;
+        self.tail_len = 0;
+        self.pending_len = 0;
+        self.pending_overflow = false;
+    }
+}
+
+impl Default for Stream {
+    /// Same as [`Stream::new`].
+    fn default() -> Stream {
+        Stream::new()
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    /// The counters, not the tail bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("fingerprint", &self.fingerprint)
+            .field("state", &self.state)
+            .field("tail_len", &self.tail_len)
+            .field("pending_len", &self.pending_len)
+            .field("pending_overflow", &self.pending_overflow)
+            .finish()
+    }
+}
+
+/// What one scan found: up to [`MAX_MATCHES`] signature indexes in signature order, the
+/// number of further matches, the strongest action, whether the stream was resynced. Also
+/// holds the scan's fixed-size scratch space, so reuse one per worker.
+#[derive(Clone)]
+pub struct Matches {
+    ids: [u32; MAX_MATCHES],
+    len: usize,
+    more: u32,
+    action: Option<SigAction>,
+    resynced: bool,
+    /// The first matching pass signature, while scanning.
+    pass: Option<u32>,
+    /// Distinct prefilter patterns that occurred, in order of first occurrence.
+    seen: [u32; SEEN_CAP],
+    seen_len: usize,
+    /// More patterns occurred than `seen` holds.
+    seen_overflow: bool,
+    /// `slots[p % SLOTS] == p + 1`: pattern `p` is in `seen`.
+    slots: [u32; SLOTS],
+}
+
+impl Matches {
+    /// Empty results.
+    pub fn new() -> Matches {
+        Matches {
+            ids: [0; MAX_MATCHES],
+            len: 0,
+            more: 0,
+            action: None,
+            resynced: false,
+            pass: None,
+            seen: [0; SEEN_CAP],
+            seen_len: 0,
+            seen_overflow: false,
+            slots: [0; SLOTS],
+        }
+    }
+
+    /// Empties the results and the scratch space ([`Database::scan`] does it first).
+    pub fn clear(&mut self) {
+        for &p in &self.seen[..self.seen_len] {
+            self.slots[p as usize & (SLOTS - 1)] = 0;
+        }
+        self.seen_len = 0;
+        self.seen_overflow = false;
+        self.len = 0;
+        self.more = 0;
+        self.action = None;
+        self.resynced = false;
+        self.pass = None;
+    }
+
+    /// The listed signature indexes (into [`Database::signatures`]), ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids[..self.len].iter().copied()
+    }
+
+    /// The strongest action among the matches (Pass > Drop > Reject > Alert).
+    pub fn action(&self) -> Option<SigAction> {
+        self.action
+    }
+
+    /// Nothing matched.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Matching signatures that are not listed (past [`MAX_MATCHES`]).
+    pub fn more(&self) -> u32 {
+        self.more
+    }
+
+    /// The stream had been scanned with another database; its state was rebuilt.
+    pub fn resynced(&self) -> bool {
+        self.resynced
+    }
+
+    /// Notes that prefilter pattern `p` occurred (deduplicated).
+    #[inline]
+    fn note(&mut self, p: u32) {
+        let slot = p as usize & (SLOTS - 1);
+        let tag = p.wrapping_add(1);
+        let cur = self.slots[slot];
+        if cur == tag {
+            return;
+        }
+        if cur != 0 && self.seen[..self.seen_len].contains(&p) {
+            return;
+        }
+        if self.seen_len == SEEN_CAP {
+            self.seen_overflow = true;
+            return;
+        }
+        if cur == 0 {
+            self.slots[slot] = tag;
+        }
+        self.seen[self.seen_len] = p;
+        self.seen_len += 1;
+    }
+
+    /// Records that signature `i` matched (each signature at most once per scan).
+    fn record(&mut self, i: u32, action: SigAction) {
+        if action == SigAction::Pass {
+            self.pass = Some(self.pass.map_or(i, |p| p.min(i)));
+            return;
+        }
+        self.action = Some(self.action.map_or(action, |a| a.min(action)));
+        if self.len < MAX_MATCHES {
+            let at = self.ids[..self.len].partition_point(|&x| x < i);
+            self.ids.copy_within(at..self.len, at + 1);
+            self.ids[at] = i;
+            self.len += 1;
+        } else {
+            self.more = self.more.saturating_add(1);
+            if i < self.ids[MAX_MATCHES - 1] {
+                let at = self.ids.partition_point(|&x| x < i);
+                self.ids.copy_within(at..MAX_MATCHES - 1, at + 1);
+                self.ids[at] = i;
+            }
+        }
+    }
+
+    /// Applies the pass precedence once every candidate has been verified.
+    fn finish(&mut self) {
+        if let Some(p) = self.pass {
+            self.ids[0] = p;
+            self.len = 1;
+            self.more = 0;
+            self.action = Some(SigAction::Pass);
+        }
+    }
+}
+
+impl Default for Matches {
+    /// Same as [`Matches::new`].
+    fn default() -> Matches {
+        Matches::new()
+    }
+}
+
+impl std::fmt::Debug for Matches {
+    /// The results, not the scratch space.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matches")
+            .field("ids", &&self.ids[..self.len])
+            .field("more", &self.more)
+            .field("action", &self.action)
+            .field("resynced", &self.resynced)
+            .finish()
+    }
+}
+
+/// Why a set of signatures cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("tail of {tail} bytes exceeds the maximum of {max}")]
+    TailTooLong { tail: usize, max: usize },
+    #[error("signature {sig} (sid {sid}) has an empty content")]
+    EmptyContent { sig: usize, sid: u32 },
+    #[error("signature {sig} (sid {sid}) has {checks} payload checks, more than {max}")]
+    TooManyChecks {
+        sig: usize,
+        sid: u32,
+        checks: usize,
+        max: usize,
+    },
+    #[error("{count} signatures are more than a database holds")]
+    TooManySignatures { count: usize },
+    #[error("building the prefilter automaton failed: {0}")]
+    Prefilter(String),
+}
+
+/// What a [`Database`] holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbStats {
+    pub signatures: usize,
+    /// Distinct patterns in the prefilter automaton (equal ones are shared, case-insensitively).
+    pub prefilter_patterns: usize,
+    /// Signatures without a positive content: verified on every packet of their protocol.
+    pub always_candidates: usize,
+    /// Signatures evaluated over each payload alone, not across segments (they need
+    /// absolute positions, sizes, absence, or have no positive content).
+    pub per_packet_only: usize,
+    /// Heap bytes of the matcher (automaton and tables, not the signatures themselves).
+    pub memory_bytes: usize,
+}
+
+/// What verification needs to know about one signature, precomputed.
+#[derive(Debug, Clone)]
+struct SigInfo {
+    /// Bit per protocol class the header's protocol matches.
+    class_mask: u8,
+    /// Evaluated over the payload only.
+    per_packet: bool,
+    /// Index of the last positive content among the checks (`usize::MAX`: none).
+    last_positive: usize,
+    /// Bit `i`: a check after positive content `i` reads that content's end, so retrying
+    /// content `i` at its next start can change the outcome.
+    cursor_used: u128,
+}
+
+/// The compiled prefilter: the automaton and what each pattern stands for.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    dfa: DFA,
+    start: StateID,
+    /// Signatures of pattern `p`: `pat_sigs[pat_sig_start[p]..pat_sig_start[p + 1]]`.
+    pat_sig_start: Vec<u32>,
+    pat_sigs: Vec<u32>,
+    /// Length of each pattern.
+    pat_len: Vec<u32>,
+    /// Each pattern's occurrences inside the tail matter (see the module doc).
+    pat_tail_sensitive: Vec<bool>,
+    /// Some pattern is tail-sensitive.
+    any_tail_sensitive: bool,
+}
+
+impl Prefilter {
+    /// The signatures whose prefilter pattern is `p`.
+    fn sigs(&self, p: u32) -> &[u32] {
+        let p = p as usize;
+        match (self.pat_sig_start.get(p), self.pat_sig_start.get(p + 1)) {
+            (Some(&a), Some(&b)) => self.pat_sigs.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Length of pattern `p` (0 for an unknown id).
+    fn len_of(&self, p: u32) -> usize {
+        self.pat_len.get(p as usize).map_or(0, |&l| l as usize)
+    }
+
+    /// Whether pattern `p`'s occurrences inside the tail matter.
+    fn tail_sensitive(&self, p: u32) -> bool {
+        self.pat_tail_sensitive
+            .get(p as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// The compiled signature set: immutable, shared by the worker cores.
+#[derive(Clone)]
+pub struct Database {
+    sigs: Vec<Signature>,
+    info: Vec<SigInfo>,
+    tail: usize,
+    fingerprint: u64,
+    budget: u32,
+    prefilter: Option<Prefilter>,
+    /// Always-candidates per protocol class.
+    always: [Vec<u32>; CLASSES],
+    stats: DbStats,
+}
+
+impl std::fmt::Debug for Database {
+    /// The statistics, not the automaton.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("tail", &self.tail)
+            .field("fingerprint", &self.fingerprint)
+            .field("budget", &self.budget)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Protocol class of an IP protocol number (index into the per-protocol lists).
+fn proto_class(proto: u8) -> usize {
+    match proto {
+        6 => 0,
+        17 => 1,
+        1 | 58 => 2,
+        _ => 3,
+    }
+}
+
+/// Protocol classes a header's protocol matches, as a bit mask.
+fn class_mask(proto: SigProto) -> u8 {
+    match proto {
+        SigProto::Tcp => 1,
+        SigProto::Udp => 2,
+        SigProto::Icmp => 4,
+        SigProto::Ip => 0b1111,
+    }
+}
+
+/// The content with `fast_pattern`, else the longest positive one (the first on ties),
+/// with its index among the checks.
+fn prefilter_content(sig: &Signature) -> Option<(usize, &Content)> {
+    let positive = || {
+        sig.checks.iter().enumerate().filter_map(|(i, c)| match c {
+            PayloadCheck::Content(c) if !c.negated => Some((i, c)),
+            _ => None,
+        })
+    };
+    if let Some(found) = positive().find(|(_, c)| c.fast_pattern) {
+        return Some(found);
+    }
+    let mut best: Option<(usize, &Content)> = None;
+    for (i, c) in positive() {
+        if best.is_none_or(|(_, b)| c.bytes.len() > b.bytes.len()) {
+            best = Some((i, c));
+        }
+    }
+    best
+}
+
+/// Whether a signature is evaluated over each payload alone (see the module doc).
+fn is_per_packet(sig: &Signature, tail: usize) -> bool {
+    let has_positive = sig
+        .checks
+        .iter()
+        .any(|c| matches!(c, PayloadCheck::Content(c) if !c.negated));
+    sig.dsize.is_some()
+        || !has_positive
+        || sig.checks.iter().any(|c| match c {
+            PayloadCheck::Content(c) => {
+                c.offset.is_some()
+                    || c.depth.is_some()
+                    || c.startswith
+                    || c.endswith
+                    || c.negated
+                    || c.bytes.len() > tail
+            }
+            PayloadCheck::IsDataAt(d) => !d.relative,
+        })
+}
+
+/// Whether a check reads the cursor.
+fn is_relative(check: &PayloadCheck) -> bool {
+    match check {
+        PayloadCheck::Content(c) => c.is_relative(),
+        PayloadCheck::IsDataAt(d) => d.relative,
+    }
+}
+
+/// Whether a check is a positive content (one that moves the cursor).
+fn is_positive(check: &PayloadCheck) -> bool {
+    matches!(check, PayloadCheck::Content(c) if !c.negated)
+}
+
+/// Bit `i` set for each positive content `i` whose end a later check reads.
+fn cursor_used(checks: &[PayloadCheck]) -> u128 {
+    let mut mask = 0u128;
+    for (i, check) in checks.iter().enumerate() {
+        if !is_positive(check) {
+            continue;
+        }
+        for later in &checks[i + 1..] {
+            if is_relative(later) {
+                mask |= 1u128 << i;
+                break;
+            }
+            if is_positive(later) {
+                break;
+            }
+        }
+    }
+    mask
+}
+
+impl Database {
+    /// Builds the matcher. `tail`: bytes of the previous segment kept per flow and
+    /// direction (at most [`MAX_TAIL`]).
+    pub fn build(sigs: Vec<Signature>, tail: usize) -> Result<Database, BuildError> {
+        if tail > MAX_TAIL {
+            return Err(BuildError::TailTooLong {
+                tail,
+                max: MAX_TAIL,
+            });
+        }
+        if sigs.len() >= u32::MAX as usize {
+            return Err(BuildError::TooManySignatures { count: sigs.len() });
+        }
+        let mut info = Vec::with_capacity(sigs.len());
+        let mut always: [Vec<u32>; CLASSES] = Default::default();
+        let mut pattern_ids: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut pattern_sigs: Vec<Vec<u32>> = Vec::new();
+        let mut tail_sensitive: Vec<bool> = Vec::new();
+        let mut stats = DbStats {
+            signatures: sigs.len(),
+            ..DbStats::default()
+        };
+        for (i, sig) in sigs.iter().enumerate() {
+            if sig.checks.len() > MAX_CHECKS {
+                return Err(BuildError::TooManyChecks {
+                    sig: i,
+                    sid: sig.sid,
+                    checks: sig.checks.len(),
+                    max: MAX_CHECKS,
+                });
+            }
+            let empty = sig
+                .checks
+                .iter()
+                .any(|c| matches!(c, PayloadCheck::Content(c) if c.bytes.is_empty()));
+            if empty {
+                return Err(BuildError::EmptyContent {
+                    sig: i,
+                    sid: sig.sid,
+                });
+            }
+            let per_packet = is_per_packet(sig, tail);
+            let last_positive = sig
+                .checks
+                .iter()
+                .rposition(is_positive)
+                .unwrap_or(usize::MAX);
+            let mask = class_mask(sig.proto);
+            if per_packet {
+                stats.per_packet_only += 1;
+            }
+            match prefilter_content(sig) {
+                Some((c, content)) => {
+                    let suffix = content.bytes.len().saturating_sub(MAX_PATTERN_LEN);
+                    let key = content.bytes[suffix..].to_ascii_lowercase();
+                    let next = patterns.len() as u32;
+                    let p = *pattern_ids.entry(key.clone()).or_insert(next);
+                    if p == next {
+                        patterns.push(key);
+                        pattern_sigs.push(Vec::new());
+                        tail_sensitive.push(false);
+                    }
+                    pattern_sigs[p as usize].push(i as u32);
+                    if !per_packet && c != last_positive {
+                        tail_sensitive[p as usize] = true;
+                    }
+                }
+                None => {
+                    stats.always_candidates += 1;
+                    for (class, list) in always.iter_mut().enumerate() {
+                        if mask & (1 << class) != 0 {
+                            list.push(i as u32);
+                        }
+                    }
+                }
+            }
+            info.push(SigInfo {
+                class_mask: mask,
+                per_packet,
+                last_positive,
+                cursor_used: cursor_used(&sig.checks),
+            });
+        }
+        stats.prefilter_patterns = patterns.len();
+        let prefilter = if patterns.is_empty() {
+            None
+        } else {
+            let dfa = DFA::builder()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(true)
+                .start_kind(StartKind::Unanchored)
+                .byte_classes(true)
+                .prefilter(false)
+                .build(&patterns)
+                .map_err(|e| BuildError::Prefilter(e.to_string()))?;
+            let start = dfa
+                .start_state(Anchored::No)
+                .map_err(|e| BuildError::Prefilter(e.to_string()))?;
+            let mut pat_sig_start = Vec::with_capacity(patterns.len() + 1);
+            let mut pat_sigs = Vec::with_capacity(sigs.len());
+            for list in &pattern_sigs {
+                pat_sig_start.push(pat_sigs.len() as u32);
+                pat_sigs.extend_from_slice(list);
+            }
+            pat_sig_start.push(pat_sigs.len() as u32);
+            let pat_len = patterns.iter().map(|p| p.len() as u32).collect();
+            Some(Prefilter {
+                dfa,
+                start,
+                pat_sig_start,
+                pat_sigs,
+                pat_len,
+                any_tail_sensitive: tail_sensitive.iter().any(|&t| t),
+                pat_tail_sensitive: tail_sensitive,
+            })
+        };
+        stats.memory_bytes = info.capacity() * std::mem::size_of::<SigInfo>()
+            + always.iter().map(|l| l.capacity() * 4).sum::<usize>()
+            + prefilter.as_ref().map_or(0, |p| {
+                p.dfa.memory_usage()
+                    + (p.pat_sig_start.capacity() + p.pat_sigs.capacity() + p.pat_len.capacity())
+                        * 4
+                    + p.pat_tail_sensitive.capacity()
+            });
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        format!("{:?}", sigs).hash(&mut hasher);
+        tail.hash(&mut hasher);
+        let fingerprint = hasher.finish().max(1);
+        Ok(Database {
+            sigs,
+            info,
+            tail,
+            fingerprint,
+            budget: BACKTRACK_BUDGET,
+            prefilter,
+            always,
+            stats,
+        })
+    }
+
+    /// The signatures, in the order [`Matches`] indexes them.
+    pub fn signatures(&self) -> &[Signature] {
+        &self.sigs
+    }
+
+    /// What the database holds.
+    pub fn stats(&self) -> DbStats {
+        self.stats
+    }
+
+    /// Hash of the signature set and `tail`: equal sets give equal fingerprints (never 0).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Sets the backtracking budget per signature and packet ([`BACKTRACK_BUDGET`] by
+    /// default; `u32::MAX` makes verification exhaustive, as the reference matcher is).
+    pub fn set_backtrack_budget(&mut self, retries: u32) {
+        self.budget = retries;
+    }
+
+    /// Scans one packet. `stream`: the flow and direction's state (`None`: per-packet
+    /// only, e.g. when no state could be allocated). Fills `out` (cleared first). Never
+    /// allocates, never panics, bounded work per byte.
+    pub fn scan(&self, pkt: &Packet, stream: Option<&mut Stream>, out: &mut Matches) {
+        out.clear();
+        let class = proto_class(pkt.proto);
+        let flat = Buf {
+            head: &[],
+            body: pkt.payload,
+        };
+        match stream {
+            None => {
+                if let Some(pf) = &self.prefilter {
+                    walk_split(&pf.dfa, pf.start, pf.start, pkt.payload, |p, _| out.note(p));
+                }
+                self.verify_candidates(pkt, class, flat, None, out);
+            }
+            Some(st) => self.scan_stream(pkt, class, st, out),
+        }
+        for &i in self.always.get(class).map_or(&[][..], |l| &l[..]) {
+            self.verify(i, pkt, class, flat, None, out);
+        }
+        out.finish();
+    }
+
+    /// The streaming half of [`Database::scan`]: prefilter from the saved state, verify
+    /// the candidates over the window, save the state and the new tail.
+    fn scan_stream(&self, pkt: &Packet, class: usize, st: &mut Stream, out: &mut Matches) {
+        let mut rescan = false;
+        let mut resync = false;
+        if st.fingerprint == 0 {
+            st.tail_len = 0;
+            st.pending_len = 0;
+            st.pending_overflow = false;
+        } else if st.fingerprint != self.fingerprint {
+            let old = (st.tail_len as usize).min(MAX_TAIL);
+            let keep = old.min(self.tail);
+            st.tail.copy_within(old - keep..old, 0);
+            st.tail_len = keep as u16;
+            st.pending_len = 0;
+            rescan = true;
+            resync = true;
+            out.resynced = true;
+        } else if st.pending_overflow {
+            rescan = true;
+        }
+        st.fingerprint = self.fingerprint;
+
+        let payload = pkt.payload;
+        let head_len = (st.tail_len as usize).min(self.tail);
+        let w_len = head_len + payload.len();
+        let new_tail = self.tail.min(w_len);
+        // Occurrences starting at or after `cutoff` (window index) lie in the next tail.
+        let cutoff = w_len - new_tail;
+        let mut next = Pending::default();
+
+        if let Some(pf) = &self.prefilter {
+            let head = &st.tail[..head_len];
+            let mut sid = if st.state == 0 {
+                pf.start
+            } else {
+                StateID::from_u32_unchecked(st.state)
+            };
+            // After a reload the state comes from walking the kept tail; that walk (or a
+            // rescan after a pending overflow) also finds the tail-sensitive occurrences.
+            let mut carry = |p: u32, end: usize, out: &mut Matches| {
+                let len = pf.len_of(p);
+                if end >= len && pf.tail_sensitive(p) {
+                    out.note(p);
+                    if end - len >= cutoff {
+                        next.push(p, end - cutoff);
+                    }
+                }
+            };
+            if rescan && pf.any_tail_sensitive {
+                let walked = walk(&pf.dfa, pf.start, head, |p, j| carry(p, j + 1, out));
+                if resync {
+                    sid = walked;
+                }
+            } else if resync {
+                sid = walk(&pf.dfa, pf.start, head, |_, _| {});
+            } else if pf.any_tail_sensitive {
+                for k in 0..(st.pending_len as usize).min(MAX_PENDING) {
+                    carry(st.pending_pat[k], st.pending_end[k] as usize, out);
+                }
+            }
+            sid = if pf.any_tail_sensitive {
+                walk_split(&pf.dfa, pf.start, sid, payload, |p, j| {
+                    out.note(p);
+                    if pf.tail_sensitive(p) {
+                        let end = head_len + j + 1;
+                        let len = pf.len_of(p);
+                        if end >= len + cutoff {
+                            next.push(p, end - cutoff);
+                        }
+                    }
+                })
+            } else {
+                walk_split(&pf.dfa, pf.start, sid, payload, |p, _| out.note(p))
+            };
+            st.state = sid.as_u32();
+        }
+
+        let window = Buf {
+            head: &st.tail[..head_len],
+            body: payload,
+        };
+        self.verify_candidates(pkt, class, window, Some(head_len), out);
+
+        // The new tail: the last `new_tail` bytes of the window.
+        if payload.len() >= new_tail {
+            st.tail[..new_tail].copy_from_slice(&payload[payload.len() - new_tail..]);
+        } else {
+            let from_head = new_tail - payload.len();
+            st.tail.copy_within(head_len - from_head..head_len, 0);
+            st.tail[from_head..new_tail].copy_from_slice(payload);
+        }
+        st.tail_len = new_tail as u16;
+        st.pending_len = next.len as u8;
+        st.pending_pat = next.pat;
+        st.pending_end = next.end;
+        st.pending_overflow = next.overflow;
+    }
+
+    /// Verifies the signatures of every pattern noted in `out` (or of every pattern, when
+    /// too many were noted). `window`: the buffer of streaming signatures, whose match must
+    /// end past `min_end` (`None`: per-packet scan, `window` is the payload).
+    fn verify_candidates(
+        &self,
+        pkt: &Packet,
+        class: usize,
+        window: Buf,
+        min_end: Option<usize>,
+        out: &mut Matches,
+    ) {
+        let Some(pf) = &self.prefilter else { return };
+        let flat = Buf {
+            head: &[],
+            body: pkt.payload,
+        };
+        let one = |i: u32, out: &mut Matches| {
+            let per_packet =
+                min_end.is_none() || self.info.get(i as usize).is_none_or(|info| info.per_packet);
+            if per_packet {
+                self.verify(i, pkt, class, flat, None, out);
+            } else {
+                self.verify(i, pkt, class, window, min_end, out);
+            }
+        };
+        if out.seen_overflow {
+            for p in 0..pf.pat_len.len() as u32 {
+                for &i in pf.sigs(p) {
+                    one(i, out);
+                }
+            }
+        } else {
+            for k in 0..out.seen_len {
+                let p = out.seen[k];
+                for &i in pf.sigs(p) {
+                    one(i, out);
+                }
+            }
+        }
+    }
+
+    /// Verifies signature `i` over `buf` and records a match in `out`.
+    fn verify(
+        &self,
+        i: u32,
+        pkt: &Packet,
+        class: usize,
+        buf: Buf,
+        min_end: Option<usize>,
+        out: &mut Matches,
+    ) {
+        let (Some(sig), Some(info)) = (self.sigs.get(i as usize), self.info.get(i as usize)) else {
+            return;
+        };
+        if info.class_mask & (1 << class) == 0
+            || !header_matches(sig, pkt)
+            || !flow_matches(&sig.flow, pkt)
+        {
+            return;
+        }
+        if let Some(d) = sig.dsize {
+            let n = pkt.payload.len();
+            if n < d.min as usize || n > d.max as usize {
+                return;
+            }
+        }
+        let mut chain = Chain {
+            checks: &sig.checks,
+            buf,
+            last_positive: info.last_positive,
+            min_end,
+            cursor_used: info.cursor_used,
+            budget: self.budget,
+        };
+        if chain.run(0, 0) {
+            out.record(i, sig.action);
+        }
+    }
+}
+
+/// Walks the DFA over `bytes` from `sid`, calling `on(pattern, index)` for every pattern
+/// that ends at `bytes[index]`; returns the final state.
+#[inline(always)]
+fn walk(dfa: &DFA, mut sid: StateID, bytes: &[u8], mut on: impl FnMut(u32, usize)) -> StateID {
+    let mut at = 0;
+    loop {
+        let (j, next) = run_to_match(dfa, sid, bytes, at);
+        sid = next;
+        if j >= bytes.len() {
+            return sid;
+        }
+        for k in 0..dfa.match_len(sid) {
+            let p: PatternID = dfa.match_pattern(sid, k);
+            on(p.as_u32(), j);
+        }
+        at = j + 1;
+    }
+}
+
+/// Interleaved walkers of the split walk.
+const WALKERS: usize = 4;
+/// Payloads at least this long (and `2 * WALKERS` times the longest pattern) are walked
+/// by [`WALKERS`] interleaved walkers.
+const SPLIT_MIN: usize = 128;
+
+/// Like [`walk`], but a long `bytes` is cut into [`WALKERS`] parts walked at once: the DFA
+/// walk is one dependent table load per byte, so independent chains overlap their
+/// latencies. Walker 0 starts at 0 from `sid`; walker `w > 0` starts from `start`
+/// `max_pattern_len` bytes before its part (a state stands for at most the last
+/// `max_pattern_len` bytes, so its state is exact from its part on) and reports only
+/// within its part. All take the same number of steps; the last one walks the remainder.
+#[inline(always)]
+fn walk_split(
+    dfa: &DFA,
+    start: StateID,
+    sid: StateID,
+    bytes: &[u8],
+    mut on: impl FnMut(u32, usize),
+) -> StateID {
+    let warm = dfa.max_pattern_len();
+    let n = bytes.len();
+    if n < SPLIT_MIN || n < 2 * WALKERS * warm {
+        return walk(dfa, sid, bytes, on);
+    }
+    // Steps per walker; walker w covers base[w]..base[w] + steps and reports from
+    // base[w] + warm (w > 0), which is where walker w - 1 stops.
+    let steps = (n + (WALKERS - 1) * warm) / WALKERS;
+    let base: [usize; WALKERS] = std::array::from_fn(|w| w * (steps - warm));
+    let parts: [Option<&[u8]>; WALKERS] =
+        std::array::from_fn(|w| bytes.get(base[w]..base[w] + steps));
+    let [Some(p0), Some(p1), Some(p2), Some(p3)] = parts else {
+        return walk(dfa, sid, bytes, on);
+    };
+    let mut states = [sid, start, start, start];
+    let mut t = 0;
+    while t < steps {
+        let next = run4_to_match(dfa, &mut states, [p0, p1, p2, p3], t);
+        if next == t {
+            break;
+        }
+        t = next;
+        for (w, &st) in states.iter().enumerate() {
+            let j = base[w] + t - 1;
+            if dfa.is_match(st) && (w == 0 || j >= base[w] + warm) {
+                for k in 0..dfa.match_len(st) {
+                    on(dfa.match_pattern(st, k).as_u32(), j);
+                }
+            }
+        }
+    }
+    let done = base[WALKERS - 1] + t;
+    let rest = bytes.get(done..).unwrap_or(&[]);
+    walk(dfa, states[WALKERS - 1], rest, |p, j| on(p, done + j))
+}
+
+/// The split walk's hot loop: steps the four walkers over their parts in lockstep from
+/// step `from` until one enters a match state (or the parts end); returns the steps done.
+#[inline(never)]
+fn run4_to_match(
+    dfa: &DFA,
+    states: &mut [StateID; WALKERS],
+    parts: [&[u8]; WALKERS],
+    from: usize,
+) -> usize {
+    let [mut a, mut b, mut c, mut d] = *states;
+    let [p0, p1, p2, p3] = parts.map(|p| p.get(from..).unwrap_or(&[]));
+    let steps = p0.len().min(p1.len()).min(p2.len()).min(p3.len());
+    for (t, (((&x0, &x1), &x2), &x3)) in p0.iter().zip(p1).zip(p2).zip(p3).enumerate() {
+        a = dfa.next_state(Anchored::No, a, x0);
+        b = dfa.next_state(Anchored::No, b, x1);
+        c = dfa.next_state(Anchored::No, c, x2);
+        d = dfa.next_state(Anchored::No, d, x3);
+        if dfa.is_match(a) | dfa.is_match(b) | dfa.is_match(c) | dfa.is_match(d) {
+            *states = [a, b, c, d];
+            return from + t + 1;
+        }
+    }
+    *states = [a, b, c, d];
+    from + steps
+}
+
+/// The hot loop: steps the DFA from `sid` over `bytes[at..]` until it enters a match
+/// state; returns the index of the byte that entered it (`bytes.len()`: none did) and the
+/// state. Kept apart so that the state stays in a register (it is the loop's only
+/// dependency chain: one table load per byte).
+#[inline(never)]
+fn run_to_match(dfa: &DFA, mut sid: StateID, bytes: &[u8], at: usize) -> (usize, StateID) {
+    let rest = bytes.get(at..).unwrap_or(&[]);
+    for (j, &b) in rest.iter().enumerate() {
+        sid = dfa.next_state(Anchored::No, sid, b);
+        if dfa.is_match(sid) {
+            return (at + j, sid);
+        }
+    }
+    (bytes.len(), sid)
+}
+
+/// Tail-sensitive occurrences for the next tail, while scanning.
+struct Pending {
+    pat: [u32; MAX_PENDING],
+    end: [u16; MAX_PENDING],
+    len: usize,
+    overflow: bool,
+}
+
+impl Default for Pending {
+    /// Empty.
+    fn default() -> Pending {
+        Pending {
+            pat: [0; MAX_PENDING],
+            end: [0; MAX_PENDING],
+            len: 0,
+            overflow: false,
+        }
+    }
+}
+
+impl Pending {
+    /// Remembers that pattern `p` occurs ending at `end` (index into the next tail).
+    fn push(&mut self, p: u32, end: usize) {
+        if self.len == MAX_PENDING {
+            self.overflow = true;
+            return;
+        }
+        self.pat[self.len] = p;
+        self.end[self.len] = end as u16;
+        self.len += 1;
+    }
+}
+
+/// A buffer made of two slices (the kept tail and the payload), indexed as one.
+#[derive(Clone, Copy)]
+struct Buf<'a> {
+    head: &'a [u8],
+    body: &'a [u8],
+}
+
+impl Buf<'_> {
+    /// Bytes in the buffer.
+    fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// The byte at `i`, if any.
+    #[inline]
+    fn get(&self, i: usize) -> Option<u8> {
+        match i.checked_sub(self.head.len()) {
+            None => self.head.get(i).copied(),
+            Some(j) => self.body.get(j).copied(),
+        }
+    }
+
+    /// Whether `pat` occurs at `s` (ASCII case-insensitively with `nocase`).
+    fn eq_at(&self, s: usize, pat: &[u8], nocase: bool) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            if nocase {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        let h = self.head.len();
+        let end = s + pat.len();
+        if s >= h {
+            self.body.get(s - h..end - h).is_some_and(|b| eq(b, pat))
+        } else if end <= h {
+            self.head.get(s..end).is_some_and(|b| eq(b, pat))
+        } else {
+            let (first, second) = pat.split_at(h - s);
+            self.head.get(s..).is_some_and(|b| eq(b, first))
+                && self.body.get(..second.len()).is_some_and(|b| eq(b, second))
+        }
+    }
+}
+
+/// One signature's payload checks being evaluated over a buffer.
+struct Chain<'a> {
+    checks: &'a [PayloadCheck],
+    buf: Buf<'a>,
+    last_positive: usize,
+    /// The last positive content's match must end past this index.
+    min_end: Option<usize>,
+    cursor_used: u128,
+    budget: u32,
+}
+
+impl Chain<'_> {
+    /// Whether checks `i..` succeed with the cursor at `prev_end`.
+    fn run(&mut self, i: usize, prev_end: usize) -> bool {
+        let Some(check) = self.checks.get(i) else {
+            return true;
+        };
+        match check {
+            PayloadCheck::IsDataAt(d) => {
+                isdataat_passes(d, prev_end, self.buf.len()) && self.run(i + 1, prev_end)
+            }
+            PayloadCheck::Content(c) => {
+                let min_end = if i == self.last_positive {
+                    self.min_end
+                } else {
+                    None
+                };
+                let range = start_range(c, self.buf.len(), prev_end, min_end);
+                if c.negated {
+                    let found = range.is_some_and(|(lo, hi)| self.find(c, lo, hi).is_some());
+                    return !found && self.run(i + 1, prev_end);
+                }
+                let Some((mut lo, hi)) = range else {
+                    return false;
+                };
+                let used = i < 128 && self.cursor_used & (1u128 << i) != 0;
+                loop {
+                    let Some(s) = self.find(c, lo, hi) else {
+                        return false;
+                    };
+                    if self.run(i + 1, s + c.bytes.len()) {
+                        return true;
+                    }
+                    if !used || self.budget == 0 {
+                        return false;
+                    }
+                    self.budget -= 1;
+                    lo = s + 1;
+                }
+            }
+        }
+    }
+
+    /// The first start in `lo..=hi` where content `c` occurs.
+    fn find(&self, c: &Content, lo: usize, hi: usize) -> Option<usize> {
+        let first = *c.bytes.first()?;
+        for s in lo..=hi {
+            let b = self.buf.get(s)?;
+            let hit = if c.nocase {
+                b.eq_ignore_ascii_case(&first)
+            } else {
+                b == first
+            };
+            if hit && self.buf.eq_at(s, &c.bytes, c.nocase) {
+                return Some(s);
+            }
+        }
+        None
+    }
+}
+
+/// Whether `isdataat` passes with the cursor at `prev_end` over `len` bytes.
+fn isdataat_passes(d: &IsDataAt, prev_end: usize, len: usize) -> bool {
+    let base = if d.relative { prev_end } else { 0 };
+    let present = (base as u64 + d.pos as u64) < len as u64;
+    present != d.negated
+}
+
+/// The inclusive range of starts a content's position constraints allow over `len`
+/// bytes with the cursor at `prev_end` (`None`: none). `min_end`: the match must end past
+/// this index.
+fn start_range(
+    c: &Content,
+    len: usize,
+    prev_end: usize,
+    min_end: Option<usize>,
+) -> Option<(usize, usize)> {
+    let n = c.bytes.len() as i64;
+    let len = len as i64;
+    let prev_end = prev_end as i64;
+    let mut lo: i64 = 0;
+    let mut hi: i64 = len - n;
+    if let Some(o) = c.offset {
+        lo = lo.max(o as i64);
+    }
+    if let Some(d) = c.depth {
+        hi = hi.min(c.offset.unwrap_or(0) as i64 + d as i64 - n);
+    }
+    let relative = c.is_relative();
+    if relative {
+        let base = prev_end + c.distance.unwrap_or(0) as i64;
+        lo = lo.max(base);
+        if let Some(w) = c.within {
+            hi = hi.min(base + w as i64 - n);
+        }
+    }
+    if c.startswith {
+        let at = if relative { prev_end } else { 0 };
+        lo = lo.max(at);
+        hi = hi.min(at);
+    }
+    if c.endswith {
+        lo = lo.max(len - n);
+    }
+    if let Some(t) = min_end {
+        lo = lo.max(t as i64 + 1 - n);
+    }
+    if lo > hi {
+        None
+    } else {
+        Some((lo as usize, hi as usize))
+    }
+}
+
+/// Whether the header (protocol, addresses, ports, direction) matches.
+fn header_matches(sig: &Signature, pkt: &Packet) -> bool {
+    let proto_ok = match sig.proto {
+        SigProto::Tcp => pkt.proto == 6,
+        SigProto::Udp => pkt.proto == 17,
+        SigProto::Icmp => pkt.proto == 1 || pkt.proto == 58,
+        SigProto::Ip => true,
+    };
+    if !proto_ok {
+        return false;
+    }
+    let ports = pkt.proto == 6 || pkt.proto == 17;
+    let forward = addr_matches(&sig.src, pkt.src)
+        && port_matches(&sig.src_ports, pkt.src_port, ports)
+        && addr_matches(&sig.dst, pkt.dst)
+        && port_matches(&sig.dst_ports, pkt.dst_port, ports);
+    forward
+        || (sig.bidirectional
+            && addr_matches(&sig.src, pkt.dst)
+            && port_matches(&sig.src_ports, pkt.dst_port, ports)
+            && addr_matches(&sig.dst, pkt.src)
+            && port_matches(&sig.dst_ports, pkt.src_port, ports))
+}
+
+/// Whether the `flow` conditions hold.
+fn flow_matches(flow: &FlowMatch, pkt: &Packet) -> bool {
+    flow.to_server.is_none_or(|t| t == pkt.to_server)
+        && (!flow.established || pkt.established)
+        && (!flow.not_established || !pkt.established)
+}
+
+/// Whether `addr` lies in the prefix (never across address families).
+fn cidr_contains(c: &Cidr, addr: IpAddr) -> bool {
+    match (c.addr, addr) {
+        (IpAddr::V4(net), IpAddr::V4(a)) => {
+            let len = u32::from(c.len.min(32));
+            len == 0 || (u32::from(net) ^ u32::from(a)) >> (32 - len) == 0
+        }
+        (IpAddr::V6(net), IpAddr::V6(a)) => {
+            let len = u32::from(c.len.min(128));
+            len == 0 || (u128::from(net) ^ u128::from(a)) >> (128 - len) == 0
+        }
+        _ => false,
+    }
+}
+
+/// Whether an address field matches `addr`.
+fn addr_matches(m: &AddrMatch, addr: IpAddr) -> bool {
+    (m.include.is_empty() || m.include.iter().any(|c| cidr_contains(c, addr)))
+        && !m.exclude.iter().any(|c| cidr_contains(c, addr))
+}
+
+/// Whether a port field matches `port`; `has_ports`: the packet is tcp or udp.
+fn port_matches(m: &PortMatch, port: u16, has_ports: bool) -> bool {
+    if m.include.is_empty() && m.exclude.is_empty() {
+        return true;
+    }
+    let within = |&(lo, hi): &(u16, u16)| lo <= port && port <= hi;
+    has_ports
+        && (m.include.is_empty() || m.include.iter().any(within))
+        && !m.exclude.iter().any(within)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SizeRange;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// A content with no modifiers.
+    fn ct(bytes: &[u8]) -> Content {
+        Content {
+            bytes: bytes.to_vec(),
+            ..Content::default()
+        }
+    }
+
+    /// `alert ip any any -> any any` with these contents.
+    fn sig(contents: Vec<Content>) -> Signature {
+        sig_checks(contents.into_iter().map(PayloadCheck::Content).collect())
+    }
+
+    /// `alert ip any any -> any any` with these checks.
+    fn sig_checks(checks: Vec<PayloadCheck>) -> Signature {
+        Signature::new(SigAction::Alert, SigProto::Ip, 1, checks)
+    }
+
+    /// A TCP packet 10.0.0.1:1234 -> 10.0.0.2:80, to the server, established.
+    fn pkt(payload: &[u8]) -> Packet<'_> {
+        Packet {
+            proto: 6,
+            src: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            src_port: 1234,
+            dst_port: 80,
+            to_server: true,
+            established: true,
+            payload,
+        }
+    }
+
+    /// The listed matches of one per-packet scan.
+    fn scan(db: &Database, p: &Packet) -> Vec<u32> {
+        let mut out = Matches::new();
+        db.scan(p, None, &mut out);
+        out.iter().collect()
+    }
+
+    /// Whether a single-signature database matches `payload` (per packet).
+    fn hit(s: Signature, payload: &[u8]) -> bool {
+        let db = Database::build(vec![s], 16).unwrap();
+        !scan(&db, &pkt(payload)).is_empty()
+    }
+
+    /// The listed matches of each packet, scanned through one stream.
+    fn stream_scan(db: &Database, payloads: &[&[u8]]) -> Vec<Vec<u32>> {
+        let mut st = Stream::new();
+        let mut out = Matches::new();
+        payloads
+            .iter()
+            .map(|p| {
+                db.scan(&pkt(p), Some(&mut st), &mut out);
+                out.iter().collect()
+            })
+            .collect()
+    }
+
+    /// Exact bytes, and ASCII case folding with `nocase`.
+    #[test]
+    fn plain_and_nocase() {
+        assert!(hit(sig(vec![ct(b"abc")]), b"xxabcxx"));
+        assert!(!hit(sig(vec![ct(b"abc")]), b"xxABCxx"));
+        let nc = Content {
+            nocase: true,
+            ..ct(b"abc")
+        };
+        assert!(hit(sig(vec![nc.clone()]), b"xxAbCxx"));
+        assert!(!hit(sig(vec![nc]), b"xxabxcx"));
+        assert!(!hit(sig(vec![ct(b"abc")]), b"ab"));
+        assert!(!hit(sig(vec![ct(b"abc")]), b""));
+    }
+
+    /// Absolute positions: `offset` bounds the start, `depth` the end.
+    #[test]
+    fn offset_and_depth() {
+        let off = |o, d| Content {
+            offset: o,
+            depth: d,
+            ..ct(b"ab")
+        };
+        assert!(hit(sig(vec![off(Some(2), None)]), b"xxab"));
+        assert!(!hit(sig(vec![off(Some(3), None)]), b"xxab"));
+        assert!(hit(sig(vec![off(None, Some(4))]), b"xxab"));
+        assert!(!hit(sig(vec![off(None, Some(3))]), b"xxab"));
+        assert!(hit(sig(vec![off(Some(1), Some(3))]), b"xxab"));
+        assert!(!hit(sig(vec![off(Some(1), Some(2))]), b"xxab"));
+        // A later occurrence satisfies the constraints when the first does not.
+        assert!(hit(sig(vec![off(Some(3), None)]), b"abxab"));
+    }
+
+    /// Relative positions, negative distances, backtracking, non-relative order.
+    #[test]
+    fn distance_and_within() {
+        let rel = |d, w| Content {
+            distance: d,
+            within: w,
+            ..ct(b"cd")
+        };
+        assert!(hit(sig(vec![ct(b"ab"), rel(Some(0), None)]), b"abcd"));
+        assert!(hit(sig(vec![ct(b"ab"), rel(Some(2), None)]), b"abxxcd"));
+        assert!(!hit(sig(vec![ct(b"ab"), rel(Some(3), None)]), b"abxxcd"));
+        assert!(hit(sig(vec![ct(b"ab"), rel(None, Some(4))]), b"abxxcd"));
+        assert!(!hit(sig(vec![ct(b"ab"), rel(None, Some(3))]), b"abxxcd"));
+        assert!(hit(sig(vec![ct(b"ab"), rel(Some(1), Some(3))]), b"abxcd"));
+        assert!(!hit(sig(vec![ct(b"ab"), rel(Some(1), Some(2))]), b"abxxcd"));
+        // Negative distance: before the previous match's end, floored at 0.
+        assert!(hit(sig(vec![ct(b"ab"), rel(Some(-4), None)]), b"cdab"));
+        assert!(hit(sig(vec![ct(b"ab"), rel(Some(-10), None)]), b"cdab"));
+        assert!(!hit(sig(vec![ct(b"ab"), rel(Some(-1), None)]), b"cdab"));
+        assert!(hit(
+            sig(vec![
+                ct(b"abcd"),
+                Content {
+                    distance: Some(-2),
+                    within: Some(2),
+                    ..ct(b"cd")
+                }
+            ]),
+            b"abcd"
+        ));
+        // Relative to the second occurrence of "ab" (backtracking).
+        assert!(hit(
+            sig(vec![ct(b"ab"), rel(Some(0), Some(2))]),
+            b"abxxabcd"
+        ));
+        // A content without distance/within matches anywhere, even before the previous one.
+        assert!(hit(sig(vec![ct(b"ab"), ct(b"cd")]), b"cdab"));
+    }
+
+    /// Anchoring at the buffer start / end, and relative `startswith`.
+    #[test]
+    fn startswith_and_endswith() {
+        let sw = Content {
+            startswith: true,
+            ..ct(b"ab")
+        };
+        let ew = Content {
+            endswith: true,
+            ..ct(b"ab")
+        };
+        assert!(hit(sig(vec![sw.clone()]), b"abxx"));
+        assert!(!hit(sig(vec![sw.clone()]), b"xabx"));
+        assert!(hit(sig(vec![ew.clone()]), b"xxab"));
+        assert!(!hit(sig(vec![ew.clone()]), b"xabx"));
+        assert!(hit(sig(vec![ew]), b"abxab"));
+        // Relative startswith: right at the previous content's end.
+        let rsw = Content {
+            startswith: true,
+            distance: Some(0),
+            ..ct(b"cd")
+        };
+        assert!(hit(sig(vec![ct(b"ab"), rsw.clone()]), b"xabcd"));
+        assert!(!hit(sig(vec![ct(b"ab"), rsw]), b"xabxcd"));
+    }
+
+    /// `isdataat` absolute, relative, negated, and alone.
+    #[test]
+    fn isdataat() {
+        let at = |pos, relative, negated| {
+            PayloadCheck::IsDataAt(IsDataAt {
+                pos,
+                relative,
+                negated,
+            })
+        };
+        let c = PayloadCheck::Content(ct(b"ab"));
+        assert!(hit(
+            sig_checks(vec![c.clone(), at(3, false, false)]),
+            b"abcd"
+        ));
+        assert!(!hit(
+            sig_checks(vec![c.clone(), at(4, false, false)]),
+            b"abcd"
+        ));
+        assert!(hit(
+            sig_checks(vec![c.clone(), at(4, false, true)]),
+            b"abcd"
+        ));
+        assert!(hit(
+            sig_checks(vec![c.clone(), at(1, true, false)]),
+            b"abcd"
+        ));
+        assert!(!hit(
+            sig_checks(vec![c.clone(), at(2, true, false)]),
+            b"abcd"
+        ));
+        assert!(hit(sig_checks(vec![c.clone(), at(2, true, true)]), b"abcd"));
+        // The relative check backtracks to an earlier "ab".
+        assert!(hit(
+            sig_checks(vec![c.clone(), at(2, true, false)]),
+            b"abcdab"
+        ));
+        // No content: an always-candidate.
+        assert!(hit(sig_checks(vec![at(0, false, false)]), b"a"));
+        assert!(!hit(sig_checks(vec![at(0, false, false)]), b""));
+    }
+
+    /// Absence, absolute and relative; it does not move the cursor.
+    #[test]
+    fn negated_content() {
+        let neg = |d: Option<i32>, w| Content {
+            negated: true,
+            distance: d,
+            within: w,
+            ..ct(b"cd")
+        };
+        assert!(hit(sig(vec![ct(b"ab"), neg(None, None)]), b"abxx"));
+        assert!(!hit(sig(vec![ct(b"ab"), neg(None, None)]), b"cdab"));
+        // Relative absence: "cd" must not follow within 2 bytes.
+        assert!(!hit(sig(vec![ct(b"ab"), neg(Some(0), Some(2))]), b"abcd"));
+        assert!(hit(sig(vec![ct(b"ab"), neg(Some(0), Some(2))]), b"abxcd"));
+        // Backtracking finds an "ab" without "cd" after it.
+        assert!(hit(sig(vec![ct(b"ab"), neg(Some(0), Some(2))]), b"abcdab"));
+        // A negated content alone is an always-candidate.
+        assert!(hit(sig(vec![neg(None, None)]), b"xyz"));
+        assert!(!hit(sig(vec![neg(None, None)]), b"xcdz"));
+        // The cursor does not move: "ef" relative to "ab".
+        let ef = Content {
+            distance: Some(0),
+            within: Some(2),
+            ..ct(b"ef")
+        };
+        assert!(hit(sig(vec![ct(b"ab"), neg(None, None), ef]), b"abef"));
+    }
+
+    /// `dsize` bounds the payload length inclusively.
+    #[test]
+    fn dsize() {
+        let mut s = sig(vec![ct(b"ab")]);
+        s.dsize = Some(SizeRange { min: 3, max: 4 });
+        assert!(!hit(s.clone(), b"ab"));
+        assert!(hit(s.clone(), b"abc"));
+        assert!(hit(s.clone(), b"abcd"));
+        assert!(!hit(s, b"abcde"));
+    }
+
+    /// The prefilter takes `fast_pattern`, else the longest positive content.
+    #[test]
+    fn fast_pattern_selection() {
+        let db = Database::build(
+            vec![
+                sig(vec![ct(b"ab"), ct(b"longer")]),
+                sig(vec![
+                    Content {
+                        fast_pattern: true,
+                        ..ct(b"ab")
+                    },
+                    ct(b"longer"),
+                ]),
+                sig(vec![ct(b"xyz"), ct(b"uvw")]),
+                sig(vec![
+                    Content {
+                        negated: true,
+                        fast_pattern: true,
+                        ..ct(b"zzzzzz")
+                    },
+                    ct(b"q"),
+                ]),
+            ],
+            16,
+        )
+        .unwrap();
+        let pf = db.prefilter.as_ref().unwrap();
+        let pattern_of = |i: u32| (0..pf.pat_len.len() as u32).find(|&p| pf.sigs(p).contains(&i));
+        let len_of = |i| pf.len_of(pattern_of(i).unwrap());
+        assert_eq!(len_of(0), 6);
+        assert_eq!(len_of(1), 2);
+        assert_eq!(len_of(2), 3);
+        assert_eq!(len_of(3), 1);
+        // Ties: the first ("xyz" is a candidate, "uvw" is not).
+        let db2 = Database::build(vec![sig(vec![ct(b"xyz"), ct(b"uvw")])], 16).unwrap();
+        let mut out = Matches::new();
+        db2.scan(&pkt(b"uvw"), None, &mut out);
+        assert_eq!(out.seen_len, 0);
+        db2.scan(&pkt(b"xyz"), None, &mut out);
+        assert_eq!(out.seen_len, 1);
+        assert!(out.is_empty());
+        assert_eq!(db.stats().prefilter_patterns, 4);
+        // Shared patterns, case-insensitively.
+        let db3 = Database::build(
+            vec![
+                sig(vec![ct(b"Abc")]),
+                sig(vec![Content {
+                    nocase: true,
+                    ..ct(b"aBC")
+                }]),
+            ],
+            16,
+        )
+        .unwrap();
+        assert_eq!(db3.stats().prefilter_patterns, 1);
+        assert_eq!(scan(&db3, &pkt(b"abc")), vec![1]);
+        assert_eq!(scan(&db3, &pkt(b"Abc")), vec![0, 1]);
+    }
+
+    /// Protocol, prefixes with exclusions, port ranges, v4/v6, bidirectional.
+    #[test]
+    fn header() {
+        let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+        let net = |addr, len| Cidr { addr, len };
+        let mut s = sig(vec![ct(b"ab")]);
+        s.proto = SigProto::Tcp;
+        s.src.include = vec![net(v4(10, 0, 0, 0), 8)];
+        s.src.exclude = vec![net(v4(10, 9, 0, 0), 16)];
+        s.dst_ports.include = vec![(80, 80), (443, 443)];
+        s.src_ports.exclude = vec![(0, 1023)];
+        let db = Database::build(vec![s.clone()], 16).unwrap();
+        let base = pkt(b"ab");
+        assert_eq!(scan(&db, &base), vec![0]);
+        assert!(scan(&db, &Packet { proto: 17, ..base }).is_empty());
+        assert!(scan(
+            &db,
+            &Packet {
+                src: v4(11, 0, 0, 1),
+                ..base
+            }
+        )
+        .is_empty());
+        assert!(scan(
+            &db,
+            &Packet {
+                src: v4(10, 9, 1, 1),
+                ..base
+            }
+        )
+        .is_empty());
+        assert!(scan(
+            &db,
+            &Packet {
+                dst_port: 8080,
+                ..base
+            }
+        )
+        .is_empty());
+        assert_eq!(
+            scan(
+                &db,
+                &Packet {
+                    dst_port: 443,
+                    ..base
+                }
+            ),
+            vec![0]
+        );
+        assert!(scan(
+            &db,
+            &Packet {
+                src_port: 22,
+                ..base
+            }
+        )
+        .is_empty());
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1));
+        assert!(scan(&db, &Packet { src: v6, ..base }).is_empty());
+        // Swapped: only with bidirectional.
+        let swapped = Packet {
+            src: base.dst,
+            dst: v4(10, 1, 1, 1),
+            src_port: 80,
+            dst_port: 40000,
+            ..base
+        };
+        assert!(scan(&db, &swapped).is_empty());
+        s.bidirectional = true;
+        let db = Database::build(vec![s], 16).unwrap();
+        assert_eq!(scan(&db, &swapped), vec![0]);
+        // Ports on ICMP: only "any" matches.
+        let mut icmp = sig(vec![ct(b"ab")]);
+        icmp.proto = SigProto::Icmp;
+        let db = Database::build(vec![icmp.clone()], 16).unwrap();
+        let ping = Packet {
+            proto: 58,
+            src_port: 0,
+            dst_port: 0,
+            ..base
+        };
+        assert_eq!(scan(&db, &ping), vec![0]);
+        assert_eq!(scan(&db, &Packet { proto: 1, ..ping }), vec![0]);
+        assert!(scan(&db, &base).is_empty());
+        icmp.dst_ports.exclude = vec![(1, 1)];
+        let db = Database::build(vec![icmp], 16).unwrap();
+        assert!(scan(&db, &ping).is_empty());
+        // v6 prefixes.
+        let mut s6 = sig(vec![ct(b"ab")]);
+        s6.dst.include = vec![net(
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0)),
+            16,
+        )];
+        let db = Database::build(vec![s6], 16).unwrap();
+        assert_eq!(scan(&db, &Packet { dst: v6, ..base }), vec![0]);
+        assert!(scan(&db, &base).is_empty());
+        // /0 matches its family only.
+        let mut s0 = sig(vec![ct(b"ab")]);
+        s0.src.include = vec![net(v4(0, 0, 0, 0), 0)];
+        let db = Database::build(vec![s0], 16).unwrap();
+        assert_eq!(scan(&db, &base), vec![0]);
+        assert!(scan(&db, &Packet { src: v6, ..base }).is_empty());
+    }
+
+    /// `flow` direction and establishment.
+    #[test]
+    fn flow() {
+        let with = |to_server, established, not_established| {
+            let mut s = sig(vec![ct(b"ab")]);
+            s.flow = FlowMatch {
+                to_server,
+                established,
+                not_established,
+                stateless: false,
+            };
+            Database::build(vec![s], 16).unwrap()
+        };
+        let p = pkt(b"ab");
+        let reply = Packet {
+            to_server: false,
+            ..p
+        };
+        let new = Packet {
+            established: false,
+            ..p
+        };
+        assert_eq!(scan(&with(Some(true), false, false), &p), vec![0]);
+        assert!(scan(&with(Some(true), false, false), &reply).is_empty());
+        assert_eq!(scan(&with(Some(false), false, false), &reply), vec![0]);
+        assert_eq!(scan(&with(None, true, false), &p), vec![0]);
+        assert!(scan(&with(None, true, false), &new).is_empty());
+        assert_eq!(scan(&with(None, false, true), &new), vec![0]);
+        assert!(scan(&with(None, false, true), &p).is_empty());
+    }
+
+    /// A match split at every point is reported once, with the packet it ends in.
+    #[test]
+    fn split_across_two_packets_at_every_point() {
+        let text = b"xxGET /admin HTTP/1.1";
+        let s = sig(vec![Content {
+            nocase: true,
+            ..ct(b"get /admin")
+        }]);
+        let db = Database::build(vec![s], 32).unwrap();
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            let got = stream_scan(&db, &[a, b]);
+            let start = 2;
+            let end = 12;
+            let expect: Vec<Vec<u32>> = if split >= end {
+                vec![vec![0], vec![]]
+            } else {
+                vec![vec![], vec![0]]
+            };
+            assert_eq!(got, expect, "split at {split} (match {start}..{end})");
+        }
+        // Two contents, the prefilter one (longest) wholly in the first packet.
+        let s = sig(vec![
+            ct(b"login"),
+            Content {
+                distance: Some(0),
+                within: Some(3),
+                ..ct(b"=x")
+            },
+        ]);
+        let db = Database::build(vec![s], 32).unwrap();
+        let text = b"..login=x..";
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            let got = stream_scan(&db, &[a, b]);
+            let expect: Vec<Vec<u32>> = if split >= 9 {
+                vec![vec![0], vec![]]
+            } else {
+                vec![vec![], vec![0]]
+            };
+            assert_eq!(got, expect, "split at {split}");
+        }
+        // Over three packets: the first content two packets back, still in the tail.
+        assert_eq!(
+            stream_scan(&db, &[b"login", b"=", b"x"]),
+            vec![vec![], vec![], vec![0]]
+        );
+        // Past the tail: not found.
+        let db = Database::build(db.signatures().to_vec(), 6).unwrap();
+        assert_eq!(
+            stream_scan(&db, &[b"login", b"==", b"=x"]),
+            vec![vec![], vec![], vec![]]
+        );
+    }
+
+    /// A match already reported stays in the tail without being reported again.
+    #[test]
+    fn tail_only_match_not_reported_twice() {
+        let db = Database::build(vec![sig(vec![ct(b"abc")])], 16).unwrap();
+        assert_eq!(
+            stream_scan(&db, &[b"xabcx", b"yy", b"abc"]),
+            vec![vec![0], vec![], vec![0]]
+        );
+        // Per-packet signatures see each payload alone.
+        let db = Database::build(
+            vec![sig(vec![Content {
+                depth: Some(5),
+                ..ct(b"abc")
+            }])],
+            16,
+        )
+        .unwrap();
+        assert_eq!(
+            stream_scan(&db, &[b"xab", b"c", b"abc"]),
+            vec![vec![], vec![], vec![0]]
+        );
+    }
+
+    /// Too many tail-sensitive occurrences fall back to rescanning the tail.
+    #[test]
+    fn pending_overflow_rescans_the_tail() {
+        // More tail-sensitive occurrences than a stream remembers.
+        let s = sig(vec![
+            ct(b"ab"),
+            Content {
+                distance: Some(0),
+                within: Some(1),
+                ..ct(b"z")
+            },
+        ]);
+        let db = Database::build(vec![s], 64).unwrap();
+        let many = b"ab".repeat(MAX_PENDING + 4);
+        assert_eq!(stream_scan(&db, &[&many, b"z"]), vec![vec![], vec![0]]);
+        let mut st = Stream::new();
+        let mut out = Matches::new();
+        db.scan(&pkt(&many), Some(&mut st), &mut out);
+        assert!(st.pending_overflow);
+        db.scan(&pkt(b"q"), Some(&mut st), &mut out);
+        assert!(out.is_empty());
+        db.scan(&pkt(b"abz"), Some(&mut st), &mut out);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![0]);
+    }
+
+    /// Pass suppresses everything else; otherwise the strongest action wins.
+    #[test]
+    fn pass_precedence_and_actions() {
+        let with = |action| Signature {
+            action,
+            ..sig(vec![ct(b"ab")])
+        };
+        let db = Database::build(
+            vec![
+                with(SigAction::Alert),
+                with(SigAction::Reject),
+                with(SigAction::Drop),
+            ],
+            16,
+        )
+        .unwrap();
+        let mut out = Matches::new();
+        db.scan(&pkt(b"ab"), None, &mut out);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(out.action(), Some(SigAction::Drop));
+        let db = Database::build(
+            vec![
+                with(SigAction::Drop),
+                with(SigAction::Pass),
+                with(SigAction::Alert),
+                with(SigAction::Pass),
+            ],
+            16,
+        )
+        .unwrap();
+        db.scan(&pkt(b"ab"), None, &mut out);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(out.action(), Some(SigAction::Pass));
+        assert_eq!(out.more(), 0);
+        db.scan(&pkt(b"xx"), None, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(out.action(), None);
+    }
+
+    /// The first `MAX_MATCHES` in signature order are listed, the rest counted.
+    #[test]
+    fn max_matches_truncation() {
+        let sigs: Vec<Signature> = (0..20)
+            .map(|i| {
+                // Different patterns, so the candidates are found in a scrambled order.
+                let mut c = vec![b'k'; 1 + (19 - i) % 7];
+                c.push(b'0' + (i % 10) as u8);
+                sig(vec![ct(&c)])
+            })
+            .collect();
+        let payload: Vec<u8> = sigs
+            .iter()
+            .flat_map(|s| match &s.checks[0] {
+                PayloadCheck::Content(c) => [&c.bytes[..], b" "].concat(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let db = Database::build(sigs.clone(), 16).unwrap();
+        let mut out = Matches::new();
+        db.scan(&pkt(&payload), None, &mut out);
+        let all: Vec<u32> = (0..20u32)
+            .filter(|&i| crate::reference::matches(&sigs[i as usize], &pkt(&payload), &payload))
+            .collect();
+        assert!(all.len() > MAX_MATCHES);
+        assert_eq!(out.iter().collect::<Vec<_>>(), all[..MAX_MATCHES].to_vec());
+        assert_eq!(out.more() as usize, all.len() - MAX_MATCHES);
+        assert_eq!(out.action(), Some(SigAction::Alert));
+    }
+
+    /// A reload rebuilds the stream state from the kept tail.
+    #[test]
+    fn resync_after_fingerprint_change() {
+        let old = Database::build(vec![sig(vec![ct(b"zzz")])], 16).unwrap();
+        let new = Database::build(vec![sig(vec![ct(b"zzz")]), sig(vec![ct(b"abcd")])], 16).unwrap();
+        assert_ne!(old.fingerprint(), new.fingerprint());
+        let same = Database::build(vec![sig(vec![ct(b"zzz")])], 16).unwrap();
+        assert_eq!(old.fingerprint(), same.fingerprint());
+        let mut st = Stream::new();
+        let mut out = Matches::new();
+        old.scan(&pkt(b"xxab"), Some(&mut st), &mut out);
+        assert!(out.is_empty() && !out.resynced());
+        new.scan(&pkt(b"cd"), Some(&mut st), &mut out);
+        assert!(out.resynced());
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+        new.scan(&pkt(b"abcd"), Some(&mut st), &mut out);
+        assert!(!out.resynced());
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![1]);
+        // A smaller tail after the reload cuts the kept bytes.
+        let short = Database::build(vec![sig(vec![ct(b"abcd")])], 2).unwrap();
+        assert!(short.stats().per_packet_only == 1);
+        let short3 = Database::build(vec![sig(vec![ct(b"abc")])], 3).unwrap();
+        new.scan(&pkt(b"xab"), Some(&mut st), &mut out);
+        short3.scan(&pkt(b"c"), Some(&mut st), &mut out);
+        assert!(out.resynced());
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![0]);
+        // A fresh stream is not "resynced".
+        let mut st = Stream::new();
+        new.scan(&pkt(b"ab"), Some(&mut st), &mut out);
+        assert!(!out.resynced());
+        st.reset();
+        new.scan(&pkt(b"cd"), Some(&mut st), &mut out);
+        assert!(out.is_empty() && !out.resynced());
+    }
+
+    /// Without a stream nothing spans packets.
+    #[test]
+    fn no_stream_is_per_packet() {
+        let db = Database::build(vec![sig(vec![ct(b"abcd")])], 16).unwrap();
+        let mut out = Matches::new();
+        db.scan(&pkt(b"ab"), None, &mut out);
+        db.scan(&pkt(b"cd"), None, &mut out);
+        assert!(out.is_empty());
+        db.scan(&pkt(b"abcd"), None, &mut out);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(db.stats().per_packet_only, 0);
+    }
+
+    /// Signatures without contents are verified on every packet of their protocol.
+    #[test]
+    fn always_candidates_by_protocol() {
+        let mut udp = sig_checks(vec![]);
+        udp.proto = SigProto::Udp;
+        let any = sig_checks(vec![]);
+        let db = Database::build(vec![udp, any, sig(vec![ct(b"q")])], 16).unwrap();
+        assert_eq!(db.stats().always_candidates, 2);
+        assert_eq!(db.stats().per_packet_only, 2);
+        assert_eq!(scan(&db, &pkt(b"")), vec![1]);
+        assert_eq!(
+            scan(
+                &db,
+                &Packet {
+                    proto: 17,
+                    ..pkt(b"q")
+                }
+            ),
+            vec![0, 1, 2]
+        );
+    }
+
+    /// The retry budget bounds dependent backtracking only.
+    #[test]
+    fn backtracking_budget() {
+        // "a" then "b" right after it, on 200 "a"s: 199 retries needed.
+        let s = sig(vec![
+            ct(b"a"),
+            Content {
+                distance: Some(0),
+                within: Some(1),
+                ..ct(b"b")
+            },
+        ]);
+        let mut payload = vec![b'a'; 200];
+        payload.push(b'b');
+        let mut db = Database::build(vec![s], 16).unwrap();
+        assert!(scan(&db, &pkt(&payload)).is_empty());
+        db.set_backtrack_budget(u32::MAX);
+        assert_eq!(scan(&db, &pkt(&payload)), vec![0]);
+        // Independent contents are never retried: the budget does not limit them.
+        let s = sig(vec![ct(b"a"), ct(b"b")]);
+        let db = Database::build(vec![s], 16).unwrap();
+        assert_eq!(scan(&db, &pkt(&payload)), vec![0]);
+    }
+
+    /// What `Database::build` rejects, and an empty database.
+    #[test]
+    fn build_errors() {
+        assert!(matches!(
+            Database::build(vec![], MAX_TAIL + 1),
+            Err(BuildError::TailTooLong { .. })
+        ));
+        assert!(matches!(
+            Database::build(vec![sig(vec![ct(b"")])], 16),
+            Err(BuildError::EmptyContent { sig: 0, .. })
+        ));
+        let many = sig(vec![ct(b"a"); MAX_CHECKS + 1]);
+        assert!(matches!(
+            Database::build(vec![many], 16),
+            Err(BuildError::TooManyChecks { .. })
+        ));
+        let db = Database::build(vec![], 0).unwrap();
+        let mut st = Stream::new();
+        let mut out = Matches::new();
+        db.scan(&pkt(b"abc"), Some(&mut st), &mut out);
+        assert!(out.is_empty());
+    }
+
+    /// The four-walker walk misses nothing at its part boundaries.
+    #[test]
+    fn split_walk_finds_patterns_across_the_parts() {
+        // The longest pattern at every position of a payload long enough to be walked in
+        // parts; each walker's warm-up must cover it exactly.
+        let long = b"0123456789";
+        let db = Database::build(vec![sig(vec![ct(long)]), sig(vec![ct(b"zz")])], 16).unwrap();
+        for n in [200usize, 201] {
+            for s in 0..=n - long.len() {
+                let mut payload = vec![b'x'; n];
+                payload[s..s + long.len()].copy_from_slice(long);
+                assert_eq!(scan(&db, &pkt(&payload)), vec![0], "n {n}, at {s}");
+                // Streamed, after a packet that ends with a prefix of the pattern.
+                let got = stream_scan(&db, &[b"01234", &payload]);
+                assert_eq!(got, vec![vec![], vec![0]], "n {n}, at {s}, streamed");
+            }
+        }
+        // A prefix left in the stream state completes right at the payload's start.
+        let mut payload = vec![b'x'; 300];
+        payload[..5].copy_from_slice(b"56789");
+        assert_eq!(
+            stream_scan(&db, &[b"01234", &payload]),
+            vec![vec![], vec![0]]
+        );
+    }
+
+    /// Contents longer than `MAX_PATTERN_LEN` prefilter on their suffix, streamed too.
+    #[test]
+    fn long_contents_prefilter_on_their_suffix() {
+        let long: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        let sigs = vec![
+            sig(vec![ct(&long)]),
+            sig(vec![
+                ct(b"k="),
+                Content {
+                    distance: Some(0),
+                    ..ct(&long)
+                },
+            ]),
+        ];
+        let db = Database::build(sigs.clone(), 64).unwrap();
+        assert_eq!(
+            db.prefilter.as_ref().unwrap().pat_len,
+            vec![MAX_PATTERN_LEN as u32]
+        );
+        let text = [&b"..k="[..], &long, b".."].concat();
+        for split in 0..=text.len() {
+            let (a, b) = text.split_at(split);
+            let got = stream_scan(&db, &[a, b]);
+            let want = crate::reference::scan_stream(&sigs, 64, &[pkt(a), pkt(b)]);
+            assert_eq!(got, want, "split at {split}");
+            let end = 4 + long.len();
+            assert_eq!(
+                got[usize::from(split < end)],
+                vec![0, 1],
+                "split at {split}"
+            );
+        }
+        // The suffix alone is a candidate, not a match.
+        assert!(scan(&db, &pkt(&long[8..])).is_empty());
+    }
+
+    /// More candidate patterns than the scratch holds: every signature is verified.
+    #[test]
+    fn many_candidates_overflow_the_seen_list() {
+        let sigs: Vec<Signature> = (0..SEEN_CAP as u32 + 50)
+            .map(|i| sig(vec![ct(format!("<{i}>").as_bytes())]))
+            .collect();
+        let payload: Vec<u8> = (0..SEEN_CAP as u32 + 50)
+            .flat_map(|i| format!("<{i}>").into_bytes())
+            .collect();
+        let db = Database::build(sigs, 16).unwrap();
+        let mut out = Matches::new();
+        db.scan(&pkt(&payload), None, &mut out);
+        assert!(out.seen_overflow);
+        assert_eq!(
+            out.iter().collect::<Vec<_>>(),
+            (0..MAX_MATCHES as u32).collect::<Vec<_>>()
+        );
+        assert_eq!(out.more() as usize, SEEN_CAP + 50 - MAX_MATCHES);
+        // The scratch space is clean for the next packet.
+        db.scan(&pkt(b"<3>"), None, &mut out);
+        assert_eq!(out.iter().collect::<Vec<_>>(), vec![3]);
+    }
+}

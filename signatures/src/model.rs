@@ -1,0 +1,194 @@
+//! What a parsed signature is: the header (action, protocol, addresses, ports,
+//! direction) and the options Rampart evaluates, with variables already resolved.
+//!
+//! The model is plain data (serde), so the control process parses rule files and ships
+//! the signatures to the dataplane inside the policy image; the dataplane builds its
+//! matcher ([`crate::engine::Database`]) from them off the worker cores.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// What a matching signature does (Suricata's order of precedence: pass, drop, reject,
+/// alert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SigAction {
+    /// Stop inspecting the packet: no other signature acts on it.
+    Pass,
+    /// Drop the packet (and log an alert).
+    Drop,
+    /// Drop the packet, answer the sender (TCP RST / ICMP unreachable), log an alert.
+    Reject,
+    /// Log an alert, forward the packet.
+    Alert,
+}
+
+/// The protocol a signature's header names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigProto {
+    Tcp,
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    /// Any IP packet.
+    Ip,
+}
+
+/// An address prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    /// Prefix length (32 / 128 for one address).
+    pub len: u8,
+}
+
+/// An address field of a header: matches an address that lies in one of `include`
+/// (or anywhere, when `include` is empty) and in none of `exclude`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrMatch {
+    pub include: Vec<Cidr>,
+    pub exclude: Vec<Cidr>,
+}
+
+/// A port field of a header: matches a port in one of the inclusive ranges of
+/// `include` (or any, when empty) and in none of `exclude`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMatch {
+    pub include: Vec<(u16, u16)>,
+    pub exclude: Vec<(u16, u16)>,
+}
+
+/// The `flow` keyword's conditions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowMatch {
+    /// `to_server` / `from_client` (Some(true)), `to_client` / `from_server` (Some(false)).
+    pub to_server: Option<bool>,
+    /// `established`.
+    pub established: bool,
+    /// `not_established`.
+    pub not_established: bool,
+    /// `stateless`: matches whether or not the flow is tracked.
+    pub stateless: bool,
+}
+
+/// One `content` with its modifiers. Positions count bytes of the inspected buffer (the
+/// packet's L4 payload).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    /// The bytes (`|..|` hex and escapes decoded).
+    pub bytes: Vec<u8>,
+    /// `content:!"..."`: the signature matches only if this content is absent (within
+    /// its position constraints).
+    pub negated: bool,
+    /// `nocase`: ASCII letters compare case-insensitively.
+    pub nocase: bool,
+    /// `offset`: the match starts at or after this position of the buffer.
+    pub offset: Option<u32>,
+    /// `depth`: the match ends within this many bytes from `offset` (or the buffer start).
+    pub depth: Option<u32>,
+    /// `distance`: the match starts at least this many bytes after the end of the
+    /// previous content's match (may be negative).
+    pub distance: Option<i32>,
+    /// `within`: the match ends within this many bytes after the end of the previous
+    /// content's match (after `distance` is applied).
+    pub within: Option<u32>,
+    /// `startswith`: the match starts at the buffer start (or at the previous content's
+    /// end when relative).
+    pub startswith: bool,
+    /// `endswith`: the match ends at the buffer end.
+    pub endswith: bool,
+    /// `fast_pattern`: this content is the one the prefilter looks for.
+    pub fast_pattern: bool,
+}
+
+impl Content {
+    /// Whether the content is positioned relative to the previous content's match.
+    pub fn is_relative(&self) -> bool {
+        self.distance.is_some() || self.within.is_some()
+    }
+}
+
+/// `isdataat:[!]N[,relative]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsDataAt {
+    pub pos: u32,
+    pub relative: bool,
+    pub negated: bool,
+}
+
+/// A check on the payload, evaluated in signature order (relative checks refer to the
+/// end of the previous content's match).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayloadCheck {
+    Content(Content),
+    IsDataAt(IsDataAt),
+}
+
+/// An inclusive range of payload sizes (`dsize:N`, `dsize:<N`, `dsize:>N`, `dsize:N<>M`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// Where a signature came from, for messages and `rampartctl check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u32,
+}
+
+/// One signature, variables resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    pub action: SigAction,
+    pub proto: SigProto,
+    pub src: AddrMatch,
+    pub src_ports: PortMatch,
+    pub dst: AddrMatch,
+    pub dst_ports: PortMatch,
+    /// `<>`: the header also matches with source and destination swapped.
+    pub bidirectional: bool,
+    pub msg: String,
+    pub sid: u32,
+    pub rev: u32,
+    /// Generator id (1 unless the rule says otherwise).
+    pub gid: u32,
+    pub classtype: Option<String>,
+    /// `priority`, else the classtype's (when `classification.config` names it), else 3.
+    pub priority: u8,
+    pub references: Vec<String>,
+    pub metadata: Vec<String>,
+    pub flow: FlowMatch,
+    pub dsize: Option<SizeRange>,
+    pub checks: Vec<PayloadCheck>,
+    pub origin: Origin,
+}
+
+impl Signature {
+    /// A signature over any addresses and ports, with `checks`
+    /// and defaults elsewhere (gid 1, rev 1, priority 3, no message): for tests, benches
+    /// and tools that build signatures without a rule file.
+    pub fn new(action: SigAction, proto: SigProto, sid: u32, checks: Vec<PayloadCheck>) -> Signature {
+        Signature {
+            action,
+            proto,
+            src: AddrMatch::default(),
+            src_ports: PortMatch::default(),
+            dst: AddrMatch::default(),
+            dst_ports: PortMatch::default(),
+            bidirectional: false,
+            msg: String::new(),
+            sid,
+            rev: 1,
+            gid: 1,
+            classtype: None,
+            priority: 3,
+            references: Vec::new(),
+            metadata: Vec::new(),
+            flow: FlowMatch::default(),
+            dsize: None,
+            checks,
+            origin: Origin::default(),
+        }
+    }
+}
