@@ -75,7 +75,7 @@ def show_idle(secs=5.0):
     """The guests stop sending: the worker gives its core back (it waits for a guest's
     kick), and both processes together use about 1 % of a core."""
     for name, p in procs:
-        if name.startswith(("guest-a", "guest-c", "guest-d", "guest-e")):
+        if name.startswith(("guest-a", "guest-c", "guest-d", "guest-e", "guest-f")):
             p.send_signal(signal.SIGTERM)
             p.wait(10)
     time.sleep(1.0)
@@ -112,6 +112,8 @@ def main():
                       "--ips", "10.0.0.10,10.0.0.11", "--rate", "5000", "--delay", "1"])
     start("guest-e", [guestsim, "--socket", sock("guest-e"), "--mac", "52:54:00:00:00:0e", "--to", "52:54:00:00:00:0b",
                       "--dport", "8080", "--payload", "GET /Admin/../../etc/passwd HTTP/1.0", "--rate", "100", "--delay", "1"])
+    start("guest-f", [guestsim, "--socket", sock("guest-f"), "--mac", "52:54:00:00:00:0f", "--to", "52:54:00:00:00:0b",
+                      "--dport", "8080", "--payload", "GET /etc/passwd HTTP/1.0", "--rate", "50", "--delay", "1"])
     print(f"Rampart demo: dataplane + control process up; metrics at http://{metrics}/metrics; "
           f"event log {RUN}/eve.json; Ctrl-C to stop\n")
     began, last, prev = time.time(), None, {}
@@ -159,23 +161,29 @@ def main():
     if alerts:
         sids = sorted({json.loads(l)["alert"].get("signature_id") for l in alerts})
         print(f"inspection: {len(alerts)} alerts (sids {sids}), latest:\n  {alerts[-1].strip()}")
+    would = [l for l in alerts if '"would":"drop"' in l]
+    would_alerts = len(would)
+    if would:
+        print(f"monitor mode: {len(would)} alerts of packets forwarded that inline mode would have dropped, latest:\n  {would[-1].strip()}")
     show_idle()
     stop_all()
     if last:
         ports = {p["name"]: p for p in last["ports"]}
-        d, e = ports["guest-d"], ports["guest-e"]
+        d, e, f = ports["guest-d"], ports["guest-e"], ports["guest-f"]
         ins = last.get("inspection", {})
         ok = (ports["guest-b"]["tx_packets"] > 0 and ports["guest-c"]["drop_packets"] > 0 and ports["guest-c"]["tx_packets"] == 0
               and d["rx_packets"] > 0 and d["guard"]["throttled"] > 0 and d["guard"]["spoof_ip"] > 0
               and d["guard"]["spoof_ip"] + d["guard"]["throttled"] == d["rx_packets"] == d["drop_packets"]
               # (counters read while packets flow: a burst may be counted in one and not yet the other)
               and e["rx_packets"] > 0 and abs(e["rx_packets"] - last["drops"].get("signature", 0)) <= 32
-              and ins.get("packets", 0) >= e["rx_packets"] and len(alerts) > 0)
+              and ins.get("packets", 0) >= e["rx_packets"] and len(alerts) > 0
+              and f["rx_packets"] > 0 and f["drop_packets"] == 0 and f["would_drop"] > 0 and would_alerts > 0)
         print(f"\nsummary: allowed {ports['guest-a']['rx_packets'] - ports['guest-a']['drop_packets']} packets guest-a → guest-b; "
               f"blocked {ports['guest-c']['drop_packets']} from guest-c (port disabled); "
               f"guest-d's flood from guest-a's address: {d['guard']['throttled']} throttled (over 1,000/s), "
               f"{d['guard']['spoof_ip']} dropped as spoof_ip, none forwarded; "
-              f"guest-e's requests for /etc/passwd: {e['rx_packets']} inspected, {last['drops'].get('signature', 0)} dropped by sid 9000001; all counted and logged."
+              f"guest-e's requests for /etc/passwd: {e['rx_packets']} inspected, {last['drops'].get('signature', 0)} dropped by sid 9000001; "
+              f"guest-f's (monitor mode): {f['rx_packets']} forwarded, {f['would_drop']} would have been dropped; all counted and logged."
               + ("" if ok else "  UNEXPECTED: see the logs in " + RUN))
         sys.exit(0 if ok else 1)
     sys.exit("demo: no statistics were read")

@@ -124,7 +124,8 @@ mod tests {
     #[test]
     fn demo_config_is_valid() {
         let c = parse("demo.toml", DEMO_CONFIG).unwrap();
-        assert_eq!(c.ports.len(), 5);
+        assert_eq!(c.ports.len(), 6);
+        assert_eq!(c.ports[5].mode, Some(Mode::Monitor));
         assert!(!c.ports[2].enabled);
         assert_eq!((c.inspection.len(), c.inspection[0].signatures.len()), (1, 2));
         assert_eq!(c.ports[0].attachment(), Attachment::Segment("lan".into()));

@@ -146,12 +146,43 @@ pub struct Policy {
     pub from_guests: Option<DefaultAction>,
     /// Traffic entering from uplink (device) ports.
     pub from_uplinks: Option<DefaultAction>,
+    /// Every port's mode unless it sets its own: `inline` enforces the policy, `monitor`
+    /// forwards what the firewall or a signature would have dropped and logs and counts it
+    /// as `would_drop` instead.
+    pub mode: Mode,
+    /// What monitor mode still enforces: `guard` (anti-spoofing and L2 hygiene) and
+    /// `throttle` (the token buckets, storm control) protect the other guests, so they stay
+    /// on unless removed from this list (`[]`: a purely passive monitor).
+    pub monitor_enforces: Vec<Enforce>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { default_action: DefaultAction::Forward, from_guests: None, from_uplinks: None }
+        Policy {
+            default_action: DefaultAction::Forward,
+            from_guests: None,
+            from_uplinks: None,
+            mode: Mode::Inline,
+            monitor_enforces: vec![Enforce::Guard, Enforce::Throttle],
+        }
     }
+}
+
+/// Whether a port's policy decisions are enforced or only logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Inline,
+    Monitor,
+}
+
+/// A protection monitor mode may keep enforcing (`policy.monitor_enforces`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Enforce {
+    Guard,
+    Throttle,
 }
 
 impl Policy {
@@ -338,6 +369,8 @@ pub struct Port {
     pub max_bytes_per_s: Option<u64>,
     pub max_floods_per_s: Option<u64>,
     pub max_new_flows_per_s: Option<u64>,
+    /// `inline` or `monitor` (default: `policy.mode`).
+    pub mode: Option<Mode>,
 }
 
 impl Port {

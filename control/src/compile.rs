@@ -5,9 +5,9 @@
 //! reused only by a new name.
 
 use rampart_config::rules::Cidr;
-use rampart_config::{parse_mac, Attachment, Config, DefaultAction, PortKind, Serve};
+use rampart_config::{parse_mac, Attachment, Config, DefaultAction, Enforce, Mode, PortKind, Serve};
 use rampart_shm::image::IMAGE_FORMAT;
-use rampart_shm::{Attach, GuardImage, LimitsImage, PolicyImage, RateImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
+use rampart_shm::{Attach, GuardImage, LimitsImage, MonitorImage, PolicyImage, RateImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
 use std::collections::BTreeMap;
 
 /// Name → slot.
@@ -174,6 +174,10 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
             // Uplinks have whole networks behind them: no cap unless they set one.
             max_macs: p.max_macs.unwrap_or(if *p.kind.get_ref() == PortKind::Device { 0 } else { config.guard.max_macs_per_port }),
             limits: limits(config, p),
+            monitor: (p.mode.unwrap_or(config.policy.mode) == Mode::Monitor).then(|| MonitorImage {
+                guard: config.policy.monitor_enforces.contains(&Enforce::Guard),
+                throttle: config.policy.monitor_enforces.contains(&Enforce::Throttle),
+            }),
         });
     }
     let image = PolicyImage {
@@ -266,5 +270,18 @@ mod tests {
         assert_eq!((s2.ports["a"], s2.ports["c"]), (s1.ports["a"], s1.ports["c"]));
         assert_ne!(s2.ports["d"], s1.ports["b"]);
         assert_eq!(slots_of(&img), s2);
+    }
+
+    #[test]
+    fn monitor_mode_is_per_port_with_a_global_default_and_always_has_a_firewall() {
+        let text = "[policy]\nmode = \"monitor\"\nmonitor_enforces = [\"guard\"]\n[[segments]]\nname = \"lan\"\n\
+            [[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/tmp/a.sock\"\nsegment = \"lan\"\n\
+            [[ports]]\nname = \"b\"\nkind = \"vhost-server\"\nsocket = \"/tmp/b.sock\"\nsegment = \"lan\"\nmode = \"inline\"\n";
+        let (img, _) = compile(&rampart_config::parse("t.toml", text).unwrap(), &Slots::default()).unwrap();
+        assert_eq!(img.ports[0].monitor, Some(MonitorImage { guard: true, throttle: false }));
+        assert_eq!(img.ports[1].monitor, None, "its own mode wins");
+        assert!(img.firewall.is_some(), "the firewall finds a monitor port's would-be drops, rules or not");
+        let e = rampart_config::parse("t.toml", &text.replace("[\"guard\"]", "[\"acl\"]")).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (3, "policy.monitor_enforces[0]"), "{e}");
     }
 }

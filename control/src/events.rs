@@ -317,11 +317,15 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
         }
         Some(EventKind::Alert) => {
             let (src, dst, sport, dport, proto, sig) = FlowEventData::unpack(rec);
-            let (action, rampart) = match AlertCode::from_u16(rec.code) {
-                Some(AlertCode::Allowed) => ("allowed", "alert"),
-                Some(AlertCode::Dropped) => ("blocked", "drop"),
-                Some(AlertCode::Rejected) => ("blocked", "reject"),
-                None => ("unknown", "unknown"),
+            let code = AlertCode::from_u16(rec.code);
+            let (action, rampart) = match code {
+                Some(AlertCode::Allowed) => ("allowed", json!({"action": "alert"})),
+                Some(AlertCode::Dropped) => ("blocked", json!({"action": "drop"})),
+                Some(AlertCode::Rejected) => ("blocked", json!({"action": "reject"})),
+                // Monitor mode: forwarded, as Suricata's IDS mode writes it; what inline would do.
+                Some(AlertCode::WouldDrop) => ("allowed", json!({"action": "drop", "would": "drop"})),
+                Some(AlertCode::WouldReject) => ("allowed", json!({"action": "reject", "would": "reject"})),
+                None => ("unknown", json!({"action": "unknown"})),
             };
             let mut alert = json!({"action": action});
             match sig.and_then(|i| signatures.get(i as usize)) {
@@ -337,7 +341,15 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
                 None => alert["signature"] = "(signature of an earlier policy generation)".into(),
             }
             json!({"timestamp": ts, "event_type": "alert", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
-                   "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "alert": alert, "rampart": {"action": rampart}})
+                   "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "alert": alert, "rampart": rampart})
+        }
+        Some(EventKind::WouldDrop) => {
+            let (src, dst, sport, dport, proto, rule) = FlowEventData::unpack(rec);
+            let reason = DropReason::all().find(|r| r.index() == rec.code as usize).map(|r| r.label()).unwrap_or_default();
+            let rule = rule.and_then(|r| rules.get(r as usize)).cloned();
+            json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+                   "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "rule": rule,
+                   "drop": {"reason": reason}, "rampart": {"would": "drop", "action": "allowed"}})
         }
         Some(EventKind::FlowsDumped) => json!({"timestamp": ts, "event_type": "flows_dumped", "request": rec.value}),
         None => json!({"timestamp": ts, "event_type": "unknown", "kind": rec.kind, "ring": ring}),

@@ -116,6 +116,10 @@ impl Collector for ShmCollector {
             let label = r.label();
             f.add(&[("reason", &label)], stats.drops.get(&label).copied().unwrap_or(0) as f64);
         }
+        f.family("rampart_would_drop_total", "Monitor mode: packets forwarded that the policy would have dropped, by reason (reasons seen)", COUNTER);
+        for (reason, n) in &stats.would_drops {
+            f.add(&[("reason", reason)], *n as f64);
+        }
         let ft = &stats.flow_table;
         let events = || rampart_shm::FlowStatus::FIELDS.iter().filter_map(|c| match c.metric {
             FlowMetric::Event(label) => Some((c, label)),
@@ -409,6 +413,9 @@ rampart_port_tx_packets_total{port=\"a\"} 303
 # HELP rampart_port_up 1 when the port is attached (state up)
 # TYPE rampart_port_up gauge
 rampart_port_up{port=\"a\"} 0
+# HELP rampart_port_would_drop_total Monitor mode: would-be drops of packets received on the port, which were forwarded (one per protection that would have dropped a packet)
+# TYPE rampart_port_would_drop_total counter
+rampart_port_would_drop_total{port=\"a\"} 808
 # HELP rampart_worker_busy_cycles_per_packet Busy cycles per packet since the dataplane started
 # TYPE rampart_worker_busy_cycles_per_packet gauge
 rampart_worker_busy_cycles_per_packet{worker=\"0\"} 0.5

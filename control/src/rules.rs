@@ -93,14 +93,16 @@ pub fn expand(config: &Config, slots: &SlotMap) -> (Vec<Rule>, Vec<u32>) {
     (acl, owner)
 }
 
-/// The stateful firewall of a config: None when nothing needs it — no rules, and every
-/// port's default the same (then each port simply forwards or drops all it receives).
+/// The stateful firewall of a config: None when nothing needs it — no rules, every port's
+/// default the same (then each port simply forwards or drops all it receives), and no port
+/// in monitor mode (whose would-be drops the firewall finds).
 /// With defaults that differ by direction, even without rules, flows the default forwards
 /// are tracked so that their replies come back through a port that drops by default.
 pub fn compile_firewall(config: &Config, slots: &Slots) -> Result<Option<FirewallImage>, String> {
     let mut defaults = config.ports.iter().map(|p| config.policy.default_for(*p.kind.get_ref()));
     let first = defaults.next();
-    if config.rules.is_empty() && defaults.all(|d| Some(d) == first) {
+    let monitored = config.ports.iter().any(|p| p.mode.unwrap_or(config.policy.mode) == rampart_config::Mode::Monitor);
+    if config.rules.is_empty() && defaults.all(|d| Some(d) == first) && !monitored {
         return Ok(None);
     }
     let (acl_rules, acl_rule) = expand(config, &slots.ports);

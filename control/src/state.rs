@@ -100,6 +100,10 @@ pub struct Stats {
     pub flow_table: FlowTableRow,
     /// Drops by reason (only reasons seen).
     pub drops: BTreeMap<String, u64>,
+    /// Monitor mode: packets forwarded that would have been dropped, by reason (only
+    /// reasons seen).
+    #[serde(default)]
+    pub would_drops: BTreeMap<String, u64>,
     pub workers: Vec<WorkerRow>,
     pub events_lost: u64,
     /// Inline inspection, summed over workers (the [`rampart_shm::InspectCounters`] list).
@@ -212,6 +216,10 @@ pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats 
         if n > 0 {
             s.drops.insert(r.label(), n);
         }
+        let would: u64 = seg.workers[..workers].iter().map(|w| w.would[r.index()].get()).sum();
+        if would > 0 {
+            s.would_drops.insert(r.label(), would);
+        }
     }
     for (i, w) in seg.workers[..workers].iter().enumerate() {
         let totals = w.totals.read();
@@ -258,7 +266,7 @@ pub(crate) mod tests {
         let slot = d.inner.lock().unwrap().image().ports[0].slot as usize;
         for (w, base) in [(0, 1), (1, 100)] {
             let p = &seg.workers[w].ports[slot];
-            for (i, c) in [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes, &p.drop_packets, &p.drop_bytes, &p.tx_full].into_iter().enumerate() {
+            for (i, c) in [&p.rx_packets, &p.rx_bytes, &p.tx_packets, &p.tx_bytes, &p.drop_packets, &p.drop_bytes, &p.tx_full, &p.would_drop].into_iter().enumerate() {
                 c.add(base * (i as u64 + 1));
             }
             let t = &seg.workers[w].totals;
@@ -285,7 +293,7 @@ pub(crate) mod tests {
         assert_eq!(
             v["ports"],
             serde_json::json!([{"name": "a", "slot": slot, "kind": "device", "attach": "segment lan", "enabled": true, "state": "absent", "link": false, "message": "",
-                "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707,
+                "rx_packets": 101, "rx_bytes": 202, "tx_packets": 303, "tx_bytes": 404, "drop_packets": 505, "drop_bytes": 606, "tx_full": 707, "would_drop": 808,
                 "guard": {"spoof_mac": 0, "spoof_ip": 7, "arp_spoof": 0, "nd_spoof": 0, "rogue_dhcp": 0, "rogue_ra": 0, "mac_limit": 1, "throttled": 0, "storm": 0, "new_flow_rate": 0, "source_rate": 0, "destination_rate": 0}}])
         );
         assert_eq!(

@@ -518,6 +518,13 @@ impl Firewall {
         }
     }
 
+    /// The first policy rule that matches a packet received on port slot `ingress`, as if
+    /// it opened a flow (monitor mode's would-be drop records name it).
+    pub fn classify_packet(&self, meta: &Meta, ingress: u8) -> Option<u32> {
+        let key = FlowKey::from_meta(meta)?;
+        self.classify(&key, meta.icmp_type().zip(meta.icmp_code()), ingress)
+    }
+
     /// Whether the flows `rule` allows are inspected.
     #[inline(always)]
     pub fn inspects(&self, rule: Option<u32>) -> bool {
@@ -734,6 +741,7 @@ mod tests {
             guard: None,
             max_macs: 0,
             limits: Default::default(),
+            monitor: None,
         };
         use rampart_shm::Verdict;
         // Slot 1 (a guest) forwards by default, slot 2 (an uplink) drops.

@@ -98,7 +98,8 @@ impl Streams {
 
     /// Inspects one packet of a flow an `inspect` rule allows. `flow`: the packet's flow
     /// as the table knows it (its hit, if it was found before this packet); `created`: this
-    /// packet opened it. Alerts go to the worker's event ring.
+    /// packet opened it; `monitor`: the port is in monitor mode (alerts say what would have
+    /// been done; the caller forwards). Alerts go to the worker's event ring.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn inspect(
@@ -110,6 +111,7 @@ impl Streams {
         slot: usize,
         flow: (&Prepared, Option<FlowHit>),
         created: bool,
+        monitor: bool,
     ) -> Inspected {
         let (prepared, hit) = flow;
         let (counters, now_ms) = (&cx.counters.inspect, cx.now_ms);
@@ -169,12 +171,14 @@ impl Streams {
             Some(SigAction::Drop) => Inspected::Drop,
             Some(SigAction::Reject) => Inspected::Reject,
         };
-        let code = match verdict {
-            Inspected::Forward => AlertCode::Allowed,
-            Inspected::Drop => AlertCode::Dropped,
-            Inspected::Reject => AlertCode::Rejected,
+        let code = match (verdict, monitor) {
+            (Inspected::Forward, _) => AlertCode::Allowed,
+            (Inspected::Drop, false) => AlertCode::Dropped,
+            (Inspected::Reject, false) => AlertCode::Rejected,
+            (Inspected::Drop, true) => AlertCode::WouldDrop,
+            (Inspected::Reject, true) => AlertCode::WouldReject,
         };
-        if verdict != Inspected::Forward {
+        if verdict != Inspected::Forward && !monitor {
             counters.blocked.add(1);
         }
         counters.unlisted.add(matches.more() as u64);

@@ -21,7 +21,7 @@ use crate::firewall::{Burst, Ended, EndedFlows, Firewall, FwVerdict, BURST};
 use crate::fragments::{Datagram, Fragments};
 use crate::inspect::{Inspected, Streams};
 use crate::reject;
-use crate::runtime::{Decision, Route, Runtime};
+use crate::runtime::{Decision, Enforced, Route, RtPort, Runtime};
 use rampart_flow::{FlowHit, FlowTable, Prepared};
 use rampart_packet::{Meta, ParseError};
 use rampart_shm::layout::EventRing;
@@ -202,7 +202,7 @@ impl Pipeline {
         let slot = rt.ports.get(ingress as usize).map_or(0, |p| p.slot as usize);
         // The port's packets/s and bytes/s limits admit a prefix of the burst, charged once.
         let admitted = match rt.limits(ingress).filter(|l| l.limits_traffic()) {
-            Some(limits) => self.throttle(cx, limits, slot, &frames[..n]),
+            Some(limits) => self.throttle(cx, limits, slot, &frames[..n], rt.monitors(ingress, Enforced::Throttle)),
             None => n,
         };
         let frames = &mut frames[..admitted];
@@ -238,13 +238,21 @@ impl Pipeline {
     }
 
     /// How many frames of the burst the port's limits admit; the others get their drop
-    /// (counted, received) as actions. Once per burst of a port that has limits.
-    fn throttle(&mut self, cx: &Context, limits: &crate::throttle::PortLimits, slot: usize, frames: &[Frame]) -> usize {
+    /// (counted, received) as actions. Once per burst of a port that has limits. `monitor`:
+    /// the port only monitors its limits, so all are admitted and the rest counted as
+    /// would-be drops.
+    fn throttle(&mut self, cx: &Context, limits: &crate::throttle::PortLimits, slot: usize, frames: &[Frame], monitor: bool) -> usize {
         let mut lens = [0u32; BURST];
         for (l, f) in lens.iter_mut().zip(frames) {
             *l = f.wire_len;
         }
         let k = limits.admit(cx.now_ns, &lens[..frames.len()]);
+        if monitor {
+            for _ in k..frames.len() {
+                cx.counters.would_drop(slot, DropReason::Throttled);
+            }
+            return frames.len();
+        }
         let c = &cx.counters.ports[slot];
         for (i, f) in frames.iter().enumerate().skip(k) {
             cx.counters.drop(slot, DropReason::Throttled, f.wire_len as u64);
@@ -294,6 +302,7 @@ impl Pipeline {
         let (slot, zone) = (port.slot as usize, port.zone);
         let route = rt.route(ingress);
         let guard = rt.guard(ingress);
+        let (monitor, monitor_guard) = (port.monitor.is_some(), rt.monitors(ingress, Enforced::Guard));
         burst.fill(cx.flows, zone, (0..frames.len()).map(|i| {
             prefetch_ahead(frames, i);
             // A chained frame is not parsed (its first segment is not the packet).
@@ -305,15 +314,22 @@ impl Pipeline {
         }));
         for (i, frame) in frames.iter_mut().enumerate() {
             let decision = match (frame.segments, burst.meta(i)) {
-                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).map(|()| {
+                (1, Ok(meta)) => match guard.map_or(Ok(()), |g| g.check(rt, ingress, meta, frame.data(), cx.now_ms)).or_else(|reason| match monitor_guard {
+                    true => {
+                        cx.counters.would_drop(slot, reason);
+                        Ok(())
+                    }
+                    false => Err(reason),
+                }).map(|()| {
                     rt.snoop(ingress, meta, frame.data(), cx.now_ms);
                     route.decide(rt, ingress, meta)
                 }).unwrap_or_else(Decision::Drop) {
                     Decision::Drop(r) => Decision::Drop(r),
                     pass if meta.is_ip() => {
                         let looked_up = burst.lookup(cx.flows, i);
-                        let step = match firewall(fragments, fw, rt.gen, cx, meta, frame, slot, zone, looked_up) {
-                            Step::Inspect { created } => inspect(streams, rt, cx, meta, frame, slot, looked_up, created),
+                        let watch = monitor.then_some(&mut *limiter);
+                        let step = match firewall(fragments, fw, rt, cx, meta, frame, port, looked_up, watch) {
+                            Step::Inspect { created } => inspect(streams, rt, cx, meta, frame, slot, looked_up, created, monitor),
                             step => step,
                         };
                         match step {
@@ -336,12 +352,60 @@ impl Pipeline {
     }
 }
 
-/// The stateful firewall step for one IP packet received on port `slot`. Later fragments
+/// The stateful firewall step for one IP packet received on `port`. Later fragments
 /// follow their datagram's first fragment (see [`crate::fragments`]); a rejected packet
-/// becomes its answer in place.
+/// becomes its answer in place. `monitor` (the port's drop-record budget, when it is in
+/// monitor mode): what the firewall would drop passes, counted and logged as a would-be
+/// drop (the new-flow limits still drop where the port enforces its limits).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn firewall(
+    fragments: &mut Fragments,
+    fw: &Firewall,
+    rt: &Runtime,
+    cx: &Context,
+    meta: &Meta,
+    frame: &mut Frame,
+    port: &RtPort,
+    looked_up: Option<(&Prepared, Option<FlowHit>)>,
+    monitor: Option<&mut EventLimiter>,
+) -> Step {
+    let (gen, slot, zone) = (rt.gen, port.slot as usize, port.zone);
+    let step = decide(fragments, fw, gen, cx, meta, frame, slot, zone, looked_up, monitor.is_some());
+    match (step, monitor) {
+        (Step::Drop(reason), Some(limiter)) if !(is_rate_limit(reason) && port.monitor.is_some_and(|m| m.throttle)) => {
+            would_drop(cx, limiter, rt, slot, reason, meta, fw);
+            Step::Pass
+        }
+        (step, _) => step,
+    }
+}
+
+/// The new-flow limits' drops (part of the port's limits, not of its policy).
+fn is_rate_limit(reason: DropReason) -> bool {
+    matches!(reason, DropReason::NewFlowRate | DropReason::SourceRate | DropReason::DestinationRate)
+}
+
+/// Monitor mode: counts a packet `reason` would have dropped, and logs it within the
+/// port's budget of drop records (with the first rule that matches the packet).
+#[cold]
+#[allow(clippy::too_many_arguments)]
+fn would_drop(cx: &Context, limiter: &mut EventLimiter, rt: &Runtime, slot: usize, reason: DropReason, meta: &Meta, fw: &Firewall) {
+    cx.counters.would_drop(slot, reason);
+    if !limiter.admit(slot, reason.index(), rt.drop_events_per_s, cx.now_ms) {
+        return;
+    }
+    let rule = fw.classify_packet(meta, slot as u8);
+    let (data, value) = FlowEventData::pack(&meta.src_addr, &meta.dst_addr, meta.src_port, meta.dst_port, meta.ip_proto, rule);
+    let kind = EventKind::WouldDrop as u16;
+    push_event(cx, EventRecord { tsc: crate::rdtsc(), kind, port: slot as u16, code: reason.index() as u16, value, len: 32, data, ..Default::default() });
+}
+
+/// The firewall's decision for one IP packet (see [`firewall`]); `monitor`: a reject
+/// writes no answer.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn decide(
     fragments: &mut Fragments,
     fw: &Firewall,
     gen: u64,
@@ -351,6 +415,7 @@ fn firewall(
     slot: usize,
     zone: u16,
     looked_up: Option<(&Prepared, Option<FlowHit>)>,
+    monitor: bool,
 ) -> Step {
     let len = frame.wire_len as u64;
     if meta.is_later_fragment() {
@@ -401,6 +466,7 @@ fn firewall(
             Step::Drop(DropReason::SourceRate)
         }
         FwVerdict::Drop(reason, _) => Step::Drop(reason),
+        FwVerdict::Reject(_) if monitor => Step::Drop(DropReason::RuleReject),
         FwVerdict::Reject(rule) => {
             flow_started(cx, slot, rampart_shm::ring::FLOW_START_REJECTED, meta, rule);
             match answer_in_place(frame, meta) {
@@ -425,6 +491,7 @@ fn inspect(
     slot: usize,
     looked_up: Option<(&Prepared, Option<FlowHit>)>,
     created: bool,
+    monitor: bool,
 ) -> Step {
     let Some(ins) = rt.inspection.as_deref() else {
         return Step::Drop(DropReason::Signature);
@@ -435,8 +502,13 @@ fn inspect(
     let Some(flow) = looked_up else {
         return Step::Pass;
     };
-    match streams.inspect(ins, cx, meta, frame.data(), slot, flow, created) {
+    match streams.inspect(ins, cx, meta, frame.data(), slot, flow, created, monitor) {
         Inspected::Forward => Step::Pass,
+        // Monitor mode: the alerts say what would have happened.
+        Inspected::Drop | Inspected::Reject if monitor => {
+            cx.counters.would_drop(slot, DropReason::Signature);
+            Step::Pass
+        }
         Inspected::Drop => Step::Drop(DropReason::Signature),
         Inspected::Reject => match answer_in_place(frame, meta) {
             true => Step::Reply(DropReason::Signature),
@@ -481,7 +553,11 @@ fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, d
     match decision {
         Decision::Port(dst) => Action::Forward(PortSet::one(dst)),
         // Storm control: a port's floods are limited (one take per flooded frame: floods are rare).
-        Decision::Flood(_) if !rt.limits(ingress).is_none_or(|l| l.admit_flood(cx.now_ns)) => {
+        Decision::Flood(seg) if !rt.limits(ingress).is_none_or(|l| l.admit_flood(cx.now_ns)) => {
+            if rt.monitors(ingress, Enforced::Throttle) {
+                cx.counters.would_drop(slot, DropReason::Storm);
+                return Action::Forward(rt.segments[seg as usize].member_set.without(ingress));
+            }
             cx.counters.drop(slot, DropReason::Storm, frame.wire_len as u64);
             cx.counters.guard_drop(slot, DropReason::Storm);
             Action::Drop(DropReason::Storm)
@@ -927,5 +1003,90 @@ mod tests {
         let error = build::icmp_v4([10, 0, 0, 2], [10, 0, 0, 1], too_big, &quoted).macs(B, A).build().unwrap();
         assert_eq!(one(&rig, &rt, &mut p, 1, error), Action::Forward(PortSet::one(0)));
         assert_eq!(rig.dropped(DropReason::Signature), 0);
+    }
+
+    /// [`inspecting_runtime`] plus `deny` UDP to port 9 and `reject` TCP to port 23, with
+    /// port 0 (A) in monitor mode enforcing `guard` and `throttle` as given.
+    fn monitoring_runtime(enforce: rampart_shm::MonitorImage) -> Runtime {
+        let mut rt = inspecting_runtime();
+        let fw = rt.firewall.as_mut().unwrap();
+        let web = Rule { proto: Some(6), dst_ports: (80, 80), ..Default::default() };
+        let discard = Rule { proto: Some(17), dst_ports: (9, 9), ..Default::default() };
+        let telnet = Rule { proto: Some(6), dst_ports: (23, 23), ..Default::default() };
+        let image = FirewallImage {
+            rules: vec![
+                RuleImage { id: "inspect-web".into(), counter: 0, action: RuleAction::Inspect, stateful: true, log: false },
+                RuleImage { id: "deny-discard".into(), counter: 1, action: RuleAction::Deny, stateful: true, log: false },
+                RuleImage { id: "reject-telnet".into(), counter: 2, action: RuleAction::Reject, stateful: true, log: false },
+            ],
+            acl: Classifier::compile(&[web, discard, telnet]).unwrap(),
+            acl_rule: vec![0, 1, 2],
+            conntrack: ConntrackImage { timeouts: Default::default() },
+        };
+        *fw = Firewall::new(image, crate::firewall::Defaults { forward: u64::MAX, track: false }, 1, Default::default());
+        rt.ports[0].monitor = Some(enforce);
+        rt
+    }
+
+    fn events_of(rig: &Rig, kind: EventKind) -> Vec<EventRecord> {
+        std::iter::from_fn(|| rig.segment.events[0].pop().map(|(r, _)| r)).filter(|r| r.kind == kind as u16).collect()
+    }
+
+    #[test]
+    fn a_monitor_port_forwards_what_the_policy_would_drop_and_logs_it_as_such() {
+        use rampart_packet::TcpFlags;
+        use rampart_shm::ring::AlertCode;
+        let rig = Rig::new();
+        let rt = monitoring_runtime(rampart_shm::MonitorImage { guard: true, throttle: true });
+        let mut p = Pipeline::new(64);
+        let to_b = Action::Forward(PortSet::one(1));
+        // A deny rule and a reject rule: forwarded unchanged (no RST written), logged with the rule.
+        assert_eq!(one(&rig, &rt, &mut p, 0, udp(A, B, 9)), to_b);
+        let syn = segment(true, 23, TcpFlags::SYN, 100, 0, b"");
+        let mut buf = [syn.clone(), vec![0; 128]].concat();
+        let mut burst = [Frame::new(&mut buf, syn.len(), syn.len() as u32, 1, Checksums::Complete)];
+        assert_eq!(p.process(&rt, &rig.cx(), 0, &mut burst)[0], to_b);
+        assert_eq!(burst[0].data(), &syn[..], "the frame is not turned into an answer");
+        let would: Vec<(u16, Option<u32>)> = events_of(&rig, EventKind::WouldDrop).iter().map(|r| (r.code, FlowEventData::unpack(r).5)).collect();
+        assert_eq!(would, [(DropReason::RuleDeny.index() as u16, Some(1)), (DropReason::RuleReject.index() as u16, Some(2))]);
+        // A drop signature: forwarded; its alert says it would have dropped.
+        one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b""));
+        one(&rig, &rt, &mut p, 1, segment(false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""));
+        one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK, 101, 501, b""));
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK, 101, 501, b"evil-payload")), to_b);
+        assert_eq!(alerts(&rig), [(0, AlertCode::WouldDrop as u16)]);
+        let w = &rig.segment.workers[0];
+        let would = |r: DropReason| w.would[r.index()].get();
+        assert_eq!((would(DropReason::RuleDeny), would(DropReason::RuleReject), would(DropReason::Signature)), (1, 1, 1));
+        assert_eq!((w.ports[0].would_drop.get(), w.ports[0].drop_packets.get(), w.inspect.read().blocked), (3, 0, 0), "nothing dropped");
+        // Port B is inline: its packets to a denied port are dropped.
+        assert_eq!(one(&rig, &rt, &mut p, 1, udp(B, A, 9)), Action::Drop(DropReason::RuleDeny));
+    }
+
+    #[test]
+    fn a_monitor_port_not_enforcing_its_limits_counts_what_they_would_drop() {
+        use rampart_shm::{LimitsImage, MonitorImage, RateImage};
+        let rig = Rig::new();
+        for throttle in [true, false] {
+            let mut a = port(0, vec![A]);
+            a.limits = LimitsImage { packets: Some(RateImage { rate: 1, burst: 1 }), ..Default::default() };
+            let image = PolicyImage {
+                drop_events_per_s: 10,
+                new_flows_per_source: None,
+                new_flows_per_destination: None,
+                inspection: None,
+                format: IMAGE_FORMAT,
+                segments: vec![SegmentImage { name: "lan".into() }],
+                ports: vec![a, port(1, vec![B])],
+                firewall: None,
+            };
+            let mut rt = Runtime::build(1, &image, Some, None, &Default::default());
+            rt.ports[0].monitor = Some(MonitorImage { guard: true, throttle });
+            let (actions, _) = run(&rig, &rt, 0, &[udp(A, B, 53), udp(A, B, 53), udp(A, B, 53)], 0);
+            let forwarded = actions.iter().filter(|a| **a == Action::Forward(PortSet::one(1))).count();
+            assert_eq!(forwarded, if throttle { 1 } else { 3 }, "enforced: {throttle}");
+        }
+        let w = &rig.segment.workers[0];
+        assert_eq!((w.drops[DropReason::Throttled.index()].get(), w.would[DropReason::Throttled.index()].get()), (2, 2));
     }
 }

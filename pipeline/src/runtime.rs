@@ -43,6 +43,8 @@ pub struct RtPort {
     pub default_drop: bool,
     /// Cap on the MACs its segment learns behind it (0: none).
     pub max_macs: u32,
+    /// Monitor mode, and what it still enforces (None: inline).
+    pub monitor: Option<rampart_shm::MonitorImage>,
 }
 
 pub struct RtSegment {
@@ -50,6 +52,13 @@ pub struct RtSegment {
     /// Local indexes of the segment's enabled ports (where it floods).
     pub member_set: PortSet,
     pub macs: MacTable,
+}
+
+/// A protection a port in monitor mode may keep enforcing (see [`Runtime::monitors`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforced {
+    Guard,
+    Throttle,
 }
 
 /// How a port's packets are decided: see [`Runtime::route`].
@@ -105,6 +114,16 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Whether local port `ingress` is in monitor mode and only counts what `what` would
+    /// drop (forwarding it).
+    #[inline]
+    pub fn monitors(&self, ingress: u8, what: Enforced) -> bool {
+        self.ports.get(ingress as usize).and_then(|p| p.monitor).is_some_and(|m| match what {
+            Enforced::Guard => !m.guard,
+            Enforced::Throttle => !m.throttle,
+        })
+    }
+
     /// Builds generation `gen` from `image`. `port_id_of(slot)` gives the DPDK
     /// port of each attached slot (ports that failed to attach are left out).
     /// Learned MACs of `previous` carry over for ports that stay in the same segment.
@@ -157,6 +176,7 @@ impl Runtime {
                 },
                 default_drop: p.default_action == Verdict::Drop && image.firewall.is_none(),
                 max_macs: p.max_macs,
+                monitor: p.monitor,
             });
             // What the port learned stays while it stays guarded (by slot: its name).
             let learned = previous.and_then(|prev| prev.ports.iter().position(|q| q.slot == p.slot).and_then(|l| prev.guards[l].as_ref())).map(|g| g.learned().clone());
@@ -376,6 +396,7 @@ pub(crate) mod tests {
             guard: None,
             max_macs: 0,
             limits: Default::default(),
+            monitor: None,
         }
     }
 

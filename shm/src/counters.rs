@@ -175,6 +175,7 @@ counter_block! {
         drop_packets: Metric("rampart_port_drop_packets_total"), "Packets received on the port and dropped (any reason)";
         drop_bytes: Metric("rampart_port_drop_bytes_total"), "Bytes received on the port and dropped";
         tx_full: Metric("rampart_port_tx_full_total"), "Packets for the port its transmit queue refused";
+        would_drop: Metric("rampart_port_would_drop_total"), "Monitor mode: would-be drops of packets received on the port, which were forwarded (one per protection that would have dropped a packet)";
     }
 }
 
@@ -272,6 +273,8 @@ pub struct WorkerCounters {
     /// Guard drops per port slot, by reason.
     pub guard: [GuardCounters; MAX_PORTS],
     pub inspect: InspectCounters,
+    /// Monitor mode: packets forwarded that would have been dropped, by reason.
+    pub would: [Counter; MAX_DROP_REASONS],
     /// Alerts per signature, by the signature's counter slot.
     pub signatures: [Counter; crate::layout::MAX_SIGNATURE_COUNTERS],
 }
@@ -291,6 +294,7 @@ const _: () = {
     assert!(offset_of!(PortCounters, drop_packets) == 32);
     assert!(offset_of!(PortCounters, drop_bytes) == 40);
     assert!(offset_of!(PortCounters, tx_full) == 48);
+    assert!(offset_of!(PortCounters, would_drop) == 56);
     assert!(size_of::<PortCounters>() == 64);
     assert!(offset_of!(WorkerTotals, busy_cycles) == 0);
     assert!(offset_of!(WorkerTotals, busy_packets) == 8);
@@ -306,8 +310,9 @@ const _: () = {
     assert!(size_of::<GuardCounters>() == 128);
     assert!(offset_of!(WorkerCounters, inspect) == 398_144 + MAX_PORTS * 128);
     assert!(size_of::<InspectCounters>() == 64);
-    assert!(offset_of!(WorkerCounters, signatures) == 398_144 + MAX_PORTS * 128 + 64);
-    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 64 + crate::layout::MAX_SIGNATURE_COUNTERS * 8);
+    assert!(offset_of!(WorkerCounters, would) == 398_144 + MAX_PORTS * 128 + 64);
+    assert!(offset_of!(WorkerCounters, signatures) == 398_144 + MAX_PORTS * 128 + 64 + MAX_DROP_REASONS * 8);
+    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 64 + MAX_DROP_REASONS * 8 + crate::layout::MAX_SIGNATURE_COUNTERS * 8);
 };
 
 impl WorkerCounters {
@@ -317,6 +322,16 @@ impl WorkerCounters {
         if let Some(p) = self.ports.get(port) {
             p.drop_packets.add(1);
             p.drop_bytes.add(bytes);
+        }
+    }
+
+    /// Counts a packet received on port `port` (in monitor mode) that is forwarded though
+    /// `reason` would have dropped it.
+    #[inline]
+    pub fn would_drop(&self, port: usize, reason: DropReason) {
+        self.would[reason.index()].add(1);
+        if let Some(p) = self.ports.get(port) {
+            p.would_drop.add(1);
         }
     }
 
@@ -452,7 +467,7 @@ mod tests {
         let sum: PortCounterValues = [a.read(), b.read()].into_iter().sum();
         assert_eq!(sum, PortCounterValues { rx_packets: 11, tx_full: 2, ..Default::default() });
         let names: Vec<&str> = PortCounters::FIELDS.iter().map(|f| f.name).collect();
-        assert_eq!(names, ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drop_packets", "drop_bytes", "tx_full"]);
+        assert_eq!(names, ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drop_packets", "drop_bytes", "tx_full", "would_drop"]);
         for (f, v) in sum.fields() {
             assert_eq!(sum.get(f), v, "{}", f.name);
         }

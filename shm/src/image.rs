@@ -60,6 +60,18 @@ pub struct PortImage {
     pub max_macs: u32,
     /// Token-bucket limits of what the port sends.
     pub limits: LimitsImage,
+    /// Monitor mode: what the firewall and the signatures would drop is forwarded, and
+    /// counted and logged as `would_drop` (None: inline, enforced).
+    pub monitor: Option<MonitorImage>,
+}
+
+/// What a port in monitor mode still enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorImage {
+    /// The guard's drops (anti-spoofing, L2 hygiene).
+    pub guard: bool,
+    /// The token buckets' drops (packets/s, bytes/s, storm control).
+    pub throttle: bool,
 }
 
 /// A rate (units per second) and a burst (units).
@@ -297,6 +309,7 @@ pub(crate) mod tests_support {
                     guard: Some(GuardImage { addresses: vec![([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1], 128)], learn: true, learn_timeout_s: 300, serves_dhcp: false, serves_ra: false }),
                     max_macs: 64,
                     limits: LimitsImage { packets: Some(RateImage { rate: 1000, burst: 32 }), ..Default::default() },
+                    monitor: None,
                 },
                 PortImage {
                     slot: 3,
@@ -313,6 +326,7 @@ pub(crate) mod tests_support {
                     guard: None,
                     max_macs: 0,
                     limits: LimitsImage::default(),
+                    monitor: None,
                 },
                 PortImage {
                     slot: 4,
@@ -329,6 +343,7 @@ pub(crate) mod tests_support {
                     guard: None,
                     max_macs: 0,
                     limits: LimitsImage::default(),
+                    monitor: None,
                 },
             ],
             firewall: None,

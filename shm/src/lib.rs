@@ -28,7 +28,7 @@ mod segment;
 
 pub use counters::{Counter, CounterField, DropReason, GuardCounterValues, GuardCounters, InspectCounterValues, InspectCounters, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
 pub use dump::{DumpRequest, DumpedFlow, FlowDump, Page, DUMP_PAGE_RECORDS};
-pub use image::{Attach, ConntrackImage, FirewallImage, GuardImage, InspectionImage, LimitsImage, PolicyImage, PortImage, RateImage, RuleAction, RuleImage, SegmentImage, Verdict};
+pub use image::{Attach, ConntrackImage, FirewallImage, GuardImage, InspectionImage, LimitsImage, MonitorImage, PolicyImage, PortImage, RateImage, RuleAction, RuleImage, SegmentImage, Verdict};
 pub use layout::*;
 pub use policy::{Fetched, PolicyOutcome};
 pub use ring::{CommandRecord, EventRecord};

@@ -148,6 +148,10 @@ pub enum EventKind {
     /// packet's addresses and ports, and the signature's index in the image in place of
     /// the rule); `code` is an [`AlertCode`].
     Alert = 13,
+    /// Monitor mode: a packet the firewall would have dropped was forwarded (see
+    /// [`FlowEventData`]: the packet's addresses and ports, and the rule); `code` is the
+    /// drop-reason index.
+    WouldDrop = 14,
 }
 
 impl EventKind {
@@ -166,6 +170,7 @@ impl EventKind {
             11 => EventKind::DropSummary,
             12 => EventKind::SourceOverLimit,
             13 => EventKind::Alert,
+            14 => EventKind::WouldDrop,
             _ => return None,
         })
     }
@@ -181,6 +186,10 @@ pub enum AlertCode {
     Dropped = 1,
     /// A `reject` signature: the packet was dropped and the sender answered.
     Rejected = 2,
+    /// Monitor mode: a `drop` signature matched; the packet was forwarded.
+    WouldDrop = 3,
+    /// Monitor mode: a `reject` signature matched; the packet was forwarded, unanswered.
+    WouldReject = 4,
 }
 
 impl AlertCode {
@@ -189,6 +198,8 @@ impl AlertCode {
             0 => AlertCode::Allowed,
             1 => AlertCode::Dropped,
             2 => AlertCode::Rejected,
+            3 => AlertCode::WouldDrop,
+            4 => AlertCode::WouldReject,
             _ => return None,
         })
     }

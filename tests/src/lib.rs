@@ -149,6 +149,8 @@ pub struct Rig {
     pub extra: String,
     /// Extra keys of the `[dataplane]` table.
     pub dataplane_extra: String,
+    /// Extra keys of the `[policy]` table.
+    pub policy_extra: String,
     pub dataplane: Option<Proc>,
     pub control: Option<Proc>,
 }
@@ -169,6 +171,7 @@ impl Rig {
             ports: Vec::new(),
             extra: String::new(),
             dataplane_extra: String::new(),
+            policy_extra: String::new(),
             dataplane: None,
             control: None,
         }
@@ -187,7 +190,7 @@ impl Rig {
         let mut t = format!(
             "[dataplane]\nmain_core = 0\nworker_cores = {workers:?}\nmemory_mb = 256\nfile_prefix = \"rt-{name}-{pid}\"\nhugepages = {huge}\nshm = \"{shm}\"\nmbufs = 8191\n{dp}\n\
              [control]\nsocket = \"{dir}/control.sock\"\nmetrics = \"127.0.0.1:{mp}\"\nevent_log = \"{dir}/eve.json\"\nblocklist = \"{dir}/blocks.json\"\n\n\
-             [policy]\ndefault_action = \"{action}\"\n\n",
+             [policy]\ndefault_action = \"{action}\"\n{policy}\n\n",
             name = self.name,
             workers = self.worker_cores,
             huge = self.hugepages,
@@ -198,6 +201,7 @@ impl Rig {
             // The pid keeps two runs of a tier at once (two checkouts) apart in /var/run/dpdk.
             pid = std::process::id(),
             dp = self.dataplane_extra,
+            policy = self.policy_extra,
         );
         let mut segments: Vec<&str> = self.ports.iter().filter_map(|p| p.attach.strip_prefix("segment = \"")).map(|s| s.trim_end_matches('"')).collect();
         segments.sort();

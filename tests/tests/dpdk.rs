@@ -84,7 +84,14 @@ fn start(name: &str, metrics: u16, default_action: &'static str, wire: bool, rul
 
 /// [`start`] with extra TOML lines for port p0 (the input port).
 fn start_with(name: &str, metrics: u16, default_action: &'static str, wire: bool, rules: &str, input: &[Vec<u8>], p0_extra: &str) -> Rig {
+    start_policy(name, metrics, default_action, "", wire, rules, input, p0_extra)
+}
+
+/// [`start_with`] with extra keys of the `[policy]` table.
+#[allow(clippy::too_many_arguments)]
+fn start_policy(name: &str, metrics: u16, default_action: &'static str, policy: &str, wire: bool, rules: &str, input: &[Vec<u8>], p0_extra: &str) -> Rig {
     let mut rig = Rig::new(name, metrics);
+    rig.policy_extra = policy.into();
     rig.hugepages = false;
     rig.default_action = default_action;
     rig.extra = rules.into();
@@ -477,4 +484,41 @@ fn inspection_drops_and_alerts_on_signatures_across_datagrams() {
         (Some("blocked"), Some(1), Some(1000001), Some(2), Some("evil payload"), Some("trojan-activity")), "{a}");
     assert_eq!(alerts[1]["src_port"], 1001);
     assert_eq!((alerts[2]["alert"]["action"].as_str(), alerts[2]["alert"]["signature_id"].as_u64()), (Some("allowed"), Some(1000002)));
+}
+
+/// Port p0 in monitor mode, enforcing nothing (`monitor_enforces = []`), under
+/// [`INSPECT_RULES`] and the guard: everything the signatures, the default action and the
+/// guard would drop is forwarded, counted as `would_drops` by reason, and logged with what
+/// would have happened.
+#[test]
+fn a_monitor_port_forwards_everything_and_logs_what_would_have_been_dropped() {
+    let spoofed = build::udp_v4([10, 0, 0, 99], 1000, [10, 0, 0, 2], 53, b"x").macs(A, B).pad(60).build().unwrap();
+    let input = vec![
+        udp_with(1000, 8080, b"GET /evil-pa"),
+        udp_with(1000, 8080, b"yload HTTP/1.0"), // a drop signature across two datagrams
+        udp_with(1001, 8080, b"please WATCHME"), // an alert signature
+        udp_with(1002, 9999, b"no rule"),        // the default action (drop)
+        spoofed,                                 // not p0's address (the guard), and no rule
+    ];
+    let guard = "anti_spoofing = true\naddresses = [\"10.0.0.1\"]\nmode = \"monitor\"\n";
+    let rig = start_policy("pcapmonitor", 19637, "drop", "monitor_enforces = []", true, INSPECT_RULES, &input, guard);
+    let stats = rig.ctl_ok(&["stats"]);
+    let (out, eve) = stop(rig);
+    assert_eq!(out, input, "everything is forwarded, unchanged and in order");
+    let s = &stats["stats"];
+    assert!(s["drops"].as_object().unwrap().is_empty(), "nothing dropped: {}", s["drops"]);
+    let would = &s["would_drops"];
+    assert_eq!((would["signature"].as_u64(), would["policy_drop"].as_u64(), would["spoof_ip"].as_u64()), (Some(1), Some(2), Some(1)), "{would}");
+    let p0 = s["ports"].as_array().unwrap().iter().find(|p| p["name"] == "p0").unwrap().clone();
+    assert_eq!((p0["would_drop"].as_u64(), p0["drop_packets"].as_u64()), (Some(4), Some(0)), "one per protection that would have dropped: {p0}");
+    assert_eq!(s["inspection"]["blocked"], 0);
+    let records: Vec<serde_json::Value> = eve.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let alerts: Vec<_> = records.iter().filter(|r| r["event_type"] == "alert").collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!((alerts[0]["alert"]["action"].as_str(), alerts[0]["rampart"]["would"].as_str(), alerts[0]["alert"]["signature_id"].as_u64()),
+        (Some("allowed"), Some("drop"), Some(1000001)), "{}", alerts[0]);
+    assert_eq!((alerts[1]["alert"]["action"].as_str(), alerts[1]["rampart"]["would"].is_null()), (Some("allowed"), true), "an alert-only signature");
+    let would_drop: Vec<_> = records.iter().filter(|r| r["event_type"] == "drop" && r["rampart"]["would"] == "drop").collect();
+    assert_eq!(would_drop.len(), 2, "the firewall's would-be drops are logged: {records:?}");
+    assert_eq!((would_drop[0]["drop"]["reason"].as_str(), would_drop[0]["dest_port"].as_u64()), (Some("policy_drop"), Some(9999)));
 }
