@@ -142,7 +142,7 @@ pub fn event(data: &[u8]) {
     let line = rampart_control::events::to_json(&rec, half(88) as usize, &clock, &names, &rules, &[]);
     match line.get("event_type").and_then(|t| t.as_str()) {
         // Addresses are printed as addresses, whatever the 32 bytes held.
-        Some("flow") => {
+        Some("flow") | Some("alert") => {
             for end in ["src_ip", "dest_ip"] {
                 assert!(line[end].as_str().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok()), "{line}");
             }
@@ -150,6 +150,12 @@ pub fn event(data: &[u8]) {
         // A summary of held-back drop records carries a count and no packet.
         Some("drop") if line["drop"].get("summary").is_some() => {
             assert!(line["drop"]["summary"]["held_back_total"].is_u64() && line["drop"].get("packet_head").is_none(), "{line}");
+        }
+        // A monitor port's would-be drop names the packet's addresses, not its bytes.
+        Some("drop") if line["rampart"].get("would").is_some() => {
+            for end in ["src_ip", "dest_ip"] {
+                assert!(line[end].as_str().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok()) && line["drop"].get("packet_head").is_none(), "{line}");
+            }
         }
         // The packet head is the record's bytes as hex, at most all 32 of them.
         Some("drop") => {
