@@ -25,11 +25,13 @@ impl Loaded {
         let mut out: Vec<String> = self.files.iter().map(|(f, r)| format!("inspection: {f}: {}", r.summary())).collect();
         let s = &self.stats;
         out.push(format!(
-            "inspection: {} signatures ({} prefilter patterns, {} checked on every packet, {} matched per packet only: they need positions or sizes a segment boundary would change), matcher {} KiB",
+            "inspection: {} signatures ({} prefilter patterns, {} checked on every packet, {} matched per packet only: they need positions, sizes, byte_test/byte_jump or pcre, which a segment boundary would change), {} pcre DFAs ({} KiB), matcher {} KiB",
             s.signatures,
             s.prefilter_patterns,
             s.always_candidates,
             s.per_packet_only,
+            s.pcres,
+            s.pcre_memory_bytes.div_ceil(1024),
             s.memory_bytes.div_ceil(1024)
         ));
         out

@@ -141,9 +141,10 @@ fn check(file: &Path, json: bool) -> Result<()> {
             let skipped: serde_json::Map<String, serde_json::Value> = r.skipped_keywords().into_iter().map(|(k, n)| (k, n.into())).collect();
             serde_json::json!({"file": f, "loaded": r.signatures.len(), "skipped": r.skipped.len(), "skipped_keywords": skipped, "commented_out": r.disabled})
         }).collect();
-        let per_packet = inspection.as_ref().map_or(0, |l| l.stats.per_packet_only);
+        let stats = inspection.as_ref().map(|l| l.stats).unwrap_or_default();
         println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w,
-            "inspection": {"files": files, "per_packet_only": per_packet}}));
+            "inspection": {"files": files, "per_packet_only": stats.per_packet_only, "pcres": stats.pcres,
+                "pcre_memory_bytes": stats.pcre_memory_bytes, "matcher_memory_bytes": stats.memory_bytes}}));
     } else {
         for w in &warnings {
             println!("warning: {}", w.0);

@@ -595,8 +595,8 @@ fn event_seed(rec: &EventRecord) -> Vec<u8> {
 }
 
 /// An ET-style rule file for the `rules` seeds: loaded rules using every supported keyword,
-/// a commented-out one, continued lines, and rules that need sticky buffers, `pcre`,
-/// `flowbits` or `threshold` (skipped).
+/// a commented-out one, continued lines, and rules that need sticky buffers, `flowbits`,
+/// `threshold`, `dce` or a pcre outside the DFA subset (skipped), and a bad pcre flag.
 const RULES_SEED: &str = r#"# Emerging Threats-shaped rules (not real signatures)
 # alert tcp any any -> any any (msg:"commented out"; sid:100;)
 
@@ -610,6 +610,13 @@ alert tls any any -> any 443 (msg:"sni"; tls.sni; content:"bad.example"; pcre:"/
 pass ip any any -> any any (msg:"threshold"; sid:7; threshold:type limit, track by_src, count 1, seconds 60;)
 alert icmp any any -> any any (msg:"small icmp"; dsize:<64; sid:8;)
 alert tcp any any -> any any (msg:"rawbytes"; content:"x"; rawbytes; isdataat:10; sid:9;)
+alert tcp any any -> any any (msg:"pcre flags"; content:"GET"; pcre:"/^GET\s+\/[a-z0-9_\-]{4,32}\.php\?id=\d+/ismxGRBO"; sid:10;)
+drop udp any any -> any any (msg:"negated pcre, byte_test"; content:"|00 01|"; pcre:!"/\x00\x01\xff/"; byte_test:2,!&,0x8000,0,relative,little,bitmask 0xff00; sid:11;)
+alert tcp any any -> any any (msg:"byte_jump"; content:"LEN"; byte_jump:4,0,relative,string,hex,multiplier 2,align,post_offset -2; content:"!"; within:1; sid:12;)
+alert tcp any any -> any any (msg:"from the end"; byte_jump:1,0,from_end,post_offset -8; isdataat:!8,relative; sid:13;)
+alert tcp any any -> any any (msg:"backreference"; content:"a"; pcre:"/(a)\1/"; sid:14;)
+alert tcp any any -> any any (msg:"uri pcre"; content:"a"; pcre:"/a/U"; sid:15;)
+alert tcp any any -> any any (msg:"dce"; content:"a"; byte_test:4,=,1,0,dce; sid:16;)
 "#;
 
 /// The `inspect` seeds: flows of the inspect policy that reach each signature (split across
@@ -655,6 +662,16 @@ fn inspect_seeds(samples: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
         s(false, 2, 0, F::FIN | F::ACK, b""),
         c(false, 2, 0, F::ACK, b""),
         c(false, 2, 0, DATA, b"evil-payload after the end"),
+    ].concat()));
+    seeds.push(("numbers-and-pcre".to_string(), [
+        t(false, true, false, 0, 3, 0, b"USER bob PASS 1234"),
+        t(false, true, false, 1, 3, 0, b"user alice pass 12"),
+        t(false, true, true, 2, 3, 0, b"HDR\x03xxxxxEXEC"),
+        t(false, true, false, 3, 3, 0, b"HDR\xffEXEC"),
+        handshake(false, 1, 0),
+        c(false, 1, 0, DATA, b"REC\x01\x03 long"),
+        c(false, 1, 0, DATA, b"LEN=004abcd\x00"),
+        c(false, 1, 0, DATA, b"LEN=999"),
     ].concat()));
     seeds.push(("ssh-uninspected".to_string(), [handshake(false, 0, 1), c(false, 0, 1, DATA, b"evil-payload")].concat()));
     seeds.push(("out-of-order".to_string(), [
@@ -782,6 +799,7 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             "alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:\"split \\\n  over lines\"; content:\"ab\\\ncd\"; \\\n  sid:10; rev:2;)\r\nalert udp any any -> any any (sid:11;) \\".to_string(),
         ),
         ("sids.rules", "alert tcp any any -> any any (sid:1;)\nalert tcp any any -> any any (sid:1; gid:2;)\nalert tcp any any -> any any (sid:1;)\n".to_string()),
+        ("pcre-error.rules", "alert tcp any any -> any any (msg:\"bad flag\"; content:\"a\"; pcre:\"/a/q\"; sid:17;)\n".to_string()),
         ("errors.rules", "alert tcp any any -> any any (content:\"|4|\"; sid:1;)\nalert tcp any -> any any (sid:2;)\n".to_string()),
     ];
     seeds.extend(rule_files.into_iter().map(|(name, text)| ("rules", name.to_string(), text.into_bytes())));

@@ -44,11 +44,24 @@
 //!   most [`BACKTRACK_BUDGET`] times per signature and packet; past that the signature
 //!   does not match that packet. Retrying a content is skipped when nothing after it reads
 //!   its end (the rest cannot change).
+//!   `byte_test` reads `count` bytes at `base + offset` (`base` as for `isdataat`) —
+//!   binary big- or little-endian, or a string: the digits of its base that start those
+//!   bytes (at least one; overflowing 64 bits fails) — masks the value with `bitmask`
+//!   (then shifted right by the mask's trailing zeros) and compares; a read outside the
+//!   buffer fails even when negated; it does not move the cursor. `byte_jump` reads the
+//!   same way and moves the cursor to `from + value × multiplier` (rounded up to a
+//!   multiple of 4 with `align`) `+ post_offset`, `from` being the end of the bytes read,
+//!   0 (`from_beginning`) or the buffer's length (`from_end`); a target before 0 or past
+//!   the buffer's end fails (at its end passes). `pcre` (see [`crate::pcre`]) searches
+//!   `B[base..]` (`base` = the cursor with `R`, else 0; `^` matches at `base`) for the
+//!   leftmost-first match and moves the cursor to its end; it is not retried at later
+//!   starts (an earlier content still is, re-running the pcre from its new cursor);
+//!   negated, it passes iff there is no match and leaves the cursor.
 //! - **Streaming.** With a [`Stream`], the window `W` is the kept tail (the last `tail`
 //!   bytes of the previous `W`) followed by the payload. A signature is *per-packet only*
 //!   — evaluated over the payload alone — when it has `dsize`, a non-relative `isdataat`,
 //!   a negated content, a content with `offset`/`depth`/`startswith`/`endswith` or longer
-//!   than `tail`, or no positive content at all. Every other signature is evaluated over
+//!   than `tail`, a `byte_test`, `byte_jump` or `pcre`, or no positive content at all. Every other signature is evaluated over
 //!   `W` and counts only if the last byte of its last positive content's match lies in the
 //!   payload (at index `>= tail_len`): a match entirely inside the tail was reported with
 //!   the previous packet. Without a stream, everything is per-packet.
@@ -71,9 +84,10 @@
 //!   is the strongest of all of them.
 
 use crate::model::{
-    AddrMatch, Cidr, Content, FlowMatch, IsDataAt, PayloadCheck, PortMatch, SigAction, SigProto,
-    Signature,
+    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, IsDataAt,
+    JumpFrom, PayloadCheck, PortMatch, SigAction, SigProto, Signature,
 };
+use crate::pcre::{Compiled, Unsupported};
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{Anchored, MatchKind, PatternID, StartKind};
@@ -360,6 +374,8 @@ pub enum BuildError {
     TooManySignatures { count: usize },
     #[error("building the prefilter automaton failed: {0}")]
     Prefilter(String),
+    #[error("signature {sig} (sid {sid}): pcre outside the supported subset: {reason}")]
+    Pcre { sig: usize, sid: u32, reason: String },
 }
 
 /// What a [`Database`] holds.
@@ -375,6 +391,9 @@ pub struct DbStats {
     pub per_packet_only: usize,
     /// Heap bytes of the matcher (automaton and tables, not the signatures themselves).
     pub memory_bytes: usize,
+    /// `pcre` checks, and the heap bytes of their DFAs (part of `memory_bytes`).
+    pub pcres: usize,
+    pub pcre_memory_bytes: usize,
 }
 
 /// What verification needs to know about one signature, precomputed.
@@ -389,6 +408,8 @@ struct SigInfo {
     /// Bit `i`: a check after positive content `i` reads that content's end, so retrying
     /// content `i` at its next start can change the outcome.
     cursor_used: u128,
+    /// Its pcre checks' DFAs, in check order: `Database::pcres[pcres.0..pcres.1]`.
+    pcres: (u32, u32),
 }
 
 /// The compiled prefilter: the automaton and what each pattern stands for.
@@ -442,6 +463,8 @@ pub struct Database {
     prefilter: Option<Prefilter>,
     /// Always-candidates per protocol class.
     always: [Vec<u32>; CLASSES],
+    /// Every signature's pcre checks, compiled (see [`SigInfo::pcres`]).
+    pcres: Vec<Compiled>,
     stats: DbStats,
 }
 
@@ -516,6 +539,7 @@ fn is_per_packet(sig: &Signature, tail: usize) -> bool {
                     || c.bytes.len() > tail
             }
             PayloadCheck::IsDataAt(d) => !d.relative,
+            PayloadCheck::ByteTest(_) | PayloadCheck::ByteJump(_) | PayloadCheck::Pcre(_) => true,
         })
 }
 
@@ -524,6 +548,19 @@ fn is_relative(check: &PayloadCheck) -> bool {
     match check {
         PayloadCheck::Content(c) => c.is_relative(),
         PayloadCheck::IsDataAt(d) => d.relative,
+        PayloadCheck::ByteTest(t) => t.read.relative,
+        PayloadCheck::ByteJump(j) => j.read.relative,
+        PayloadCheck::Pcre(p) => p.relative,
+    }
+}
+
+/// Whether a check sets the cursor: a positive content or pcre, a byte_jump.
+fn moves_cursor(check: &PayloadCheck) -> bool {
+    match check {
+        PayloadCheck::Content(c) => !c.negated,
+        PayloadCheck::Pcre(p) => !p.negated,
+        PayloadCheck::ByteJump(_) => true,
+        PayloadCheck::IsDataAt(_) | PayloadCheck::ByteTest(_) => false,
     }
 }
 
@@ -544,7 +581,7 @@ fn cursor_used(checks: &[PayloadCheck]) -> u128 {
                 mask |= 1u128 << i;
                 break;
             }
-            if is_positive(later) {
+            if moves_cursor(later) {
                 break;
             }
         }
@@ -571,6 +608,7 @@ impl Database {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut pattern_sigs: Vec<Vec<u32>> = Vec::new();
         let mut tail_sensitive: Vec<bool> = Vec::new();
+        let mut pcres: Vec<Compiled> = Vec::new();
         let mut stats = DbStats {
             signatures: sigs.len(),
             ..DbStats::default()
@@ -593,6 +631,21 @@ impl Database {
                     sig: i,
                     sid: sig.sid,
                 });
+            }
+            let first_pcre = pcres.len() as u32;
+            for check in &sig.checks {
+                if let PayloadCheck::Pcre(p) = check {
+                    let compiled = Compiled::new(p).map_err(|e| BuildError::Pcre {
+                        sig: i,
+                        sid: sig.sid,
+                        reason: match e {
+                            Unsupported::Syntax(text) => text,
+                            Unsupported::TooLarge => "its DFA is too large".to_string(),
+                        },
+                    })?;
+                    stats.pcre_memory_bytes += compiled.memory();
+                    pcres.push(compiled);
+                }
             }
             let per_packet = is_per_packet(sig, tail);
             let last_positive = sig
@@ -634,9 +687,11 @@ impl Database {
                 per_packet,
                 last_positive,
                 cursor_used: cursor_used(&sig.checks),
+                pcres: (first_pcre, pcres.len() as u32),
             });
         }
         stats.prefilter_patterns = patterns.len();
+        stats.pcres = pcres.len();
         let prefilter = if patterns.is_empty() {
             None
         } else {
@@ -676,7 +731,8 @@ impl Database {
                     + (p.pat_sig_start.capacity() + p.pat_sigs.capacity() + p.pat_len.capacity())
                         * 4
                     + p.pat_tail_sensitive.capacity()
-            });
+            })
+            + stats.pcre_memory_bytes;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         format!("{:?}", sigs).hash(&mut hasher);
         tail.hash(&mut hasher);
@@ -689,6 +745,7 @@ impl Database {
             budget: BACKTRACK_BUDGET,
             prefilter,
             always,
+            pcres,
             stats,
         })
     }
@@ -911,6 +968,7 @@ impl Database {
             min_end,
             cursor_used: info.cursor_used,
             budget: self.budget,
+            pcres: self.pcres.get(info.pcres.0 as usize..info.pcres.1 as usize).unwrap_or(&[]),
         };
         if chain.run(0, 0) {
             out.record(i, sig.action);
@@ -1122,6 +1180,8 @@ struct Chain<'a> {
     min_end: Option<usize>,
     cursor_used: u128,
     budget: u32,
+    /// The signature's compiled pcre checks, in check order.
+    pcres: &'a [Compiled],
 }
 
 impl Chain<'_> {
@@ -1133,6 +1193,29 @@ impl Chain<'_> {
         match check {
             PayloadCheck::IsDataAt(d) => {
                 isdataat_passes(d, prev_end, self.buf.len()) && self.run(i + 1, prev_end)
+            }
+            PayloadCheck::ByteTest(t) => {
+                byte_test_passes(t, &self.buf, prev_end) && self.run(i + 1, prev_end)
+            }
+            PayloadCheck::ByteJump(j) => {
+                byte_jump_target(j, &self.buf, prev_end).is_some_and(|to| self.run(i + 1, to))
+            }
+            PayloadCheck::Pcre(p) => {
+                let ordinal = self.checks[..i]
+                    .iter()
+                    .filter(|c| matches!(c, PayloadCheck::Pcre(_)))
+                    .count();
+                // Signatures with a pcre are per-packet only: the buffer is the payload, whole.
+                let (Some(re), true) = (self.pcres.get(ordinal), self.buf.head.is_empty()) else {
+                    return false;
+                };
+                let base = if p.relative { prev_end } else { 0 };
+                let found = self.buf.body.get(base..).and_then(|hay| re.find(hay));
+                match (found, p.negated) {
+                    (None, true) => self.run(i + 1, prev_end),
+                    (Some((_, end)), false) => self.run(i + 1, base + end),
+                    _ => false,
+                }
             }
             PayloadCheck::Content(c) => {
                 let min_end = if i == self.last_positive {
@@ -1182,6 +1265,81 @@ impl Chain<'_> {
         }
         None
     }
+}
+
+/// The number `r` reads with the cursor at `prev_end`, and where the bytes it read end;
+/// None when they are not all in the buffer, or (strings) do not start with a digit of the
+/// base or overflow 64 bits.
+fn byte_read(r: &ByteRead, buf: &Buf, prev_end: usize) -> Option<(u64, usize)> {
+    let base = if r.relative { prev_end as i64 } else { 0 };
+    let start = usize::try_from(base + r.offset as i64).ok()?;
+    let end = start + r.count as usize;
+    if end > buf.len() {
+        return None;
+    }
+    let mut value: u64 = 0;
+    match r.string_base {
+        None => {
+            for k in 0..r.count as usize {
+                let b = buf.get(if r.little_endian { end - 1 - k } else { start + k })? as u64;
+                value = value << 8 | b;
+            }
+        }
+        Some(radix) => {
+            let mut digits = 0;
+            for k in start..end {
+                let Some(d) = (buf.get(k)? as char).to_digit(radix as u32) else {
+                    break;
+                };
+                value = value.checked_mul(radix as u64)?.checked_add(d as u64)?;
+                digits += 1;
+            }
+            if digits == 0 {
+                return None;
+            }
+        }
+    }
+    if let Some(mask) = r.bitmask {
+        value = (value & mask) >> mask.trailing_zeros().min(63);
+    }
+    Some((value, end))
+}
+
+/// Whether `byte_test` passes with the cursor at `prev_end`.
+fn byte_test_passes(t: &ByteTest, buf: &Buf, prev_end: usize) -> bool {
+    let Some((v, _)) = byte_read(&t.read, buf, prev_end) else {
+        return false;
+    };
+    let result = match t.op {
+        ByteOp::Lt => v < t.value,
+        ByteOp::Gt => v > t.value,
+        ByteOp::Le => v <= t.value,
+        ByteOp::Ge => v >= t.value,
+        ByteOp::Eq => v == t.value,
+        ByteOp::And => v & t.value != 0,
+        ByteOp::Xor => v ^ t.value != 0,
+    };
+    result != t.negated
+}
+
+/// Where `byte_jump` moves the cursor from `prev_end`: None when the read fails or the
+/// target lies before the buffer start or past its end (at the end is allowed).
+fn byte_jump_target(j: &ByteJump, buf: &Buf, prev_end: usize) -> Option<usize> {
+    let (v, read_end) = byte_read(&j.read, buf, prev_end)?;
+    let mut jump = (v as i128) * j.multiplier as i128;
+    if j.align {
+        jump = (jump + 3) / 4 * 4;
+    }
+    let from = match j.from {
+        JumpFrom::Read => read_end,
+        JumpFrom::Beginning => 0,
+        JumpFrom::End => buf.len(),
+    } as i128;
+    let to = from + jump + j.post_offset as i128;
+    if to < 0 || to > buf.len() as i128 {
+        return None;
+    }
+    Some(to as usize)
 }
 
 /// Whether `isdataat` passes with the cursor at `prev_end` over `len` bytes.
@@ -1303,7 +1461,7 @@ fn port_matches(m: &PortMatch, port: u16, has_ports: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SizeRange;
+    use crate::model::{Pcre, SizeRange};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// A content with no modifiers.
@@ -1463,6 +1621,99 @@ mod tests {
     }
 
     /// `isdataat` absolute, relative, negated, and alone.
+    fn read(count: u8, offset: i32) -> ByteRead {
+        ByteRead { count, offset, relative: false, little_endian: false, string_base: None, bitmask: None }
+    }
+
+    fn test(read: ByteRead, op: ByteOp, value: u64) -> PayloadCheck {
+        PayloadCheck::ByteTest(ByteTest { read, op, negated: false, value })
+    }
+
+    #[test]
+    fn byte_test() {
+        let p = b"\x01\x02127x";
+        assert!(hit(sig_checks(vec![test(read(2, 0), ByteOp::Eq, 0x0102)]), p));
+        assert!(hit(sig_checks(vec![test(ByteRead { little_endian: true, ..read(2, 0) }, ByteOp::Eq, 0x0201)]), p));
+        assert!(!hit(sig_checks(vec![test(read(2, 0), ByteOp::Eq, 0x0201)]), p));
+        // Strings: the digits that start the bytes read.
+        let dec = ByteRead { string_base: Some(10), ..read(4, 2) };
+        assert!(hit(sig_checks(vec![test(dec, ByteOp::Eq, 127)]), p));
+        assert!(hit(sig_checks(vec![test(ByteRead { string_base: Some(8), ..dec }, ByteOp::Eq, 0o127)]), p));
+        assert!(hit(sig_checks(vec![test(ByteRead { string_base: Some(16), ..dec }, ByteOp::Eq, 0x127)]), p));
+        assert!(!hit(sig_checks(vec![test(ByteRead { offset: 5, ..dec }, ByteOp::Ge, 0)]), p), "no digit");
+        // A read past the end fails, negated or not.
+        let past = ByteTest { read: read(2, 5), op: ByteOp::Eq, negated: true, value: 7 };
+        assert!(!hit(sig_checks(vec![PayloadCheck::ByteTest(past)]), p));
+        assert!(!hit(sig_checks(vec![test(read(1, -1), ByteOp::Ge, 0)]), p));
+        let negated = ByteTest { read: read(1, 0), op: ByteOp::Eq, negated: true, value: 7 };
+        assert!(hit(sig_checks(vec![PayloadCheck::ByteTest(negated)]), p));
+        // Operators and the bitmask (shifted by its trailing zeros).
+        for (op, value, want) in [
+            (ByteOp::Lt, 2, true),
+            (ByteOp::Lt, 1, false),
+            (ByteOp::Le, 1, true),
+            (ByteOp::Gt, 0, true),
+            (ByteOp::Ge, 2, false),
+            (ByteOp::And, 3, true),
+            (ByteOp::And, 2, false),
+            (ByteOp::Xor, 1, false),
+            (ByteOp::Xor, 3, true),
+        ] {
+            assert_eq!(hit(sig_checks(vec![test(read(1, 0), op, value)]), p), want, "{op:?} {value}");
+        }
+        let masked = ByteRead { bitmask: Some(0xff00), ..read(2, 0) };
+        assert!(hit(sig_checks(vec![test(masked, ByteOp::Eq, 1)]), p));
+        // Relative: from the end of the previous content.
+        let rel = ByteRead { relative: true, string_base: Some(10), ..read(2, 0) };
+        assert!(hit(sig_checks(vec![PayloadCheck::Content(ct(b"1")), test(rel, ByteOp::Eq, 27)]), p));
+    }
+
+    #[test]
+    fn byte_jump() {
+        let jump = |read, from, align, post_offset| PayloadCheck::ByteJump(ByteJump { read, multiplier: 1, align, from, post_offset });
+        let xyz = |within| PayloadCheck::Content(Content { distance: Some(0), within: Some(within), ..ct(b"XYZ") });
+        let p = b"\x00\x03abcXYZ";
+        assert!(hit(sig_checks(vec![jump(read(2, 0), JumpFrom::Read, false, 0), xyz(3)]), p));
+        assert!(!hit(sig_checks(vec![jump(read(2, 0), JumpFrom::Read, false, 1), xyz(3)]), p));
+        assert!(!hit(sig_checks(vec![jump(read(2, 0), JumpFrom::Read, true, 0), xyz(3)]), p), "3 aligned is 4");
+        assert!(hit(sig_checks(vec![jump(read(2, 0), JumpFrom::Read, true, -1), xyz(3)]), p));
+        assert!(hit(sig_checks(vec![jump(read(2, 0), JumpFrom::Beginning, false, 2), xyz(3)]), p));
+        assert!(hit(sig_checks(vec![jump(read(2, 0), JumpFrom::End, false, -6), xyz(3)]), p));
+        let multiplied = PayloadCheck::ByteJump(ByteJump { read: read(1, 1), multiplier: 2, align: false, from: JumpFrom::Read, post_offset: -3 });
+        assert!(hit(sig_checks(vec![multiplied, xyz(3)]), p));
+        // To the very end passes (nothing is left); past it fails (the value read is 3).
+        let end = |post| jump(read(2, 0), JumpFrom::End, false, post - 3);
+        let nothing_left = PayloadCheck::IsDataAt(IsDataAt { pos: 0, relative: true, negated: true });
+        assert!(hit(sig_checks(vec![PayloadCheck::Content(ct(b"a")), end(0), nothing_left]), p));
+        assert!(!hit(sig_checks(vec![PayloadCheck::Content(ct(b"a")), end(1)]), p));
+        assert!(!hit(sig_checks(vec![PayloadCheck::Content(ct(b"a")), jump(read(2, 0), JumpFrom::Beginning, false, -4)]), p));
+        // Relative reads start at the cursor.
+        let rel = ByteRead { relative: true, ..read(1, 0) };
+        assert!(hit(sig_checks(vec![PayloadCheck::Content(ct(b"\x00")), jump(rel, JumpFrom::Read, false, 0), xyz(3)]), p));
+    }
+
+    #[test]
+    fn pcre_checks() {
+        let re = |pattern: &str, relative, negated| PayloadCheck::Pcre(Pcre { relative, negated, ..Pcre::new(pattern) });
+        let a = || PayloadCheck::Content(ct(b"a"));
+        assert!(hit(sig_checks(vec![a(), re("^b", true, false)]), b"xab"));
+        assert!(!hit(sig_checks(vec![a(), re("^b", true, false)]), b"xacb"));
+        assert!(!hit(sig_checks(vec![a(), re("^b", false, false)]), b"xab"), "not relative: ^ is the buffer start");
+        assert!(hit(sig_checks(vec![a(), re("c", true, true)]), b"cab"), "no c after the a");
+        assert!(!hit(sig_checks(vec![a(), re("c", true, true)]), b"acb"));
+        // The cursor moves to the match's end.
+        let d = PayloadCheck::Content(Content { distance: Some(0), within: Some(1), ..ct(b"d") });
+        assert!(hit(sig_checks(vec![a(), re("b+", true, false), d.clone()]), b"abbbd"));
+        assert!(!hit(sig_checks(vec![a(), re("b+", true, false), d]), b"abbbxd"));
+        // An earlier content is retried, the pcre re-run from its new cursor.
+        assert!(hit(sig_checks(vec![a(), re("^z", true, false)]), b"ab az"));
+        let db = Database::build(vec![sig_checks(vec![a(), re("b", false, false)])], 16).unwrap();
+        assert_eq!(db.stats().pcres, 1);
+        assert!(db.stats().pcre_memory_bytes > 0);
+        let bad = Database::build(vec![sig_checks(vec![a(), re("(a)\\1", false, false)])], 16).unwrap_err();
+        assert!(matches!(bad, BuildError::Pcre { sig: 0, sid: 1, .. }), "{bad}");
+    }
+
     #[test]
     fn isdataat() {
         let at = |pos, relative, negated| {

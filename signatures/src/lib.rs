@@ -8,6 +8,7 @@
 //!   (an `aho-corasick` DFA whose state is kept per flow and direction) selects candidate
 //!   signatures, verification runs only on those, over the packet and a bounded tail of
 //!   the previous one;
+//! - [`pcre`]: `pcre` patterns in the subset a DFA runs, compiled to dense DFAs;
 //! - [`reference`]: a slow, obviously correct matcher the engine is tested against.
 //!
 //! The control process parses (in `rampartctl check` and on every compile); the
@@ -17,6 +18,7 @@
 pub mod engine;
 pub mod model;
 pub mod parse;
+pub mod pcre;
 pub mod reference;
 
 pub use model::*;

@@ -115,12 +115,118 @@ pub struct IsDataAt {
     pub negated: bool,
 }
 
+/// How `byte_test` and `byte_jump` read a number from the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteRead {
+    /// Bytes read: 1..=8 binary, 1..=20 as a string.
+    pub count: u8,
+    /// Where the bytes start: from the buffer start, or from the cursor when `relative`.
+    pub offset: i32,
+    pub relative: bool,
+    /// Binary numbers: little-endian (else big-endian, the default).
+    pub little_endian: bool,
+    /// `string,<base>`: the bytes are digits in this base (16, 10 or 8), not a binary number.
+    pub string_base: Option<u8>,
+    /// `bitmask`: the value is ANDed with it and shifted right by its trailing zeros.
+    pub bitmask: Option<u64>,
+}
+
+/// `byte_test`'s comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ByteOp {
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    Eq,
+    /// `&`: any bit in common.
+    And,
+    /// `^`: any bit different.
+    Xor,
+}
+
+/// `byte_test:<count>,[!]<op>,<value>,<offset>[,relative][,big|little][,string,<base>][,bitmask <m>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteTest {
+    pub read: ByteRead,
+    pub op: ByteOp,
+    /// `!`: the comparison's result is inverted (a read that fails still fails).
+    pub negated: bool,
+    pub value: u64,
+}
+
+/// Where `byte_jump` jumps from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JumpFrom {
+    /// Just after the bytes read (the default).
+    Read,
+    /// `from_beginning`: the buffer start.
+    Beginning,
+    /// `from_end`: the buffer end.
+    End,
+}
+
+/// `byte_jump:<count>,<offset>[,relative][,multiplier N][,big|little][,string,<base>][,align]
+/// [,from_beginning|from_end][,post_offset N][,bitmask <m>]`: moves the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteJump {
+    pub read: ByteRead,
+    pub multiplier: u32,
+    /// `align`: the jump (value × multiplier) is rounded up to a multiple of 4.
+    pub align: bool,
+    pub from: JumpFrom,
+    pub post_offset: i32,
+}
+
+/// `pcre:[!]"/<pattern>/<flags>"`, in the subset a DFA runs (see [`crate::engine`]): the
+/// pattern as written, and the flags that change its meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pcre {
+    pub pattern: String,
+    /// `!`: passes iff there is no match; does not move the cursor.
+    pub negated: bool,
+    /// `R`: searched from the cursor (where `^` then matches), else from the buffer start.
+    pub relative: bool,
+    /// `i`.
+    pub nocase: bool,
+    /// `s`: `.` matches `\n` too.
+    pub dotall: bool,
+    /// `m`: `^` and `$` match at line boundaries.
+    pub multiline: bool,
+    /// `x`: whitespace and `#` comments in the pattern are ignored.
+    pub extended: bool,
+    /// `A`: the match starts where the search does.
+    pub anchored: bool,
+    /// `G`: quantifiers are lazy by default.
+    pub ungreedy: bool,
+}
+
+impl Pcre {
+    /// `pattern` with every flag off.
+    pub fn new(pattern: &str) -> Pcre {
+        Pcre {
+            pattern: pattern.to_string(),
+            negated: false,
+            relative: false,
+            nocase: false,
+            dotall: false,
+            multiline: false,
+            extended: false,
+            anchored: false,
+            ungreedy: false,
+        }
+    }
+}
+
 /// A check on the payload, evaluated in signature order (relative checks refer to the
-/// end of the previous content's match).
+/// cursor: the end of the previous content's or pcre's match, or where a `byte_jump` went).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PayloadCheck {
     Content(Content),
     IsDataAt(IsDataAt),
+    ByteTest(ByteTest),
+    ByteJump(ByteJump),
+    Pcre(Pcre),
 }
 
 /// An inclusive range of payload sizes (`dsize:N`, `dsize:<N`, `dsize:>N`, `dsize:N<>M`).

@@ -9,11 +9,14 @@
 //! - payload: `content` (`|hex|` and `\"` `\;` `\\` `\:` escapes, `!` negation) with its
 //!   modifiers `nocase`, `offset`, `depth`, `distance`, `within`, `startswith`,
 //!   `endswith`, `fast_pattern` and `rawbytes` (accepted, a no-op: there is no other
-//!   buffer), and `isdataat`;
+//!   buffer), `isdataat`, `byte_test`, `byte_jump` (without `dce` or `byte_extract`
+//!   variables) and `pcre` (the subset [`crate::pcre`] describes; a pattern outside it
+//!   skips the rule as `pcre:unsupported` or `pcre:too-large`, an HTTP buffer flag as
+//!   `pcre/<flag>`);
 //! - `flow` (direction and state) and `dsize`.
 //!
 //! A rule that parses but needs anything else — an application-layer protocol in its
-//! header, a sticky buffer (`http.uri`, `dns.query`, ...), `pcre`, `flowbits`, `byte_*`,
+//! header, a sticky buffer (`http.uri`, `dns.query`, ...), `flowbits`, `byte_extract`,
 //! `threshold`, `flow:only_stream`, `dsize:!N`, ... — is not loaded: it comes back as
 //! [`Skipped`] with the keywords it needs, so nothing is silently dropped. Such a rule
 //! must still be well formed (header, variables, option syntax); once it has used an
@@ -25,8 +28,10 @@
 //! the header; a variable's name for an error inside that variable's value).
 
 use crate::model::{
-    AddrMatch, Cidr, Content, FlowMatch, IsDataAt, Origin, PayloadCheck, PortMatch, SigAction, SigProto, Signature, SizeRange,
+    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, IsDataAt, JumpFrom, Origin, PayloadCheck, Pcre,
+    PortMatch, SigAction, SigProto, Signature, SizeRange,
 };
+use crate::pcre::Compiled;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -419,6 +424,21 @@ fn parse_one(text: &str, file: &str, line: u32, vars: &Vars, classes: &Classific
     }
     let sid = builder.sid.ok_or_else(|| ctx.err("sid", "the rule has no sid"))?;
     let gid = builder.gid.unwrap_or(1);
+    if builder.unsupported.is_empty() {
+        // Compiled here too (not only when the dataplane builds its matcher), so a pattern
+        // outside the subset skips its rule rather than failing the whole rule set later.
+        let unsupported: Vec<&'static str> = builder
+            .checks
+            .iter()
+            .filter_map(|c| match c {
+                PayloadCheck::Pcre(p) => Compiled::new(p).err().map(|e| e.keyword()),
+                _ => None,
+            })
+            .collect();
+        for keyword in unsupported {
+            builder.unsupported(keyword);
+        }
+    }
     if !builder.unsupported.is_empty() {
         return Ok((
             Parsed::Skipped(Skipped {
@@ -1152,6 +1172,211 @@ fn parse_isdataat(value: &str) -> Result<Option<IsDataAt>, String> {
     Ok(Some(IsDataAt { pos, relative, negated }))
 }
 
+/// Parses `pcre`'s value: `[!]"/pattern/flags"` → the check, or (Err) the keyword a rule
+/// needing an HTTP buffer is skipped under. The pattern is kept as written: its `\;` and
+/// `\"` are escapes the regex syntax reads as the literal characters.
+fn parse_pcre(value: &str) -> Result<Result<Pcre, String>, String> {
+    let (negated, rest) = match value.strip_prefix('!') {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, value),
+    };
+    let (inner, tail) = split_quoted(rest).ok_or_else(|| "the pattern must be a quoted string: pcre:\"/.../flags\"".to_string())?;
+    if !tail.trim().is_empty() {
+        return Err("text after the closing quote".to_string());
+    }
+    let body = inner.strip_prefix('/').ok_or_else(|| "the pattern must start with `/`".to_string())?;
+    let close = body.rfind('/').ok_or_else(|| "the pattern has no closing `/`".to_string())?;
+    let (pattern, flags) = (&body[..close], &body[close + 1..]);
+    if pattern.is_empty() {
+        return Err("empty pattern".to_string());
+    }
+    let mut pcre = Pcre { negated, ..Pcre::new(pattern) };
+    for flag in flags.chars() {
+        match flag {
+            'i' => pcre.nocase = true,
+            's' => pcre.dotall = true,
+            'm' => pcre.multiline = true,
+            'x' => pcre.extended = true,
+            'A' => pcre.anchored = true,
+            'G' => pcre.ungreedy = true,
+            'R' => pcre.relative = true,
+            // `$` is the buffer's end already; rawbytes (one buffer); match limits (a DFA has none).
+            'E' | 'B' | 'O' => {}
+            'U' | 'I' | 'P' | 'Q' | 'H' | 'D' | 'M' | 'C' | 'S' | 'Y' | 'V' | 'W' | 'Z' | 'K' => {
+                return Ok(Err(format!("pcre/{flag}")))
+            }
+            other => return Err(format!("`{other}` is not a pcre flag")),
+        }
+    }
+    Ok(Ok(pcre))
+}
+
+/// A byte_test/byte_jump number: decimal, or hexadecimal after `0x`; `Err(None)` when it
+/// names a `byte_extract` variable.
+fn byte_number<T: TryFrom<i128>>(text: &str, what: &str) -> Result<T, Option<String>> {
+    let text = text.trim();
+    if text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && !text.starts_with("0x") {
+        return Err(None);
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let parsed = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => i128::from_str_radix(hex, 16).ok(),
+        Some(_) => None,
+        None if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse::<i128>().ok(),
+        None => None,
+    };
+    let value = parsed.ok_or_else(|| Some(format!("{what} `{text}` is not a number")))?;
+    T::try_from(if negative { -value } else { value }).map_err(|_| Some(format!("{what} `{text}` is out of range")))
+}
+
+/// Applies one of the options byte_test and byte_jump share to `read`; false when `part`
+/// is not one of them.
+fn byte_read_option(read: &mut ByteRead, part: &str, after_string: bool) -> Result<bool, String> {
+    match part {
+        "relative" => read.relative = true,
+        "big" => read.little_endian = false,
+        "little" => read.little_endian = true,
+        "string" => read.string_base = Some(10),
+        "hex" | "dec" | "oct" if after_string => read.string_base = Some(match part { "hex" => 16, "dec" => 10, _ => 8 }),
+        "hex" | "dec" | "oct" => return Err(format!("`{part}` needs `string` before it")),
+        _ => match part.strip_prefix("bitmask") {
+            Some(mask) if mask.starts_with(char::is_whitespace) => {
+                let mask: u64 = byte_number(mask, "bitmask").map_err(|e| e.unwrap_or_else(|| "bitmask must be a number".to_string()))?;
+                if mask == 0 {
+                    return Err("bitmask 0 masks every bit".to_string());
+                }
+                read.bitmask = Some(mask);
+            }
+            _ => return Ok(false),
+        },
+    }
+    Ok(true)
+}
+
+/// Checks the byte count against the number's form: 1..=8 binary, 1..=20 as a string.
+fn check_byte_count(read: &ByteRead) -> Result<(), String> {
+    let max = if read.string_base.is_some() { 20 } else { 8 };
+    if read.count == 0 || read.count > max {
+        return Err(format!(
+            "{} bytes: a {} number is 1 to {max} bytes",
+            read.count,
+            if read.string_base.is_some() { "string" } else { "binary" }
+        ));
+    }
+    Ok(())
+}
+
+/// What a byte_test/byte_jump value parses to: the check, or (inner Err) the keyword a
+/// rule needing `dce` or a `byte_extract` variable is skipped under.
+type ByteParse<T> = Result<Result<T, &'static str>, String>;
+
+/// Parses `byte_test`'s value.
+fn parse_byte_test(value: &str) -> ByteParse<ByteTest> {
+    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    let [count, op, test_value, offset, rest @ ..] = &parts[..] else {
+        return Err("needs <count>,<operator>,<value>,<offset>".to_string());
+    };
+    let number = |text: &str, what: &str| -> Result<Option<i128>, String> {
+        match byte_number::<i128>(text, what) {
+            Ok(n) => Ok(Some(n)),
+            Err(None) => Ok(None),
+            Err(Some(message)) => Err(message),
+        }
+    };
+    let (Some(count), Some(test_value), Some(offset)) = (number(count, "count")?, number(test_value, "value")?, number(offset, "offset")?) else {
+        return Ok(Err("byte_extract"));
+    };
+    let (negated, op_text) = match op.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, *op),
+    };
+    let op = match op_text {
+        "" | "=" => ByteOp::Eq,
+        "<" => ByteOp::Lt,
+        ">" => ByteOp::Gt,
+        "<=" => ByteOp::Le,
+        ">=" => ByteOp::Ge,
+        "&" => ByteOp::And,
+        "^" => ByteOp::Xor,
+        other => return Err(format!("`{other}` is not an operator (< > <= >= = ! & ^)")),
+    };
+    let mut read = ByteRead {
+        count: u8::try_from(count).map_err(|_| format!("count {count} is out of range"))?,
+        offset: i32::try_from(offset).map_err(|_| format!("offset {offset} is out of range"))?,
+        relative: false,
+        little_endian: false,
+        string_base: None,
+        bitmask: None,
+    };
+    let value = u64::try_from(test_value).map_err(|_| format!("value {test_value} is not in 0..=2^64-1"))?;
+    let mut after_string = false;
+    for part in rest {
+        if *part == "dce" {
+            return Ok(Err("byte_test:dce"));
+        }
+        if !byte_read_option(&mut read, part, after_string)? {
+            return Err(format!("`{part}` is not a byte_test option"));
+        }
+        after_string = *part == "string";
+    }
+    check_byte_count(&read)?;
+    Ok(Ok(ByteTest { read, op, negated, value }))
+}
+
+/// Parses `byte_jump`'s value.
+fn parse_byte_jump(value: &str) -> ByteParse<ByteJump> {
+    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    let [count, offset, rest @ ..] = &parts[..] else {
+        return Err("needs <count>,<offset>".to_string());
+    };
+    let (count, offset) = match (byte_number::<u8>(count, "count"), byte_number::<i32>(offset, "offset")) {
+        (Err(Some(message)), _) | (_, Err(Some(message))) => return Err(message),
+        (Ok(count), Ok(offset)) => (count, offset),
+        _ => return Ok(Err("byte_extract")),
+    };
+    let mut jump = ByteJump {
+        read: ByteRead { count, offset, relative: false, little_endian: false, string_base: None, bitmask: None },
+        multiplier: 1,
+        align: false,
+        from: JumpFrom::Read,
+        post_offset: 0,
+    };
+    let mut after_string = false;
+    for part in rest {
+        let (word, arg) = part.split_once(char::is_whitespace).map_or((*part, ""), |(w, a)| (w, a.trim()));
+        match word {
+            "dce" => return Ok(Err("byte_jump:dce")),
+            "align" => jump.align = true,
+            "from_beginning" | "from_end" if jump.from != JumpFrom::Read => return Err("from_beginning and from_end exclude each other".to_string()),
+            "from_beginning" => jump.from = JumpFrom::Beginning,
+            "from_end" => jump.from = JumpFrom::End,
+            "multiplier" | "post_offset" => {
+                let parsed = if word == "multiplier" {
+                    byte_number::<u32>(arg, word).map(|m| jump.multiplier = m)
+                } else {
+                    byte_number::<i32>(arg, word).map(|p| jump.post_offset = p)
+                };
+                match parsed {
+                    Ok(()) => {}
+                    Err(None) => return Ok(Err("byte_extract")),
+                    Err(Some(message)) => return Err(message),
+                }
+            }
+            _ if byte_read_option(&mut jump.read, part, after_string)? => {}
+            _ => return Err(format!("`{part}` is not a byte_jump option")),
+        }
+        after_string = *part == "string";
+    }
+    if jump.multiplier == 0 {
+        return Err("multiplier must be at least 1".to_string());
+    }
+    check_byte_count(&jump.read)?;
+    Ok(Ok(jump))
+}
+
 /// A rule's options, collected in order.
 struct Builder<'a> {
     ctx: Ctx<'a>,
@@ -1282,6 +1507,18 @@ impl<'a> Builder<'a> {
                     None => self.unsupported("byte_extract"),
                 }
             }
+            "pcre" => match parse_pcre(value.ok_or_else(needs)?).map_err(err)? {
+                Ok(pcre) => self.checks.push(PayloadCheck::Pcre(pcre)),
+                Err(keyword) => self.unsupported(&keyword),
+            },
+            "byte_test" => match parse_byte_test(value.ok_or_else(needs)?).map_err(err)? {
+                Ok(test) => self.checks.push(PayloadCheck::ByteTest(test)),
+                Err(keyword) => self.unsupported(keyword),
+            },
+            "byte_jump" => match parse_byte_jump(value.ok_or_else(needs)?).map_err(err)? {
+                Ok(jump) => self.checks.push(PayloadCheck::ByteJump(jump)),
+                Err(keyword) => self.unsupported(keyword),
+            },
             "flow" => {
                 let value = value.ok_or_else(needs)?;
                 if self.flow.is_some() {
@@ -1652,9 +1889,9 @@ mod tests {
             );
         }
         let skipped = skip_full(
-            "alert HTTP $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (http.uri; content:\"/a\"; depth:1; http.uri; pcre:\"/a/\"; sid:3;)",
+            "alert HTTP $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (http.uri; content:\"/a\"; depth:1; http.uri; pcre:\"/a/U\"; sid:3;)",
         );
-        assert_eq!(skipped.keywords, vec!["protocol:http", "http.uri", "pcre"]);
+        assert_eq!(skipped.keywords, vec!["protocol:http", "http.uri", "pcre/U"]);
     }
 
     #[test]
@@ -2493,17 +2730,116 @@ mod tests {
         assert_eq!(skip("dsize:!5; sid:1;"), vec!["dsize:!"]);
     }
 
+    // ---- byte_test, byte_jump, pcre ----
+
+    fn only_check(options: &str) -> PayloadCheck {
+        let s = sig(options);
+        assert_eq!(s.checks.len(), 1, "{options}");
+        s.checks[0].clone()
+    }
+
+    #[test]
+    fn byte_test_forms() {
+        let read = |count, offset| ByteRead { count, offset, relative: false, little_endian: false, string_base: None, bitmask: None };
+        assert_eq!(
+            only_check("byte_test:2,>,0x100,4; sid:1;"),
+            PayloadCheck::ByteTest(ByteTest { read: read(2, 4), op: ByteOp::Gt, negated: false, value: 256 })
+        );
+        let PayloadCheck::ByteTest(t) = only_check("byte_test: 4 , !&, 7, -3, relative, little, string, hex, bitmask 0xf0; sid:1;") else {
+            panic!()
+        };
+        assert_eq!((t.op, t.negated, t.value), (ByteOp::And, true, 7));
+        assert_eq!(
+            t.read,
+            ByteRead { count: 4, offset: -3, relative: true, little_endian: true, string_base: Some(16), bitmask: Some(0xf0) }
+        );
+        for (op, want) in [("<", ByteOp::Lt), ("<=", ByteOp::Le), (">=", ByteOp::Ge), ("=", ByteOp::Eq), ("^", ByteOp::Xor), ("!", ByteOp::Eq)] {
+            let PayloadCheck::ByteTest(t) = only_check(&format!("byte_test:1,{op},1,0; sid:1;")) else { panic!() };
+            assert_eq!((t.op, t.negated), (want, op == "!"), "{op}");
+        }
+        let PayloadCheck::ByteTest(t) = only_check("byte_test:3,=,12,0,string; sid:1;") else { panic!() };
+        assert_eq!(t.read.string_base, Some(10));
+        assert_eq!(skip("byte_test:1,=,x,0; sid:1;"), vec!["byte_extract"]);
+        assert_eq!(skip("byte_test:1,=,1,off; sid:1;"), vec!["byte_extract"]);
+        for (bad, needle) in [
+            ("byte_test:1,=,1", "needs <count>"),
+            ("byte_test:1,~,1,0", "not an operator"),
+            ("byte_test:9,=,1,0", "1 to 8 bytes"),
+            ("byte_test:21,=,1,0,string", "1 to 20 bytes"),
+            ("byte_test:0,=,1,0", "1 to 8 bytes"),
+            ("byte_test:1,=,1,0,hex", "needs `string`"),
+            ("byte_test:1,=,1,0,sideways", "not a byte_test option"),
+            ("byte_test:1,=,-1,0", "not in 0..=2^64-1"),
+            ("byte_test:1,=,1,0,bitmask 0", "masks every bit"),
+            ("byte_test:1,=,1z,0", "not a number"),
+        ] {
+            assert_err(&fail(&format!("{bad}; sid:1;")), "byte_test", needle);
+        }
+    }
+
+    #[test]
+    fn byte_jump_forms() {
+        let PayloadCheck::ByteJump(j) = only_check("byte_jump:2,1; sid:1;") else { panic!() };
+        assert_eq!((j.read.count, j.read.offset, j.multiplier, j.align, j.from, j.post_offset), (2, 1, 1, false, JumpFrom::Read, 0));
+        let PayloadCheck::ByteJump(j) =
+            only_check("byte_jump:4,-2,relative,multiplier 2,little,align,from_end,post_offset -5,bitmask 0x3; sid:1;")
+        else {
+            panic!()
+        };
+        assert_eq!((j.read.offset, j.read.relative, j.read.little_endian, j.multiplier), (-2, true, true, 2));
+        assert_eq!((j.align, j.from, j.post_offset, j.read.bitmask), (true, JumpFrom::End, -5, Some(3)));
+        let PayloadCheck::ByteJump(j) = only_check("byte_jump:3,0,string,dec,from_beginning; sid:1;") else { panic!() };
+        assert_eq!((j.read.string_base, j.from), (Some(10), JumpFrom::Beginning));
+        assert_eq!(skip("byte_jump:4,0,dce; sid:1;"), vec!["byte_jump:dce"]);
+        assert_eq!(skip("byte_jump:4,0,post_offset x; sid:1;"), vec!["byte_extract"]);
+        for (bad, needle) in [
+            ("byte_jump:4", "needs <count>,<offset>"),
+            ("byte_jump:4,0,from_end,from_beginning", "exclude each other"),
+            ("byte_jump:4,0,multiplier 0", "at least 1"),
+            ("byte_jump:4,0,multiplier", "not a number"),
+            ("byte_jump:4,0,upwards", "not a byte_jump option"),
+            ("byte_jump:300,0", "out of range"),
+        ] {
+            assert_err(&fail(&format!("{bad}; sid:1;")), "byte_jump", needle);
+        }
+    }
+
+    #[test]
+    fn pcre_forms() {
+        let PayloadCheck::Pcre(p) = only_check(r#"pcre:"/^GET \/a\;b/ismxAGRBOE"; sid:1;"#) else { panic!() };
+        assert_eq!(p.pattern, r"^GET \/a\;b");
+        assert!(p.nocase && p.dotall && p.multiline && p.extended && p.anchored && p.ungreedy && p.relative && !p.negated);
+        let PayloadCheck::Pcre(p) = only_check(r#"pcre:!"/a/b/"; sid:1;"#) else { panic!() };
+        assert_eq!((p.pattern.as_str(), p.negated, p.nocase), ("a/b", true, false));
+        for flag in ["U", "I", "P", "Q", "H", "D", "M", "C", "S", "Y", "V", "W", "Z", "K"] {
+            assert_eq!(skip(&format!(r#"pcre:"/a/i{flag}"; sid:1;"#)), vec![format!("pcre/{flag}")]);
+        }
+        assert_eq!(skip(r#"pcre:"/(a)\1/"; sid:1;"#), vec!["pcre:unsupported"]);
+        assert_eq!(skip(r#"pcre:"/a(?=b)/"; sid:1;"#), vec!["pcre:unsupported"]);
+        assert_eq!(skip(r#"pcre:"/x[a-z]{1,5000}y[a-z]{1,5000}/"; sid:1;"#), vec!["pcre:too-large"]);
+        for (bad, needle) in [
+            (r#"pcre:/a/"#, "quoted string"),
+            (r#"pcre:"a/""#, "start with `/`"),
+            (r#"pcre:"/a""#, "no closing `/`"),
+            (r#"pcre:"//i""#, "empty pattern"),
+            (r#"pcre:"/a/q""#, "not a pcre flag"),
+            (r#"pcre:"/a/" x"#, "after the closing quote"),
+        ] {
+            assert_err(&fail(&format!("{bad}; sid:1;")), "pcre", needle);
+        }
+    }
+
     // ---- unsupported keywords ----
 
     #[test]
     fn unsupported_keywords_skip_the_rule() {
         let keywords = skip(
             "msg:\"x\"; flow:established,to_server; http.method; content:\"GET\"; http.uri; content:\"/a\"; http.uri; \
-             pcre:\"/a;b\\/c/Ui\"; flowbits:set,x; byte_test:1,&,1,0; threshold:type limit, track by_src, count 1, seconds 60; sid:5;",
+             pcre:\"/a;b\\/c/Ui\"; flowbits:set,x; byte_test:1,&,1,0,dce; threshold:type limit, track by_src, count 1, seconds 60; sid:5;",
         );
         assert_eq!(
             keywords,
-            vec!["http.method", "http.uri", "pcre", "flowbits", "byte_test", "threshold"]
+            vec!["http.method", "http.uri", "pcre/U", "flowbits", "byte_test:dce", "threshold"]
         );
         for keyword in [
             "http_uri",
@@ -2515,7 +2851,7 @@ mod tests {
             "file_data",
             "pkt_data",
             "bsize:10",
-            "byte_jump:1,0",
+            "byte_extract:1,0,x",
             "detection_filter:track by_src, count 5, seconds 60",
             "xbits:set,x,track ip_src",
             "app-layer-event:http.x",
@@ -2589,7 +2925,7 @@ alert tcp $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:\"multi\"; \\\r
     sid:1;)\r
   alert udp any any -> any 53 (msg:\"dns\"; content:\"|01 00|\"; sid:2;)
 alert http any any -> any any (msg:\"h\"; http.uri; content:\"/x\"; sid:3;)
-alert tcp any any -> any any (msg:\"p\"; pcre:\"/x/\"; http.uri; content:\"y\"; sid:4;)
+alert tcp any any -> any any (msg:\"p\"; pcre:\"/(x)\\1/\"; content:\"y\"; sid:4;)
 alert tcp any any -> any any (msg:\"q\"; http.uri; content:\"z\"; gid:2; sid:4;)
 ";
         let file = parse_rules(text, "f.rules", &Vars::suricata_defaults(), &Classifications::default()).unwrap();
@@ -2619,7 +2955,7 @@ alert tcp any any -> any any (msg:\"q\"; http.uri; content:\"z\"; gid:2; sid:4;)
                 Skipped {
                     line: 13,
                     sid: Some(4),
-                    keywords: vec!["pcre".to_string(), "http.uri".to_string()]
+                    keywords: vec!["pcre:unsupported".to_string()]
                 },
                 Skipped {
                     line: 14,
@@ -2631,14 +2967,14 @@ alert tcp any any -> any any (msg:\"q\"; http.uri; content:\"z\"; gid:2; sid:4;)
         assert_eq!(
             file.skipped_keywords(),
             vec![
-                ("http.uri".to_string(), 3),
-                ("pcre".to_string(), 1),
+                ("http.uri".to_string(), 2),
+                ("pcre:unsupported".to_string(), 1),
                 ("protocol:http".to_string(), 1)
             ]
         );
         assert_eq!(
             file.summary(),
-            "2 loaded, 3 skipped (http.uri ×3, pcre ×1, protocol:http ×1), 3 commented out"
+            "2 loaded, 3 skipped (http.uri ×2, pcre:unsupported ×1, protocol:http ×1), 3 commented out"
         );
     }
 

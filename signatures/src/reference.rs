@@ -9,8 +9,12 @@
 
 use crate::engine::{Packet, MAX_MATCHES};
 use crate::model::{
-    AddrMatch, Cidr, Content, IsDataAt, PayloadCheck, PortMatch, SigAction, SigProto, Signature,
+    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, IsDataAt, JumpFrom,
+    PayloadCheck, Pcre, PortMatch, SigAction, SigProto, Signature,
 };
+use regex_automata::nfa::thompson::pikevm::PikeVM;
+use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::{Anchored, Input};
 use std::net::IpAddr;
 
 /// Whether `sig` matches `pkt` with its payload checks evaluated over `buffer` (`dsize`
@@ -70,7 +74,8 @@ pub fn report(sigs: &[Signature], matched: &[u32]) -> Vec<u32> {
 
 /// Whether a signature is evaluated over each payload alone: it has `dsize`, an
 /// absolute `isdataat`, a negated content, a content with offset, depth, startswith or
-/// endswith, a content longer than `tail`, or no positive content.
+/// endswith, a content longer than `tail`, a byte_test, byte_jump or pcre, or no positive
+/// content.
 pub fn per_packet_only(sig: &Signature, tail: usize) -> bool {
     if sig.dsize.is_some() {
         return true;
@@ -94,6 +99,9 @@ pub fn per_packet_only(sig: &Signature, tail: usize) -> bool {
                 if !d.relative {
                     return true;
                 }
+            }
+            PayloadCheck::ByteTest(_) | PayloadCheck::ByteJump(_) | PayloadCheck::Pcre(_) => {
+                return true
             }
         }
     }
@@ -227,6 +235,24 @@ fn search(
             isdataat_holds(d, prev_end, buffer)
                 && search(checks, i + 1, prev_end, buffer, last_positive, min_end)
         }
+        PayloadCheck::ByteTest(t) => {
+            byte_test_holds(t, prev_end, buffer)
+                && search(checks, i + 1, prev_end, buffer, last_positive, min_end)
+        }
+        PayloadCheck::ByteJump(j) => match jump_target(j, prev_end, buffer) {
+            Some(to) => search(checks, i + 1, to, buffer, last_positive, min_end),
+            None => false,
+        },
+        PayloadCheck::Pcre(p) => {
+            let base = if p.relative { prev_end } else { 0 };
+            match (pcre_match_end(p, &buffer[base.min(buffer.len())..]), p.negated) {
+                (None, true) => search(checks, i + 1, prev_end, buffer, last_positive, min_end),
+                (Some(end), false) => {
+                    search(checks, i + 1, base + end, buffer, last_positive, min_end)
+                }
+                _ => false,
+            }
+        }
         PayloadCheck::Content(c) if c.negated => {
             let found = (0..=buffer.len()).any(|s| content_fits(c, s, prev_end, buffer));
             !found && search(checks, i + 1, prev_end, buffer, last_positive, min_end)
@@ -252,6 +278,108 @@ fn search(
             false
         }
     }
+}
+
+/// The bytes a byte_test/byte_jump reads (their start: cursor or 0, plus offset), if all
+/// are in the buffer, and the index just past them.
+fn read_window<'a>(r: &ByteRead, prev_end: usize, buffer: &'a [u8]) -> Option<(&'a [u8], usize)> {
+    let start = if r.relative { prev_end as i64 } else { 0 } + r.offset as i64;
+    if start < 0 {
+        return None;
+    }
+    let start = start as usize;
+    let end = start + r.count as usize;
+    Some((buffer.get(start..end)?, end))
+}
+
+/// The value read: a binary number, or the longest prefix of digits parsed as a string.
+fn read_value(r: &ByteRead, bytes: &[u8]) -> Option<u64> {
+    let value = match r.string_base {
+        None => {
+            let mut ordered = bytes.to_vec();
+            if r.little_endian {
+                ordered.reverse();
+            }
+            let mut wide = [0u8; 8];
+            wide[8 - ordered.len()..].copy_from_slice(&ordered);
+            u64::from_be_bytes(wide)
+        }
+        Some(radix) => {
+            let digits: String = bytes
+                .iter()
+                .map(|&b| b as char)
+                .take_while(|c| c.is_digit(radix as u32))
+                .collect();
+            u64::from_str_radix(&digits, radix as u32).ok()?
+        }
+    };
+    Some(match r.bitmask {
+        Some(mask) => {
+            let mut v = value & mask;
+            let mut m = mask;
+            while m != 0 && m & 1 == 0 {
+                v >>= 1;
+                m >>= 1;
+            }
+            v
+        }
+        None => value,
+    })
+}
+
+/// `byte_test`.
+fn byte_test_holds(t: &ByteTest, prev_end: usize, buffer: &[u8]) -> bool {
+    let Some((bytes, _)) = read_window(&t.read, prev_end, buffer) else {
+        return false;
+    };
+    let Some(v) = read_value(&t.read, bytes) else {
+        return false;
+    };
+    let holds = match t.op {
+        ByteOp::Lt => v < t.value,
+        ByteOp::Gt => v > t.value,
+        ByteOp::Le => v <= t.value,
+        ByteOp::Ge => v >= t.value,
+        ByteOp::Eq => v == t.value,
+        ByteOp::And => (v & t.value) != 0,
+        ByteOp::Xor => (v ^ t.value) != 0,
+    };
+    if t.negated {
+        !holds
+    } else {
+        holds
+    }
+}
+
+/// `byte_jump`'s new cursor, if it lands inside the buffer or at its end.
+fn jump_target(j: &ByteJump, prev_end: usize, buffer: &[u8]) -> Option<usize> {
+    let (bytes, after) = read_window(&j.read, prev_end, buffer)?;
+    let v = read_value(&j.read, bytes)? as i128 * j.multiplier as i128;
+    let v = if j.align && v % 4 != 0 { v + 4 - v % 4 } else { v };
+    let from = match j.from {
+        JumpFrom::Read => after as i128,
+        JumpFrom::Beginning => 0,
+        JumpFrom::End => buffer.len() as i128,
+    };
+    let to = from + v + j.post_offset as i128;
+    if (0..=buffer.len() as i128).contains(&to) {
+        Some(to as usize)
+    } else {
+        None
+    }
+}
+
+/// The end of `p`'s leftmost-first match in `hay`, by an NFA simulation (the PikeVM, not
+/// the DFAs the engine runs). A pattern outside the subset never matches.
+fn pcre_match_end(p: &Pcre, hay: &[u8]) -> Option<usize> {
+    let vm = PikeVM::builder()
+        .syntax(crate::pcre::syntax_config(p))
+        .thompson(crate::pcre::thompson_config().which_captures(WhichCaptures::Implicit))
+        .build(&p.pattern)
+        .ok()?;
+    let mut cache = vm.create_cache();
+    let anchored = if p.anchored { Anchored::Yes } else { Anchored::No };
+    vm.find(&mut cache, Input::new(hay).anchored(anchored)).map(|m| m.end())
 }
 
 /// `isdataat`: is there a byte at `base + pos`?

@@ -6,12 +6,13 @@ use proptest::prelude::*;
 use rampart_signatures::engine::{Database, Matches, Packet, Stream, MAX_MATCHES};
 use rampart_signatures::reference;
 use rampart_signatures::{
-    AddrMatch, Cidr, Content, FlowMatch, IsDataAt, PayloadCheck, PortMatch, SigAction, SigProto, Signature, SizeRange,
+    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, IsDataAt, JumpFrom, PayloadCheck, Pcre, PortMatch,
+    SigAction, SigProto, Signature, SizeRange,
 };
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Bytes of payloads and contents: few, so that matches are frequent.
-const ALPHABET: &[u8] = b"abAB|\0";
+const ALPHABET: &[u8] = b"abAB|\x001\n";
 
 /// Bytes from [`ALPHABET`].
 fn bytes(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<u8>> {
@@ -59,12 +60,55 @@ fn content() -> impl Strategy<Value = Content> {
         )
 }
 
-/// A payload check: mostly contents, sometimes `isdataat`.
+/// How a byte_test / byte_jump reads: 1–3 bytes (binary or as a string), near the cursor.
+fn byte_read() -> impl Strategy<Value = ByteRead> {
+    (
+        1u8..=3,
+        -3i32..6,
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec![16u8, 10, 8])),
+        prop::option::weighted(0.2, prop::sample::select(vec![0x0fu64, 0xf0, 0x7e, 1 << 8])),
+    )
+        .prop_map(|(count, offset, relative, little_endian, string_base, bitmask)| ByteRead {
+            count,
+            offset,
+            relative,
+            little_endian,
+            string_base,
+            bitmask,
+        })
+}
+
+/// A pcre over the alphabet, with random flags.
+fn pcre() -> impl Strategy<Value = Pcre> {
+    let patterns = vec!["a+b", "[ab]{2}", "^a", "b$", "a.b", "(?:ab|ba)", r"a\x00", r"\|b*", "A[^a]", "^1|b1", r"(?:^|\n)a", "b+?"];
+    (prop::sample::select(patterns), prop::collection::vec(any::<bool>(), 7)).prop_map(|(pattern, f)| Pcre {
+        pattern: pattern.to_string(),
+        negated: f[0] && f[1],
+        relative: f[2],
+        nocase: f[3],
+        dotall: f[4],
+        multiline: f[5] && f[4],
+        extended: false,
+        anchored: f[6] && f[1],
+        ungreedy: f[5] && !f[4],
+    })
+}
+
+/// A payload check: mostly contents, sometimes `isdataat`, `byte_test`, `byte_jump` or `pcre`.
 fn check() -> impl Strategy<Value = PayloadCheck> {
+    let ops = prop::sample::select(vec![ByteOp::Lt, ByteOp::Gt, ByteOp::Le, ByteOp::Ge, ByteOp::Eq, ByteOp::And, ByteOp::Xor]);
+    let from = prop::sample::select(vec![JumpFrom::Read, JumpFrom::Read, JumpFrom::Beginning, JumpFrom::End]);
     prop_oneof![
         6 => content().prop_map(PayloadCheck::Content),
         1 => (0u32..10, any::<bool>(), prop::bool::weighted(0.3))
             .prop_map(|(pos, relative, negated)| PayloadCheck::IsDataAt(IsDataAt { pos, relative, negated })),
+        1 => (byte_read(), ops, any::<bool>(), prop::sample::select(vec![0u64, 1, 0x31, 0x61, 0x6162, 0xab, 11, 1 << 20]))
+            .prop_map(|(read, op, negated, value)| PayloadCheck::ByteTest(ByteTest { read, op, negated, value })),
+        1 => (byte_read(), 1u32..3, any::<bool>(), from, -4i32..4)
+            .prop_map(|(read, multiplier, align, from, post_offset)| PayloadCheck::ByteJump(ByteJump { read, multiplier, align, from, post_offset })),
+        1 => pcre().prop_map(PayloadCheck::Pcre),
     ]
 }
 
@@ -74,9 +118,10 @@ fn signature() -> impl Strategy<Value = Signature> {
     prop_oneof![any_signature(), any_signature().prop_map(streamable)]
 }
 
-/// `sig` without absolute positions, negated contents or `dsize`.
+/// `sig` without absolute positions, negated contents, `dsize`, byte_test, byte_jump or pcre.
 fn streamable(mut sig: Signature) -> Signature {
     sig.dsize = None;
+    sig.checks.retain(|c| matches!(c, PayloadCheck::Content(_) | PayloadCheck::IsDataAt(_)));
     for check in &mut sig.checks {
         match check {
             PayloadCheck::Content(c) => {
@@ -87,6 +132,7 @@ fn streamable(mut sig: Signature) -> Signature {
                 c.negated = false;
             }
             PayloadCheck::IsDataAt(d) => d.relative = true,
+            _ => {}
         }
     }
     sig
@@ -379,4 +425,57 @@ fn thousand_patterns() {
         }
     }
     assert!(total > 100, "too few matches ({total}) to mean anything");
+}
+
+/// A signature built around byte_test, byte_jump and pcre: maybe a content first, then
+/// 1–2 of them, maybe a relative content after (so moved cursors are read).
+fn number_and_pcre_signature() -> impl Strategy<Value = Signature> {
+    let special = prop_oneof![
+        byte_read().prop_flat_map(|read| {
+            (Just(read), prop::sample::select(vec![ByteOp::Lt, ByteOp::Gt, ByteOp::Eq, ByteOp::And, ByteOp::Xor]), any::<bool>(), 0u64..0x70)
+                .prop_map(|(read, op, negated, value)| PayloadCheck::ByteTest(ByteTest { read, op, negated, value }))
+        }),
+        (byte_read(), 1u32..3, any::<bool>(), prop::sample::select(vec![JumpFrom::Read, JumpFrom::Beginning, JumpFrom::End]), -4i32..4)
+            .prop_map(|(read, multiplier, align, from, post_offset)| {
+                // Small jumps (values read are up to 0x7c), so that they land inside the payload.
+                let read = ByteRead { bitmask: Some(read.bitmask.unwrap_or(0x07)), ..read };
+                let post_offset = if from == JumpFrom::End { -post_offset.abs() - 8 } else { post_offset };
+                PayloadCheck::ByteJump(ByteJump { read, multiplier, align, from, post_offset })
+            }),
+        pcre().prop_map(PayloadCheck::Pcre),
+    ];
+    let first = prop::option::weighted(0.4, bytes(1..=2).prop_map(|b| PayloadCheck::Content(Content { bytes: b, ..Content::default() })));
+    let after = prop::option::weighted(0.3, bytes(1..=2).prop_map(|b| {
+        PayloadCheck::Content(Content { bytes: b, distance: Some(0), within: Some(4), ..Content::default() })
+    }));
+    (first, prop::collection::vec(special, 1..=2), after).prop_map(|(first, special, after)| {
+        let checks = first.into_iter().chain(special).chain(after).collect();
+        Signature::new(SigAction::Alert, SigProto::Ip, 1, checks)
+    })
+}
+
+/// byte_test, byte_jump and pcre, per packet, against the reference; and the cases are
+/// not vacuous: both outcomes occur often.
+#[test]
+fn number_and_pcre_checks_match_reference() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = (number_and_pcre_signature(), bytes(0..=16));
+    let (mut hits, mut misses) = (0, 0);
+    let mut out = Matches::new();
+    for _ in 0..20_000 {
+        let (sig, payload) = strategy.new_tree(&mut runner).unwrap().current();
+        let pkt = packet((6, true, false), true, &payload);
+        let want = reference::matches(&sig, &pkt, &payload);
+        let db = Database::build(vec![sig.clone()], 16).unwrap();
+        db.scan(&pkt, None, &mut out);
+        assert_eq!(!out.is_empty(), want, "{sig:?} over {payload:?}");
+        if want {
+            hits += 1;
+        } else {
+            misses += 1;
+        }
+    }
+    assert!(hits > 1_500 && misses > 1_500, "{hits} hits, {misses} misses");
 }

@@ -109,7 +109,7 @@ fn loaded_entry(signature: &Signature, lines: &[&str]) -> Value {
         .iter()
         .filter_map(|check| match check {
             PayloadCheck::Content(content) => Some(hex(&content.bytes)),
-            PayloadCheck::IsDataAt(_) => None,
+            _ => None,
         })
         .collect();
     json!({

@@ -486,6 +486,49 @@ fn inspection_drops_and_alerts_on_signatures_across_datagrams() {
     assert_eq!((alerts[2]["alert"]["action"].as_str(), alerts[2]["alert"]["signature_id"].as_u64()), (Some("allowed"), Some(1000002)));
 }
 
+/// `pcre`, `byte_test` and `byte_jump` in the real dataplane: each drops or alerts on
+/// exactly the datagrams its semantics select; a pcre outside the DFA subset skips its rule
+/// (the policy still loads).
+#[test]
+fn pcre_byte_test_and_byte_jump_drop_and_alert_on_what_they_select() {
+    let rules = INSPECT_RULES.split("[[inspection]]").next().unwrap().to_string()
+        + r#"
+[[inspection]]
+vars = { HOME_NET = "[10.0.0.0/24]" }
+signatures = [
+  'drop udp any any -> $HOME_NET 8080 (msg:"login with a pin"; content:"USER "; pcre:"/^USER\s+[a-z]{1,8}\s+PASS\s+\d{4}$/i"; sid:1000101;)',
+  'drop udp any any -> $HOME_NET 8080 (msg:"oversized record"; content:"|52 45 43|"; depth:3; byte_test:2,>,1000,3; sid:1000102;)',
+  'alert udp any any -> $HOME_NET 8080 (msg:"exec after the header"; content:"HDR"; depth:3; byte_jump:1,3; content:"EXEC"; within:4; sid:1000103;)',
+  'drop udp any any -> $HOME_NET 8080 (msg:"backreference"; content:"x"; pcre:"/(x)\1/"; sid:1000104;)',
+]
+"#;
+    let input = vec![
+        udp_with(1000, 8080, b"USER bob pass 1234"),     // 0: pcre (nocase): dropped
+        udp_with(1001, 8080, b"USER bob PASS 12345"),    // 1: five digits: forwarded
+        udp_with(1002, 8080, b"REC\x04\x00 data"),       // 2: length 1024 > 1000: dropped
+        udp_with(1003, 8080, b"REC\x00\x10 data"),       // 3: length 16: forwarded
+        udp_with(1004, 8080, b"HDR\x02zzEXEC"),          // 4: jump 2 lands on EXEC: alert, forwarded
+        udp_with(1005, 8080, b"HDR\x05zzEXEC"),          // 5: jump 5 goes past it: forwarded
+        udp_with(1006, 8080, b"xx"),                     // 6: the skipped rule does not act
+    ];
+    let (out, stats, eve) = run("pcapnumbers", 19638, "drop", true, &rules, &input);
+    let expected: Vec<Vec<u8>> = [1, 3, 4, 5, 6].iter().map(|&i| input[i].clone()).collect();
+    assert_eq!(out, expected, "exactly the frames no drop signature matched, in order");
+    let s = &stats["stats"];
+    assert_eq!(s["drops"]["signature"], 2, "{}", s["drops"]);
+    let alerts: Vec<(u64, String)> = eve
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event_type"] == "alert")
+        .map(|r| (r["alert"]["signature_id"].as_u64().unwrap(), r["alert"]["action"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        alerts,
+        vec![(1000101, "blocked".to_string()), (1000102, "blocked".to_string()), (1000103, "allowed".to_string())],
+        "{eve}"
+    );
+}
+
 /// Port p0 in monitor mode, enforcing nothing (`monitor_enforces = []`), under
 /// [`INSPECT_RULES`] and the guard: everything the signatures, the default action and the
 /// guard would drop is forwarded, counted as `would_drops` by reason, and logged with what
