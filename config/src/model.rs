@@ -463,10 +463,13 @@ pub struct InspectionState {
     pub streams_per_worker: u32,
     /// Seconds after which an unused stream may be taken by another flow.
     pub idle_timeout: u32,
+    /// A `drop` or `reject` signature's match blocks the rest of its flow, both ways, as
+    /// Suricata's inline mode does (`false`: only the matching packets are dropped).
+    pub drop_flow: bool,
 }
 
 impl Default for InspectionState {
     fn default() -> Self {
-        InspectionState { tail: 256, streams_per_worker: 16384, idle_timeout: 60 }
+        InspectionState { tail: 256, streams_per_worker: 16384, idle_timeout: 60, drop_flow: true }
     }
 }

@@ -88,7 +88,7 @@ pub fn load(config: &Config) -> Result<Option<Loaded>, String> {
         }
     }
     let st = &config.inspection_state;
-    let image = InspectionImage { signatures, counters: Vec::new(), tail: st.tail as u16, idle_timeout_ms: st.idle_timeout as u64 * 1000 };
+    let image = InspectionImage { signatures, counters: Vec::new(), tail: st.tail as u16, idle_timeout_ms: st.idle_timeout as u64 * 1000, drop_flow: st.drop_flow };
     // Build the matcher once here, so that a set the dataplane could not build is rejected
     // before it is published (and `rampartctl check` reports what it costs).
     let db = Database::build(image.signatures.clone(), image.tail as usize).map_err(|e| format!("inspection: {e}"))?;
@@ -162,19 +162,20 @@ mod tests {
             drop udp any any -> $HOME_NET 53 (msg:\"two\"; content:\"|00 01|\"; sid:2;)\n\
             alert http any any -> any any (msg:\"needs http\"; http.uri; content:\"/x\"; sid:3;)\n\
             # alert tcp any any -> any any (msg:\"off\"; sid:4;)\n").unwrap();
-        std::fs::write(d.join("rules/b.rules"), "alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/a+/\"; sid:5;)\n").unwrap();
+        std::fs::write(d.join("rules/b.rules"), "alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/a+/\"; sid:5;)\n\
+            alert tcp any any -> any any (msg:\"backreference\"; pcre:\"/(a)\\1/\"; sid:7;)\n").unwrap();
         std::fs::write(d.join("rules/ignored.txt"), "not a rule file\n").unwrap();
         let c = config(&d, "signatures = ['pass tcp any any -> any 22 (msg:\"inline\"; content:\"ssh\"; sid:6;)']\n");
         let loaded = load(&c).unwrap().unwrap();
         let sids: Vec<u32> = loaded.image.signatures.iter().map(|s| s.sid).collect();
-        assert_eq!(sids, [1, 2, 6]);
+        assert_eq!(sids, [1, 2, 5, 6]);
         assert_eq!(loaded.image.signatures[0].src.include.len(), 1, "$HOME_NET from the config");
         assert_eq!(loaded.files.len(), 3, "two files (sorted) and the inline rules");
         let report = loaded.report();
         assert!(report[0].contains("a.rules") && report[0].contains("2 loaded") && report[0].contains("1 skipped"), "{report:?}");
         assert!(report[0].contains("1 commented out"), "{report:?}");
-        assert!(report[1].contains("b.rules") && report[1].contains("pcre"), "{report:?}");
-        assert!(report[3].contains("3 signatures"), "{report:?}");
+        assert!(report[1].contains("b.rules") && report[1].contains("1 loaded, 1 skipped (pcre:unsupported ×1)"), "{report:?}");
+        assert!(report[3].contains("4 signatures") && report[3].contains("1 pcre DFAs"), "{report:?}");
     }
 
     #[test]

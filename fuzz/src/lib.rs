@@ -464,6 +464,8 @@ pub struct Inspected {
     /// flow that inspection cannot look up (an ICMP error about it): never let through.
     pub signature_drops: u32,
     pub unscanned: u32,
+    /// Dropped as `signature_flow`: later packets of a flow a signature blocked.
+    pub flow_drops: u32,
     /// Alert records in the event ring.
     pub alert_events: u64,
     pub counters: rampart_shm::InspectCounterValues,
@@ -480,7 +482,8 @@ pub struct Inspected {
 /// No panic; no frame is forwarded back to its port or beyond the runtime's ports, no
 /// answer is longer than its buffer; inspection scans at most the frames sent, logs an
 /// alert for each packet it blocks (drop or reject), and the packets it blocks are the
-/// `signature` drops and answers of packets it could look up; one alert record per alert
+/// `signature` drops and answers of packets it could look up; `signature_flow` drops (the
+/// rest of a blocked flow) only once something was blocked; one alert record per alert
 /// counted (when the event ring lost none).
 pub fn inspect(data: &[u8]) -> Inspected {
     use rampart_pipeline::{inspect::Inspection, Action, Checksums, Context, Frame, Pipeline};
@@ -541,6 +544,7 @@ pub fn inspect(data: &[u8]) -> Inspected {
                 }
                 Action::Drop(DropReason::Signature) if keyed[i] => seen.signature_drops += 1,
                 Action::Drop(DropReason::Signature) => seen.unscanned += 1,
+                Action::Drop(DropReason::SignatureFlow) => seen.flow_drops += 1,
                 Action::Drop(_) => {}
             }
         }
@@ -549,6 +553,7 @@ pub fn inspect(data: &[u8]) -> Inspected {
         assert!(c.packets <= seen.frames as u64, "{} packets inspected of {} frames", c.packets, seen.frames);
         assert!(c.alerts >= c.blocked, "every blocked packet is alerted: {c:?}");
         assert_eq!(c.blocked, (seen.signature_drops + seen.replied) as u64, "blocked packets are the signature drops and answers: {c:?} {seen:?}");
+        assert!(seen.flow_drops == 0 || c.blocked > 0, "a flow is blocked only after a signature blocked one of its packets: {c:?} {seen:?}");
     }
     seen.counters = counters.inspect.read();
     while let Some((rec, _)) = events.pop() {

@@ -72,27 +72,30 @@ fn the_inspect_seeds_drop_reject_alert_and_run_out_of_streams() {
     use rampart_fuzz::inspect;
     let seed = |name: &str| generated_seeds().into_iter().find(|s| s.0 == "inspect" && s.1 == name).unwrap_or_else(|| panic!("no seed {name}")).2;
     for ip in ["v4", "v6"] {
-        // The handshake, "evil-pa" + "yload" (dropped), the server's "WatchMe" (alerted),
-        // an out-of-sequence "evil-payload" (dropped, inspected on its own).
+        // The handshake, "evil-pa" + "yload" (dropped, and with it the rest of the flow):
+        // the server's "WatchMe" and an out-of-sequence "evil-payload" are dropped uninspected.
         let c = inspect(&seed(&format!("split-drop-{ip}")));
-        assert_eq!((c.frames, c.signature_drops, c.unscanned), (7, 2, 0), "{ip}");
-        assert_eq!((c.counters.packets, c.counters.alerts, c.counters.blocked, c.counters.out_of_order), (7, 3, 2, 1), "{ip}");
-        // Both "RSTME" segments are answered with a RST (it fits in the frame's own buffer).
+        assert_eq!((c.frames, c.signature_drops, c.flow_drops, c.unscanned), (7, 1, 2, 0), "{ip}");
+        assert_eq!((c.counters.packets, c.counters.alerts, c.counters.blocked, c.counters.out_of_order), (5, 1, 1, 0), "{ip}");
+        // The first "RSTME" segment is answered with a RST (it fits in the frame's own
+        // buffer), and blocks its flow: the second is dropped.
         let c = inspect(&seed(&format!("reject-{ip}")));
-        assert_eq!((c.replied, c.counters.blocked), (2, 2), "{ip}");
-        // UDP: the admin request alerts, "exploit" drops (not when "safe" follows), both
-        // "dead beef" datagrams are rejected (answered where the buffer has room).
+        assert_eq!((c.replied, c.counters.blocked, c.flow_drops), (1, 1, 1), "{ip}");
+        // UDP: the admin request alerts, "exploit" drops (and its flow: "exploit, but safe"
+        // is dropped with it), both "dead beef" datagrams (two flows) are rejected (answered
+        // where the buffer has room).
         let c = inspect(&seed(&format!("udp-{ip}")));
-        assert_eq!((c.signature_drops + c.replied, c.replied, c.counters.alerts), (3, 1, 4), "{ip}");
+        assert_eq!((c.signature_drops + c.replied, c.replied, c.counters.alerts, c.flow_drops), (3, 1, 4, 1), "{ip}");
     }
-    // "trusted: ok" passes a packet that also holds "evil-payload"; "the END" is dropped,
-    // "ENDless" is not; the server's 3 bytes alert; data after the FINs is dropped.
+    // "trusted: ok" passes a packet that also holds "evil-payload"; "the END" alerts,
+    // "ENDless" does not; the server's 3 bytes alert; "evil-payload" after the FINs drops.
     let c = inspect(&seed("pass-and-end"));
-    assert_eq!((c.counters.blocked, c.counters.alerts), (2, 3));
+    assert_eq!((c.counters.blocked, c.counters.alerts, c.flow_drops), (1, 3, 0));
     assert_eq!(inspect(&seed("ssh-uninspected")).counters.packets, 0, "an allow rule's flow is not inspected");
-    // A retransmitted and an overlapping segment: each inspected on its own.
+    // A retransmitted segment is inspected on its own; "evil-payload" completes and blocks
+    // the flow, so the overlapping segment and the RST after it are dropped uninspected.
     let c = inspect(&seed("out-of-order"));
-    assert_eq!((c.counters.out_of_order, c.counters.blocked), (2, 1));
+    assert_eq!((c.counters.out_of_order, c.counters.blocked, c.flow_drops), (1, 1, 2));
     // pcre drops a login, byte_jump rejects a jump to EXEC, byte_test alerts on a long record.
     let c = inspect(&seed("numbers-and-pcre"));
     assert_eq!((c.counters.blocked, c.counters.alerts, c.forwarded, c.frames), (2, 3, 8, 10), "{c:?}");

@@ -26,15 +26,27 @@ use rampart_shm::{DropReason, FirewallImage, RuleAction, RuleImage};
 use std::sync::Arc;
 
 /// Flow verdicts store the deciding rule (+1; 0 = default action) in the low
-/// 20 bits and the low 12 bits of the policy generation above them.
+/// 20 bits, the low 11 bits of the policy generation above them, and in the top bit
+/// [`BLOCKED`].
 const RULE_BITS: u32 = 20;
 const RULE_MASK: u32 = (1 << RULE_BITS) - 1;
+const TAG_MASK: u32 = (1 << 11) - 1;
+/// A `drop`/`reject` signature matched a packet of the flow (inline inspection with
+/// `drop_flow`): its later packets, both ways, are dropped as
+/// [`DropReason::SignatureFlow`] at their table hit, before any other step. Reloads keep it;
+/// the flow leaves the table only by its timeouts (which its packets keep refreshing).
+const BLOCKED: u32 = 1 << 31;
 /// Generations whose rule lists [`RuleHistory`] keeps.
 const HISTORY: usize = 64;
 
 /// The generation tag a flow's verdict word carries.
 fn gen_tag(gen: u64) -> u32 {
-    (gen as u32) & ((1 << (32 - RULE_BITS)) - 1)
+    (gen as u32) & TAG_MASK
+}
+
+/// The generation tag in a flow's verdict word.
+fn tag_of(verdict: u32) -> u32 {
+    (verdict >> RULE_BITS) & TAG_MASK
 }
 
 /// The rule ids of recent policy generations: a flow that saw no packet since a reload
@@ -64,7 +76,7 @@ impl RuleHistory {
     /// The current-generation index of the rule a flow's verdict word names.
     pub fn current_rule(&self, verdict: u32) -> Option<u32> {
         let index = Firewall::rule_of(verdict)? as usize;
-        let tag = verdict >> RULE_BITS;
+        let tag = tag_of(verdict);
         let (_, ids) = self.gens.iter().rev().find(|(t, _)| *t == tag)?;
         self.current.get(ids.get(index)?).copied()
     }
@@ -225,7 +237,7 @@ impl Firewall {
 
     /// The current-generation index of the rule a flow's verdict word names.
     fn current_rule(&self, verdict: u32) -> Option<u32> {
-        if verdict >> RULE_BITS == self.gen_tag {
+        if tag_of(verdict) == self.gen_tag {
             Self::rule_of(verdict)
         } else {
             self.history.current_rule(verdict)
@@ -237,6 +249,16 @@ impl Firewall {
     #[cold]
     fn ended_by_insert(&self, end: FlowEnd) -> Ended {
         Ended { record: end.record, code: end_code(end.reason), rule: self.current_rule(end.record.verdict) }
+    }
+
+    /// Blocks the flow of `flow` (found as `hit`, or just created by this packet): see
+    /// [`BLOCKED`]. A flow that already left the table (cut by another worker meanwhile)
+    /// has nothing to block: only the packet at hand is dropped.
+    #[cold]
+    pub fn block(flows: &FlowTable, flow: &Prepared, hit: Option<FlowHit>) {
+        if let Some(hit) = hit.or_else(|| flows.lookup_flow(flow)) {
+            let _ = flows.set_verdict(&hit, hit.verdict | BLOCKED);
+        }
     }
 
     fn verdict_word(&self, rule: Option<u32>) -> u32 {
@@ -433,7 +455,10 @@ impl Firewall {
         ended: &mut EndedFlows,
     ) -> Option<FwVerdict> {
         let mut rule = Self::rule_of(hit.verdict);
-        if hit.verdict >> RULE_BITS != self.gen_tag {
+        let blocked = hit.verdict & BLOCKED != 0;
+        if blocked {
+            rule = self.current_rule(hit.verdict);
+        } else if tag_of(hit.verdict) != self.gen_tag {
             match self.recheck(flows, hit, meta, zone, flow, now_ms, ended) {
                 Ok(now_rule) => rule = now_rule,
                 Err(cut) => return cut,
@@ -441,6 +466,7 @@ impl Firewall {
         }
         match flows.track(hit, flow.dir, pkt, now_ms) {
             Ok(t) => Some(match t.outcome {
+                _ if blocked => FwVerdict::Drop(DropReason::SignatureFlow, rule),
                 Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
                 Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
             }),
@@ -509,7 +535,7 @@ impl Firewall {
     /// the packet path does the same at a flow's next packet, whichever comes first. ICMP
     /// query flows (30 s) are left to their next packet: the record lacks their type.
     pub fn revisit(&self, r: &FlowRecord) -> Revisit<(FlowEndCode, Option<u32>)> {
-        if r.verdict >> RULE_BITS == self.gen_tag || matches!(r.key.proto, 1 | 58) {
+        if tag_of(r.verdict) == self.gen_tag || r.verdict & BLOCKED != 0 || matches!(r.key.proto, 1 | 58) {
             return Revisit::Keep;
         }
         match self.judge_again(&r.opener_key(), None, r.owner) {
@@ -882,6 +908,34 @@ mod tests {
         assert_eq!(left, [(1, 7, old.verdict_word(Some(2))), (17, 53, new.verdict_word(Some(0)))], "the echo flow waits for its next packet; 53 carries the new generation");
         // Swept already: its next packet is not re-checked again.
         assert_eq!(decide(&new, &flows, &udp(b, 53, a, 1), 30), (FwVerdict::Pass { rule: Some(0), created: false, log: false }, None));
+    }
+
+    /// A flow inspection blocked stays blocked, both ways, through a reload whose sweep
+    /// would otherwise cut or re-decide it, until it times out.
+    #[test]
+    fn a_blocked_flow_stays_blocked_through_a_reload_and_its_sweep() {
+        let flows = table(64, Default::default());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let old = policy(1, &[(to_port(17, 53), RuleAction::Allow, true)]);
+        let request = udp(a, 1, b, 53);
+        assert!(matches!(decide(&old, &flows, &request, 10).0, FwVerdict::Pass { created: true, .. }));
+        let meta = rampart_packet::parse(&request).unwrap();
+        let flow = flows.prepare_flow(&Firewall::packet_key(&meta, 0).unwrap());
+        Firewall::block(&flows, &flow, None);
+        assert_eq!(decide(&old, &flows, &udp(b, 53, a, 1), 11).0, FwVerdict::Drop(DropReason::SignatureFlow, Some(0)));
+        // The new generation allows nothing: its sweep would cut the flow, but keeps it.
+        let new = policy(2, &[]);
+        let mut cursor = 0;
+        let mut ends = 0;
+        flows.revisit_step(&mut cursor, flows.slots(), 20, |r| new.revisit(r), |_, _| ends += 1);
+        assert_eq!((ends, flows.len()), (0, 1));
+        assert!(matches!(decide(&new, &flows, &request, 21).0, FwVerdict::Drop(DropReason::SignatureFlow, _)));
+        // Its timeout still ends it (the main lcore's ageing sweep); a new flow then starts afresh.
+        let later = 21 + 600_000;
+        flows.expire_step(later, flows.slots(), |_| {});
+        assert_eq!(flows.len(), 0);
+        let late = decide(&old, &flows, &request, later);
+        assert!(matches!(late.0, FwVerdict::Pass { created: true, .. }), "{late:?}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Inspection {
     counters: Vec<u16>,
     tail: u16,
     idle_timeout_ms: u64,
+    /// A drop or reject blocks the rest of the flow (see [`crate::firewall`]).
+    pub drop_flow: bool,
 }
 
 impl Inspection {
@@ -45,7 +47,13 @@ impl Inspection {
     /// already, so this fails only on an image from another version).
     pub fn build(image: &InspectionImage) -> Result<Inspection, String> {
         let db = Database::build(image.signatures.clone(), image.tail as usize).map_err(|e| format!("inspection: {e}"))?;
-        Ok(Inspection { db, counters: image.counters.clone(), tail: image.tail, idle_timeout_ms: image.idle_timeout_ms })
+        Ok(Inspection {
+            db,
+            counters: image.counters.clone(),
+            tail: image.tail,
+            idle_timeout_ms: image.idle_timeout_ms,
+            drop_flow: image.drop_flow,
+        })
     }
 
     /// Whether this was built from (a copy of) `image`: a reload that keeps the rule set
@@ -55,6 +63,7 @@ impl Inspection {
             && self.counters == image.counters
             && self.tail == image.tail
             && self.idle_timeout_ms == image.idle_timeout_ms
+            && self.drop_flow == image.drop_flow
     }
 }
 

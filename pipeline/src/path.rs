@@ -509,11 +509,23 @@ fn inspect(
             cx.counters.would_drop(slot, DropReason::Signature);
             Step::Pass
         }
-        Inspected::Drop => Step::Drop(DropReason::Signature),
-        Inspected::Reject => match answer_in_place(frame, meta) {
-            true => Step::Reply(DropReason::Signature),
-            false => Step::Drop(DropReason::Signature),
-        },
+        verdict => {
+            if ins.drop_flow {
+                crate::firewall::Firewall::block(cx.flows, flow.0, flow.1);
+            }
+            match verdict {
+                Inspected::Reject => reject_signature(frame, meta),
+                _ => Step::Drop(DropReason::Signature),
+            }
+        }
+    }
+}
+
+/// A `reject` signature's answer, in place of the packet.
+fn reject_signature(frame: &mut Frame, meta: &Meta) -> Step {
+    match answer_in_place(frame, meta) {
+        true => Step::Reply(DropReason::Signature),
+        false => Step::Drop(DropReason::Signature),
     }
 }
 
@@ -679,6 +691,11 @@ mod tests {
 
     /// Three ports on one segment (A on 0, B on 1, C on 2), with `firewall` if given.
     fn runtime(firewall: Option<FirewallImage>) -> Runtime {
+        runtime_gen(firewall, 1)
+    }
+
+    /// [`runtime`] as policy generation `gen`.
+    fn runtime_gen(firewall: Option<FirewallImage>, gen: u64) -> Runtime {
         let image = PolicyImage {
             drop_events_per_s: 10,
             new_flows_per_source: None,
@@ -689,7 +706,7 @@ mod tests {
             ports: vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])],
             firewall,
         };
-        Runtime::build(1, &image, Some, None, &Default::default())
+        Runtime::build(gen, &image, Some, None, &Default::default())
     }
 
     /// Rules behind the default forward: `reject` TCP to port 23, `deny` UDP to port 9.
@@ -866,6 +883,12 @@ mod tests {
     /// Inspects TCP to port 80 (`inspect`), allows TCP to port 22 (`allow`), with a `drop`
     /// signature for "evil-payload" and an `alert` one for "watchme" (nocase).
     fn inspecting_runtime() -> Runtime {
+        inspecting_runtime_with(true, 1)
+    }
+
+    /// [`inspecting_runtime`], blocking the rest of a flow after a drop or not, as policy
+    /// generation `gen`.
+    fn inspecting_runtime_with(drop_flow: bool, gen: u64) -> Runtime {
         use rampart_signatures::SigAction;
         let web = Rule { proto: Some(6), dst_ports: (80, 80), ..Default::default() };
         let ssh = Rule { proto: Some(6), dst_ports: (22, 22), ..Default::default() };
@@ -883,8 +906,9 @@ mod tests {
             counters: vec![0, 1],
             tail: 64,
             idle_timeout_ms: 60_000,
+            drop_flow,
         };
-        let mut rt = runtime(Some(fw));
+        let mut rt = runtime_gen(Some(fw), gen);
         rt.inspection = Some(std::sync::Arc::new(crate::inspect::Inspection::build(&ins).unwrap()));
         rt
     }
@@ -924,7 +948,8 @@ mod tests {
     fn inspection_drops_a_signature_split_across_tcp_segments_and_alerts() {
         use rampart_packet::TcpFlags;
         use rampart_shm::ring::AlertCode;
-        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        // (Only the matching packets dropped: the flow goes on.)
+        let (rig, rt) = (Rig::new(), inspecting_runtime_with(false, 1));
         let mut p = Pipeline::new(64);
         let to_b = Action::Forward(PortSet::one(1));
         assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b"")), to_b);
@@ -944,6 +969,36 @@ mod tests {
         assert_eq!((c.packets, c.alerts, c.blocked, c.out_of_order, c.streams_refused), (7, 3, 2, 1, 0));
         assert_eq!(rig.segment.workers[0].signatures[0].get(), 2, "signature 0's counter slot");
         assert_eq!(rig.dropped(DropReason::Signature), 2);
+    }
+
+    /// With `drop_flow` (the default), a drop blocks the rest of the flow both ways, at its
+    /// table hit, uninspected; other flows go on; a reload keeps the block.
+    #[test]
+    fn a_drop_blocks_the_rest_of_its_flow_both_ways() {
+        use rampart_packet::TcpFlags;
+        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        let mut p = Pipeline::new(64);
+        let (to_a, to_b) = (Action::Forward(PortSet::one(0)), Action::Forward(PortSet::one(1)));
+        let data = TcpFlags::ACK | TcpFlags::PSH;
+        for client in [40000, 40001] {
+            assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(client, true, 80, TcpFlags::SYN, 100, 0, b"")), to_b);
+            assert_eq!(one(&rig, &rt, &mut p, 1, client_segment(client, false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b"")), to_a);
+            assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(client, true, 80, TcpFlags::ACK, 101, 501, b"")), to_b);
+        }
+        assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40000, true, 80, data, 101, 501, b"an evil-payload")), Action::Drop(DropReason::Signature));
+        let inspected = rig.segment.workers[0].inspect.read().packets;
+        // Clean segments of the blocked flow, either way: dropped, not inspected.
+        assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40000, true, 80, data, 116, 501, b"fine")), Action::Drop(DropReason::SignatureFlow));
+        assert_eq!(one(&rig, &rt, &mut p, 1, client_segment(40000, false, 80, data, 501, 116, b"ok")), Action::Drop(DropReason::SignatureFlow));
+        assert_eq!(rig.segment.workers[0].inspect.read().packets, inspected, "a blocked flow is not inspected");
+        // Another flow between the same hosts goes on.
+        assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40001, true, 80, data, 101, 501, b"fine")), to_b);
+        // A reload (a new generation of the same policy) keeps the block.
+        let reloaded = inspecting_runtime_with(true, 2);
+        assert_eq!(one(&rig, &reloaded, &mut p, 0, client_segment(40000, true, 80, data, 120, 501, b"more")), Action::Drop(DropReason::SignatureFlow));
+        assert_eq!(one(&rig, &reloaded, &mut p, 0, client_segment(40001, true, 80, data, 105, 501, b"fine")), to_b, "rechecked and kept");
+        assert_eq!(rig.dropped(DropReason::SignatureFlow), 3);
+        assert_eq!(rig.dropped(DropReason::Signature), 1);
     }
 
     #[test]

@@ -426,6 +426,7 @@ drop_reasons! {
     SourceRate => "source_rate", "A new flow over its source address's new flows/s limit.";
     DestinationRate => "destination_rate", "A new flow over its destination address's new flows/s limit (a victim hit by many sources).";
     Signature => "signature", "A `drop` or `reject` signature matched the packet (inline inspection; an alert is logged).";
+    SignatureFlow => "signature_flow", "A packet of a flow that a `drop` or `reject` signature blocked earlier (inline inspection, `inspection_state.drop_flow`).";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.

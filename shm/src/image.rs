@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 8;
+pub const IMAGE_FORMAT: u32 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
@@ -181,6 +181,8 @@ pub struct InspectionImage {
     pub tail: u16,
     /// After this long unused, a flow's stream may be taken by another flow.
     pub idle_timeout_ms: u64,
+    /// A `drop`/`reject` match blocks the rest of its flow (inline ports).
+    pub drop_flow: bool,
 }
 
 impl PolicyImage {

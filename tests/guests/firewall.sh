@@ -15,6 +15,10 @@
 #      reason "policy" in the event log);
 #      A stops receiving while B keeps writing (its socket's send queue fills)
 #   7  per-rule counters (packets, flows), flow table, no conntrack drops of good traffic
+#   8  inspection (rule b-to-a-inspected, B → A tcp/83, action inspect): B's request to A's
+#      httpd succeeds; the same request carrying a signature's string ("/etc/passwd" in its
+#      Referer) is blocked inline and an eve alert names sid 9100001; with B's port reloaded
+#      into monitor mode the request succeeds and the alert says the drop would have happened
 #
 # The host drives both guests: each runs tests/guests/serve.sh, which executes the steps the
 # host writes on its second serial port (ttyS1, a QEMU pipe chardev) and reports each with a
@@ -82,7 +86,8 @@ mkdir -p "$work/bin"
 for b in rampart-dataplane rampartctl; do cp "$bin/$b" "$work/bin/$b" || abort "cannot copy $bin/$b"; done
 bin=$work/bin
 
-# write_cfg WITH_8080: the config, with or without rule b-to-a-8080 (written atomically).
+# write_cfg WITH_8080 [B_MODE]: the config, with or without rule b-to-a-8080, vm-b's port
+# inline (default) or in monitor mode (written atomically).
 write_cfg() {
 	{
 		cfg_head drop
@@ -106,6 +111,7 @@ write_cfg() {
 			macs = ["52:54:00:12:00:0b"]
 			addresses = ["10.0.0.2"]
 			enabled = true
+			mode = "${2:-inline}"
 
 			[[rules]]
 			id = "b-to-a-http"
@@ -129,6 +135,18 @@ write_cfg() {
 			to = ["guest:vm-a"]
 			protocol = "icmp"
 			action = "allow"
+
+			[[rules]]
+			id = "b-to-a-inspected"
+			from = ["guest:vm-b"]
+			to = ["guest:vm-a"]
+			protocol = "tcp"
+			ports = "83"
+			action = "inspect"
+
+			[[inspection]]
+			vars = { HOME_NET = "[10.0.0.0/24]" }
+			signatures = ['drop tcp any any -> \$HOME_NET 83 (msg:"passwd file named in a request"; flow:to_server,established; content:"/etc/passwd"; classtype:web-application-attack; sid:9100001; rev:1;)']
 		EOF
 		[[ $1 == true ]] && cat <<-EOF
 
@@ -175,6 +193,8 @@ token=rampart-$RANDOM$RANDOM$RANDOM
 		# The same token on 80 (allowed), 81 (rejected) and 82 (no rule): whatever fails
 		# from B fails in the network, not for want of a server.
 		for p in 80 81 82; do httpd -h /tmp/www -p \$p || echo "a: httpd -p \$p failed"; done
+		# 83: inspected (step 8).
+		httpd -h /tmp/www -p 83 || echo "a: httpd -p 83 failed"
 		# 8080: every connection's lines appear on the console as A-GOT lines.
 		printf '#!/bin/sh\nwhile read -r l; do echo "A-GOT \$l" >/dev/console; done\necho A-GOT-EOF >/dev/console\n' >/tmp/got
 		chmod +x /tmp/got
@@ -370,6 +390,32 @@ p=$(rule_field s7 b-to-a-ping packets) f=$(rule_field s7 b-to-a-ping flows)
 if ((p >= 6 && f >= 1)); then pass "rule b-to-a-ping: packets=$p flows=$f"; else fail "rule b-to-a-ping: packets=$p flows=$f, expected packets >= 6 (3 requests, 3 replies) and flows >= 1"; fi
 c=$(json "$work/s7.json" "d['stats']['flow_table']['creations']")
 if ((${c:-0} >= 5)); then pass "stats: flow_table creations=$c"; else fail "stats: flow_table creations=${c:-?}, expected >= 5 (3 fetches, a ping, the stream)"; fi
+
+# ---------------------------------------------------------------------------- 8. inspection
+echo "---- 8: B -> A:83 inspected (rule b-to-a-inspected): inline, then in monitor mode"
+# alert_for WHAT FILTER: waits (10 s) for an eve alert of sid 9100001 whose line matches FILTER.
+alert_for() {
+	local rec=''
+	for _ in $(seq 50); do
+		rec=$(grep '"event_type":"alert"' "$work/eve.json" 2>/dev/null | grep '"signature_id":9100001' | grep -e "$2" | tail -n1)
+		[[ -n $rec ]] && break
+		sleep 0.2
+	done
+	if [[ -n $rec ]]; then pass "event log ($1): $rec"; else fail "event log: no alert of sid 9100001 matching $2 ($1; alerts: $(grep '"event_type":"alert"' "$work/eve.json" 2>/dev/null | tail -n3))"; fi
+}
+snap s8a
+run b inspected_ok 90 "B fetches the token from A:83 through inspection (a clean request)" fetch_with 10.0.0.1 83 /index.html
+run b inspected_blocked 90 "B's request naming /etc/passwd is blocked inline: no answer" blocked_with 10.0.0.1 83 /etc/passwd
+snap s8b
+grew s8a s8b signature 1 "a drop signature matched B's request"
+alert_for inline '"action":"blocked"'
+write_cfg false monitor
+if out=$(ctl reload 2>&1); then pass "rampartctl reload with vm-b in monitor mode: $out"; else fail "rampartctl reload exited non-zero: $out"; fi
+run b monitored 90 "in monitor mode the same request succeeds" fetch_with 10.0.0.1 83 /etc/passwd
+alert_for monitor '"would":"drop"'
+snap s8
+w=$(json "$work/s8.json" "d['stats']['would_drops'].get('signature', 0)")
+if ((${w:-0} >= 1)); then pass "stats: would_drops signature=$w"; else fail "stats: would_drops signature=${w:-?}, expected >= 1"; fi
 
 # ---------------------------------------------------------------------------- the end
 for g in a b; do

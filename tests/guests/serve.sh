@@ -45,6 +45,17 @@ fetch() {
 	note "GET http://$1:$2/f: rc=$rc after $(since "$_t")s: $(head -n1 /tmp/resp | tr -d '\r'), body $(tail -n1 /tmp/resp)"
 	grep -q '^HTTP/1.[01] 200' /tmp/resp && grep -q "^$token\$" /tmp/resp
 }
+# get_with HOST PORT REFERER: GET /f over TCP with that Referer header; the response in /tmp/resp.
+get_with() {
+	_t=$(now)
+	printf 'GET /f HTTP/1.0\r\nReferer: %s\r\n\r\n' "$3" | timeout 8 nc -w 5 "$1" "$2" >/tmp/resp 2>&1
+	rc=$?
+	note "GET http://$1:$2/f (Referer $3): rc=$rc after $(since "$_t")s: $(head -n1 /tmp/resp | tr -d '\r')"
+}
+# fetch_with HOST PORT REFERER: the token comes back.
+fetch_with() { get_with "$@" && grep -q '^HTTP/1.[01] 200' /tmp/resp && grep -q "^$token\$" /tmp/resp; }
+# blocked_with HOST PORT REFERER: the connection opens but no answer comes back.
+blocked_with() { get_with "$@"; ! grep -q '^HTTP' /tmp/resp; }
 # pings HOST: 3 echo requests, 3 replies.
 pings() {
 	ping -c 3 -W 2 "$1" >/tmp/ping 2>&1
