@@ -190,7 +190,8 @@ def main():
               f"{d['guard']['spoof_ip']} dropped as spoof_ip, none forwarded; "
               f"guest-e's requests for /etc/passwd: {e['rx_packets']} received, {last['drops'].get('signature', 0)} dropped by sid 9000001 "
               f"and the {last['drops'].get('signature_flow', 0)} after it as the rest of the blocked flow (signature_flow, uninspected); "
-              f"guest-f's (monitor mode): {f['rx_packets']} forwarded, {f['would_drop']} would have been dropped; all counted and logged."
+              f"guest-f's (monitor mode): {f['rx_packets']} forwarded, {f['would_drop']} would have been dropped, "
+              f"{would_alerts} alerted (sid 9000001's threshold: 10 a minute per source; {ins.get('suppressed', 0)} held back); all counted."
               + ("" if ok else "  UNEXPECTED: see the logs in " + RUN))
         sys.exit(0 if ok else 1)
     sys.exit("demo: no statistics were read")

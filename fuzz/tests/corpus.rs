@@ -99,6 +99,10 @@ fn the_inspect_seeds_drop_reject_alert_and_run_out_of_streams() {
     // pcre drops a login, byte_jump rejects a jump to EXEC, byte_test alerts on a long record.
     let c = inspect(&seed("numbers-and-pcre"));
     assert_eq!((c.counters.blocked, c.counters.alerts, c.forwarded, c.frames), (2, 3, 8, 10), "{c:?}");
+    // The third THIRD drops (and blocks its flow: the fourth is dropped uninspected); one
+    // LIMITED alert of three.
+    let c = inspect(&seed("thresholds"));
+    assert_eq!((c.counters.blocked, c.flow_drops, c.counters.filtered, c.counters.alerts, c.counters.suppressed), (1, 1, 2, 2, 2), "{c:?}");
     let c = inspect(&seed("many-flows"));
     assert!(c.counters.streams_refused > 0 && c.counters.packets == 64, "{c:?}");
     // Other flows take the idle stream: the rest of its "evil-payload" is not found.
@@ -115,12 +119,12 @@ fn the_rule_seeds_load_skip_and_fail() {
         parse_rules(&String::from_utf8(text).unwrap(), "fuzz.rules", &Vars::suricata_defaults(), &Classifications::default())
     };
     let et = parse("et-style.rules").unwrap();
-    assert_eq!((et.signatures.len(), et.skipped.len(), et.disabled), (9, 6, 1), "{}", et.summary());
+    assert_eq!((et.signatures.len(), et.skipped.len(), et.disabled), (10, 5, 1), "{}", et.summary());
     let skipped: Vec<String> = et.skipped_keywords().into_iter().map(|(k, _)| k).collect();
     for keyword in ["pcre:unsupported", "pcre/U", "byte_test:dce"] {
         assert!(skipped.iter().any(|k| k == keyword), "{keyword}: {}", et.summary());
     }
-    assert_eq!(parse("inspect.rules").unwrap().signatures.len(), 13);
+    assert_eq!(parse("inspect.rules").unwrap().signatures.len(), 15);
     assert_eq!(parse("pcre-error.rules").unwrap_err().keyword, "pcre");
     assert_eq!(parse("continued.rules").unwrap().signatures.iter().map(|s| s.origin.line).collect::<Vec<_>>(), [1, 5]);
     assert_eq!(parse("sids.rules").unwrap_err().line, 3, "the second sid 1 of gid 1");

@@ -25,7 +25,9 @@ use rampart_shm::ring::{AlertCode, EventKind, FlowEventData};
 use rampart_shm::{EventRecord, InspectionImage};
 use crate::path::{push_event, Context};
 use rampart_signatures::engine::{Database, Matches, Packet, Stream};
+use rampart_signatures::engine::MAX_MATCHES;
 use rampart_signatures::SigAction;
+use crate::thresholds::Thresholds;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Streams looked at for a flow direction's own or a free one.
@@ -40,20 +42,36 @@ pub struct Inspection {
     idle_timeout_ms: u64,
     /// A drop or reject blocks the rest of the flow (see [`crate::firewall`]).
     pub drop_flow: bool,
+    /// The counts of signatures with `threshold` or `detection_filter`, shared by the
+    /// workers (None when no signature has either).
+    thresholds: Option<Thresholds>,
 }
+
+/// Keys of `threshold`/`detection_filter` counts a rule set keeps (about 2 MiB).
+const THRESHOLD_KEYS: usize = 1 << 17;
 
 impl Inspection {
     /// Builds the matcher of an image's signatures (the control process built it once
     /// already, so this fails only on an image from another version).
     pub fn build(image: &InspectionImage) -> Result<Inspection, String> {
         let db = Database::build(image.signatures.clone(), image.tail as usize).map_err(|e| format!("inspection: {e}"))?;
+        let thresholded = image.signatures.iter().any(|s| s.threshold.is_some() || s.detection_filter.is_some());
         Ok(Inspection {
             db,
             counters: image.counters.clone(),
             tail: image.tail,
             idle_timeout_ms: image.idle_timeout_ms,
             drop_flow: image.drop_flow,
+            thresholds: thresholded.then(|| Thresholds::new(THRESHOLD_KEYS)),
         })
+    }
+
+    /// Forgets the `threshold`/`detection_filter` counts (a harness replaying independent
+    /// inputs; the dataplane never does: a kept rule set keeps its counts).
+    pub fn clear_counts(&self) {
+        if let Some(th) = &self.thresholds {
+            th.clear();
+        }
     }
 
     /// Whether this was built from (a copy of) `image`: a reload that keeps the rule set
@@ -174,7 +192,42 @@ impl Streams {
         if matches.resynced() {
             counters.resynced.add(1);
         }
-        let verdict = match matches.action() {
+        // The listed matches that act and those that are logged: all of them, unless the rule
+        // set has thresholds (their counts are kept only for listed matches; unlisted ones act
+        // as the matcher found them).
+        let mut alerted: [u32; MAX_MATCHES] = [0; MAX_MATCHES];
+        let mut n_alerted = 0;
+        let mut action = matches.action();
+        match &ins.thresholds {
+            None => {
+                for sig in matches.iter() {
+                    alerted[n_alerted] = sig;
+                    n_alerted += 1;
+                }
+            }
+            Some(th) => {
+                action = if matches.more() > 0 { matches.action() } else { None };
+                for sig in matches.iter() {
+                    let Some(s) = ins.db.signatures().get(sig as usize) else { continue };
+                    let v = match (&s.threshold, &s.detection_filter) {
+                        (None, None) => crate::thresholds::Verdict { matched: true, alert: true },
+                        (t, f) => th.count(sig, t.as_ref(), f.as_ref(), pkt.src, pkt.dst, now_ms),
+                    };
+                    if !v.matched {
+                        counters.filtered.add(1);
+                        continue;
+                    }
+                    action = Some(action.map_or(s.action, |a| a.min(s.action)));
+                    if v.alert {
+                        alerted[n_alerted] = sig;
+                        n_alerted += 1;
+                    } else {
+                        counters.suppressed.add(1);
+                    }
+                }
+            }
+        }
+        let verdict = match action {
             None | Some(SigAction::Pass) => return Inspected::Forward,
             Some(SigAction::Alert) => Inspected::Forward,
             Some(SigAction::Drop) => Inspected::Drop,
@@ -191,7 +244,7 @@ impl Streams {
             counters.blocked.add(1);
         }
         counters.unlisted.add(matches.more() as u64);
-        for sig in matches.iter() {
+        for &sig in &alerted[..n_alerted] {
             counters.alerts.add(1);
             if let Some(c) = ins.counters.get(sig as usize).and_then(|&c| cx.counters.signatures.get(c as usize)) {
                 c.add(1);

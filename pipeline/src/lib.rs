@@ -31,6 +31,7 @@ pub mod mac_table;
 pub mod path;
 pub mod reject;
 pub mod runtime;
+pub mod thresholds;
 pub mod throttle;
 
 pub use path::{Action, Checksums, Context, Frame, Pipeline, PortSet};

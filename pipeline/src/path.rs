@@ -641,8 +641,7 @@ mod tests {
     use rampart_acl::{Classifier, Rule};
     use rampart_flow::FlowTableConfig;
     use rampart_packet::build;
-    use rampart_shm::image::IMAGE_FORMAT;
-    use rampart_shm::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, Segment, SegmentImage};
+    use rampart_shm::{Attach, ConntrackImage, FirewallImage, PolicyImage, PortImage, RuleAction, RuleImage, Segment};
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -696,16 +695,7 @@ mod tests {
 
     /// [`runtime`] as policy generation `gen`.
     fn runtime_gen(firewall: Option<FirewallImage>, gen: u64) -> Runtime {
-        let image = PolicyImage {
-            drop_events_per_s: 10,
-            new_flows_per_source: None,
-            new_flows_per_destination: None,
-            inspection: None,
-            format: IMAGE_FORMAT,
-            segments: vec![SegmentImage { name: "lan".into() }],
-            ports: vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])],
-            firewall,
-        };
+        let image = PolicyImage::plain(vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])], firewall);
         Runtime::build(gen, &image, Some, None, &Default::default())
     }
 
@@ -776,7 +766,7 @@ mod tests {
         let mut ports = vec![port(0, vec![A]), port(1, vec![B]), port(2, vec![C])];
         ports[0].guard = Some(guard.clone());
         ports[2].guard = Some(guard);
-        let image = PolicyImage { drop_events_per_s: 10, new_flows_per_source: None, new_flows_per_destination: None, inspection: None, format: IMAGE_FORMAT, segments: vec![SegmentImage { name: "lan".into() }], ports, firewall: None };
+        let image = PolicyImage::plain(ports, None);
         let rt = Runtime::build(1, &image, Some, None, &Default::default());
         let from_a = |src: [u8; 4]| build::udp_v4(src, 68, [255, 255, 255, 255], 67, b"dhcp").macs(A, [0xff; 6]).build().unwrap();
         let mut flood = PortSet::one(1);
@@ -844,16 +834,7 @@ mod tests {
     #[test]
     fn a_policy_without_rules_routes_the_whole_burst_at_once() {
         let rig = Rig::new();
-        let mut image = PolicyImage {
-            drop_events_per_s: 10,
-            new_flows_per_source: None,
-            new_flows_per_destination: None,
-            inspection: None,
-            format: IMAGE_FORMAT,
-            segments: vec![],
-            ports: vec![port(0, vec![]), port(1, vec![])],
-            firewall: None,
-        };
+        let mut image = PolicyImage { segments: vec![], ..PolicyImage::plain(vec![port(0, vec![]), port(1, vec![])], None) };
         image.ports[0].attach = Attach::Wire(1);
         image.ports[1].attach = Attach::Wire(0);
         let rt = Runtime::build(1, &image, Some, None, &Default::default());
@@ -1001,6 +982,44 @@ mod tests {
         assert_eq!(rig.dropped(DropReason::Signature), 1);
     }
 
+    /// `detection_filter` holds back a drop signature's first match (forwarded, not
+    /// alerted), `threshold` limits an alert signature's alerts; both counted.
+    #[test]
+    fn thresholds_and_detection_filters_decide_which_matches_act_and_alert() {
+        use rampart_packet::TcpFlags;
+        use rampart_shm::ring::AlertCode;
+        use rampart_signatures::{SigAction, Threshold, ThresholdKind, Track};
+        let filter = Threshold { kind: None, track: Track::BySrc, count: 1, seconds: 60 };
+        let limit = Threshold { kind: Some(ThresholdKind::Limit), track: Track::ByRule, count: 1, seconds: 60 };
+        let sigs = vec![
+            rampart_signatures::Signature { detection_filter: Some(filter), ..signature(SigAction::Drop, 1001, b"evil-payload", false) },
+            rampart_signatures::Signature { threshold: Some(limit), ..signature(SigAction::Alert, 1002, b"watchme", true) },
+        ];
+        let mut rt = inspecting_runtime_with(false, 1);
+        let ins = rampart_shm::InspectionImage { signatures: sigs, counters: vec![0, 1], tail: 64, idle_timeout_ms: 60_000, drop_flow: false };
+        rt.inspection = Some(std::sync::Arc::new(crate::inspect::Inspection::build(&ins).unwrap()));
+        let rig = Rig::new();
+        let mut p = Pipeline::new(64);
+        let to_b = Action::Forward(PortSet::one(1));
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b"")), to_b);
+        assert_eq!(one(&rig, &rt, &mut p, 1, segment(false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b"")), Action::Forward(PortSet::one(0)));
+        let mut seq = 101;
+        let mut send = |payload: &[u8]| {
+            let a = one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK | TcpFlags::PSH, seq, 501, payload));
+            seq += payload.len() as u32;
+            a
+        };
+        assert_eq!(send(b"an evil-payload"), to_b, "the filter holds back the first match");
+        assert_eq!(send(b"an evil-payload"), Action::Drop(DropReason::Signature));
+        for _ in 0..3 {
+            assert_eq!(send(b"watchme"), to_b);
+        }
+        assert_eq!(send(b"an evil-payload"), Action::Drop(DropReason::Signature));
+        assert_eq!(alerts(&rig), [(0, AlertCode::Dropped as u16), (1, AlertCode::Allowed as u16), (0, AlertCode::Dropped as u16)], "one alert of the three watchme");
+        let c = rig.segment.workers[0].inspect.read();
+        assert_eq!((c.blocked, c.alerts, c.filtered, c.suppressed), (2, 3, 1, 2));
+    }
+
     #[test]
     fn only_flows_of_inspect_rules_are_inspected() {
         use rampart_packet::TcpFlags;
@@ -1125,16 +1144,7 @@ mod tests {
         for throttle in [true, false] {
             let mut a = port(0, vec![A]);
             a.limits = LimitsImage { packets: Some(RateImage { rate: 1, burst: 1 }), ..Default::default() };
-            let image = PolicyImage {
-                drop_events_per_s: 10,
-                new_flows_per_source: None,
-                new_flows_per_destination: None,
-                inspection: None,
-                format: IMAGE_FORMAT,
-                segments: vec![SegmentImage { name: "lan".into() }],
-                ports: vec![a, port(1, vec![B])],
-                firewall: None,
-            };
+            let image = PolicyImage::plain(vec![a, port(1, vec![B])], None);
             let mut rt = Runtime::build(1, &image, Some, None, &Default::default());
             rt.ports[0].monitor = Some(MonitorImage { guard: true, throttle });
             let (actions, _) = run(&rig, &rt, 0, &[udp(A, B, 53), udp(A, B, 53), udp(A, B, 53)], 0);

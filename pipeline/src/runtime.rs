@@ -376,47 +376,24 @@ impl Owners for Runtime {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use rampart_shm::image::IMAGE_FORMAT;
-    use rampart_shm::{PortImage, SegmentImage};
+    use rampart_shm::PortImage;
 
     /// A null-PMD port image (also the per-burst path's tests' ports).
     pub(crate) fn port(slot: u16, attach: Attach, enabled: bool, macs: Vec<[u8; 6]>) -> PortImage {
-        PortImage {
-            slot,
-            name: format!("p{slot}"),
-            device: format!("net_null{slot}"),
-            socket: String::new(),
-            client: false,
-            queues: 1,
-            attach,
-            enabled,
-            macs,
-            max_flows: None,
-            default_action: Verdict::Forward,
-            guard: None,
-            max_macs: 0,
-            limits: Default::default(),
-            monitor: None,
-        }
+        PortImage { enabled, ..PortImage::plain(slot, attach, macs) }
     }
 
     fn image() -> PolicyImage {
-        PolicyImage {
-            format: IMAGE_FORMAT,
-            segments: vec![SegmentImage { name: "lan".into() }],
-            ports: vec![
+        PolicyImage::plain(
+            vec![
                 port(0, Attach::Segment(0), true, vec![[2, 0, 0, 0, 0, 0xa]]),
                 port(1, Attach::Segment(0), true, vec![]),
                 port(2, Attach::Segment(0), false, vec![[2, 0, 0, 0, 0, 0xc]]),
                 port(5, Attach::Wire(6), true, vec![]),
                 port(6, Attach::Wire(5), true, vec![]),
             ],
-            firewall: None,
-            drop_events_per_s: 10,
-            new_flows_per_source: None,
-            new_flows_per_destination: None,
-            inspection: None,
-        }
+            None,
+        )
     }
 
     fn meta(src: [u8; 6], dst: [u8; 6]) -> Meta {

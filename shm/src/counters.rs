@@ -249,6 +249,8 @@ counter_block! {
         out_of_order: Metric("rampart_inspect_out_of_order_total"), "TCP segments not in sequence (a gap, a retransmission, an overlap): inspected on their own, the stream restarts from them";
         resynced: Metric("rampart_inspect_resynced_total"), "Streams that met a changed rule set: resumed from the kept tail (a match spanning more than the tail may be missed)";
         unlisted: Metric("rampart_inspect_unlisted_matches_total"), "Signature matches beyond the per-packet limit of listed matches: counted, not logged";
+        suppressed: Metric("rampart_inspect_threshold_suppressed_total"), "Signature matches whose alert a `threshold` held back (a drop or reject still acted)";
+        filtered: Metric("rampart_inspect_detection_filtered_total"), "Signature matches a `detection_filter` held back: neither acted on nor alerted";
     }
 }
 
@@ -309,10 +311,10 @@ const _: () = {
     assert!(offset_of!(WorkerCounters, guard) == 398_144);
     assert!(size_of::<GuardCounters>() == 128);
     assert!(offset_of!(WorkerCounters, inspect) == 398_144 + MAX_PORTS * 128);
-    assert!(size_of::<InspectCounters>() == 64);
-    assert!(offset_of!(WorkerCounters, would) == 398_144 + MAX_PORTS * 128 + 64);
-    assert!(offset_of!(WorkerCounters, signatures) == 398_144 + MAX_PORTS * 128 + 64 + MAX_DROP_REASONS * 8);
-    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 64 + MAX_DROP_REASONS * 8 + crate::layout::MAX_SIGNATURE_COUNTERS * 8);
+    assert!(size_of::<InspectCounters>() == 128);
+    assert!(offset_of!(WorkerCounters, would) == 398_144 + MAX_PORTS * 128 + 128);
+    assert!(offset_of!(WorkerCounters, signatures) == 398_144 + MAX_PORTS * 128 + 128 + MAX_DROP_REASONS * 8);
+    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 128 + MAX_DROP_REASONS * 8 + crate::layout::MAX_SIGNATURE_COUNTERS * 8);
 };
 
 impl WorkerCounters {

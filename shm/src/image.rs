@@ -185,7 +185,46 @@ pub struct InspectionImage {
     pub drop_flow: bool,
 }
 
+impl PortImage {
+    /// Port `p{slot}` on `attach` with `macs`: enabled, forwarding by default, nothing else
+    /// configured (tests, benches and tools that build images by hand).
+    pub fn plain(slot: u16, attach: Attach, macs: Vec<[u8; 6]>) -> PortImage {
+        PortImage {
+            slot,
+            name: format!("p{slot}"),
+            device: format!("net_null{slot}"),
+            socket: String::new(),
+            client: false,
+            queues: 1,
+            attach,
+            enabled: true,
+            macs,
+            max_flows: None,
+            default_action: Verdict::Forward,
+            guard: None,
+            max_macs: 0,
+            limits: Default::default(),
+            monitor: None,
+        }
+    }
+}
+
 impl PolicyImage {
+    /// `ports` on one segment, "lan", under `firewall`, with the defaults elsewhere (tests,
+    /// benches and tools that build images by hand).
+    pub fn plain(ports: Vec<PortImage>, firewall: Option<FirewallImage>) -> PolicyImage {
+        PolicyImage {
+            drop_events_per_s: 10,
+            new_flows_per_source: None,
+            new_flows_per_destination: None,
+            inspection: None,
+            format: IMAGE_FORMAT,
+            segments: vec![SegmentImage { name: "lan".into() }],
+            ports,
+            firewall,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("serialising plain data into a Vec cannot fail")
     }

@@ -236,6 +236,41 @@ pub struct SizeRange {
     pub max: u32,
 }
 
+/// What `threshold` and `detection_filter` count matches by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Track {
+    /// `by_src`: per source address.
+    BySrc,
+    /// `by_dst`: per destination address.
+    ByDst,
+    /// `by_both`: per source and destination pair.
+    ByBoth,
+    /// `by_rule`: one count for the signature.
+    ByRule,
+}
+
+/// `threshold`'s type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThresholdKind {
+    /// `limit`: alert on the first `count` matches of each window.
+    Limit,
+    /// `threshold`: alert on every `count`th match of a window.
+    Threshold,
+    /// `both`: alert once per window, at its `count`th match.
+    Both,
+}
+
+/// `threshold:type <kind>, track <track>, count <n>, seconds <s>` (`kind` set) or
+/// `detection_filter:track <track>, count <n>, seconds <s>` (`kind` None). Windows are fixed:
+/// one starts at a match `seconds` or more after the current window's first match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub kind: Option<ThresholdKind>,
+    pub track: Track,
+    pub count: u32,
+    pub seconds: u32,
+}
+
 /// Where a signature came from, for messages and `rampartctl check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -267,6 +302,11 @@ pub struct Signature {
     pub flow: FlowMatch,
     pub dsize: Option<SizeRange>,
     pub checks: Vec<PayloadCheck>,
+    /// `threshold`: which matches are alerted (a drop or reject still acts on every match).
+    pub threshold: Option<Threshold>,
+    /// `detection_filter`: the signature matches only past `count` matches in a window (its
+    /// action and alert apply from then on).
+    pub detection_filter: Option<Threshold>,
     pub origin: Origin,
 }
 
@@ -294,6 +334,8 @@ impl Signature {
             flow: FlowMatch::default(),
             dsize: None,
             checks,
+            threshold: None,
+            detection_filter: None,
             origin: Origin::default(),
         }
     }

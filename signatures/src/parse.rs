@@ -13,11 +13,12 @@
 //!   variables) and `pcre` (the subset [`crate::pcre`] describes; a pattern outside it
 //!   skips the rule as `pcre:unsupported` or `pcre:too-large`, an HTTP buffer flag as
 //!   `pcre/<flag>`);
-//! - `flow` (direction and state) and `dsize`.
+//! - `flow` (direction and state), `dsize`, `threshold` and `detection_filter` (tracked by
+//!   source, destination, both or rule; applied by the dataplane, see [`Threshold`]).
 //!
 //! A rule that parses but needs anything else — an application-layer protocol in its
 //! header, a sticky buffer (`http.uri`, `dns.query`, ...), `flowbits`, `byte_extract`,
-//! `threshold`, `flow:only_stream`, `dsize:!N`, ... — is not loaded: it comes back as
+//! `track by_flow`, `flow:only_stream`, `dsize:!N`, ... — is not loaded: it comes back as
 //! [`Skipped`] with the keywords it needs, so nothing is silently dropped. Such a rule
 //! must still be well formed (header, variables, option syntax); once it has used an
 //! unsupported keyword its later content modifiers are no longer checked, since they
@@ -29,7 +30,7 @@
 
 use crate::model::{
     AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, IsDataAt, JumpFrom, Origin, PayloadCheck, Pcre,
-    PortMatch, SigAction, SigProto, Signature, SizeRange,
+    PortMatch, SigAction, SigProto, Signature, SizeRange, Threshold, ThresholdKind, Track,
 };
 use crate::pcre::Compiled;
 use std::collections::{BTreeMap, HashMap};
@@ -424,6 +425,10 @@ fn parse_one(text: &str, file: &str, line: u32, vars: &Vars, classes: &Classific
     }
     let sid = builder.sid.ok_or_else(|| ctx.err("sid", "the rule has no sid"))?;
     let gid = builder.gid.unwrap_or(1);
+    if action == SigAction::Pass && builder.detection_filter.is_some() {
+        // A pass the filter holds back would let its packet's other signatures act: not modelled.
+        builder.unsupported("detection_filter:pass");
+    }
     if builder.unsupported.is_empty() {
         // Compiled here too (not only when the dataplane builds its matcher), so a pattern
         // outside the subset skips its rule rather than failing the whole rule set later.
@@ -469,6 +474,8 @@ fn parse_one(text: &str, file: &str, line: u32, vars: &Vars, classes: &Classific
         flow: builder.flow.unwrap_or_default(),
         dsize: builder.dsize,
         checks: builder.checks,
+        threshold: builder.threshold,
+        detection_filter: builder.detection_filter,
         origin: Origin {
             file: file.to_string(),
             line,
@@ -1377,6 +1384,54 @@ fn parse_byte_jump(value: &str) -> ByteParse<ByteJump> {
     Ok(Ok(jump))
 }
 
+/// Parses `threshold`'s (`typed`) or `detection_filter`'s value: comma-separated `type`,
+/// `track`, `count`, `seconds` in any order → the counting, or (inner Err) the keyword a
+/// rule tracking by something else (`by_flow`) is skipped under.
+fn parse_threshold(value: &str, typed: bool) -> Result<Result<Threshold, String>, String> {
+    let (mut kind, mut track, mut count, mut seconds) = (None, None, None, None);
+    for part in value.split(',').map(str::trim) {
+        let (key, arg) = part.split_once(char::is_whitespace).map(|(k, a)| (k, a.trim())).ok_or_else(|| format!("`{part}` is not `<name> <value>`"))?;
+        let number = |what: &str| -> Result<u32, String> {
+            match parse_digits::<u32>(arg) {
+                Some(n) if n > 0 => Ok(n),
+                _ => Err(format!("{what} `{arg}` is not a number in 1..=4294967295")),
+            }
+        };
+        let seen = match key {
+            "type" if typed => kind.replace(match arg {
+                "limit" => ThresholdKind::Limit,
+                "threshold" => ThresholdKind::Threshold,
+                "both" => ThresholdKind::Both,
+                other => return Err(format!("type `{other}` is not limit, threshold or both")),
+            }).is_some(),
+            "track" => track.replace(match arg {
+                "by_src" => Track::BySrc,
+                "by_dst" => Track::ByDst,
+                "by_both" => Track::ByBoth,
+                "by_rule" => Track::ByRule,
+                "by_flow" => return Ok(Err(format!("{}:by_flow", if typed { "threshold" } else { "detection_filter" }))),
+                other => return Err(format!("track `{other}` is not by_src, by_dst, by_both or by_rule")),
+            }).is_some(),
+            "count" => count.replace(number("count")?).is_some(),
+            "seconds" => seconds.replace(number("seconds")?).is_some(),
+            other => return Err(format!("`{other}` is not {}", if typed { "type, track, count or seconds" } else { "track, count or seconds" })),
+        };
+        if seen {
+            return Err(format!("`{key}` given twice"));
+        }
+    }
+    let missing = |what: &str| format!("needs `{what}`");
+    if typed && kind.is_none() {
+        return Err(missing("type"));
+    }
+    Ok(Ok(Threshold {
+        kind,
+        track: track.ok_or_else(|| missing("track"))?,
+        count: count.ok_or_else(|| missing("count"))?,
+        seconds: seconds.ok_or_else(|| missing("seconds"))?,
+    }))
+}
+
 /// A rule's options, collected in order.
 struct Builder<'a> {
     ctx: Ctx<'a>,
@@ -1393,6 +1448,8 @@ struct Builder<'a> {
     flow: Option<FlowMatch>,
     dsize: Option<SizeRange>,
     checks: Vec<PayloadCheck>,
+    threshold: Option<Threshold>,
+    detection_filter: Option<Threshold>,
     /// Index in `checks` of the most recent content.
     last_content: Option<usize>,
     fast_pattern_seen: bool,
@@ -1418,6 +1475,8 @@ impl<'a> Builder<'a> {
             flow: None,
             dsize: None,
             checks: Vec::new(),
+            threshold: None,
+            detection_filter: None,
             last_content: None,
             fast_pattern_seen: false,
             unsupported: Vec::new(),
@@ -1519,6 +1578,17 @@ impl<'a> Builder<'a> {
                 Ok(jump) => self.checks.push(PayloadCheck::ByteJump(jump)),
                 Err(keyword) => self.unsupported(keyword),
             },
+            "threshold" | "detection_filter" => {
+                let value = value.ok_or_else(needs)?;
+                let slot = if name == "threshold" { &mut self.threshold } else { &mut self.detection_filter };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                match parse_threshold(value, name == "threshold").map_err(err)? {
+                    Ok(t) => *slot = Some(t),
+                    Err(keyword) => self.unsupported(&keyword),
+                }
+            }
             "flow" => {
                 let value = value.ok_or_else(needs)?;
                 if self.flow.is_some() {
@@ -1740,6 +1810,8 @@ mod tests {
                 flow: FlowMatch::default(),
                 dsize: None,
                 checks: vec![],
+                threshold: None,
+                detection_filter: None,
                 origin: Origin {
                     file: FILE.to_string(),
                     line: 7
@@ -2829,17 +2901,45 @@ mod tests {
         }
     }
 
+    #[test]
+    fn threshold_and_detection_filter() {
+        let s = sig("content:\"a\"; threshold: type limit, track by_src, count 1, seconds 60; sid:1;");
+        assert_eq!(s.threshold, Some(Threshold { kind: Some(ThresholdKind::Limit), track: Track::BySrc, count: 1, seconds: 60 }));
+        let s = sig("content:\"a\"; threshold:seconds 5,count 3,track by_both,type both; detection_filter:track by_dst, count 10, seconds 1; sid:1;");
+        assert_eq!(s.threshold, Some(Threshold { kind: Some(ThresholdKind::Both), track: Track::ByBoth, count: 3, seconds: 5 }));
+        assert_eq!(s.detection_filter, Some(Threshold { kind: None, track: Track::ByDst, count: 10, seconds: 1 }));
+        let s = sig("threshold:type threshold, track by_rule, count 2, seconds 9; sid:1;");
+        assert_eq!(s.threshold.map(|t| (t.kind, t.track)), Some((Some(ThresholdKind::Threshold), Track::ByRule)));
+        assert_eq!(skip("detection_filter:track by_flow, count 1, seconds 1; sid:1;"), vec!["detection_filter:by_flow"]);
+        assert_eq!(skip_full("pass tcp any any -> any any (detection_filter:track by_src, count 1, seconds 1; sid:1;)").keywords, vec!["detection_filter:pass"]);
+        for (keyword, bad, needle) in [
+            ("threshold", "threshold:track by_src, count 1, seconds 1", "needs `type`"),
+            ("threshold", "threshold:type limit, count 1, seconds 1", "needs `track`"),
+            ("threshold", "threshold:type limit, track by_src, seconds 1", "needs `count`"),
+            ("threshold", "threshold:type limit, track by_src, count 1", "needs `seconds`"),
+            ("threshold", "threshold:type often, track by_src, count 1, seconds 1", "not limit, threshold or both"),
+            ("threshold", "threshold:type limit, track by_port, count 1, seconds 1", "not by_src"),
+            ("threshold", "threshold:type limit, track by_src, count 0, seconds 1", "count `0`"),
+            ("threshold", "threshold:type limit, track by_src, count 1, seconds 1, count 2", "given twice"),
+            ("threshold", "threshold:type limit, track by_src, count 1, seconds 1; threshold:type limit, track by_src, count 1, seconds 1", "given twice"),
+            ("threshold", "threshold:limit", "not `<name> <value>`"),
+            ("detection_filter", "detection_filter:type limit, track by_src, count 1, seconds 1", "not track, count or seconds"),
+        ] {
+            assert_err(&fail(&format!("{bad}; sid:1;")), keyword, needle);
+        }
+    }
+
     // ---- unsupported keywords ----
 
     #[test]
     fn unsupported_keywords_skip_the_rule() {
         let keywords = skip(
             "msg:\"x\"; flow:established,to_server; http.method; content:\"GET\"; http.uri; content:\"/a\"; http.uri; \
-             pcre:\"/a;b\\/c/Ui\"; flowbits:set,x; byte_test:1,&,1,0,dce; threshold:type limit, track by_src, count 1, seconds 60; sid:5;",
+             pcre:\"/a;b\\/c/Ui\"; flowbits:set,x; byte_test:1,&,1,0,dce; threshold:type limit, track by_flow, count 1, seconds 60; sid:5;",
         );
         assert_eq!(
             keywords,
-            vec!["http.method", "http.uri", "pcre/U", "flowbits", "byte_test:dce", "threshold"]
+            vec!["http.method", "http.uri", "pcre/U", "flowbits", "byte_test:dce", "threshold:by_flow"]
         );
         for keyword in [
             "http_uri",
@@ -2852,7 +2952,6 @@ mod tests {
             "pkt_data",
             "bsize:10",
             "byte_extract:1,0,x",
-            "detection_filter:track by_src, count 5, seconds 60",
             "xbits:set,x,track ip_src",
             "app-layer-event:http.x",
             "urilen:>10",
