@@ -34,6 +34,8 @@ pub struct Config {
     pub inspection: Vec<Inspection>,
     #[serde(default)]
     pub inspection_state: InspectionState,
+    #[serde(default)]
+    pub anomalies: Anomalies,
     /// Where this configuration came from (for error messages on reload).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -152,7 +154,8 @@ pub struct Policy {
     pub mode: Mode,
     /// What monitor mode still enforces: `guard` (anti-spoofing and L2 hygiene) and
     /// `throttle` (the token buckets, storm control) protect the other guests, so they stay
-    /// on unless removed from this list (`[]`: a purely passive monitor).
+    /// on unless removed from this list (`[]`: a purely passive monitor); `anomalies` (the
+    /// `[anomalies]` drops) may be added.
     pub monitor_enforces: Vec<Enforce>,
 }
 
@@ -183,6 +186,7 @@ pub enum Mode {
 pub enum Enforce {
     Guard,
     Throttle,
+    Anomalies,
 }
 
 impl Policy {
@@ -472,4 +476,72 @@ impl Default for InspectionState {
     fn default() -> Self {
         InspectionState { tail: 256, streams_per_worker: 16384, idle_timeout: 60, drop_flow: true }
     }
+}
+
+/// What is done about each kind of protocol anomaly (`[anomalies]`): `drop` (counted,
+/// logged, dropped; a monitor port forwards it as a would-be drop), `alert` (counted,
+/// logged, forwarded) or `ignore` (not checked). Tiny first fragments are not listed: the
+/// firewall cannot judge them, so they are always dropped (and counted as `tiny_fragment`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Anomalies {
+    /// SYN+FIN, SYN+RST, no flags (null scan), FIN+PSH+URG (Xmas scan).
+    pub tcp_flags: AnomalyAction,
+    /// Source address equal to destination address.
+    pub land: AnomalyAction,
+    /// A fragment overlapping bytes an earlier fragment of its datagram carried.
+    pub fragment_overlap: AnomalyAction,
+    /// IPv4 loose/strict source route and record route options, IPv6 type 0 routing headers.
+    pub ip_options: AnomalyAction,
+    /// Unicast packets with TTL or hop limit 0 or 1 (traceroute, but also eBGP between
+    /// directly connected routers: an alert by default).
+    pub low_ttl: AnomalyAction,
+    /// Wrong IPv4 header, TCP, UDP or ICMP checksums (where the sender did not leave them
+    /// to an offload), in the packets `checksums` names.
+    pub bad_checksum: AnomalyAction,
+    /// ICMP/ICMPv6 messages longer than `icmp_max_bytes`, or fragmented.
+    pub oversize_icmp: AnomalyAction,
+    /// TCP segments outside their connection's window (tracked flows).
+    pub tcp_window: AnomalyAction,
+    /// Longest ICMP message (header and data) that is not `oversize_icmp`.
+    pub icmp_max_bytes: u32,
+    /// Whose checksums are verified: `inspected` (packets of flows an `inspect` rule
+    /// allows, whose payload is read anyway) or `all` (every IP packet: a sum over every
+    /// byte, costs cycles per byte).
+    pub checksums: ChecksumScope,
+}
+
+impl Default for Anomalies {
+    fn default() -> Self {
+        use AnomalyAction::{Alert, Drop};
+        Anomalies {
+            tcp_flags: Drop,
+            land: Drop,
+            fragment_overlap: Drop,
+            ip_options: Drop,
+            low_ttl: Alert,
+            bad_checksum: Drop,
+            oversize_icmp: Drop,
+            tcp_window: Drop,
+            icmp_max_bytes: 1480,
+            checksums: ChecksumScope::Inspected,
+        }
+    }
+}
+
+/// What `[anomalies]` does about one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnomalyAction {
+    Drop,
+    Alert,
+    Ignore,
+}
+
+/// Whose checksums `[anomalies] bad_checksum` verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChecksumScope {
+    Inspected,
+    All,
 }

@@ -75,6 +75,10 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     if dp.idle_sleep_max_us > 100_000 {
         return c.err(dps, "dataplane.idle_sleep_max_us".into(), "expected at most 100000 (µs)".into());
     }
+    let an = &config.anomalies;
+    if !(64..=65535).contains(&an.icmp_max_bytes) {
+        return c.err(c.table_span("anomalies"), "anomalies.icmp_max_bytes".into(), "expected 64 to 65535 (bytes)".into());
+    }
     let st = &config.inspection_state;
     let sts = c.table_span("inspection_state");
     if st.tail == 0 || st.tail > 256 {

@@ -7,7 +7,7 @@
 use rampart_config::rules::Cidr;
 use rampart_config::{parse_mac, Attachment, Config, DefaultAction, Enforce, Mode, PortKind, Serve};
 use rampart_shm::image::IMAGE_FORMAT;
-use rampart_shm::{Attach, GuardImage, LimitsImage, MonitorImage, PolicyImage, RateImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
+use rampart_shm::{Anomaly, AnomalyAction, AnomalyImage, ChecksumScope, Attach, GuardImage, LimitsImage, MonitorImage, PolicyImage, RateImage, PortImage, SegmentImage, Verdict, MAX_PORTS};
 use std::collections::BTreeMap;
 
 /// Name → slot.
@@ -106,6 +106,35 @@ fn limits(config: &Config, p: &rampart_config::Port) -> LimitsImage {
 }
 
 /// A limit of `rate` per second (0: none), `burst_ms` deep (at least one).
+/// `[anomalies]` as the dataplane reads it (tiny fragments are always dropped).
+fn anomalies(cfg: &rampart_config::Anomalies) -> AnomalyImage {
+    use rampart_config::AnomalyAction as A;
+    let mut image = AnomalyImage::default();
+    let kinds = [
+        (Anomaly::TcpFlags, cfg.tcp_flags),
+        (Anomaly::Land, cfg.land),
+        (Anomaly::FragmentOverlap, cfg.fragment_overlap),
+        (Anomaly::IpOptions, cfg.ip_options),
+        (Anomaly::LowTtl, cfg.low_ttl),
+        (Anomaly::BadChecksum, cfg.bad_checksum),
+        (Anomaly::OversizeIcmp, cfg.oversize_icmp),
+        (Anomaly::TcpWindow, cfg.tcp_window),
+    ];
+    for (kind, action) in kinds {
+        image.actions[kind.index()] = match action {
+            A::Drop => AnomalyAction::Drop,
+            A::Alert => AnomalyAction::Alert,
+            A::Ignore => AnomalyAction::Ignore,
+        };
+    }
+    image.icmp_max_bytes = cfg.icmp_max_bytes.min(u16::MAX as u32) as u16;
+    image.checksums = match cfg.checksums {
+        rampart_config::ChecksumScope::Inspected => ChecksumScope::Inspected,
+        rampart_config::ChecksumScope::All => ChecksumScope::All,
+    };
+    image
+}
+
 fn rate(rate: u64, burst_ms: u64) -> Option<RateImage> {
     (rate > 0).then(|| RateImage { rate, burst: (rate.saturating_mul(burst_ms) / 1000).max(1) })
 }
@@ -177,6 +206,7 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
             monitor: (p.mode.unwrap_or(config.policy.mode) == Mode::Monitor).then(|| MonitorImage {
                 guard: config.policy.monitor_enforces.contains(&Enforce::Guard),
                 throttle: config.policy.monitor_enforces.contains(&Enforce::Throttle),
+                anomalies: config.policy.monitor_enforces.contains(&Enforce::Anomalies),
             }),
         });
     }
@@ -189,6 +219,7 @@ pub fn compile(config: &Config, previous: &Slots) -> Result<(PolicyImage, Slots)
         new_flows_per_source: rate(config.throttle.max_new_flows_per_source, config.throttle.burst_ms),
         new_flows_per_destination: rate(config.throttle.max_new_flows_per_destination, config.throttle.burst_ms),
         inspection,
+        anomalies: anomalies(&config.anomalies),
     };
     image.validate()?;
     Ok((image, slots))
@@ -278,7 +309,7 @@ mod tests {
             [[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/tmp/a.sock\"\nsegment = \"lan\"\n\
             [[ports]]\nname = \"b\"\nkind = \"vhost-server\"\nsocket = \"/tmp/b.sock\"\nsegment = \"lan\"\nmode = \"inline\"\n";
         let (img, _) = compile(&rampart_config::parse("t.toml", text).unwrap(), &Slots::default()).unwrap();
-        assert_eq!(img.ports[0].monitor, Some(MonitorImage { guard: true, throttle: false }));
+        assert_eq!(img.ports[0].monitor, Some(MonitorImage { guard: true, throttle: false, anomalies: false }));
         assert_eq!(img.ports[1].monitor, None, "its own mode wins");
         assert!(img.firewall.is_some(), "the firewall finds a monitor port's would-be drops, rules or not");
         let e = rampart_config::parse("t.toml", &text.replace("[\"guard\"]", "[\"acl\"]")).unwrap_err();

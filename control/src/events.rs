@@ -4,7 +4,7 @@
 //! read from the segment and written to the log as `event_type: "loss"`.
 
 use rampart_shm::ring::{AlertCode, EventKind, FlowEndCode, FlowEventData, FLOW_START_REJECTED};
-use rampart_shm::{DropReason, EventRecord, Segment, MAX_EVENT_RINGS};
+use rampart_shm::{AnomalyOutcome, DropReason, EventRecord, Segment, MAX_EVENT_RINGS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -350,6 +350,23 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
             json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
                    "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "rule": rule,
                    "drop": {"reason": reason}, "rampart": {"would": "drop", "action": "allowed"}})
+        }
+        Some(EventKind::Anomaly) => {
+            let (src, dst, sport, dport, proto, _) = FlowEventData::unpack(rec);
+            let (kind, outcome) = rampart_shm::anomaly::parse_event_code(rec.code);
+            let anomaly = match kind {
+                Some(k) => json!({"type": k.layer(), "event": k.label()}),
+                None => json!({"type": "unknown", "event": "unknown"}),
+            };
+            let rampart = match outcome {
+                Some(AnomalyOutcome::Allowed) => json!({"action": "allowed"}),
+                Some(AnomalyOutcome::Dropped) => json!({"action": "blocked"}),
+                // Monitor mode: forwarded; inline would have dropped it.
+                Some(AnomalyOutcome::WouldDrop) => json!({"action": "allowed", "would": "drop"}),
+                None => json!({"action": "unknown"}),
+            };
+            json!({"timestamp": ts, "event_type": "anomaly", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+                   "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "anomaly": anomaly, "rampart": rampart})
         }
         Some(EventKind::FlowsDumped) => json!({"timestamp": ts, "event_type": "flows_dumped", "request": rec.value}),
         None => json!({"timestamp": ts, "event_type": "unknown", "kind": rec.kind, "ring": ring}),

@@ -468,6 +468,8 @@ impl Firewall {
             Ok(t) => Some(match t.outcome {
                 _ if blocked => FwVerdict::Drop(DropReason::SignatureFlow, rule),
                 Outcome::Valid => FwVerdict::Pass { rule, created: false, log: false },
+                // The `tcp_window` anomaly: the path applies its action.
+                Outcome::Invalid(InvalidReason::TcpOutOfWindow | InvalidReason::TcpRstOutOfWindow) => FwVerdict::Drop(DropReason::AnomalyTcpWindow, rule),
                 Outcome::Invalid(_) => FwVerdict::Drop(DropReason::ConntrackInvalid, rule),
             }),
             Err(Stale::Gone) => None,

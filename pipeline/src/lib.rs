@@ -10,6 +10,8 @@
 //! - [`runtime`]: one policy generation's forwarding state (ports, segments, wire pairs);
 //! - [`mac_table`]: a segment's lock-free MAC learning table;
 //! - [`guard`]: anti-spoofing and L2 hygiene of what guest ports send;
+//! - [`anomaly`]: protocol anomalies in the headers (flags, land, options, TTL, ICMP size,
+//!   checksums) and what is done about them;
 //! - [`firewall`]: the stateful firewall (flow table hit, ACL on a miss, conntrack);
 //! - [`fragments`]: later IP fragments follow their first fragment's verdict;
 //! - [`inspect`]: inline inspection of the flows `inspect` rules allow (signatures);
@@ -22,6 +24,7 @@
 //! targets and the benches run it on plain byte buffers. It writes only to shared-memory
 //! types of `rampart-shm` (this worker's counter block and event ring) and the flow table.
 
+pub mod anomaly;
 pub mod event_limit;
 pub mod firewall;
 pub mod fragments;

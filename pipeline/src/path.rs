@@ -16,9 +16,10 @@
 //! worker's event ring. The caller transmits and counts what it sends. Nothing here
 //! allocates, locks or makes a system call.
 
+use crate::anomaly;
 use crate::event_limit::EventLimiter;
 use crate::firewall::{Burst, Ended, EndedFlows, Firewall, FwVerdict, BURST};
-use crate::fragments::{Datagram, Fragments};
+use crate::fragments::{Datagram, Follow, Fragments};
 use crate::inspect::{Inspected, Streams};
 use crate::reject;
 use crate::runtime::{Decision, Enforced, Route, RtPort, Runtime};
@@ -26,7 +27,7 @@ use rampart_flow::{FlowHit, FlowTable, Prepared};
 use rampart_packet::{Meta, ParseError};
 use rampart_shm::layout::EventRing;
 use rampart_shm::ring::{EventKind, FlowEventData};
-use rampart_shm::{DropReason, EventRecord, WorkerCounters};
+use rampart_shm::{Anomaly, ChecksumScope, DropReason, EventRecord, WorkerCounters};
 
 /// How far ahead packet data is prefetched.
 const PREFETCH: usize = 4;
@@ -209,27 +210,35 @@ impl Pipeline {
         match &rt.firewall {
             Some(fw) => self.stateful(rt, fw, cx, ingress, frames),
             // Nothing to look up: each frame is decided as soon as it is checked.
-            None => match (rt.route(ingress), rt.guard(ingress)) {
-                // Only whether the frame is well formed matters.
-                (Route::Fixed(decision), None) | (Route::Fixed(decision @ Decision::Drop(_)), Some(_)) => {
-                    self.each_frame(rt, cx, ingress, frames, |data| rampart_packet::validate(data).map(|()| decision))
+            None => {
+                let enforce = !rt.monitors(ingress, Enforced::Anomalies);
+                match (rt.route(ingress), rt.guard(ingress)) {
+                    // Only whether the frame is well formed matters.
+                    (Route::Fixed(decision @ Decision::Drop(_)), _) => self.each_frame(rt, cx, ingress, frames, |frame, _| rampart_packet::validate(frame.data()).map(|()| decision)),
+                    (Route::Fixed(decision), None) if !rt.checks_headers => {
+                        self.each_frame(rt, cx, ingress, frames, |frame, _| rampart_packet::validate(frame.data()).map(|()| decision))
+                    }
+                    (route, None) => self.each_frame(rt, cx, ingress, frames, |frame, limiter| {
+                        rampart_packet::parse(frame.data()).map(|meta| match check_headers(rt, cx, limiter, slot, enforce, &meta, frame) {
+                            Ok(()) => {
+                                rt.snoop(ingress, &meta, frame.data(), cx.now_ms);
+                                route.decide(rt, ingress, &meta)
+                            }
+                            Err(reason) => Decision::Drop(reason),
+                        })
+                    }),
+                    (route, Some(guard)) => self.each_frame(rt, cx, ingress, frames, |frame, limiter| {
+                        let data = frame.data();
+                        rampart_packet::parse(data).map(|meta| match guard.check(rt, ingress, &meta, data, cx.now_ms).and_then(|()| check_headers(rt, cx, limiter, slot, enforce, &meta, frame)) {
+                            Ok(()) => {
+                                rt.snoop(ingress, &meta, data, cx.now_ms);
+                                route.decide(rt, ingress, &meta)
+                            }
+                            Err(reason) => Decision::Drop(reason),
+                        })
+                    }),
                 }
-                (route, None) => self.each_frame(rt, cx, ingress, frames, |data| {
-                    rampart_packet::parse(data).map(|meta| {
-                        rt.snoop(ingress, &meta, data, cx.now_ms);
-                        route.decide(rt, ingress, &meta)
-                    })
-                }),
-                (route, Some(guard)) => self.each_frame(rt, cx, ingress, frames, |data| {
-                    rampart_packet::parse(data).map(|meta| match guard.check(rt, ingress, &meta, data, cx.now_ms) {
-                        Ok(()) => {
-                            rt.snoop(ingress, &meta, data, cx.now_ms);
-                            route.decide(rt, ingress, &meta)
-                        }
-                        Err(reason) => Decision::Drop(reason),
-                    })
-                }),
-            },
+            }
         }
         let c = &cx.counters.ports[slot];
         c.rx_packets.add(frames.len() as u64);
@@ -274,14 +283,14 @@ impl Pipeline {
     /// A burst without a firewall: each frame is checked (malformed ones are dropped and
     /// counted) and decided by `decide` in one pass.
     #[inline(always)]
-    fn each_frame(&mut self, rt: &Runtime, cx: &Context, ingress: u8, frames: &[Frame], decide: impl Fn(&[u8]) -> Result<Decision, ParseError>) {
+    fn each_frame(&mut self, rt: &Runtime, cx: &Context, ingress: u8, frames: &[Frame], decide: impl Fn(&Frame, &mut EventLimiter) -> Result<Decision, ParseError>) {
         let slot = rt.ports.get(ingress as usize).map_or(0, |p| p.slot as usize);
         let Pipeline { actions, limiter, .. } = self;
         for i in 0..frames.len() {
             prefetch_ahead(frames, i);
             let frame = &frames[i];
             let decision = match frame.segments {
-                1 => decide(frame.data()).unwrap_or_else(|e| malformed(cx, limiter, rt, slot, e, frame)),
+                1 => decide(frame, limiter).unwrap_or_else(|e| malformed(cx, limiter, rt, slot, e, frame)),
                 _ => Decision::Drop(DropReason::Chained),
             };
             actions[i] = action(rt, cx, ingress, slot, frame, decision);
@@ -303,6 +312,7 @@ impl Pipeline {
         let route = rt.route(ingress);
         let guard = rt.guard(ingress);
         let (monitor, monitor_guard) = (port.monitor.is_some(), rt.monitors(ingress, Enforced::Guard));
+        let enforce = !rt.monitors(ingress, Enforced::Anomalies);
         burst.fill(cx.flows, zone, (0..frames.len()).map(|i| {
             prefetch_ahead(frames, i);
             // A chained frame is not parsed (its first segment is not the packet).
@@ -325,23 +335,25 @@ impl Pipeline {
                     route.decide(rt, ingress, meta)
                 }).unwrap_or_else(Decision::Drop) {
                     Decision::Drop(r) => Decision::Drop(r),
-                    pass if meta.is_ip() => {
-                        let looked_up = burst.lookup(cx.flows, i);
-                        let watch = monitor.then_some(&mut *limiter);
-                        let step = match firewall(fragments, fw, rt, cx, meta, frame, port, looked_up, watch) {
-                            Step::Inspect { created } => inspect(streams, rt, cx, meta, frame, slot, looked_up, created, monitor),
-                            step => step,
-                        };
-                        match step {
-                            Step::Pass | Step::Inspect { .. } => pass,
-                            Step::Drop(reason) => Decision::Drop(reason),
-                            Step::Reply(reason) => {
-                                cx.counters.drop(slot, reason, frame.wire_len as u64);
-                                actions[i] = Action::Reply { len: frame.len as u16 };
-                                continue;
+                    pass if meta.is_ip() => match check_headers(rt, cx, limiter, slot, enforce, meta, frame) {
+                        Err(reason) => Decision::Drop(reason),
+                        Ok(()) => {
+                            let looked_up = burst.lookup(cx.flows, i);
+                            let step = match firewall(fragments, fw, rt, cx, limiter, meta, frame, port, looked_up, enforce) {
+                                Step::Inspect { created } => inspect(streams, rt, cx, limiter, meta, frame, slot, looked_up, created, monitor, enforce),
+                                step => step,
+                            };
+                            match step {
+                                Step::Pass | Step::Inspect { .. } => pass,
+                                Step::Drop(reason) => Decision::Drop(reason),
+                                Step::Reply(reason) => {
+                                    cx.counters.drop(slot, reason, frame.wire_len as u64);
+                                    actions[i] = Action::Reply { len: frame.len as u16 };
+                                    continue;
+                                }
                             }
                         }
-                    }
+                    },
                     pass => pass,
                 },
                 (1, Err(e)) => malformed(cx, limiter, rt, slot, *e, frame),
@@ -354,9 +366,10 @@ impl Pipeline {
 
 /// The stateful firewall step for one IP packet received on `port`. Later fragments
 /// follow their datagram's first fragment (see [`crate::fragments`]); a rejected packet
-/// becomes its answer in place. `monitor` (the port's drop-record budget, when it is in
-/// monitor mode): what the firewall would drop passes, counted and logged as a would-be
-/// drop (the new-flow limits still drop where the port enforces its limits).
+/// becomes its answer in place. On a port in monitor mode, what the firewall would drop
+/// passes, counted and logged (within the port's drop-record budget, `limiter`) as a
+/// would-be drop; the new-flow limits still drop where the port enforces its limits, and
+/// anomalies where it enforces them (`enforce`, see [`crate::anomaly::found`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn firewall(
@@ -364,20 +377,39 @@ fn firewall(
     fw: &Firewall,
     rt: &Runtime,
     cx: &Context,
+    limiter: &mut EventLimiter,
     meta: &Meta,
     frame: &mut Frame,
     port: &RtPort,
     looked_up: Option<(&Prepared, Option<FlowHit>)>,
-    monitor: Option<&mut EventLimiter>,
+    enforce: bool,
 ) -> Step {
-    let (gen, slot, zone) = (rt.gen, port.slot as usize, port.zone);
-    let step = decide(fragments, fw, gen, cx, meta, frame, slot, zone, looked_up, monitor.is_some());
-    match (step, monitor) {
-        (Step::Drop(reason), Some(limiter)) if !(is_rate_limit(reason) && port.monitor.is_some_and(|m| m.throttle)) => {
+    let (slot, zone) = (port.slot as usize, port.zone);
+    let monitor = port.monitor.is_some();
+    match decide(fragments, fw, rt, cx, limiter, meta, frame, slot, zone, looked_up, monitor, enforce) {
+        Step::Drop(reason) if monitor && !is_anomaly(reason) && !(is_rate_limit(reason) && port.monitor.is_some_and(|m| m.throttle)) => {
             would_drop(cx, limiter, rt, slot, reason, meta, fw);
             Step::Pass
         }
-        (step, _) => step,
+        step => step,
+    }
+}
+
+/// An anomaly's drop: [`crate::anomaly::found`] has judged it, monitor mode included.
+fn is_anomaly(reason: DropReason) -> bool {
+    Anomaly::ALL.iter().any(|a| a.reason() == reason)
+}
+
+/// The header checks ([`crate::anomaly::headers`]) of an IP packet: Err to drop it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn check_headers(rt: &Runtime, cx: &Context, limiter: &mut EventLimiter, slot: usize, enforce: bool, meta: &Meta, frame: &Frame) -> Result<(), DropReason> {
+    if !rt.checks_headers || !meta.is_ip() {
+        return Ok(());
+    }
+    match anomaly::headers(&rt.anomalies, meta, frame.data(), frame.checksums) {
+        None => Ok(()),
+        Some(kind) => anomaly::found(cx, limiter, rt, slot, kind, meta, enforce).map_or(Ok(()), Err),
     }
 }
 
@@ -408,21 +440,32 @@ fn would_drop(cx: &Context, limiter: &mut EventLimiter, rt: &Runtime, slot: usiz
 fn decide(
     fragments: &mut Fragments,
     fw: &Firewall,
-    gen: u64,
+    rt: &Runtime,
     cx: &Context,
+    limiter: &mut EventLimiter,
     meta: &Meta,
     frame: &mut Frame,
     slot: usize,
     zone: u16,
     looked_up: Option<(&Prepared, Option<FlowHit>)>,
     monitor: bool,
+    enforce: bool,
 ) -> Step {
     let len = frame.wire_len as u64;
     if meta.is_later_fragment() {
-        let Some(datagram) = fragments.follow(meta, zone, cx.now_ms) else {
-            return Step::Drop(DropReason::Fragment);
+        let datagram = match fragments.follow(meta, zone, cx.now_ms, rt.anomalies.checks(Anomaly::FragmentOverlap)) {
+            Follow::Pass(datagram) => datagram,
+            Follow::Unknown => return Step::Drop(DropReason::Fragment),
+            Follow::Poisoned => return Step::Drop(DropReason::AnomalyFragmentOverlap),
+            Follow::Overlap(datagram) => match anomaly::found(cx, limiter, rt, slot, Anomaly::FragmentOverlap, meta, enforce) {
+                Some(reason) => {
+                    fragments.poison(meta, zone);
+                    return Step::Drop(reason);
+                }
+                None => datagram,
+            },
         };
-        if let Some(c) = datagram.counter.filter(|_| datagram.gen == gen) {
+        if let Some(c) = datagram.counter.filter(|_| datagram.gen == rt.gen) {
             let rc = &cx.counters.rules[c];
             rc.packets.add(1);
             rc.bytes.add(len);
@@ -449,7 +492,8 @@ fn decide(
     match verdict {
         FwVerdict::Pass { log, created, rule } => {
             if meta.is_first_fragment() {
-                fragments.passed(meta, zone, Datagram { counter, gen }, cx.now_ms);
+                let carried = meta.l4_header_len(frame.data()) + meta.payload_len as usize;
+                fragments.passed(meta, zone, Datagram { counter, gen: rt.gen }, carried, cx.now_ms);
             }
             if log && created {
                 flow_started(cx, slot, 0, meta, rule);
@@ -465,6 +509,12 @@ fn decide(
             }
             Step::Drop(DropReason::SourceRate)
         }
+        // Outside its connection's window: an anomaly, whose action the policy chooses.
+        FwVerdict::Drop(DropReason::AnomalyTcpWindow, rule) => match anomaly::found(cx, limiter, rt, slot, Anomaly::TcpWindow, meta, enforce) {
+            Some(reason) => Step::Drop(reason),
+            None if fw.inspects(rule) => Step::Inspect { created: false },
+            None => Step::Pass,
+        },
         FwVerdict::Drop(reason, _) => Step::Drop(reason),
         FwVerdict::Reject(_) if monitor => Step::Drop(DropReason::RuleReject),
         FwVerdict::Reject(rule) => {
@@ -479,23 +529,33 @@ fn decide(
 
 /// The inspection step for a packet of a flow an `inspect` rule allows (see
 /// [`crate::inspect`]). Without signatures to run (none built for this generation), such
-/// a flow is dropped: inspection is never bypassed.
+/// a flow is dropped: inspection is never bypassed. Checksums are verified first where
+/// the policy says so (`bad_checksum` in [`ChecksumScope::Inspected`]): a segment its
+/// receiver would discard must not mislead the signatures.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn inspect(
     streams: &mut Streams,
     rt: &Runtime,
     cx: &Context,
+    limiter: &mut EventLimiter,
     meta: &Meta,
     frame: &mut Frame,
     slot: usize,
     looked_up: Option<(&Prepared, Option<FlowHit>)>,
     created: bool,
     monitor: bool,
+    enforce: bool,
 ) -> Step {
     let Some(ins) = rt.inspection.as_deref() else {
         return Step::Drop(DropReason::Signature);
     };
+    let a = &rt.anomalies;
+    if a.checksums == ChecksumScope::Inspected && a.checks(Anomaly::BadChecksum) && !anomaly::checksums_ok(meta, frame.data(), frame.checksums) {
+        if let Some(reason) = anomaly::found(cx, limiter, rt, slot, Anomaly::BadChecksum, meta, enforce) {
+            return Step::Drop(reason);
+        }
+    }
     // An ICMP error the firewall related to the flow (it is not looked up itself): it quotes
     // the flow's headers, carries none of its payload, and passes as the flow's packets do
     // (path-MTU discovery keeps working for inspected flows).
@@ -589,6 +649,9 @@ fn action(rt: &Runtime, cx: &Context, ingress: u8, slot: usize, frame: &Frame, d
 #[cold]
 fn malformed(cx: &Context, limiter: &mut EventLimiter, rt: &Runtime, slot: usize, e: ParseError, frame: &Frame) -> Decision {
     let reason = DropReason::Malformed(e);
+    if matches!(e, ParseError::FragmentTooSmall | ParseError::FragmentBadOffset) {
+        cx.counters.anomalies[Anomaly::TinyFragment.index()].add(1);
+    }
     if !limiter.admit(slot, reason.index(), rt.drop_events_per_s, cx.now_ms) {
         return Decision::Drop(reason);
     }
@@ -1111,7 +1174,7 @@ mod tests {
         use rampart_packet::TcpFlags;
         use rampart_shm::ring::AlertCode;
         let rig = Rig::new();
-        let rt = monitoring_runtime(rampart_shm::MonitorImage { guard: true, throttle: true });
+        let rt = monitoring_runtime(rampart_shm::MonitorImage { guard: true, throttle: true, anomalies: false });
         let mut p = Pipeline::new(64);
         let to_b = Action::Forward(PortSet::one(1));
         // A deny rule and a reject rule: forwarded unchanged (no RST written), logged with the rule.
@@ -1146,12 +1209,127 @@ mod tests {
             a.limits = LimitsImage { packets: Some(RateImage { rate: 1, burst: 1 }), ..Default::default() };
             let image = PolicyImage::plain(vec![a, port(1, vec![B])], None);
             let mut rt = Runtime::build(1, &image, Some, None, &Default::default());
-            rt.ports[0].monitor = Some(MonitorImage { guard: true, throttle });
+            rt.ports[0].monitor = Some(MonitorImage { guard: true, throttle, anomalies: false });
             let (actions, _) = run(&rig, &rt, 0, &[udp(A, B, 53), udp(A, B, 53), udp(A, B, 53)], 0);
             let forwarded = actions.iter().filter(|a| **a == Action::Forward(PortSet::one(1))).count();
             assert_eq!(forwarded, if throttle { 1 } else { 3 }, "enforced: {throttle}");
         }
         let w = &rig.segment.workers[0];
         assert_eq!((w.drops[DropReason::Throttled.index()].get(), w.would[DropReason::Throttled.index()].get()), (2, 2));
+    }
+
+    /// The anomaly events logged so far: (kind, outcome).
+    fn anomalies(rig: &Rig) -> Vec<(Anomaly, rampart_shm::AnomalyOutcome)> {
+        events_of(rig, EventKind::Anomaly).iter().map(|r| rampart_shm::anomaly::parse_event_code(r.code)).map(|(k, o)| (k.unwrap(), o.unwrap())).collect()
+    }
+
+    fn detected(rig: &Rig, kind: Anomaly) -> u64 {
+        rig.segment.workers[0].anomalies[kind.index()].get()
+    }
+
+    #[test]
+    fn header_anomalies_are_dropped_alerted_or_ignored_as_the_policy_says() {
+        use rampart_packet::TcpFlags;
+        use rampart_shm::AnomalyOutcome::{Allowed, Dropped};
+        let to_b = Action::Forward(PortSet::one(1));
+        let syn_fin = segment(true, 80, TcpFlags::SYN | TcpFlags::FIN, 1, 0, b"");
+        let land = build::udp_v4([10, 0, 0, 1], 7, [10, 0, 0, 1], 7, b"x").macs(A, B).build().unwrap();
+        let ttl1 = build::udp_v4([10, 0, 0, 1], 7, [10, 0, 0, 2], 7, b"x").macs(A, B).ttl(1).build().unwrap();
+        let frames = [syn_fin.clone(), land.clone(), ttl1.clone()];
+        // Switched without a firewall, and under the stateful one.
+        for rt in [runtime(None), runtime(Some(rules()))] {
+            let rig = Rig::new();
+            let (actions, _) = run(&rig, &rt, 0, &frames, 0);
+            assert_eq!(actions, [Action::Drop(DropReason::AnomalyTcpFlags), Action::Drop(DropReason::AnomalyLand), to_b]);
+            assert_eq!(anomalies(&rig), [(Anomaly::TcpFlags, Dropped), (Anomaly::Land, Dropped), (Anomaly::LowTtl, Allowed)]);
+            assert_eq!((detected(&rig, Anomaly::TcpFlags), detected(&rig, Anomaly::LowTtl)), (1, 1));
+            assert_eq!(rig.dropped(DropReason::AnomalyLand), 1);
+        }
+        // Ignored: not checked, not counted (without a firewall nothing else looks at them).
+        let rig = Rig::new();
+        let mut rt = runtime(None);
+        rt.anomalies = rampart_shm::AnomalyImage::off();
+        rt.checks_headers = crate::anomaly::checks_headers(&rt.anomalies);
+        assert_eq!(run(&rig, &rt, 0, &frames, 0).0, [to_b; 3]);
+        assert_eq!((anomalies(&rig), detected(&rig, Anomaly::TcpFlags)), (vec![], 0));
+        // Alerted: counted and logged, forwarded.
+        rt.anomalies.actions[Anomaly::Land.index()] = rampart_shm::AnomalyAction::Alert;
+        rt.checks_headers = crate::anomaly::checks_headers(&rt.anomalies);
+        assert_eq!(run(&rig, &rt, 0, &[land], 0).0, [to_b]);
+        assert_eq!(anomalies(&rig), [(Anomaly::Land, Allowed)]);
+    }
+
+    #[test]
+    fn a_monitor_port_forwards_anomalies_unless_it_enforces_them() {
+        use rampart_shm::AnomalyOutcome::{Dropped, WouldDrop};
+        let land = build::udp_v4([10, 0, 0, 1], 53, [10, 0, 0, 1], 53, b"x").macs(A, B).build().unwrap();
+        for enforce in [false, true] {
+            let rig = Rig::new();
+            let rt = monitoring_runtime(rampart_shm::MonitorImage { guard: true, throttle: true, anomalies: enforce });
+            let (actions, _) = run(&rig, &rt, 0, std::slice::from_ref(&land), 0);
+            let w = &rig.segment.workers[0];
+            if enforce {
+                assert_eq!((actions[0], anomalies(&rig)), (Action::Drop(DropReason::AnomalyLand), vec![(Anomaly::Land, Dropped)]));
+            } else {
+                assert_eq!((actions[0], anomalies(&rig)), (Action::Forward(PortSet::one(1)), vec![(Anomaly::Land, WouldDrop)]));
+                assert_eq!((w.would[DropReason::AnomalyLand.index()].get(), w.ports[0].drop_packets.get()), (1, 0));
+            }
+        }
+    }
+
+    #[test]
+    fn an_overlapping_fragment_drops_the_rest_of_its_datagram_and_tiny_ones_are_counted() {
+        let rig = Rig::new();
+        let rt = runtime(Some(rules()));
+        let pieces = build::udp_v4([10, 0, 0, 1], 4000, [10, 0, 0, 2], 53, &[7; 64]).macs(A, B).fragments(24).unwrap();
+        assert_eq!(pieces.len(), 3);
+        let to_b = Action::Forward(PortSet::one(1));
+        let overlap = Action::Drop(DropReason::AnomalyFragmentOverlap);
+        let (actions, _) = run(&rig, &rt, 0, &[pieces[0].clone(), pieces[1].clone(), pieces[1].clone(), pieces[2].clone()], 0);
+        assert_eq!(actions, [to_b, to_b, overlap, overlap], "the copy overlaps; the last piece follows its poisoned datagram");
+        assert_eq!((detected(&rig, Anomaly::FragmentOverlap), rig.dropped(DropReason::AnomalyFragmentOverlap)), (1, 2));
+        // A first fragment holding 8 bytes of a TCP header: malformed, and counted as tiny.
+        let tiny = build::tcp_v4([10, 0, 0, 1], 4000, [10, 0, 0, 2], 80, rampart_packet::TcpFlags::ACK, &[0; 32]).macs(A, B).fragments(8).unwrap();
+        assert_eq!(run(&rig, &rt, 0, &tiny[..1], 0).0, [Action::Drop(DropReason::Malformed(ParseError::FragmentTooSmall))]);
+        assert_eq!(detected(&rig, Anomaly::TinyFragment), 1);
+    }
+
+    #[test]
+    fn a_segment_outside_its_window_is_the_tcp_window_anomaly() {
+        use rampart_packet::TcpFlags;
+        use rampart_shm::AnomalyOutcome::{Allowed, Dropped};
+        for action in [rampart_shm::AnomalyAction::Drop, rampart_shm::AnomalyAction::Alert] {
+            let rig = Rig::new();
+            let mut rt = inspecting_runtime();
+            rt.anomalies.actions[Anomaly::TcpWindow.index()] = action;
+            let mut p = Pipeline::new(64);
+            one(&rig, &rt, &mut p, 0, segment(true, 22, TcpFlags::SYN, 100, 0, b""));
+            one(&rig, &rt, &mut p, 1, segment(false, 22, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""));
+            assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 22, TcpFlags::ACK, 101, 501, b"in")), Action::Forward(PortSet::one(1)));
+            let far = one(&rig, &rt, &mut p, 0, segment(true, 22, TcpFlags::ACK, 101 + 0x4000_0000, 501, b"far"));
+            let (expected, outcome) = match action {
+                rampart_shm::AnomalyAction::Drop => (Action::Drop(DropReason::AnomalyTcpWindow), Dropped),
+                _ => (Action::Forward(PortSet::one(1)), Allowed),
+            };
+            assert_eq!(far, expected);
+            assert_eq!(anomalies(&rig), [(Anomaly::TcpWindow, outcome)]);
+        }
+    }
+
+    #[test]
+    fn a_bad_checksum_in_an_inspected_flow_is_dropped_before_its_payload_is_scanned() {
+        use rampart_packet::TcpFlags;
+        let (rig, rt) = (Rig::new(), inspecting_runtime());
+        let mut p = Pipeline::new(64);
+        one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::SYN, 100, 0, b""));
+        one(&rig, &rt, &mut p, 1, segment(false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b""));
+        let mut bad = segment(true, 80, TcpFlags::ACK, 101, 501, b"hello");
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(one(&rig, &rt, &mut p, 0, bad), Action::Drop(DropReason::AnomalyBadChecksum));
+        assert_eq!(one(&rig, &rt, &mut p, 0, segment(true, 80, TcpFlags::ACK, 101, 501, b"hello")), Action::Forward(PortSet::one(1)));
+        // Not inspected: not verified (the default scope).
+        let mut ssh = segment(true, 22, TcpFlags::SYN, 100, 0, b"");
+        *ssh.last_mut().unwrap() ^= 1;
+        assert_eq!(one(&rig, &rt, &mut p, 0, ssh), Action::Forward(PortSet::one(1)));
     }
 }

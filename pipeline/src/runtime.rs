@@ -13,7 +13,7 @@ use crate::mac_table::{is_unicast, MacTable};
 use crate::throttle::{Bucket, Limit, PortLimits};
 use arrayvec::ArrayVec;
 use rampart_packet::Meta;
-use rampart_shm::{Attach, DropReason, PolicyImage, Verdict, MAX_PORTS};
+use rampart_shm::{AnomalyImage, Attach, DropReason, PolicyImage, Verdict, MAX_PORTS};
 use std::sync::Arc;
 
 use crate::{PortSet, MAX_PORT_IDS};
@@ -59,6 +59,7 @@ pub struct RtSegment {
 pub enum Enforced {
     Guard,
     Throttle,
+    Anomalies,
 }
 
 /// How a port's packets are decided: see [`Runtime::route`].
@@ -106,6 +107,10 @@ pub struct Runtime {
     pub segments: Vec<RtSegment>,
     /// Detailed drop records per second per port and reason (see [`crate::event_limit`]).
     pub drop_events_per_s: u32,
+    /// What is done about each kind of protocol anomaly ([`crate::anomaly`]).
+    pub anomalies: AnomalyImage,
+    /// Whether [`crate::anomaly::headers`] checks anything under this policy.
+    pub checks_headers: bool,
     /// Each port's guard (by local index), if it is guarded.
     guards: ArrayVec<Option<PortGuard>, MAX_PORTS>,
     /// Each port's token buckets (by local index); fresh (full) in each generation.
@@ -121,6 +126,7 @@ impl Runtime {
         self.ports.get(ingress as usize).and_then(|p| p.monitor).is_some_and(|m| match what {
             Enforced::Guard => !m.guard,
             Enforced::Throttle => !m.throttle,
+            Enforced::Anomalies => !m.anomalies,
         })
     }
 
@@ -154,6 +160,8 @@ impl Runtime {
                 .map(|s| RtSegment { name: s.name.clone(), member_set: PortSet::default(), macs: MacTable::new(MAC_TABLE_SLOTS) })
                 .collect(),
             drop_events_per_s: image.drop_events_per_s,
+            anomalies: image.anomalies,
+            checks_headers: crate::anomaly::checks_headers(&image.anomalies),
             guards: ArrayVec::new(),
             limits: ArrayVec::new(),
             local_by_port_id: [NO_PORT; MAX_PORT_IDS],

@@ -279,6 +279,8 @@ pub struct WorkerCounters {
     pub would: [Counter; MAX_DROP_REASONS],
     /// Alerts per signature, by the signature's counter slot.
     pub signatures: [Counter; crate::layout::MAX_SIGNATURE_COUNTERS],
+    /// Protocol anomalies detected, by [`crate::anomaly::Anomaly::index`] (whatever the action).
+    pub anomalies: [Counter; crate::anomaly::MAX_ANOMALIES],
 }
 
 // SAFETY: #[repr(C)], only AtomicU64-based counters; all-zero is the initial
@@ -314,7 +316,7 @@ const _: () = {
     assert!(size_of::<InspectCounters>() == 128);
     assert!(offset_of!(WorkerCounters, would) == 398_144 + MAX_PORTS * 128 + 128);
     assert!(offset_of!(WorkerCounters, signatures) == 398_144 + MAX_PORTS * 128 + 128 + MAX_DROP_REASONS * 8);
-    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 128 + MAX_DROP_REASONS * 8 + crate::layout::MAX_SIGNATURE_COUNTERS * 8);
+    assert!(size_of::<WorkerCounters>() == 398_144 + MAX_PORTS * 128 + 128 + MAX_DROP_REASONS * 8 + crate::layout::MAX_SIGNATURE_COUNTERS * 8 + crate::anomaly::MAX_ANOMALIES * 8);
 };
 
 impl WorkerCounters {
@@ -429,6 +431,15 @@ drop_reasons! {
     DestinationRate => "destination_rate", "A new flow over its destination address's new flows/s limit (a victim hit by many sources).";
     Signature => "signature", "A `drop` or `reject` signature matched the packet (inline inspection; an alert is logged).";
     SignatureFlow => "signature_flow", "A packet of a flow that a `drop` or `reject` signature blocked earlier (inline inspection, `inspection_state.drop_flow`).";
+    AnomalyTcpFlags => "anomaly_tcp_flags", "Protocol anomaly `tcp_flags`: SYN+FIN, SYN+RST, null or Xmas TCP flags.";
+    AnomalyLand => "anomaly_land", "Protocol anomaly `land`: source address equal to destination address.";
+    AnomalyFragmentOverlap => "anomaly_fragment_overlap", "Protocol anomaly `fragment_overlap`: an IP fragment overlapping an earlier one of its datagram, or a later fragment of such a datagram.";
+    AnomalyTinyFragment => "anomaly_tiny_fragment", "Protocol anomaly `tiny_fragment` (never a drop reason itself: such fragments are dropped as malformed_fragment_*).";
+    AnomalyIpOptions => "anomaly_ip_options", "Protocol anomaly `ip_options`: IPv4 source or record route, IPv6 type 0 routing header.";
+    AnomalyLowTtl => "anomaly_low_ttl", "Protocol anomaly `low_ttl`: a unicast packet with TTL or hop limit 0 or 1.";
+    AnomalyBadChecksum => "anomaly_bad_checksum", "Protocol anomaly `bad_checksum`: a wrong IPv4, TCP, UDP or ICMP checksum the sender did not leave to an offload.";
+    AnomalyOversizeIcmp => "anomaly_oversize_icmp", "Protocol anomaly `oversize_icmp`: an ICMP message over `icmp_max_bytes`, or fragmented.";
+    AnomalyTcpWindow => "anomaly_tcp_window", "Protocol anomaly `tcp_window`: a TCP segment outside its connection's window.";
 }
 
 /// First drop-reason index used by path (non-parse) reasons.

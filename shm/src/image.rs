@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 9;
+pub const IMAGE_FORMAT: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
@@ -72,6 +72,8 @@ pub struct MonitorImage {
     pub guard: bool,
     /// The token buckets' drops (packets/s, bytes/s, storm control).
     pub throttle: bool,
+    /// The protocol anomalies' drops.
+    pub anomalies: bool,
 }
 
 /// A rate (units per second) and a burst (units).
@@ -167,6 +169,8 @@ pub struct PolicyImage {
     pub new_flows_per_destination: Option<RateImage>,
     /// Signatures run on the flows `Inspect` rules allow (None: no inspection).
     pub inspection: Option<InspectionImage>,
+    /// What is done about each kind of protocol anomaly.
+    pub anomalies: crate::anomaly::AnomalyImage,
 }
 
 /// Inline inspection: the signatures (parsed by the control process, variables resolved)
@@ -218,6 +222,7 @@ impl PolicyImage {
             new_flows_per_source: None,
             new_flows_per_destination: None,
             inspection: None,
+            anomalies: Default::default(),
             format: IMAGE_FORMAT,
             segments: vec![SegmentImage { name: "lan".into() }],
             ports,
@@ -392,6 +397,7 @@ pub(crate) mod tests_support {
             new_flows_per_source: None,
             new_flows_per_destination: None,
             inspection: None,
+            anomalies: Default::default(),
         }
     }
 }

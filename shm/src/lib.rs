@@ -18,6 +18,7 @@
 //! and refuses a segment whose magic, ABI version or layout sizes differ
 //! from its own. This crate depends on neither DPDK nor either process.
 
+pub mod anomaly;
 pub mod counters;
 pub mod dump;
 pub mod image;
@@ -26,6 +27,7 @@ pub mod policy;
 pub mod ring;
 mod segment;
 
+pub use anomaly::{Anomaly, AnomalyAction, AnomalyImage, AnomalyOutcome, ChecksumScope};
 pub use counters::{Counter, CounterField, DropReason, GuardCounterValues, GuardCounters, InspectCounterValues, InspectCounters, PortCounterValues, PortCounters, Report, WorkerCounters, WorkerTotalValues, WorkerTotals};
 pub use dump::{DumpRequest, DumpedFlow, FlowDump, Page, DUMP_PAGE_RECORDS};
 pub use image::{Attach, ConntrackImage, FirewallImage, GuardImage, InspectionImage, LimitsImage, MonitorImage, PolicyImage, PortImage, RateImage, RuleAction, RuleImage, SegmentImage, Verdict};

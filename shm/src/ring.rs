@@ -152,6 +152,9 @@ pub enum EventKind {
     /// [`FlowEventData`]: the packet's addresses and ports, and the rule); `code` is the
     /// drop-reason index.
     WouldDrop = 14,
+    /// A protocol anomaly (see [`FlowEventData`]: the packet's addresses and ports, no
+    /// rule); `code` is [`crate::anomaly::event_code`]: the kind and what was done.
+    Anomaly = 15,
 }
 
 impl EventKind {
@@ -171,6 +174,7 @@ impl EventKind {
             12 => EventKind::SourceOverLimit,
             13 => EventKind::Alert,
             14 => EventKind::WouldDrop,
+            15 => EventKind::Anomaly,
             _ => return None,
         })
     }
