@@ -315,4 +315,24 @@ mod tests {
         let e = rampart_config::parse("t.toml", &text.replace("[\"guard\"]", "[\"acl\"]")).unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (3, "policy.monitor_enforces[0]"), "{e}");
     }
+
+    #[test]
+    fn anomalies_compile_to_the_image_and_a_bad_one_names_its_field() {
+        let base = "[[segments]]\nname = \"lan\"\n";
+        let image = |text: &str| compile(&rampart_config::parse("t.toml", text).unwrap(), &Slots::default()).unwrap().0;
+        assert_eq!(image(base).anomalies, AnomalyImage::default(), "the config's defaults are the image's");
+        let img = image(&format!("{base}[anomalies]\nland = \"alert\"\nlow_ttl = \"ignore\"\nchecksums = \"all\"\nicmp_max_bytes = 9000\n"));
+        let a = img.anomalies;
+        assert_eq!((a.action(Anomaly::Land), a.action(Anomaly::LowTtl), a.action(Anomaly::TcpFlags)), (AnomalyAction::Alert, AnomalyAction::Ignore, AnomalyAction::Drop));
+        assert_eq!((a.checksums, a.icmp_max_bytes, a.action(Anomaly::TinyFragment)), (ChecksumScope::All, 9000, AnomalyAction::Drop));
+        let err = |tail: &str| rampart_config::parse("t.toml", &format!("{base}[anomalies]\n{tail}\n")).unwrap_err();
+        let e = err("land = \"block\"");
+        assert_eq!((e.line, e.field.as_str()), (4, "anomalies.land"), "{e}");
+        let e = err("icmp_max_bytes = 10");
+        assert_eq!(e.field.as_str(), "anomalies.icmp_max_bytes", "{e}");
+        let e = err("tiny_fragment = \"alert\"");
+        assert!(e.to_string().contains("tiny_fragment"), "always dropped, not configurable: {e}");
+        let monitor = image(&format!("[policy]\nmode = \"monitor\"\nmonitor_enforces = [\"anomalies\"]\n{base}[[ports]]\nname = \"a\"\nkind = \"vhost-server\"\nsocket = \"/tmp/a.sock\"\nsegment = \"lan\"\n"));
+        assert_eq!(monitor.ports[0].monitor, Some(MonitorImage { guard: false, throttle: false, anomalies: true }));
+    }
 }

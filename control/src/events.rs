@@ -372,3 +372,31 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
         None => json!({"timestamp": ts, "event_type": "unknown", "kind": rec.kind, "ring": ring}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_shm::anomaly::event_code;
+    use rampart_shm::Anomaly;
+
+    #[test]
+    fn an_anomaly_record_is_an_eve_anomaly_with_what_was_done() {
+        let clock = Clock { tsc_hz: 1_000_000_000, tsc0: 0, real0: 0 };
+        let names = BTreeMap::from([(3u16, "guest1".to_string())]);
+        let mapped = |last: u8| [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, last];
+        let (src, dst) = (mapped(1), mapped(2));
+        let (data, value) = FlowEventData::pack(&src, &dst, 4000, 80, 6, None);
+        let rec = |code| EventRecord { kind: EventKind::Anomaly as u16, port: 3, code, value, len: 32, data, ..Default::default() };
+        let j = to_json(&rec(event_code(Anomaly::TcpFlags, AnomalyOutcome::Dropped)), 0, &clock, &names, &[], &[]);
+        assert_eq!((j["event_type"].as_str(), j["in_iface"].as_str(), j["src_ip"].as_str(), j["dest_port"].as_u64(), j["proto"].as_str()), (Some("anomaly"), Some("guest1"), Some("10.0.0.1"), Some(80), Some("TCP")), "{j}");
+        assert_eq!(j["anomaly"], json!({"type": "decode", "event": "tcp_flags"}));
+        assert_eq!(j["rampart"], json!({"action": "blocked"}));
+        let j = to_json(&rec(event_code(Anomaly::TcpWindow, AnomalyOutcome::WouldDrop)), 0, &clock, &names, &[], &[]);
+        assert_eq!((j["anomaly"]["type"].as_str(), j["rampart"].clone()), (Some("stream"), json!({"action": "allowed", "would": "drop"})));
+        let j = to_json(&rec(event_code(Anomaly::LowTtl, AnomalyOutcome::Allowed)), 0, &clock, &names, &[], &[]);
+        assert_eq!(j["rampart"], json!({"action": "allowed"}));
+        // Bytes from another process: an unknown kind or outcome is named as such.
+        let j = to_json(&rec(0xffff), 0, &clock, &names, &[], &[]);
+        assert_eq!((j["anomaly"]["event"].as_str(), j["rampart"]["action"].as_str()), (Some("unknown"), Some("unknown")));
+    }
+}

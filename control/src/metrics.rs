@@ -145,6 +145,10 @@ impl Collector for ShmCollector {
                 f.family(name, field.help, COUNTER).add(&[], stats.inspection.get(field) as f64);
             }
         }
+        f.family("rampart_anomalies_total", "Protocol anomalies detected, by kind, whatever the action ([anomalies]; drops are in rampart_drops_total as anomaly_<kind>)", COUNTER);
+        for (kind, n) in &stats.anomalies {
+            f.add(&[("kind", kind)], *n as f64);
+        }
         f.family("rampart_signature_alerts_total", "Alerts by signature (gid, sid) and its action; signatures that never alerted are left out", COUNTER);
         for s in &stats.signatures {
             f.add(&[("gid", &s.gid.to_string()), ("sid", &s.sid.to_string()), ("action", &s.action)], s.alerts as f64);
@@ -371,8 +375,12 @@ mod tests {
     fn port_and_worker_families_keep_their_names() {
         let dir = std::env::temp_dir().join(format!("rampart-metrics-names-{}", std::process::id()));
         let (d, seg) = crate::state::tests::counted_daemon(&dir);
+        seg.workers[1].anomalies[rampart_shm::Anomaly::Land.index()].add(3);
         let d = Arc::new(d);
         let body = String::from_utf8(Exporter::new(d).unwrap().scrape()).unwrap();
+        // Every kind of anomaly, detected or not.
+        assert!(body.contains("# TYPE rampart_anomalies_total counter\n"), "{body}");
+        assert!(body.contains("rampart_anomalies_total{kind=\"land\"} 3\n") && body.contains("rampart_anomalies_total{kind=\"tcp_flags\"} 0\n"), "{body}");
         let ours = |l: &&str| {
             let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
             ["rampart_port_", "rampart_worker_busy_"].iter().any(|p| name.starts_with(p))

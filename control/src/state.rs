@@ -112,6 +112,9 @@ pub struct Stats {
     /// Alerts per signature that has alerted (the others are left out).
     #[serde(default)]
     pub signatures: Vec<SignatureRow>,
+    /// Protocol anomalies detected, by kind (every kind, whatever its action).
+    #[serde(default)]
+    pub anomalies: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -228,6 +231,9 @@ pub fn stats_without_rules(seg: Option<&Segment>, image: &PolicyImage) -> Stats 
         s.workers.push(WorkerRow { worker: i, totals, cycles_per_packet });
     }
     s.events_lost = events_lost(seg);
+    for &a in rampart_shm::Anomaly::ALL {
+        s.anomalies.insert(a.label().into(), seg.workers[..workers].iter().map(|w| w.anomalies[a.index()].get()).sum());
+    }
     s.inspection = seg.workers[..workers].iter().map(|w| w.inspect.read()).sum();
     if let Some(ins) = &image.inspection {
         for (sig, &c) in ins.signatures.iter().zip(&ins.counters).filter(|(_, &c)| (c as usize) < rampart_shm::MAX_SIGNATURE_COUNTERS) {

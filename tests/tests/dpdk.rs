@@ -566,3 +566,64 @@ fn a_monitor_port_forwards_everything_and_logs_what_would_have_been_dropped() {
     assert_eq!(would_drop.len(), 2, "the firewall's would-be drops are logged: {records:?}");
     assert_eq!((would_drop[0]["drop"]["reason"].as_str(), would_drop[0]["dest_port"].as_u64()), (Some("policy_drop"), Some(9999)));
 }
+
+/// [`udp`] `i` with IPv4 `options` (a multiple of 4 bytes) in its header.
+fn udp_with_options(i: u16, options: &[u8]) -> Vec<u8> {
+    let mut f = build::udp_v4([10, 0, 0, 1], 1000 + i, [10, 0, 0, 2], 53, &[0xab; 8]).macs(A, B).build().unwrap();
+    f.splice(34..34, options.iter().copied());
+    let mut ip = ipv4::Packet::new_unchecked(&mut f[14..]);
+    ip.set_header_len(20 + options.len());
+    ip.set_total_len(ip.total_len() + options.len() as u16);
+    ip.fill_checksum();
+    f
+}
+
+/// Protocol anomalies in the real dataplane: the `drop` kinds are dropped (counted under
+/// their `anomaly_*` reason), the `alert` ones forwarded, an overlapping fragment dropped;
+/// every detection is counted by kind and logged as an eve `anomaly` record.
+#[test]
+fn protocol_anomalies_are_dropped_or_alerted_counted_and_logged() {
+    use rampart_packet::TcpFlags;
+    let tcp = |flags: u8| build::tcp_v4([10, 0, 0, 1], 2000, [10, 0, 0, 2], 80, flags, b"").macs(A, B).pad(60).build().unwrap();
+    let land = build::udp_v4([10, 0, 0, 1], 1000, [10, 0, 0, 1], 53, b"x").macs(A, B).pad(60).build().unwrap();
+    let ttl1 = build::udp_v4([10, 0, 0, 1], 1001, [10, 0, 0, 2], 53, b"x").macs(A, B).ttl(1).pad(60).build().unwrap();
+    let big_ping = build::icmp_echo_v4([10, 0, 0, 1], [10, 0, 0, 2], 7, 1, &[0x55; 1473]).macs(A, B).build().unwrap();
+    let input = vec![
+        tcp(TcpFlags::SYN | TcpFlags::FIN),     // tcp_flags: dropped
+        land,                                   // land, set to alert: forwarded
+        ttl1,                                   // low_ttl (alert by default): forwarded
+        udp(1),                                 // nothing wrong
+        udp_with_options(2, &[131, 7, 4, 10, 0, 0, 9, 0]), // loose source route: dropped
+        udp_with_options(3, &[148, 4, 0, 0]),   // router alert: fine
+        big_ping,                               // 1481 bytes of ICMP: dropped
+        fragment(300, 53, true),
+        fragment(300, 53, false),
+        fragment(300, 53, false),               // the same bytes again: an overlap, dropped
+    ];
+    let rules = format!("{DNS_RULE}\n[anomalies]\nland = \"alert\"\n");
+    let (out, stats, eve) = run("pcapanomaly", 19648, "forward", true, &rules, &input);
+    let expected: Vec<Vec<u8>> = [1, 2, 3, 5, 7, 8].iter().map(|&i| input[i].clone()).collect();
+    assert_eq!(out, expected, "exactly the frames without an anomaly whose action is drop");
+    let s = &stats["stats"];
+    let drops = &s["drops"];
+    for reason in ["anomaly_tcp_flags", "anomaly_ip_options", "anomaly_oversize_icmp", "anomaly_fragment_overlap"] {
+        assert_eq!(drops[reason], 1, "{reason}: {drops}");
+    }
+    let found = &s["anomalies"];
+    assert_eq!((found["tcp_flags"].as_u64(), found["land"].as_u64(), found["low_ttl"].as_u64(), found["bad_checksum"].as_u64()), (Some(1), Some(1), Some(1), Some(0)), "{found}");
+    let records: Vec<serde_json::Value> = eve.lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["event_type"] == "anomaly").collect();
+    let seen: Vec<(&str, &str, &str)> = records.iter().map(|r| (r["anomaly"]["type"].as_str().unwrap(), r["anomaly"]["event"].as_str().unwrap(), r["rampart"]["action"].as_str().unwrap())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("decode", "tcp_flags", "blocked"),
+            ("decode", "land", "allowed"),
+            ("decode", "low_ttl", "allowed"),
+            ("decode", "ip_options", "blocked"),
+            ("decode", "oversize_icmp", "blocked"),
+            ("stream", "fragment_overlap", "blocked"),
+        ]
+    );
+    let r = &records[0];
+    assert_eq!((r["in_iface"].as_str(), r["src_ip"].as_str(), r["dest_ip"].as_str(), r["dest_port"].as_u64(), r["proto"].as_str()), (Some("p0"), Some("10.0.0.1"), Some("10.0.0.2"), Some(80), Some("TCP")), "{r}");
+}
