@@ -7,7 +7,9 @@ policy, so everything it sends is dropped and counted. guest-b is a real
 dpdk-testpmd (rxonly) on a virtio_user port; guest-a and guest-c are
 rampart-guestsim, which can send at a set rate; guest-d (rampart-guestsim too) floods
 from guest-a's address: its limit throttles most of it, the guard drops the rest as
-spoof_ip, and guest-a keeps its rate. Prints a live per-guest summary
+spoof_ip, and guest-a keeps its rate; guest-e's requests carry a signature (dropped,
+alerted), guest-f's too on a monitor port (forwarded, would-drop); guest-g sends land packets
+(a protocol anomaly: dropped, counted, logged). Prints a live per-guest summary
 until Ctrl-C, or for DURATION seconds, then stops everything it started.
 """
 import json, os, signal, subprocess, sys, time, urllib.request
@@ -117,6 +119,8 @@ def main():
                       "--dport", "8080", "--payload", "GET /Admin/../../etc/passwd HTTP/1.0", "--rate", "100", "--delay", "1"])
     start("guest-f", [guestsim, "--socket", sock("guest-f"), "--mac", "52:54:00:00:00:0f", "--to", "52:54:00:00:00:0b",
                       "--dport", "8080", "--payload", "GET /etc/passwd HTTP/1.0", "--rate", "50", "--delay", "1"])
+    start("guest-g", [guestsim, "--socket", sock("guest-g"), "--mac", "52:54:00:00:00:10", "--to", "52:54:00:00:00:0b",
+                      "--ips", "10.0.0.16,10.0.0.16", "--rate", "200", "--delay", "1"])
     print(f"Rampart demo: dataplane + control process up; metrics at http://{metrics}/metrics; "
           f"event log {RUN}/eve.json; Ctrl-C to stop\n")
     began, last, prev = time.time(), None, {}
@@ -149,7 +153,8 @@ def main():
         shown = [l for l in body.splitlines() if l.startswith(("rampart_port_rx_packets_total", "rampart_drops_total{reason=\"port_disabled\"",
                                                              "rampart_port_spoof_ip_total{port=\"guest-d\"", "rampart_port_throttled_total{port=\"guest-d\"",
                                                              "rampart_policy_generation", "rampart_signature_alerts_total",
-                                                             "rampart_inspect_packets_total", "rampart_drops_total{reason=\"signature"))]
+                                                             "rampart_inspect_packets_total", "rampart_drops_total{reason=\"signature",
+                                                             "rampart_anomalies_total{kind=\"land\"", "rampart_drops_total{reason=\"anomaly_land"))]
         print("from the Prometheus endpoint:\n  " + "\n  ".join(shown))
     except OSError as e:
         print(f"metrics endpoint unreachable: {e}")
@@ -170,11 +175,14 @@ def main():
     would_alerts = len(would)
     if would:
         print(f"monitor mode: {len(would)} alerts of packets forwarded that inline mode would have dropped, latest:\n  {would[-1].strip()}")
+    anomalies = [l for l in eve if '"event_type":"anomaly"' in l]
+    if anomalies:
+        print(f"protocol anomalies: {len(anomalies)} records (within the drop-record budget), latest:\n  {anomalies[-1].strip()}")
     show_idle()
     stop_all()
     if last:
         ports = {p["name"]: p for p in last["ports"]}
-        d, e, f = ports["guest-d"], ports["guest-e"], ports["guest-f"]
+        d, e, f, g = ports["guest-d"], ports["guest-e"], ports["guest-f"], ports["guest-g"]
         ins = last.get("inspection", {})
         ok = (ports["guest-b"]["tx_packets"] > 0 and ports["guest-c"]["drop_packets"] > 0 and ports["guest-c"]["tx_packets"] == 0
               and d["rx_packets"] > 0 and d["guard"]["throttled"] > 0 and d["guard"]["spoof_ip"] > 0
@@ -183,7 +191,9 @@ def main():
               and e["rx_packets"] > 0 and last["drops"].get("signature", 0) > 0
               and abs(e["rx_packets"] - last["drops"].get("signature", 0) - last["drops"].get("signature_flow", 0)) <= 32
               and ins.get("packets", 0) > 0 and len(alerts) > 0
-              and f["rx_packets"] > 0 and f["drop_packets"] == 0 and f["would_drop"] > 0 and would_alerts > 0)
+              and f["rx_packets"] > 0 and f["drop_packets"] == 0 and f["would_drop"] > 0 and would_alerts > 0
+              and g["rx_packets"] > 0 and abs(g["rx_packets"] - g["drop_packets"]) <= 32 and abs(g["drop_packets"] - last["drops"].get("anomaly_land", 0)) <= 32
+              and last.get("anomalies", {}).get("land", 0) > 0 and len(anomalies) > 0)
         print(f"\nsummary: allowed {ports['guest-a']['rx_packets'] - ports['guest-a']['drop_packets']} packets guest-a → guest-b; "
               f"blocked {ports['guest-c']['drop_packets']} from guest-c (port disabled); "
               f"guest-d's flood from guest-a's address: {d['guard']['throttled']} throttled (over 1,000/s), "
@@ -191,7 +201,8 @@ def main():
               f"guest-e's requests for /etc/passwd: {e['rx_packets']} received, {last['drops'].get('signature', 0)} dropped by sid 9000001 "
               f"and the {last['drops'].get('signature_flow', 0)} after it as the rest of the blocked flow (signature_flow, uninspected); "
               f"guest-f's (monitor mode): {f['rx_packets']} forwarded, {f['would_drop']} would have been dropped, "
-              f"{would_alerts} alerted (sid 9000001's threshold: 10 a minute per source; {ins.get('suppressed', 0)} held back); all counted."
+              f"{would_alerts} alerted (sid 9000001's threshold: 10 a minute per source; {ins.get('suppressed', 0)} held back); "
+              f"guest-g's land packets: {g['rx_packets']} received, {last['drops'].get('anomaly_land', 0)} dropped as anomaly_land; all counted."
               + ("" if ok else "  UNEXPECTED: see the logs in " + RUN))
         sys.exit(0 if ok else 1)
     sys.exit("demo: no statistics were read")
