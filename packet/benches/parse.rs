@@ -1,5 +1,6 @@
 //! Parser throughput on minimum-size frames (60 bytes + 4-byte FCS = 64 on the wire),
-//! the worst case for per-packet cost.
+//! the worst case for per-packet cost; and the Internet checksum over 20, 512 and 1,480
+//! bytes (what verifying a packet's checksums costs per byte: `[anomalies] bad_checksum`).
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rampart_packet::parse;
@@ -62,5 +63,15 @@ fn bench_parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse);
+fn bench_checksum(c: &mut Criterion) {
+    let mut group = c.benchmark_group("checksum_sum");
+    for len in [20usize, 512, 1480] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(format!("{len}B"), |b| b.iter(|| rampart_packet::checksum::sum(black_box(&data))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_checksum);
 criterion_main!(benches);

@@ -26,17 +26,26 @@ use crate::ip::protocol;
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
     // Wider words sum to the same folded value (2^16 ≡ 1 mod 0xffff); a u64 cannot overflow
-    // before 16 GiB of data.
-    let (words, rest) = data.as_chunks::<4>();
-    let mut acc: u64 = words.iter().map(|w| u32::from_be_bytes(*w) as u64).sum();
+    // before 16 GiB of data. Summed in little-endian order and swapped once at the end (the
+    // sum is byte-order independent, RFC 1071 §2(B)): no swap per word, so the loop over
+    // four lanes vectorises.
+    let (blocks, rest) = data.as_chunks::<16>();
+    let mut lanes = [0u64; 4];
+    for block in blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.as_chunks::<4>().0) {
+            *lane += u32::from_le_bytes(*word) as u64;
+        }
+    }
+    let (words, rest) = rest.as_chunks::<4>();
+    let mut acc: u64 = lanes.iter().sum::<u64>() + words.iter().map(|w| u32::from_le_bytes(*w) as u64).sum::<u64>();
     let (pair, last) = rest.as_chunks::<2>();
     if let Some(pair) = pair.first() {
-        acc += u16::from_be_bytes(*pair) as u64;
+        acc += u16::from_le_bytes(*pair) as u64;
     }
     if let Some(&byte) = last.first() {
-        acc += (byte as u64) << 8;
+        acc += byte as u64;
     }
-    fold(acc)
+    fold(acc).swap_bytes()
 }
 
 #[inline]
@@ -233,6 +242,17 @@ mod tests {
     }
 
     proptest! {
+        /// The wide, little-endian sum equals RFC 1071's word-by-word one at every length.
+        #[test]
+        fn sum_equals_the_word_by_word_definition(data in prop::collection::vec(any::<u8>(), 0..2100)) {
+            let mut acc: u32 = 0;
+            for pair in data.chunks(2) {
+                acc += u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]) as u32;
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            prop_assert_eq!(sum(&data), acc as u16);
+        }
+
         /// Replacing any aligned field — an address, say — by update equals a full
         /// recomputation, and the pseudo-only update equals the new pseudo-header sum.
         #[test]

@@ -5,6 +5,9 @@
 //! nothing matches in full), over HTTP-request-like payloads, 100k flows all in the table.
 //! The difference of the two is the inspect stage's cost (the budget: 150 cycles per
 //! 64-byte packet); the 512 and 1,500-byte frames show how it grows with the payload.
+//! Each runs with the default `[anomalies]` and with every kind ignored (`_anomalies_off`):
+//! the difference is what the protocol-anomaly checks cost (the header checks on every
+//! packet; on inspected flows also the IPv4 and UDP checksums, which the frames carry in full).
 //!
 //! `cargo bench -p rampart-pipeline --bench inspect`. Each iteration handles `BATCH`
 //! packets; criterion's `thrpt` line is packets per second on one core.
@@ -35,8 +38,9 @@ const TOKENS: &[&str] = &[
     "Accept-Encoding: gzip, deflate", "Connection: keep-alive", "/cgi-bin/", "Authorization: Basic ",
 ];
 
-/// A runtime whose one rule allows UDP statefully, as `action` (allow or inspect).
-fn runtime(action: RuleAction) -> Runtime {
+/// A runtime whose one rule allows UDP statefully, as `action` (allow or inspect), with the
+/// default anomaly checks or none.
+fn runtime(action: RuleAction, anomalies: bool) -> Runtime {
     let firewall = FirewallImage {
         rules: vec![RuleImage { id: "udp".into(), counter: 0, action, stateful: true, log: false }],
         acl: Classifier::compile(&[Rule { proto: Some(17), ..Default::default() }]).unwrap(),
@@ -45,6 +49,10 @@ fn runtime(action: RuleAction) -> Runtime {
     };
     let image = PolicyImage::plain(vec![PortImage::plain(0, Attach::Segment(0), vec![A]), PortImage::plain(1, Attach::Segment(0), vec![B])], Some(firewall));
     let mut rt = Runtime::build(1, &image, Some, None, &Default::default());
+    if !anomalies {
+        rt.anomalies = rampart_shm::AnomalyImage::off();
+        rt.checks_headers = false;
+    }
     let signatures = (0..1000u32)
         .map(|i| {
             let bytes = format!("{}{}zq{i}", TOKENS[i as usize % TOKENS.len()], i % 7).into_bytes();
@@ -68,7 +76,7 @@ fn payload(len: usize) -> Vec<u8> {
 fn frame(i: usize, size: usize) -> Vec<u8> {
     let src = [10, 0, (i >> 16) as u8, (i >> 8) as u8];
     let udp = build::udp_v4(src, 1024 + (i % 50_000) as u16, [10, 1, 0, 1], 8080, &payload(size - 42));
-    udp.macs(A, B).checksums(build::Checksums::Zero).build().unwrap()
+    udp.macs(A, B).checksums(build::Checksums::Full).build().unwrap()
 }
 
 fn bench_size(c: &mut Criterion, size: usize) {
@@ -78,8 +86,14 @@ fn bench_size(c: &mut Criterion, size: usize) {
     let frames: Vec<Vec<u8>> = (0..FLOWS).map(|i| frame(i, size)).collect();
     let mut group = c.benchmark_group(format!("pipeline_{size}B_100k_flows"));
     group.throughput(Throughput::Elements(BATCH as u64));
-    for (label, action) in [("stateful", RuleAction::Allow), ("inspected", RuleAction::Inspect)] {
-        let rt = runtime(action);
+    let variants = [
+        ("stateful", RuleAction::Allow, true),
+        ("stateful_anomalies_off", RuleAction::Allow, false),
+        ("inspected", RuleAction::Inspect, true),
+        ("inspected_anomalies_off", RuleAction::Inspect, false),
+    ];
+    for (label, action, anomalies) in variants {
+        let rt = runtime(action, anomalies);
         let flows = FlowTable::new(&FlowTableConfig { capacity: 1 << 21, ..Default::default() }).unwrap();
         let mut pipeline = Pipeline::new(1 << 18);
         let mut bufs = vec![vec![0u8; size + 128]; BURST];

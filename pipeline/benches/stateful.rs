@@ -11,6 +11,9 @@
 //! `burst_and_decide_hits` runs without the guard, `burst_guard_and_decide_hits` with it
 //! as guest ports have it by default (source MAC learned, source address within the
 //! port's configured prefix): their difference is the guard's cost per packet.
+//! `burst_anomalies_and_decide_hits` runs the protocol-anomaly header checks
+//! ([`rampart_pipeline::anomaly::headers`], the default `[anomalies]`) before each decision
+//! instead: its difference to `burst_and_decide_hits` is what they cost.
 //!
 //! `cargo bench -p rampart-pipeline --bench stateful`. Each iteration handles `BATCH`
 //! packets; criterion's `thrpt` line is packets per second on one core. What the rig adds
@@ -99,6 +102,9 @@ fn run(fw: &Firewall, guard: &PortGuard, flows: &FlowTable, buffers: &mut [[u8; 
             if stage == Stage::Guarded && guard.check(&Alone, 0, meta, buf, now_ms).is_err() {
                 continue;
             }
+            if stage == Stage::Anomalies && rampart_pipeline::anomaly::headers(&ANOMALIES, meta, buf, rampart_pipeline::Checksums::Complete).is_some() {
+                continue;
+            }
             let mut ended = rampart_pipeline::firewall::EndedFlows::new();
             let verdict = fw.check_looked_up(flows, meta, buf, 1, 0, now_ms, burst.lookup(flows, i), &mut ended);
             passed += matches!(verdict, FwVerdict::Pass { .. }) as usize;
@@ -118,7 +124,12 @@ enum Stage {
     Decide,
     /// ... with the guard before each decision.
     Guarded,
+    /// ... with the anomaly header checks before each decision.
+    Anomalies,
 }
+
+/// The default `[anomalies]`.
+static ANOMALIES: std::sync::LazyLock<rampart_shm::AnomalyImage> = std::sync::LazyLock::new(Default::default);
 
 fn bench_flows(c: &mut Criterion, name: &str, flow_count: usize) {
     let fw = firewall();
@@ -136,14 +147,14 @@ fn bench_flows(c: &mut Criterion, name: &str, flow_count: usize) {
     group.throughput(Throughput::Elements(BATCH as u64));
     let mut at = 0;
     let mut now_ms = 2;
-    let stages = [("write_frames", Stage::Frames), ("burst_parse_prefetch", Stage::Burst), ("burst_and_decide_hits", Stage::Decide), ("burst_guard_and_decide_hits", Stage::Guarded)];
+    let stages = [("write_frames", Stage::Frames), ("burst_parse_prefetch", Stage::Burst), ("burst_and_decide_hits", Stage::Decide), ("burst_guard_and_decide_hits", Stage::Guarded), ("burst_anomalies_and_decide_hits", Stage::Anomalies)];
     for (label, stage) in stages {
         group.bench_function(label, |b| {
             b.iter(|| {
                 at = (at + BATCH) % flow_count;
                 now_ms += 1;
                 let passed = run(&fw, &guard, &flows, &mut buffers, flow_count, at, now_ms, stage);
-                assert!(!matches!(stage, Stage::Decide | Stage::Guarded) || passed == BATCH, "every packet of a tracked flow passes");
+                assert!(stage == Stage::Frames || stage == Stage::Burst || passed == BATCH, "every packet of a tracked flow passes");
                 passed
             })
         });
