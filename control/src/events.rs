@@ -233,6 +233,19 @@ pub fn now() -> String {
     rfc3339(rampart_shm::realtime_ns() as i128)
 }
 
+/// Suricata's `flow_id`: one number on every record of a flow, either direction — a hash
+/// (FNV-1a) of its protocol and its endpoints in canonical order (ICMP: the addresses and the
+/// identifier, so a request and its reply agree), below 2^53 so JSON tools read it exactly.
+/// Stable across restarts; flows of two segments with the same addresses and ports share it.
+pub fn flow_id(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, proto: u8) -> u64 {
+    let (sport, dport) = if matches!(proto, 1 | 58) { (dport, dport) } else { (sport, dport) };
+    let (a, b) = if (src, sport) <= (dst, dport) { ((src, sport), (dst, dport)) } else { ((dst, dport), (src, sport)) };
+    let (pa, pb) = (a.1.to_be_bytes(), b.1.to_be_bytes());
+    let bytes = std::iter::once(&proto).chain(a.0).chain(&pa).chain(b.0).chain(&pb);
+    let h = bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, &byte| (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3));
+    h & ((1 << 53) - 1)
+}
+
 fn ip(a: &[u8; 16]) -> String {
     let v6 = std::net::Ipv6Addr::from(*a);
     v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_else(|| v6.to_string())
@@ -255,14 +268,14 @@ pub struct SignatureInfo {
     pub sid: u32,
     pub rev: u32,
     pub msg: String,
-    /// The classtype (its description, where `classification.config` gives one).
+    /// The classtype's description where `classification.config` gives one, else its name.
     pub category: String,
     pub severity: u8,
 }
 
 impl SignatureInfo {
     pub fn of(s: &rampart_signatures::Signature) -> SignatureInfo {
-        SignatureInfo { gid: s.gid, sid: s.sid, rev: s.rev, msg: s.msg.clone(), category: s.classtype.clone().unwrap_or_default(), severity: s.priority }
+        SignatureInfo { gid: s.gid, sid: s.sid, rev: s.rev, msg: s.msg.clone(), category: s.category.clone().or_else(|| s.classtype.clone()).unwrap_or_default(), severity: s.priority }
     }
 }
 
@@ -312,7 +325,7 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
                 let reason = FlowEndCode::from_u16(rec.code).map_or("unknown", FlowEndCode::label);
                 json!({"state": "closed", "reason": reason})
             };
-            json!({"timestamp": ts, "event_type": "flow", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+            json!({"timestamp": ts, "event_type": "flow", "in_iface": iface, "flow_id": flow_id(&src, &dst, sport, dport, proto), "src_ip": ip(&src), "src_port": sport,
                    "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "rule": rule, "flow": flow})
         }
         Some(EventKind::Alert) => {
@@ -340,14 +353,14 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
                 // A reload replaced the signatures between the match and this drain.
                 None => alert["signature"] = "(signature of an earlier policy generation)".into(),
             }
-            json!({"timestamp": ts, "event_type": "alert", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+            json!({"timestamp": ts, "event_type": "alert", "in_iface": iface, "flow_id": flow_id(&src, &dst, sport, dport, proto), "src_ip": ip(&src), "src_port": sport,
                    "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "alert": alert, "rampart": rampart})
         }
         Some(EventKind::WouldDrop) => {
             let (src, dst, sport, dport, proto, rule) = FlowEventData::unpack(rec);
             let reason = DropReason::all().find(|r| r.index() == rec.code as usize).map(|r| r.label()).unwrap_or_default();
             let rule = rule.and_then(|r| rules.get(r as usize)).cloned();
-            json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+            json!({"timestamp": ts, "event_type": "drop", "in_iface": iface, "flow_id": flow_id(&src, &dst, sport, dport, proto), "src_ip": ip(&src), "src_port": sport,
                    "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "rule": rule,
                    "drop": {"reason": reason}, "rampart": {"would": "drop", "action": "allowed"}})
         }
@@ -365,7 +378,7 @@ pub fn to_json(rec: &EventRecord, ring: usize, clock: &Clock, names: &BTreeMap<u
                 Some(AnomalyOutcome::WouldDrop) => json!({"action": "allowed", "would": "drop"}),
                 None => json!({"action": "unknown"}),
             };
-            json!({"timestamp": ts, "event_type": "anomaly", "in_iface": iface, "src_ip": ip(&src), "src_port": sport,
+            json!({"timestamp": ts, "event_type": "anomaly", "in_iface": iface, "flow_id": flow_id(&src, &dst, sport, dport, proto), "src_ip": ip(&src), "src_port": sport,
                    "dest_ip": ip(&dst), "dest_port": dport, "proto": proto_name(proto), "anomaly": anomaly, "rampart": rampart})
         }
         Some(EventKind::FlowsDumped) => json!({"timestamp": ts, "event_type": "flows_dumped", "request": rec.value}),
@@ -398,5 +411,31 @@ mod tests {
         // Bytes from another process: an unknown kind or outcome is named as such.
         let j = to_json(&rec(0xffff), 0, &clock, &names, &[], &[]);
         assert_eq!((j["anomaly"]["event"].as_str(), j["rampart"]["action"].as_str()), (Some("unknown"), Some("unknown")));
+    }
+
+    #[test]
+    fn an_alerts_category_is_its_classtypes_description_else_its_name() {
+        use rampart_signatures::{SigAction, SigProto, Signature};
+        let mut s = Signature::new(SigAction::Alert, SigProto::Tcp, 7, vec![]);
+        assert_eq!(SignatureInfo::of(&s).category, "");
+        s.classtype = Some("trojan-activity".into());
+        assert_eq!(SignatureInfo::of(&s).category, "trojan-activity");
+        s.category = Some("A Network Trojan was detected".into());
+        assert_eq!(SignatureInfo::of(&s).category, "A Network Trojan was detected");
+    }
+
+    #[test]
+    fn a_flows_records_share_one_flow_id_either_way() {
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        assert_eq!(flow_id(&a, &b, 4000, 80, 6), flow_id(&b, &a, 80, 4000, 6), "request and reply");
+        assert_ne!(flow_id(&a, &b, 4000, 80, 6), flow_id(&a, &b, 4001, 80, 6));
+        assert_ne!(flow_id(&a, &b, 4000, 80, 6), flow_id(&a, &b, 4000, 80, 17));
+        // ICMP echo: type 8 one way, 0 the other; the identifier names the flow.
+        assert_eq!(flow_id(&a, &b, 0x0800, 77, 1), flow_id(&b, &a, 0x0000, 77, 1));
+        assert!(flow_id(&a, &b, 4000, 80, 6) < 1 << 53);
+        let clock = Clock { tsc_hz: 1, tsc0: 0, real0: 0 };
+        let (data, value) = FlowEventData::pack(&a, &b, 4000, 80, 6, None);
+        let rec = EventRecord { kind: EventKind::Anomaly as u16, value, len: 32, data, ..Default::default() };
+        assert_eq!(to_json(&rec, 0, &clock, &BTreeMap::new(), &[], &[])["flow_id"], flow_id(&a, &b, 4000, 80, 6));
     }
 }

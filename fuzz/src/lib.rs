@@ -520,6 +520,9 @@ pub fn inspect(data: &[u8]) -> Inspected {
     // Each input starts from nothing: its own flows and streams, no threshold counts.
     shared.inspection.clear_counts();
     let lost = counters.totals.events_lost.get();
+    let detected = |kind: rampart_shm::Anomaly| counters.anomalies[kind.index()].get();
+    let detected0: Vec<u64> = rampart_shm::Anomaly::ALL.iter().map(|&k| detected(k)).collect();
+    let mut anomaly_drops = [0u64; rampart_shm::anomaly::MAX_ANOMALIES];
     let (flows, mut pipeline, mut seen) = (table(), Pipeline::new(16), Inspected::default());
     for (from_uplink, now_ms, frames) in inspect_bursts(data) {
         let ingress = from_uplink as u8;
@@ -547,7 +550,11 @@ pub fn inspect(data: &[u8]) -> Inspected {
                 Action::Drop(DropReason::Signature) if keyed[i] => seen.signature_drops += 1,
                 Action::Drop(DropReason::Signature) => seen.unscanned += 1,
                 Action::Drop(DropReason::SignatureFlow) => seen.flow_drops += 1,
-                Action::Drop(_) => {}
+                Action::Drop(r) => {
+                    if let Some(k) = rampart_shm::Anomaly::ALL.iter().find(|k| k.reason() == r) {
+                        anomaly_drops[k.index()] += 1;
+                    }
+                }
             }
         }
         (seen.frames, seen.bursts) = (seen.frames + frames.len() as u32, seen.bursts + 1);
@@ -557,8 +564,17 @@ pub fn inspect(data: &[u8]) -> Inspected {
         assert_eq!(c.blocked, (seen.signature_drops + seen.replied) as u64, "blocked packets are the signature drops and answers: {c:?} {seen:?}");
         assert!(seen.flow_drops == 0 || c.blocked > 0, "a flow is blocked only after a signature blocked one of its packets: {c:?} {seen:?}");
     }
+    // Every anomaly drop was a detection (an overlap's drop also drops the rest of its
+    // datagram, detected once).
+    for &k in rampart_shm::Anomaly::ALL.iter().filter(|&&k| k != rampart_shm::Anomaly::FragmentOverlap) {
+        assert!(anomaly_drops[k.index()] <= detected(k) - detected0[k.index()], "{k:?}: {} drops, {} detected", anomaly_drops[k.index()], detected(k) - detected0[k.index()]);
+    }
     seen.counters = counters.inspect.read();
     while let Some((rec, _)) = events.pop() {
+        if rec.kind == rampart_shm::ring::EventKind::Anomaly as u16 {
+            let (kind, outcome) = rampart_shm::anomaly::parse_event_code(rec.code);
+            assert!(kind.is_some() && outcome.is_some(), "anomaly record {rec:?}");
+        }
         if rec.kind == rampart_shm::ring::EventKind::Alert as u16 {
             let sig = rampart_shm::ring::FlowEventData::unpack(&rec).5;
             assert!(sig.is_some_and(|s| (s as usize) < signatures) && rec.code <= 2, "alert record {rec:?}");
@@ -722,6 +738,23 @@ fn inspect_seeds(samples: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
     let too_big = icmp::Repr::DstUnreachable { code: 4, next_hop_mtu: 1400 };
     let error = build::icmp_v4([203, 0, 113, 1], [10, 0, 0, 1], too_big, &quoted).macs(UPLINK_MAC, GUEST_MAC).build().expect("a valid frame");
     seeds.push(("icmp-error".to_string(), [handshake(false, 0, 0), raw_record(true, &error)].concat()));
+    // Protocol anomalies from the guest: flags, land, a low TTL, a datagram whose later
+    // fragment comes twice, a segment of an inspected flow with a wrong checksum.
+    let (guest, server) = ([10, 0, 0, 1], [198, 51, 100, 7]);
+    let raw_frame = |f: Frame| raw_record(false, &f.macs(GUEST_MAC, UPLINK_MAC).pad(60).build().expect("a valid frame"));
+    let pieces = build::udp_v4(guest, 40000, server, 53, &[7; 40]).macs(GUEST_MAC, UPLINK_MAC).fragments(24).expect("fragments");
+    let mut bad_sum = build::tcp_v4(guest, 40000, server, 80, DATA, b"GET /").macs(GUEST_MAC, UPLINK_MAC).build().expect("a valid frame");
+    *bad_sum.last_mut().expect("a payload") ^= 1;
+    seeds.push(("anomalies".to_string(), [
+        raw_frame(build::tcp_v4(guest, 40001, server, 80, F::SYN | F::FIN, b"")),
+        raw_frame(build::udp_v4(guest, 53, guest, 53, b"land")),
+        raw_frame(build::udp_v4(guest, 40002, server, 53, b"x").ttl(1)),
+        raw_record(false, &pieces[0]),
+        raw_record(false, &pieces[1]),
+        raw_record(false, &pieces[1]),
+        handshake(false, 0, 0),
+        raw_record(false, &bad_sum),
+    ].concat()));
     // The sample frames as they are, from both sides.
     let raw: Vec<u8> = samples.iter().flat_map(|(_, f)| [raw_record(false, f), raw_record(true, f)].concat()).collect();
     seeds.push(("raw".to_string(), [handshake(false, 0, 0), raw].concat()));
@@ -755,6 +788,7 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         ("policy", EventRecord { kind: EventKind::PolicyRejected as u16, value: 7, ..Default::default() }.with_data(b"bad image")),
         ("pong", EventRecord { kind: EventKind::Pong as u16, value: 9, ..Default::default() }),
         ("dumped", EventRecord { kind: EventKind::FlowsDumped as u16, value: 2, ..Default::default() }),
+        ("anomaly", EventRecord { kind: EventKind::Anomaly as u16, code: rampart_shm::anomaly::event_code(rampart_shm::Anomaly::Land, rampart_shm::AnomalyOutcome::Dropped), ..flow }),
     ];
     seeds.extend(records.iter().map(|(name, rec)| ("event", name.to_string(), event_seed(rec))));
     let requests = [

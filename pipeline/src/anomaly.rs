@@ -123,6 +123,12 @@ fn ipv4_routes(options: &[u8]) -> bool {
 
 /// The type of an IPv6 packet's routing header, if it has one before its upper layer.
 fn ipv6_routing_type(meta: &Meta, data: &[u8]) -> Option<u8> {
+    ipv6_ext_header(meta, data, ROUTING).and_then(|off| data.get(off + 2).copied())
+}
+
+/// Where an IPv6 packet's first extension header of type `kind` starts, if it has one
+/// before its upper layer.
+pub(crate) fn ipv6_ext_header(meta: &Meta, data: &[u8], kind: u8) -> Option<usize> {
     let l3 = meta.l3_offset();
     let end = meta.l4_offset as usize;
     let mut next = *data.get(l3 + 6)?;
@@ -132,16 +138,17 @@ fn ipv6_routing_type(meta: &Meta, data: &[u8]) -> Option<u8> {
         if off >= end {
             return None;
         }
+        if next == kind {
+            return Some(off);
+        }
         let (nh, len_field) = (*data.get(off)?, *data.get(off + 1)? as usize);
-        let len = match next {
-            ROUTING => return data.get(off + 2).copied(),
-            HOP_BY_HOP | DEST_OPTS => (len_field + 1) * 8,
+        off += match next {
+            HOP_BY_HOP | DEST_OPTS | ROUTING => (len_field + 1) * 8,
             FRAGMENT => 8,
             AUTH => (len_field + 2) * 4,
             _ => return None,
         };
         next = nh;
-        off += len;
     }
     None
 }

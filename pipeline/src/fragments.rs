@@ -15,7 +15,8 @@
 //! the first 4).
 //!
 //! Overlaps (RFC 5722; the `fragment_overlap` anomaly): each entry keeps the byte ranges
-//! of the datagram its fragments carried — the first fragment's, then each later one's,
+//! of the datagram its fragments carried — the first fragment's ([`first_carried`]), then
+//! each later one's,
 //! merged, up to [`RANGES`] disjoint pieces (fragments that arrive in order merge into
 //! one) — and a later fragment that overlaps bytes already carried is reported as
 //! [`Follow::Overlap`]. Even an exact duplicate counts: a virtual link does not duplicate
@@ -119,6 +120,19 @@ pub enum Follow {
     Unknown,
     /// Its datagram had an overlap that was dropped: drop it too.
     Poisoned,
+}
+
+/// How many bytes of its datagram's fragmentable part the first fragment `meta` (parsed from
+/// `data`) carries: everything after the IPv4 header, or after the IPv6 Fragment header
+/// (extension headers that follow it included).
+pub fn first_carried(meta: &Meta, data: &[u8]) -> usize {
+    let l3 = meta.l3_offset();
+    let be16 = |at: usize| data.get(at..at + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]])) as usize;
+    let (end, start) = match meta.l3() {
+        rampart_packet::L3::Ipv4 => (l3 + be16(l3 + 2), l3 + (data.get(l3).copied().unwrap_or(0x45) & 0xf) as usize * 4),
+        _ => (l3 + 40 + be16(l3 + 4), crate::anomaly::ipv6_ext_header(meta, data, 44).map_or(meta.l4_offset as usize, |off| off + 8)),
+    };
+    end.saturating_sub(start)
 }
 
 /// One worker's remembered datagrams.
@@ -258,6 +272,17 @@ mod tests {
         assert_eq!(f.follow(&piece(40, 8), 0, 1001, false), Follow::Pass(d), "not checked");
         f.poison(&piece(72, 8), 0);
         assert_eq!(f.follow(&piece(80, 8), 0, 1001, true), Follow::Poisoned, "the rest of the datagram is dropped");
+    }
+
+    #[test]
+    fn a_first_fragment_carries_everything_after_the_ip_or_fragment_header() {
+        let v4 = build::udp_v4([10, 0, 0, 1], 7, [10, 0, 0, 2], 7, &[0; 64]).fragments(24).unwrap();
+        assert_eq!(first_carried(&rampart_packet::parse(&v4[0]).unwrap(), &v4[0]), 24);
+        // IPv6 with Destination Options (unfragmentable, before the Fragment header): not counted.
+        let v6 = build::udp_v6([0xfd; 16], 7, [0xfe; 16], 7, &[0; 64]).ext_header(rampart_packet::IpProtocol::Ipv6Opts, &[0; 6]).fragments(24).unwrap();
+        let meta = rampart_packet::parse(&v6[0]).unwrap();
+        assert!(meta.is_first_fragment());
+        assert_eq!(first_carried(&meta, &v6[0]), 24);
     }
 
     #[test]

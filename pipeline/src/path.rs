@@ -492,7 +492,7 @@ fn decide(
     match verdict {
         FwVerdict::Pass { log, created, rule } => {
             if meta.is_first_fragment() {
-                let carried = meta.l4_header_len(frame.data()) + meta.payload_len as usize;
+                let carried = crate::fragments::first_carried(meta, frame.data());
                 fragments.passed(meta, zone, Datagram { counter, gen: rt.gen }, carried, cx.now_ms);
             }
             if log && created {

@@ -295,6 +295,9 @@ pub struct Signature {
     /// Generator id (1 unless the rule says otherwise).
     pub gid: u32,
     pub classtype: Option<String>,
+    /// The classtype's description, where `classification.config` gives one (what eve's
+    /// `alert.category` shows, as Suricata writes it).
+    pub category: Option<String>,
     /// `priority`, else the classtype's (when `classification.config` names it), else 3.
     pub priority: u8,
     pub references: Vec<String>,
@@ -328,6 +331,7 @@ impl Signature {
             rev: 1,
             gid: 1,
             classtype: None,
+            category: None,
             priority: 3,
             references: Vec::new(),
             metadata: Vec::new(),

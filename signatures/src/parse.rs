@@ -468,6 +468,7 @@ fn parse_one(text: &str, file: &str, line: u32, vars: &Vars, classes: &Classific
         rev: builder.rev.unwrap_or(0),
         gid,
         classtype: builder.classtype,
+        category: builder.class_description,
         priority: builder.priority.or(builder.class_priority).unwrap_or(3),
         references: builder.references,
         metadata: builder.metadata,
@@ -1441,6 +1442,7 @@ struct Builder<'a> {
     rev: Option<u32>,
     gid: Option<u32>,
     classtype: Option<String>,
+    class_description: Option<String>,
     class_priority: Option<u8>,
     priority: Option<u8>,
     references: Vec<String>,
@@ -1468,6 +1470,7 @@ impl<'a> Builder<'a> {
             rev: None,
             gid: None,
             classtype: None,
+            class_description: None,
             class_priority: None,
             priority: None,
             references: Vec::new(),
@@ -1529,11 +1532,12 @@ impl<'a> Builder<'a> {
                     return Err(err(format!("`{value}` is not a classtype name")));
                 }
                 if !self.classes.is_empty() {
-                    let (_, priority) = self
+                    let (description, priority) = self
                         .classes
                         .get(value)
                         .ok_or_else(|| err(format!("unknown classtype `{value}` (not in the classification config)")))?;
                     self.class_priority = Some(priority);
+                    self.class_description = Some(description.to_string());
                 }
                 self.classtype = Some(value.to_string());
             }
@@ -1804,6 +1808,7 @@ mod tests {
                 rev: 0,
                 gid: 1,
                 classtype: None,
+                category: None,
                 priority: 3,
                 references: vec![],
                 metadata: vec![],
@@ -2350,6 +2355,7 @@ mod tests {
             loaded("classtype:trojan-activity; sid:1;").classtype.as_deref(),
             Some("trojan-activity")
         );
+        assert_eq!(loaded("classtype:misc-activity; sid:1;").category.as_deref(), Some("Misc activity"), "the description, trimmed");
         assert_eq!(loaded("classtype:trojan-activity; priority:4; sid:1;").priority, 4);
         assert_eq!(
             loaded("priority:4; classtype:trojan-activity; sid:1;").priority,
