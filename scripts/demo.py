@@ -171,6 +171,10 @@ def main():
     if alerts:
         sids = sorted({json.loads(l)["alert"].get("signature_id") for l in alerts})
         print(f"inspection: {len(alerts)} alerts (sids {sids}), latest:\n  {alerts[-1].strip()}")
+    firsts = [l for l in alerts if json.loads(l)["alert"].get("signature_id") == 9000004]
+    if firsts:
+        print(f"flowbits: sid 9000004 alerted {len(firsts)} times, once per flow requesting /etc/passwd "
+              f"(its match sets the flow's bit `passwd.seen`; later requests fail `isnotset`)")
     would = [l for l in alerts if '"would":"drop"' in l]
     would_alerts = len(would)
     if would:
@@ -192,6 +196,8 @@ def main():
               and abs(e["rx_packets"] - last["drops"].get("signature", 0) - last["drops"].get("signature_flow", 0)) <= 32
               and ins.get("packets", 0) > 0 and len(alerts) > 0
               and f["rx_packets"] > 0 and f["drop_packets"] == 0 and f["would_drop"] > 0 and would_alerts > 0
+              # one alert per flow (guest-e's and guest-f's), not per request
+              and 1 <= len(firsts) <= 4 and f["rx_packets"] > 2 * len(firsts)
               and g["rx_packets"] > 0 and abs(g["rx_packets"] - g["drop_packets"]) <= 32 and abs(g["drop_packets"] - last["drops"].get("anomaly_land", 0)) <= 32
               and last.get("anomalies", {}).get("land", 0) > 0 and len(anomalies) > 0)
         print(f"\nsummary: allowed {ports['guest-a']['rx_packets'] - ports['guest-a']['drop_packets']} packets guest-a → guest-b; "
@@ -201,7 +207,8 @@ def main():
               f"guest-e's requests for /etc/passwd: {e['rx_packets']} received, {last['drops'].get('signature', 0)} dropped by sid 9000001 "
               f"and the {last['drops'].get('signature_flow', 0)} after it as the rest of the blocked flow (signature_flow, uninspected); "
               f"guest-f's (monitor mode): {f['rx_packets']} forwarded, {f['would_drop']} would have been dropped, "
-              f"{would_alerts} alerted (sid 9000001's threshold: 10 a minute per source; {ins.get('suppressed', 0)} held back); "
+              f"{would_alerts} alerted (sid 9000001's threshold: 10 a minute per source; {ins.get('suppressed', 0)} held back), "
+              f"sid 9000004 (flowbits) once per flow: {len(firsts)} alerts; "
               f"guest-g's land packets: {g['rx_packets']} received, {last['drops'].get('anomaly_land', 0)} dropped as anomaly_land; all counted."
               + ("" if ok else "  UNEXPECTED: see the logs in " + RUN))
         sys.exit(0 if ok else 1)

@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(c.ports.len(), 7);
         assert_eq!(c.ports[5].mode, Some(Mode::Monitor));
         assert!(!c.ports[2].enabled);
-        assert_eq!((c.inspection.len(), c.inspection[0].signatures.len()), (1, 3));
+        assert_eq!((c.inspection.len(), c.inspection[0].signatures.len()), (1, 4));
         assert!(c.inspection_state.drop_flow);
         assert_eq!((c.anomalies.land, c.anomalies.low_ttl), (AnomalyAction::Drop, AnomalyAction::Alert));
         assert_eq!(c.ports[0].attachment(), Attachment::Segment("lan".into()));

@@ -25,13 +25,16 @@ impl Loaded {
         let mut out: Vec<String> = self.files.iter().map(|(f, r)| format!("inspection: {f}: {}", r.summary())).collect();
         let s = &self.stats;
         out.push(format!(
-            "inspection: {} signatures ({} prefilter patterns, {} checked on every packet, {} matched per packet only: they need positions, sizes, byte_test/byte_jump or pcre, which a segment boundary would change), {} pcre DFAs ({} KiB), matcher {} KiB",
+            "inspection: {} signatures ({} prefilter patterns, {} checked on every packet, {} matched per packet only: they need positions, sizes, byte_test/byte_jump or pcre, which a segment boundary would change), {} pcre DFAs ({} KiB), {} with flowbits ({} of {} names), matcher {} KiB",
             s.signatures,
             s.prefilter_patterns,
             s.always_candidates,
             s.per_packet_only,
             s.pcres,
             s.pcre_memory_bytes.div_ceil(1024),
+            s.flowbit_signatures,
+            s.flowbit_names,
+            rampart_signatures::engine::MAX_FLOWBITS,
             s.memory_bytes.div_ceil(1024)
         ));
         out
@@ -165,7 +168,7 @@ mod tests {
         std::fs::write(d.join("rules/b.rules"), "alert tcp any any -> any any (msg:\"pcre\"; pcre:\"/a+/\"; sid:5;)\n\
             alert tcp any any -> any any (msg:\"backreference\"; pcre:\"/(a)\\1/\"; sid:7;)\n").unwrap();
         std::fs::write(d.join("rules/ignored.txt"), "not a rule file\n").unwrap();
-        let c = config(&d, "signatures = ['pass tcp any any -> any 22 (msg:\"inline\"; content:\"ssh\"; sid:6;)']\n");
+        let c = config(&d, "signatures = ['pass tcp any any -> any 22 (msg:\"inline\"; content:\"ssh\"; flowbits:set,ssh; sid:6;)']\n");
         let loaded = load(&c).unwrap().unwrap();
         let sids: Vec<u32> = loaded.image.signatures.iter().map(|s| s.sid).collect();
         assert_eq!(sids, [1, 2, 5, 6]);
@@ -176,6 +179,7 @@ mod tests {
         assert!(report[0].contains("1 commented out"), "{report:?}");
         assert!(report[1].contains("b.rules") && report[1].contains("1 loaded, 1 skipped (pcre:unsupported ×1)"), "{report:?}");
         assert!(report[3].contains("4 signatures") && report[3].contains("1 pcre DFAs"), "{report:?}");
+        assert!(report[3].contains("1 with flowbits (1 of 256 names)"), "{report:?}");
     }
 
     #[test]

@@ -144,7 +144,8 @@ fn check(file: &Path, json: bool) -> Result<()> {
         let stats = inspection.as_ref().map(|l| l.stats).unwrap_or_default();
         println!("{}", serde_json::json!({"ok": true, "file": file.display().to_string(), "warnings": w,
             "inspection": {"files": files, "per_packet_only": stats.per_packet_only, "pcres": stats.pcres,
-                "pcre_memory_bytes": stats.pcre_memory_bytes, "matcher_memory_bytes": stats.memory_bytes}}));
+                "pcre_memory_bytes": stats.pcre_memory_bytes, "flowbit_signatures": stats.flowbit_signatures,
+                "flowbit_names": stats.flowbit_names, "matcher_memory_bytes": stats.memory_bytes}}));
     } else {
         for w in &warnings {
             println!("warning: {}", w.0);

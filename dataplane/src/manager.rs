@@ -134,7 +134,7 @@ impl Manager {
         self.inspection = match (&image.inspection, self.inspection.take()) {
             (None, _) => None,
             (Some(wanted), Some(running)) if running.is_built_from(wanted) => Some(running),
-            (Some(wanted), _) => Some(Arc::new(Inspection::build(wanted)?)),
+            (Some(wanted), running) => Some(Arc::new(Inspection::build_after(wanted, running.as_deref())?)),
         };
         Ok(())
     }

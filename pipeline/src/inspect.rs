@@ -23,12 +23,14 @@ use rampart_flow::{FlowHit, FlowState, Prepared};
 use rampart_packet::{Direction, FlowKey, Meta};
 use rampart_shm::ring::{AlertCode, EventKind, FlowEventData};
 use rampart_shm::{EventRecord, InspectionImage};
+use crate::flowbits::{FlowOf, FlowbitTable};
 use crate::path::{push_event, Context};
-use rampart_signatures::engine::{Database, Matches, Packet, Stream};
+use rampart_signatures::engine::{Database, FlowBitsStore, Matches, NoFlow, Packet, Stream};
 use rampart_signatures::engine::MAX_MATCHES;
 use rampart_signatures::SigAction;
 use crate::thresholds::Thresholds;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 
 /// Streams looked at for a flow direction's own or a free one.
 const PROBE: usize = 8;
@@ -45,17 +47,33 @@ pub struct Inspection {
     /// The counts of signatures with `threshold` or `detection_filter`, shared by the
     /// workers (None when no signature has either).
     thresholds: Option<Thresholds>,
+    /// The flows' flowbits, shared by the workers (None when no signature uses them).
+    flowbits: Option<Arc<FlowbitTable>>,
 }
 
 /// Keys of `threshold`/`detection_filter` counts a rule set keeps (about 2 MiB).
 const THRESHOLD_KEYS: usize = 1 << 17;
+/// Flows whose flowbits a rule set keeps at once (40 bytes each: 2.5 MiB).
+pub const FLOWBIT_FLOWS: usize = 1 << 16;
 
 impl Inspection {
     /// Builds the matcher of an image's signatures (the control process built it once
     /// already, so this fails only on an image from another version).
     pub fn build(image: &InspectionImage) -> Result<Inspection, String> {
+        Inspection::build_after(image, None)
+    }
+
+    /// [`Inspection::build`] in place of `running`: the flows' flowbits are kept when
+    /// both rule sets name the same flowbits in the same order (bit for bit the same
+    /// meaning), else they start unset.
+    pub fn build_after(image: &InspectionImage, running: Option<&Inspection>) -> Result<Inspection, String> {
         let db = Database::build(image.signatures.clone(), image.tail as usize).map_err(|e| format!("inspection: {e}"))?;
         let thresholded = image.signatures.iter().any(|s| s.threshold.is_some() || s.detection_filter.is_some());
+        let flowbits = match running {
+            _ if db.flowbit_names().is_empty() => None,
+            Some(r) if r.db.flowbit_names() == db.flowbit_names() => r.flowbits.clone(),
+            _ => Some(Arc::new(FlowbitTable::new(FLOWBIT_FLOWS))),
+        };
         Ok(Inspection {
             db,
             counters: image.counters.clone(),
@@ -63,15 +81,24 @@ impl Inspection {
             idle_timeout_ms: image.idle_timeout_ms,
             drop_flow: image.drop_flow,
             thresholds: thresholded.then(|| Thresholds::new(THRESHOLD_KEYS)),
+            flowbits,
         })
     }
 
-    /// Forgets the `threshold`/`detection_filter` counts (a harness replaying independent
-    /// inputs; the dataplane never does: a kept rule set keeps its counts).
+    /// Forgets the `threshold`/`detection_filter` counts and the flowbits (a harness
+    /// replaying independent inputs; the dataplane never does: a kept rule set keeps them).
     pub fn clear_counts(&self) {
         if let Some(th) = &self.thresholds {
             th.clear();
         }
+        if let Some(fb) = &self.flowbits {
+            fb.clear();
+        }
+    }
+
+    /// The flows' flowbits (None: no signature uses them).
+    pub fn flowbits(&self) -> Option<&FlowbitTable> {
+        self.flowbits.as_deref()
     }
 
     /// Whether this was built from (a copy of) `image`: a reload that keeps the rule set
@@ -160,6 +187,18 @@ impl Streams {
         let dir = (prepared.dir == Direction::Reverse) as u8;
         let seq = (meta.ip_proto == 6).then(|| tcp_seq(frame, meta)).flatten();
         let Streams { entries, matches, discard } = self;
+        let lookup = || cx.flows.lookup_flow(prepared);
+        let (mut no_flow, mut of_flow);
+        let bits: &mut dyn FlowBitsStore = match ins.flowbits.as_deref() {
+            Some(table) => {
+                of_flow = FlowOf { table, flows: cx.flows, hit, lookup: &lookup, refused: &counters.flowbits_refused };
+                &mut of_flow
+            }
+            None => {
+                no_flow = NoFlow;
+                &mut no_flow
+            }
+        };
         // Empty segments (handshakes, pure ACKs) carry nothing to scan, and must not move a stream.
         if !payload.is_empty() {
             let key = prepared.canonical();
@@ -173,21 +212,21 @@ impl Streams {
                         e.next_seq = Some(seq.wrapping_add(payload.len() as u32));
                     }
                     if in_order {
-                        ins.db.scan(&pkt, Some(&mut e.stream), matches);
+                        ins.db.scan_flow(&pkt, Some(&mut e.stream), bits, matches);
                     } else {
                         counters.out_of_order.add(1);
                         e.stream.reset();
-                        ins.db.scan(&pkt, None, matches);
+                        ins.db.scan_flow(&pkt, None, bits, matches);
                         restart_after(&ins.db, &pkt, &mut e.stream, discard);
                     }
                 }
                 None => {
                     counters.streams_refused.add(1);
-                    ins.db.scan(&pkt, None, matches);
+                    ins.db.scan_flow(&pkt, None, bits, matches);
                 }
             }
         } else {
-            ins.db.scan(&pkt, None, matches);
+            ins.db.scan_flow(&pkt, None, bits, matches);
         }
         if matches.resynced() {
             counters.resynced.add(1);
@@ -206,7 +245,7 @@ impl Streams {
                 }
             }
             Some(th) => {
-                action = if matches.more() > 0 { matches.action() } else { None };
+                action = if matches.more() > 0 { matches.action() } else { matches.silent_action() };
                 for sig in matches.iter() {
                     let Some(s) = ins.db.signatures().get(sig as usize) else { continue };
                     let v = match (&s.threshold, &s.detection_filter) {

@@ -15,6 +15,7 @@
 //! - [`firewall`]: the stateful firewall (flow table hit, ACL on a miss, conntrack);
 //! - [`fragments`]: later IP fragments follow their first fragment's verdict;
 //! - [`inspect`]: inline inspection of the flows `inspect` rules allow (signatures);
+//! - [`flowbits`]: the bits inspected flows carry between packets (`flowbits`);
 //! - [`reject`]: the TCP RST / ICMP unreachable a `reject` rule answers with;
 //! - [`event_limit`]: the per (port, reason) budget of detailed drop records;
 //! - [`throttle`]: token buckets: a port's packets/s, bytes/s and floods;
@@ -27,6 +28,7 @@
 pub mod anomaly;
 pub mod event_limit;
 pub mod firewall;
+pub mod flowbits;
 pub mod fragments;
 pub mod guard;
 pub mod inspect;

@@ -978,6 +978,14 @@ mod tests {
         pipeline.process(rt, &rig.cx(), ingress, &mut burst)[0]
     }
 
+    /// A's handshake with B's port 80 from `client` (A on port 0, B on port 1), forwarded.
+    fn handshake(rig: &Rig, rt: &Runtime, p: &mut Pipeline, client: u16) {
+        use rampart_packet::TcpFlags;
+        assert_eq!(one(rig, rt, p, 0, client_segment(client, true, 80, TcpFlags::SYN, 100, 0, b"")), Action::Forward(PortSet::one(1)));
+        assert_eq!(one(rig, rt, p, 1, client_segment(client, false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b"")), Action::Forward(PortSet::one(0)));
+        assert_eq!(one(rig, rt, p, 0, client_segment(client, true, 80, TcpFlags::ACK, 101, 501, b"")), Action::Forward(PortSet::one(1)));
+    }
+
     fn alerts(rig: &Rig) -> Vec<(u32, u16)> {
         let mut out = Vec::new();
         while let Some((rec, _)) = rig.segment.events[0].pop() {
@@ -1022,12 +1030,10 @@ mod tests {
         use rampart_packet::TcpFlags;
         let (rig, rt) = (Rig::new(), inspecting_runtime());
         let mut p = Pipeline::new(64);
-        let (to_a, to_b) = (Action::Forward(PortSet::one(0)), Action::Forward(PortSet::one(1)));
+        let to_b = Action::Forward(PortSet::one(1));
         let data = TcpFlags::ACK | TcpFlags::PSH;
         for client in [40000, 40001] {
-            assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(client, true, 80, TcpFlags::SYN, 100, 0, b"")), to_b);
-            assert_eq!(one(&rig, &rt, &mut p, 1, client_segment(client, false, 80, TcpFlags::SYN | TcpFlags::ACK, 500, 101, b"")), to_a);
-            assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(client, true, 80, TcpFlags::ACK, 101, 501, b"")), to_b);
+            handshake(&rig, &rt, &mut p, client);
         }
         assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40000, true, 80, data, 101, 501, b"an evil-payload")), Action::Drop(DropReason::Signature));
         let inspected = rig.segment.workers[0].inspect.read().packets;
@@ -1081,6 +1087,57 @@ mod tests {
         assert_eq!(alerts(&rig), [(0, AlertCode::Dropped as u16), (1, AlertCode::Allowed as u16), (0, AlertCode::Dropped as u16)], "one alert of the three watchme");
         let c = rig.segment.workers[0].inspect.read();
         assert_eq!((c.blocked, c.alerts, c.filtered, c.suppressed), (2, 3, 1, 2));
+    }
+
+    /// `flowbits`: a bit one packet sets (`noalert`: no alert) is seen by the flow's later
+    /// packets both ways, not by another flow; a reload naming the same flowbits keeps the
+    /// bits, one naming others starts them unset.
+    #[test]
+    fn flowbits_follow_a_flow_both_ways_and_across_a_reload() {
+        use rampart_packet::TcpFlags;
+        use rampart_shm::ring::AlertCode;
+        use rampart_signatures::{Flowbit, FlowbitOp, SigAction, Signature};
+        let bit = |op, name: &str| Flowbit { op, names: vec![name.to_string()] };
+        let image = |name: &str| rampart_shm::InspectionImage {
+            signatures: vec![
+                Signature { flowbits: vec![bit(FlowbitOp::Set, name)], noalert: true, ..signature(SigAction::Alert, 1001, b"login", false) },
+                Signature { flowbits: vec![bit(FlowbitOp::IsSet, name)], ..signature(SigAction::Drop, 1002, b"rm -rf", false) },
+            ],
+            counters: vec![0, 1],
+            tail: 64,
+            idle_timeout_ms: 60_000,
+            drop_flow: false,
+        };
+        let runtime = |gen, running: Option<&crate::inspect::Inspection>, name| {
+            let mut rt = inspecting_runtime_with(false, gen);
+            rt.inspection = Some(std::sync::Arc::new(crate::inspect::Inspection::build_after(&image(name), running).unwrap()));
+            rt
+        };
+        let rt = runtime(1, None, "auth");
+        let rig = Rig::new();
+        let mut p = Pipeline::new(64);
+        let to_b = Action::Forward(PortSet::one(1));
+        let data = TcpFlags::ACK | TcpFlags::PSH;
+        for client in [40000, 40001] {
+            handshake(&rig, &rt, &mut p, client);
+        }
+        assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40000, true, 80, data, 101, 501, b"rm -rf /")), to_b, "no bit yet");
+        assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40000, true, 80, data, 109, 501, b"login admin")), to_b);
+        assert_eq!(alerts(&rig), [], "noalert");
+        assert_eq!(one(&rig, &rt, &mut p, 1, client_segment(40000, false, 80, data, 501, 120, b"rm -rf /")), Action::Drop(DropReason::Signature), "the other direction sees the bit");
+        assert_eq!(alerts(&rig), [(1, AlertCode::Dropped as u16)]);
+        assert_eq!(one(&rig, &rt, &mut p, 0, client_segment(40001, true, 80, data, 101, 501, b"rm -rf /")), to_b, "another flow has no bit");
+        let ins = rt.inspection.as_deref().unwrap();
+        assert_eq!(ins.flowbits().map(|t| t.len()), Some(1));
+        // A reload with the same flowbit names keeps the table and the flow's bit.
+        let same = runtime(2, Some(ins), "auth");
+        assert!(std::ptr::eq(same.inspection.as_deref().unwrap().flowbits().unwrap(), ins.flowbits().unwrap()));
+        assert_eq!(one(&rig, &same, &mut p, 0, client_segment(40000, true, 80, data, 120, 501, b"rm -rf /")), Action::Drop(DropReason::Signature));
+        // Other names: a new table, every bit unset.
+        let other = runtime(3, same.inspection.as_deref(), "session");
+        assert_eq!(other.inspection.as_deref().unwrap().flowbits().map(|t| t.len()), Some(0));
+        assert_eq!(one(&rig, &other, &mut p, 0, client_segment(40000, true, 80, data, 128, 501, b"rm -rf /")), to_b);
+        assert_eq!(rig.segment.workers[0].inspect.read().flowbits_refused, 0);
     }
 
     #[test]

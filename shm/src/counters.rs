@@ -251,6 +251,7 @@ counter_block! {
         unlisted: Metric("rampart_inspect_unlisted_matches_total"), "Signature matches beyond the per-packet limit of listed matches: counted, not logged";
         suppressed: Metric("rampart_inspect_threshold_suppressed_total"), "Signature matches whose alert a `threshold` held back (a drop or reject still acted)";
         filtered: Metric("rampart_inspect_detection_filtered_total"), "Signature matches a `detection_filter` held back: neither acted on nor alerted";
+        flowbits_refused: Metric("rampart_inspect_flowbits_refused_total"), "Flowbit changes not kept: their flow found no free entry in the rule set's flowbit table (its bits stay unset)";
     }
 }
 

@@ -7,7 +7,7 @@ use crate::layout::{MAX_PORTS, MAX_WORKERS};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when the image's meaning changes.
-pub const IMAGE_FORMAT: u32 = 10;
+pub const IMAGE_FORMAT: u32 = 11;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// First bytes of every Rampart segment.
 pub const MAGIC: [u8; 8] = *b"RAMPART\0";
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const ABI_VERSION: u32 = 11;
+pub const ABI_VERSION: u32 = 12;
 /// Worker lcores a segment has room for.
 pub const MAX_WORKERS: usize = 16;
 /// Event rings: one per worker plus one for the main lcore (index `MAX_WORKERS`).

@@ -77,6 +77,18 @@
 //!   with. When it differs (and the stream is not fresh), the DFA state is rebuilt by
 //!   walking the kept tail from the start state, the tail is cut to the new database's
 //!   `tail`, and [`Matches::resynced`] is set.
+//! - **Flowbits.** A flow carries [`MAX_FLOWBITS`] bits, one per flowbit name of the
+//!   database ([`Database::flowbit_names`]), kept by the caller ([`FlowBitsStore`], read
+//!   only when a signature that uses flowbits matched the rest of its conditions). Such a
+//!   signature matches only if its `isset` (any of its names set) and `isnotset` (any of
+//!   them not set) conditions hold, and then applies its `set`/`unset`/`toggle` in rule
+//!   order. On one packet, the flowbit signatures that matched everything else are
+//!   resolved after every other signature, those without conditions first, then those
+//!   with, each group in signature order, over the bits as the earlier ones left them (as
+//!   Suricata orders setters before checkers); past [`MAX_DEFERRED`] of them, the rest
+//!   are resolved as verification finds them. Every match's effects apply, a `pass`
+//!   match's and its silenced neighbours' alike. `noalert`: the match acts (and counts
+//!   towards the action) but is not listed.
 //! - **Report.** Precedence Pass > Drop > Reject > Alert: if a `pass` signature matched,
 //!   [`Matches`] lists only it (the first in signature order), its action is `Pass` and
 //!   nothing is counted in `more`. Otherwise it lists the first [`MAX_MATCHES`] matching
@@ -84,8 +96,8 @@
 //!   is the strongest of all of them.
 
 use crate::model::{
-    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, IsDataAt,
-    JumpFrom, PayloadCheck, PortMatch, SigAction, SigProto, Signature,
+    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, FlowbitOp,
+    IsDataAt, JumpFrom, PayloadCheck, PortMatch, SigAction, SigProto, Signature,
 };
 use crate::pcre::{Compiled, Unsupported};
 use aho_corasick::automaton::{Automaton, StateID};
@@ -111,6 +123,11 @@ pub const MAX_PENDING: usize = 8;
 /// the suffix ends where the content's does, which streaming relies on). Bounds the DFA's
 /// depth, hence the warm-up of the split walk, and its size.
 pub const MAX_PATTERN_LEN: usize = 32;
+/// Distinct flowbit names a database holds, at most.
+pub const MAX_FLOWBITS: usize = 256;
+/// Matches of flowbit signatures held back per packet, so that effects apply before
+/// conditions (see the module doc); further ones are resolved as they are found.
+const MAX_DEFERRED: usize = 32;
 /// Distinct prefilter patterns tracked per packet before falling back to verifying every
 /// signature that has a pattern.
 const SEEN_CAP: usize = 256;
@@ -223,6 +240,38 @@ pub struct Matches {
     seen_overflow: bool,
     /// `slots[p % SLOTS] == p + 1`: pattern `p` is in `seen`.
     slots: [u32; SLOTS],
+    /// The strongest action of `noalert` matches (not listed).
+    silent: Option<SigAction>,
+    /// Flowbit signatures whose other conditions matched, resolved at the scan's end.
+    deferred: [u32; MAX_DEFERRED],
+    deferred_len: usize,
+    /// The flow's bits as loaded (`bits_loaded`), and as this packet's matches left them.
+    bits_before: FlowBits,
+    bits: FlowBits,
+    bits_loaded: bool,
+}
+
+/// A flow's flowbits: bit `i % 64` of word `i / 64` is flowbit name `i`.
+pub type FlowBits = [u64; MAX_FLOWBITS / 64];
+
+/// Where [`Database::scan_flow`] finds a flow's flowbits: loaded only when a signature
+/// that uses them matched the rest of its conditions, stored only when they changed.
+pub trait FlowBitsStore {
+    /// The flow's bits.
+    fn load(&mut self) -> FlowBits;
+    /// This packet changed the bits from `before` (what [`FlowBitsStore::load`] gave) to
+    /// `after`.
+    fn store(&mut self, before: &FlowBits, after: &FlowBits);
+}
+
+/// No flow: every bit unset, changes forgotten ([`Database::scan`]).
+pub struct NoFlow;
+
+impl FlowBitsStore for NoFlow {
+    fn load(&mut self) -> FlowBits {
+        FlowBits::default()
+    }
+    fn store(&mut self, _: &FlowBits, _: &FlowBits) {}
 }
 
 impl Matches {
@@ -239,6 +288,12 @@ impl Matches {
             seen_len: 0,
             seen_overflow: false,
             slots: [0; SLOTS],
+            silent: None,
+            deferred: [0; MAX_DEFERRED],
+            deferred_len: 0,
+            bits_before: FlowBits::default(),
+            bits: FlowBits::default(),
+            bits_loaded: false,
         }
     }
 
@@ -254,6 +309,9 @@ impl Matches {
         self.action = None;
         self.resynced = false;
         self.pass = None;
+        self.silent = None;
+        self.deferred_len = 0;
+        self.bits_loaded = false;
     }
 
     /// The listed signature indexes (into [`Database::signatures`]), ascending.
@@ -281,6 +339,12 @@ impl Matches {
         self.resynced
     }
 
+    /// The strongest action of the `noalert` matches (which are not listed; part of
+    /// [`Matches::action`]).
+    pub fn silent_action(&self) -> Option<SigAction> {
+        self.silent
+    }
+
     /// Notes that prefilter pattern `p` occurred (deduplicated).
     #[inline]
     fn note(&mut self, p: u32) {
@@ -305,12 +369,16 @@ impl Matches {
     }
 
     /// Records that signature `i` matched (each signature at most once per scan).
-    fn record(&mut self, i: u32, action: SigAction) {
+    fn record(&mut self, i: u32, action: SigAction, noalert: bool) {
         if action == SigAction::Pass {
             self.pass = Some(self.pass.map_or(i, |p| p.min(i)));
             return;
         }
         self.action = Some(self.action.map_or(action, |a| a.min(action)));
+        if noalert {
+            self.silent = Some(self.silent.map_or(action, |a| a.min(action)));
+            return;
+        }
         if self.len < MAX_MATCHES {
             let at = self.ids[..self.len].partition_point(|&x| x < i);
             self.ids.copy_within(at..self.len, at + 1);
@@ -376,6 +444,8 @@ pub enum BuildError {
     Prefilter(String),
     #[error("signature {sig} (sid {sid}): pcre outside the supported subset: {reason}")]
     Pcre { sig: usize, sid: u32, reason: String },
+    #[error("the signatures use {count} flowbit names, more than the {max} a rule set holds")]
+    TooManyFlowbits { count: usize, max: usize },
 }
 
 /// What a [`Database`] holds.
@@ -394,6 +464,9 @@ pub struct DbStats {
     /// `pcre` checks, and the heap bytes of their DFAs (part of `memory_bytes`).
     pub pcres: usize,
     pub pcre_memory_bytes: usize,
+    /// Signatures with `flowbits`, and the distinct names they use.
+    pub flowbit_signatures: usize,
+    pub flowbit_names: usize,
 }
 
 /// What verification needs to know about one signature, precomputed.
@@ -410,6 +483,17 @@ struct SigInfo {
     cursor_used: u128,
     /// Its pcre checks' DFAs, in check order: `Database::pcres[pcres.0..pcres.1]`.
     pcres: (u32, u32),
+    /// Its flowbits, in rule order: `Database::flowbits[flowbits.0..flowbits.1]`.
+    flowbits: (u32, u32),
+    /// Some of them are conditions.
+    fb_conditional: bool,
+}
+
+/// One `flowbits` option, compiled: its names as a mask.
+#[derive(Debug, Clone)]
+struct FbOp {
+    op: FlowbitOp,
+    mask: FlowBits,
 }
 
 /// The compiled prefilter: the automaton and what each pattern stands for.
@@ -465,6 +549,9 @@ pub struct Database {
     always: [Vec<u32>; CLASSES],
     /// Every signature's pcre checks, compiled (see [`SigInfo::pcres`]).
     pcres: Vec<Compiled>,
+    /// Every signature's flowbits (see [`SigInfo::flowbits`]), and the names' bit order.
+    flowbits: Vec<FbOp>,
+    flowbit_names: Vec<String>,
     stats: DbStats,
 }
 
@@ -609,6 +696,9 @@ impl Database {
         let mut pattern_sigs: Vec<Vec<u32>> = Vec::new();
         let mut tail_sensitive: Vec<bool> = Vec::new();
         let mut pcres: Vec<Compiled> = Vec::new();
+        let mut flowbits: Vec<FbOp> = Vec::new();
+        let mut flowbit_names: Vec<String> = Vec::new();
+        let mut flowbit_ids: HashMap<&str, usize> = HashMap::new();
         let mut stats = DbStats {
             signatures: sigs.len(),
             ..DbStats::default()
@@ -646,6 +736,25 @@ impl Database {
                     stats.pcre_memory_bytes += compiled.memory();
                     pcres.push(compiled);
                 }
+            }
+            let first_flowbit = flowbits.len() as u32;
+            for fb in &sig.flowbits {
+                let mut mask = FlowBits::default();
+                for name in &fb.names {
+                    let next = flowbit_ids.len();
+                    let bit = *flowbit_ids.entry(name.as_str()).or_insert(next);
+                    if bit == next {
+                        flowbit_names.push(name.clone());
+                    }
+                    if bit >= MAX_FLOWBITS {
+                        continue;
+                    }
+                    mask[bit / 64] |= 1 << (bit % 64);
+                }
+                flowbits.push(FbOp { op: fb.op, mask });
+            }
+            if !sig.flowbits.is_empty() {
+                stats.flowbit_signatures += 1;
             }
             let per_packet = is_per_packet(sig, tail);
             let last_positive = sig
@@ -688,8 +797,14 @@ impl Database {
                 last_positive,
                 cursor_used: cursor_used(&sig.checks),
                 pcres: (first_pcre, pcres.len() as u32),
+                flowbits: (first_flowbit, flowbits.len() as u32),
+                fb_conditional: sig.flowbits.iter().any(|f| f.op.is_condition()),
             });
         }
+        if flowbit_names.len() > MAX_FLOWBITS {
+            return Err(BuildError::TooManyFlowbits { count: flowbit_names.len(), max: MAX_FLOWBITS });
+        }
+        stats.flowbit_names = flowbit_names.len();
         stats.prefilter_patterns = patterns.len();
         stats.pcres = pcres.len();
         let prefilter = if patterns.is_empty() {
@@ -732,7 +847,8 @@ impl Database {
                         * 4
                     + p.pat_tail_sensitive.capacity()
             })
-            + stats.pcre_memory_bytes;
+            + stats.pcre_memory_bytes
+            + flowbits.capacity() * std::mem::size_of::<FbOp>();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         format!("{:?}", sigs).hash(&mut hasher);
         tail.hash(&mut hasher);
@@ -746,8 +862,16 @@ impl Database {
             prefilter,
             always,
             pcres,
+            flowbits,
+            flowbit_names,
             stats,
         })
+    }
+
+    /// The flowbit names, in bit order (empty: the signatures use no flowbits, and
+    /// [`Database::scan_flow`] never touches a flow's bits).
+    pub fn flowbit_names(&self) -> &[String] {
+        &self.flowbit_names
     }
 
     /// The signatures, in the order [`Matches`] indexes them.
@@ -773,8 +897,14 @@ impl Database {
 
     /// Scans one packet. `stream`: the flow and direction's state (`None`: per-packet
     /// only, e.g. when no state could be allocated). Fills `out` (cleared first). Never
-    /// allocates, never panics, bounded work per byte.
+    /// allocates, never panics, bounded work per byte. Flowbits are those of no flow (all
+    /// unset; see [`Database::scan_flow`]).
     pub fn scan(&self, pkt: &Packet, stream: Option<&mut Stream>, out: &mut Matches) {
+        self.scan_flow(pkt, stream, &mut NoFlow, out)
+    }
+
+    /// [`Database::scan`] for a packet of a flow whose flowbits `bits` keeps.
+    pub fn scan_flow(&self, pkt: &Packet, stream: Option<&mut Stream>, bits: &mut dyn FlowBitsStore, out: &mut Matches) {
         out.clear();
         let class = proto_class(pkt.proto);
         let flat = Buf {
@@ -786,19 +916,65 @@ impl Database {
                 if let Some(pf) = &self.prefilter {
                     walk_split(&pf.dfa, pf.start, pf.start, pkt.payload, |p, _| out.note(p));
                 }
-                self.verify_candidates(pkt, class, flat, None, out);
+                self.verify_candidates(pkt, class, flat, None, bits, out);
             }
-            Some(st) => self.scan_stream(pkt, class, st, out),
+            Some(st) => self.scan_stream(pkt, class, st, bits, out),
         }
         for &i in self.always.get(class).map_or(&[][..], |l| &l[..]) {
-            self.verify(i, pkt, class, flat, None, out);
+            self.verify(i, pkt, class, flat, None, bits, out);
+        }
+        if out.deferred_len > 0 {
+            let n = out.deferred_len.min(MAX_DEFERRED);
+            let info = &self.info;
+            out.deferred[..n].sort_unstable_by_key(|&i| (info.get(i as usize).is_some_and(|f| f.fb_conditional), i));
+            for k in 0..n {
+                let i = out.deferred[k];
+                self.resolve_flowbits(i, bits, out);
+            }
+        }
+        if out.bits_loaded && out.bits != out.bits_before {
+            bits.store(&out.bits_before, &out.bits);
         }
         out.finish();
     }
 
+    /// Signature `i` matched all but its flowbits: records it if its conditions hold over
+    /// the flow's bits, and applies its effects.
+    fn resolve_flowbits(&self, i: u32, bits: &mut dyn FlowBitsStore, out: &mut Matches) {
+        let (Some(sig), Some(info)) = (self.sigs.get(i as usize), self.info.get(i as usize)) else {
+            return;
+        };
+        if !out.bits_loaded {
+            out.bits_before = bits.load();
+            out.bits = out.bits_before;
+            out.bits_loaded = true;
+        }
+        let ops = self.flowbits.get(info.flowbits.0 as usize..info.flowbits.1 as usize).unwrap_or(&[]);
+        let any = |m: &FlowBits, f: &dyn Fn(u64, u64) -> u64| m.iter().zip(&out.bits).any(|(&m, &b)| f(m, b) != 0);
+        let holds = ops.iter().all(|fb| match fb.op {
+            FlowbitOp::IsSet => any(&fb.mask, &|m, b| m & b),
+            FlowbitOp::IsNotSet => any(&fb.mask, &|m, b| m & !b),
+            _ => true,
+        });
+        if !holds {
+            return;
+        }
+        for fb in ops {
+            for (b, &m) in out.bits.iter_mut().zip(&fb.mask) {
+                match fb.op {
+                    FlowbitOp::Set => *b |= m,
+                    FlowbitOp::Unset => *b &= !m,
+                    FlowbitOp::Toggle => *b ^= m,
+                    FlowbitOp::IsSet | FlowbitOp::IsNotSet => {}
+                }
+            }
+        }
+        out.record(i, sig.action, sig.noalert);
+    }
+
     /// The streaming half of [`Database::scan`]: prefilter from the saved state, verify
     /// the candidates over the window, save the state and the new tail.
-    fn scan_stream(&self, pkt: &Packet, class: usize, st: &mut Stream, out: &mut Matches) {
+    fn scan_stream(&self, pkt: &Packet, class: usize, st: &mut Stream, bits: &mut dyn FlowBitsStore, out: &mut Matches) {
         let mut rescan = false;
         let mut resync = false;
         if st.fingerprint == 0 {
@@ -878,7 +1054,7 @@ impl Database {
             head: &st.tail[..head_len],
             body: payload,
         };
-        self.verify_candidates(pkt, class, window, Some(head_len), out);
+        self.verify_candidates(pkt, class, window, Some(head_len), bits, out);
 
         // The new tail: the last `new_tail` bytes of the window.
         if payload.len() >= new_tail {
@@ -904,6 +1080,7 @@ impl Database {
         class: usize,
         window: Buf,
         min_end: Option<usize>,
+        bits: &mut dyn FlowBitsStore,
         out: &mut Matches,
     ) {
         let Some(pf) = &self.prefilter else { return };
@@ -911,32 +1088,34 @@ impl Database {
             head: &[],
             body: pkt.payload,
         };
-        let one = |i: u32, out: &mut Matches| {
+        let one = |i: u32, bits: &mut dyn FlowBitsStore, out: &mut Matches| {
             let per_packet =
                 min_end.is_none() || self.info.get(i as usize).is_none_or(|info| info.per_packet);
             if per_packet {
-                self.verify(i, pkt, class, flat, None, out);
+                self.verify(i, pkt, class, flat, None, bits, out);
             } else {
-                self.verify(i, pkt, class, window, min_end, out);
+                self.verify(i, pkt, class, window, min_end, bits, out);
             }
         };
         if out.seen_overflow {
             for p in 0..pf.pat_len.len() as u32 {
                 for &i in pf.sigs(p) {
-                    one(i, out);
+                    one(i, bits, out);
                 }
             }
         } else {
             for k in 0..out.seen_len {
                 let p = out.seen[k];
                 for &i in pf.sigs(p) {
-                    one(i, out);
+                    one(i, bits, out);
                 }
             }
         }
     }
 
-    /// Verifies signature `i` over `buf` and records a match in `out`.
+    /// Verifies signature `i` over `buf` and records a match in `out` (a flowbit
+    /// signature's is resolved later, see [`Database::resolve_flowbits`]).
+    #[allow(clippy::too_many_arguments)]
     fn verify(
         &self,
         i: u32,
@@ -944,6 +1123,7 @@ impl Database {
         class: usize,
         buf: Buf,
         min_end: Option<usize>,
+        bits: &mut dyn FlowBitsStore,
         out: &mut Matches,
     ) {
         let (Some(sig), Some(info)) = (self.sigs.get(i as usize), self.info.get(i as usize)) else {
@@ -970,8 +1150,16 @@ impl Database {
             budget: self.budget,
             pcres: self.pcres.get(info.pcres.0 as usize..info.pcres.1 as usize).unwrap_or(&[]),
         };
-        if chain.run(0, 0) {
-            out.record(i, sig.action);
+        if !chain.run(0, 0) {
+            return;
+        }
+        if info.flowbits.0 == info.flowbits.1 {
+            out.record(i, sig.action, sig.noalert);
+        } else if out.deferred_len < MAX_DEFERRED {
+            out.deferred[out.deferred_len] = i;
+            out.deferred_len += 1;
+        } else {
+            self.resolve_flowbits(i, bits, out);
         }
     }
 }
@@ -2360,5 +2548,143 @@ mod tests {
         // The scratch space is clean for the next packet.
         db.scan(&pkt(b"<3>"), None, &mut out);
         assert_eq!(out.iter().collect::<Vec<_>>(), vec![3]);
+    }
+
+    /// A flow's bits kept in memory, counting the matcher's loads and stores.
+    #[derive(Default)]
+    struct Mem {
+        bits: FlowBits,
+        loads: usize,
+        stores: usize,
+    }
+
+    impl FlowBitsStore for Mem {
+        fn load(&mut self) -> FlowBits {
+            self.loads += 1;
+            self.bits
+        }
+        fn store(&mut self, before: &FlowBits, after: &FlowBits) {
+            assert_eq!(before, &self.bits, "the bits stored are changed from those loaded");
+            self.stores += 1;
+            self.bits = *after;
+        }
+    }
+
+    /// A signature with one content and these flowbits (`op` and `|`-separated names).
+    fn fb_sig(action: SigAction, content: &[u8], flowbits: &[(FlowbitOp, &str)]) -> Signature {
+        let mut s = Signature::new(action, SigProto::Ip, 1, vec![PayloadCheck::Content(ct(content))]);
+        s.flowbits = flowbits
+            .iter()
+            .map(|&(op, names)| crate::model::Flowbit { op, names: names.split('|').map(str::to_string).collect() })
+            .collect();
+        s
+    }
+
+    /// The listed matches and action of one per-packet scan over `mem`'s bits.
+    fn scan_bits(db: &Database, payload: &[u8], mem: &mut Mem) -> (Vec<u32>, Option<SigAction>) {
+        let mut out = Matches::new();
+        db.scan_flow(&pkt(payload), None, mem, &mut out);
+        (out.iter().collect(), out.action())
+    }
+
+    /// A bit set by one packet's match is seen by the flow's next packet, not by another
+    /// flow; `noalert` acts without being listed; the bits are read only when a flowbit
+    /// signature matched the rest of its conditions.
+    #[test]
+    fn flowbits_carry_from_packet_to_packet_of_a_flow() {
+        use FlowbitOp::*;
+        let mut login = fb_sig(SigAction::Alert, b"login", &[(Set, "auth")]);
+        login.noalert = true;
+        let db = Database::build(vec![login, fb_sig(SigAction::Drop, b"cmd", &[(IsSet, "auth")])], 16).unwrap();
+        assert_eq!(db.flowbit_names(), ["auth"]);
+        assert_eq!((db.stats().flowbit_signatures, db.stats().flowbit_names), (2, 1));
+        let mut flow = Mem::default();
+        assert_eq!(scan_bits(&db, b"cmd", &mut flow), (vec![], None), "not set yet");
+        assert_eq!((flow.loads, flow.stores), (1, 0));
+        assert_eq!(scan_bits(&db, b"hello", &mut flow), (vec![], None));
+        assert_eq!(flow.loads, 1, "no flowbit signature matched: the bits are not read");
+        let mut out = Matches::new();
+        db.scan_flow(&pkt(b"login"), None, &mut flow, &mut out);
+        assert_eq!((out.iter().count(), out.action(), out.silent_action()), (0, Some(SigAction::Alert), Some(SigAction::Alert)));
+        assert_eq!(flow.stores, 1);
+        assert_eq!(scan_bits(&db, b"cmd", &mut flow), (vec![1], Some(SigAction::Drop)));
+        assert_eq!(flow.stores, 1, "a condition changes nothing");
+        assert_eq!(scan_bits(&db, b"cmd", &mut Mem::default()), (vec![], None), "another flow");
+        // Without a flow (`scan`), every bit is unset.
+        assert!(scan(&db, &pkt(b"login cmd")).contains(&1), "set and checked on one packet");
+        assert!(scan(&db, &pkt(b"cmd")).is_empty());
+    }
+
+    /// On one packet, setters are resolved before checkers whatever their order; `isnotset`,
+    /// `unset`, `toggle` and `a|b` conditions.
+    #[test]
+    fn flowbit_effects_and_conditions() {
+        use FlowbitOp::*;
+        let db = Database::build(
+            vec![
+                fb_sig(SigAction::Alert, b"check", &[(IsSet, "a")]),
+                fb_sig(SigAction::Alert, b"give", &[(Set, "a")]),
+                fb_sig(SigAction::Alert, b"fresh", &[(IsNotSet, "a"), (Set, "b")]),
+                fb_sig(SigAction::Alert, b"clear", &[(Unset, "a|b")]),
+                fb_sig(SigAction::Alert, b"flip", &[(Toggle, "c")]),
+                fb_sig(SigAction::Alert, b"any", &[(IsSet, "b|c")]),
+                fb_sig(SigAction::Alert, b"lacks", &[(IsNotSet, "a|c")]),
+            ],
+            16,
+        )
+        .unwrap();
+        assert_eq!(db.flowbit_names(), ["a", "b", "c"]);
+        let bit = |i: usize| 1u64 << i;
+        let mut flow = Mem::default();
+        // "check" comes first in the packet and in signature order, "give" after both.
+        assert_eq!(scan_bits(&db, b"check give", &mut flow).0, vec![0, 1]);
+        assert_eq!(flow.bits[0], bit(0));
+        // `fresh` needs `a` unset: a checker's effects wait for the setters too.
+        assert_eq!(scan_bits(&db, b"fresh", &mut flow).0, Vec::<u32>::new());
+        assert_eq!(scan_bits(&db, b"clear", &mut flow).0, vec![3]);
+        assert_eq!(flow.bits[0], 0);
+        assert_eq!(scan_bits(&db, b"fresh any", &mut flow).0, vec![2, 5], "b set by fresh, seen by any");
+        assert_eq!(flow.bits[0], bit(1));
+        assert_eq!(scan_bits(&db, b"flip lacks", &mut flow).0, vec![4, 6], "a is not set (c is, now)");
+        assert_eq!(flow.bits[0], bit(1) | bit(2));
+        assert_eq!(scan_bits(&db, b"flip", &mut flow).0, vec![4]);
+        assert_eq!(flow.bits[0], bit(1));
+        let mut empty = Mem::default();
+        assert_eq!(scan_bits(&db, b"any lacks", &mut empty).0, vec![6], "neither b nor c; lacks both a and c");
+        assert_eq!(empty.stores, 0, "conditions alone store nothing");
+    }
+
+    /// A `pass` match's effects apply, and so do those of the matches it silences.
+    #[test]
+    fn flowbit_effects_apply_under_a_pass() {
+        use FlowbitOp::*;
+        let db = Database::build(
+            vec![fb_sig(SigAction::Pass, b"ok", &[(Set, "ok")]), fb_sig(SigAction::Drop, b"bad", &[(Set, "bad")])],
+            16,
+        )
+        .unwrap();
+        let mut flow = Mem::default();
+        assert_eq!(scan_bits(&db, b"ok bad", &mut flow), (vec![0], Some(SigAction::Pass)));
+        assert_eq!(flow.bits[0], 0b11);
+    }
+
+    /// More distinct names than a rule set holds is a build error; names shared between
+    /// signatures count once.
+    #[test]
+    fn too_many_flowbit_names() {
+        use FlowbitOp::*;
+        let names: Vec<String> = (0..MAX_FLOWBITS).map(|i| format!("n{i}")).collect();
+        let mut sigs: Vec<Signature> = names.iter().map(|n| fb_sig(SigAction::Alert, b"x", &[(Set, n)])).collect();
+        sigs.push(fb_sig(SigAction::Alert, b"y", &[(IsSet, &names[..3].join("|"))]));
+        let db = Database::build(sigs.clone(), 16).unwrap();
+        assert_eq!(db.flowbit_names().len(), MAX_FLOWBITS);
+        let mut flow = Mem::default();
+        assert_eq!(scan_bits(&db, b"x", &mut flow).0.len(), MAX_MATCHES);
+        assert!(flow.bits.iter().all(|&w| w == u64::MAX), "all {MAX_FLOWBITS} bits, past the deferred list too");
+        sigs.push(fb_sig(SigAction::Alert, b"z", &[(Set, "one-too-many")]));
+        match Database::build(sigs, 16) {
+            Err(BuildError::TooManyFlowbits { count, max }) => assert_eq!((count, max), (MAX_FLOWBITS + 1, MAX_FLOWBITS)),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -271,6 +271,35 @@ pub struct Threshold {
     pub seconds: u32,
 }
 
+/// What a `flowbits` option does with its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FlowbitOp {
+    /// `set`: the flow gets the bit when the signature matches.
+    Set,
+    /// `unset`: the flow loses it.
+    Unset,
+    /// `toggle`: the bit is flipped.
+    Toggle,
+    /// `isset`: the signature matches only if the flow has the bit (with `a|b`: any of them).
+    IsSet,
+    /// `isnotset`: only if the flow lacks it (with `a|b`: lacks any of them).
+    IsNotSet,
+}
+
+impl FlowbitOp {
+    /// A condition on the flow's bits (else an effect of a match).
+    pub fn is_condition(self) -> bool {
+        matches!(self, FlowbitOp::IsSet | FlowbitOp::IsNotSet)
+    }
+}
+
+/// One `flowbits:<op>,<name>[|<name>...]` (several names only for conditions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Flowbit {
+    pub op: FlowbitOp,
+    pub names: Vec<String>,
+}
+
 /// Where a signature came from, for messages and `rampartctl check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -310,6 +339,10 @@ pub struct Signature {
     /// `detection_filter`: the signature matches only past `count` matches in a window (its
     /// action and alert apply from then on).
     pub detection_filter: Option<Threshold>,
+    /// `flowbits` conditions and effects, in rule order (see [`crate::engine`]).
+    pub flowbits: Vec<Flowbit>,
+    /// `flowbits:noalert` / `noalert`: a match acts but logs no alert.
+    pub noalert: bool,
     pub origin: Origin,
 }
 
@@ -340,6 +373,8 @@ impl Signature {
             checks,
             threshold: None,
             detection_filter: None,
+            flowbits: Vec::new(),
+            noalert: false,
             origin: Origin::default(),
         }
     }

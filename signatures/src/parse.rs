@@ -14,10 +14,12 @@
 //!   skips the rule as `pcre:unsupported` or `pcre:too-large`, an HTTP buffer flag as
 //!   `pcre/<flag>`);
 //! - `flow` (direction and state), `dsize`, `threshold` and `detection_filter` (tracked by
-//!   source, destination, both or rule; applied by the dataplane, see [`Threshold`]).
+//!   source, destination, both or rule; applied by the dataplane, see [`Threshold`]);
+//! - `flowbits` (`set`, `unset`, `toggle`, `isset`, `isnotset`, `noalert`; `a|b` only in
+//!   conditions) and `noalert`.
 //!
 //! A rule that parses but needs anything else — an application-layer protocol in its
-//! header, a sticky buffer (`http.uri`, `dns.query`, ...), `flowbits`, `byte_extract`,
+//! header, a sticky buffer (`http.uri`, `dns.query`, ...), `xbits`, `byte_extract`,
 //! `track by_flow`, `flow:only_stream`, `dsize:!N`, ... — is not loaded: it comes back as
 //! [`Skipped`] with the keywords it needs, so nothing is silently dropped. Such a rule
 //! must still be well formed (header, variables, option syntax); once it has used an
@@ -29,7 +31,7 @@
 //! the header; a variable's name for an error inside that variable's value).
 
 use crate::model::{
-    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, IsDataAt, JumpFrom, Origin, PayloadCheck, Pcre,
+    AddrMatch, ByteJump, ByteOp, ByteRead, ByteTest, Cidr, Content, FlowMatch, Flowbit, FlowbitOp, IsDataAt, JumpFrom, Origin, PayloadCheck, Pcre,
     PortMatch, SigAction, SigProto, Signature, SizeRange, Threshold, ThresholdKind, Track,
 };
 use crate::pcre::Compiled;
@@ -425,6 +427,9 @@ fn parse_one(text: &str, file: &str, line: u32, vars: &Vars, classes: &Classific
     }
     let sid = builder.sid.ok_or_else(|| ctx.err("sid", "the rule has no sid"))?;
     let gid = builder.gid.unwrap_or(1);
+    if builder.noalert && builder.detection_filter.is_some() {
+        builder.unsupported("detection_filter:noalert");
+    }
     if action == SigAction::Pass && builder.detection_filter.is_some() {
         // A pass the filter holds back would let its packet's other signatures act: not modelled.
         builder.unsupported("detection_filter:pass");
@@ -477,6 +482,8 @@ fn parse_one(text: &str, file: &str, line: u32, vars: &Vars, classes: &Classific
         checks: builder.checks,
         threshold: builder.threshold,
         detection_filter: builder.detection_filter,
+        flowbits: builder.flowbits,
+        noalert: builder.noalert,
         origin: Origin {
             file: file.to_string(),
             line,
@@ -1385,6 +1392,37 @@ fn parse_byte_jump(value: &str) -> ByteParse<ByteJump> {
     Ok(Ok(jump))
 }
 
+/// Parses `flowbits`' value: `noalert` (None), `<op>,<name>[|<name>...]`, or an
+/// unsupported form (the keyword it is counted under).
+fn parse_flowbit(value: &str) -> Result<Option<Result<Flowbit, String>>, String> {
+    let (op, names) = match value.split_once(',') {
+        Some((op, names)) => (op.trim(), Some(names.trim())),
+        None => (value.trim(), None),
+    };
+    let op = match op.to_ascii_lowercase().as_str() {
+        "noalert" if names.is_none() => return Ok(None),
+        "noalert" => return Err("`noalert` takes no name".to_string()),
+        "set" => FlowbitOp::Set,
+        "unset" => FlowbitOp::Unset,
+        "toggle" => FlowbitOp::Toggle,
+        "isset" => FlowbitOp::IsSet,
+        "isnotset" => FlowbitOp::IsNotSet,
+        other => return Err(format!("`{other}` is not set, unset, toggle, isset, isnotset or noalert")),
+    };
+    let names = names.filter(|n| !n.is_empty()).ok_or_else(|| format!("`{value}` needs a name after the command"))?;
+    if names.contains('&') {
+        return Ok(Some(Err("flowbits:&".to_string())));
+    }
+    let names: Vec<String> = names.split('|').map(|n| n.trim().to_string()).collect();
+    if let Some(bad) = names.iter().find(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() && !b",;\"".contains(&b))) {
+        return Err(format!("`{bad}` is not a flowbit name (printable ASCII without spaces, `,`, `;` or `\"`)"));
+    }
+    if names.len() > 1 && !op.is_condition() {
+        return Ok(Some(Err("flowbits:or-effect".to_string())));
+    }
+    Ok(Some(Ok(Flowbit { op, names })))
+}
+
 /// Parses `threshold`'s (`typed`) or `detection_filter`'s value: comma-separated `type`,
 /// `track`, `count`, `seconds` in any order → the counting, or (inner Err) the keyword a
 /// rule tracking by something else (`by_flow`) is skipped under.
@@ -1452,6 +1490,8 @@ struct Builder<'a> {
     checks: Vec<PayloadCheck>,
     threshold: Option<Threshold>,
     detection_filter: Option<Threshold>,
+    flowbits: Vec<Flowbit>,
+    noalert: bool,
     /// Index in `checks` of the most recent content.
     last_content: Option<usize>,
     fast_pattern_seen: bool,
@@ -1480,6 +1520,8 @@ impl<'a> Builder<'a> {
             checks: Vec::new(),
             threshold: None,
             detection_filter: None,
+            flowbits: Vec::new(),
+            noalert: false,
             last_content: None,
             fast_pattern_seen: false,
             unsupported: Vec::new(),
@@ -1592,6 +1634,17 @@ impl<'a> Builder<'a> {
                     Ok(t) => *slot = Some(t),
                     Err(keyword) => self.unsupported(&keyword),
                 }
+            }
+            "flowbits" => match parse_flowbit(value.ok_or_else(needs)?).map_err(err)? {
+                    None => self.noalert = true,
+                    Some(Ok(flowbit)) => self.flowbits.push(flowbit),
+                    Some(Err(keyword)) => self.unsupported(&keyword),
+                },
+            "noalert" => {
+                if value.is_some() {
+                    return Err(err("takes no value".to_string()));
+                }
+                self.noalert = true;
             }
             "flow" => {
                 let value = value.ok_or_else(needs)?;
@@ -1817,6 +1870,8 @@ mod tests {
                 checks: vec![],
                 threshold: None,
                 detection_filter: None,
+                flowbits: vec![],
+                noalert: false,
                 origin: Origin {
                     file: FILE.to_string(),
                     line: 7
@@ -2935,17 +2990,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn flowbits_and_noalert() {
+        use FlowbitOp::*;
+        let fb = |op, names: &[&str]| Flowbit { op, names: names.iter().map(|n| n.to_string()).collect() };
+        let s = sig("content:\"a\"; flowbits:set,ET.login; flowbits: isset , a|b.c ; FlowBits:noalert; sid:1;");
+        assert_eq!(s.flowbits, vec![fb(Set, &["ET.login"]), fb(IsSet, &["a", "b.c"])]);
+        assert!(s.noalert);
+        let s = sig("flowbits:unset,x; flowbits:toggle,y; flowbits:isnotset,x|y; noalert; sid:1;");
+        assert_eq!(s.flowbits, vec![fb(Unset, &["x"]), fb(Toggle, &["y"]), fb(IsNotSet, &["x", "y"])]);
+        assert!(s.noalert);
+        assert!(!sig("flowbits:set,x; sid:1;").noalert);
+        assert_eq!(skip("flowbits:set,a|b; sid:1;"), vec!["flowbits:or-effect"]);
+        assert_eq!(skip("flowbits:isset,a&b; sid:1;"), vec!["flowbits:&"]);
+        assert_eq!(
+            skip("noalert; detection_filter:track by_src, count 1, seconds 1; sid:1;"),
+            vec!["detection_filter:noalert"]
+        );
+        for (keyword, bad, needle) in [
+            ("flowbits", "flowbits:sett,x", "is not set, unset, toggle"),
+            ("flowbits", "flowbits:set", "needs a name"),
+            ("flowbits", "flowbits:isset, ", "needs a name"),
+            ("flowbits", "flowbits:noalert,x", "takes no name"),
+            ("flowbits", "flowbits:isset,a||b", "is not a flowbit name"),
+            ("flowbits", "flowbits:set,a b", "is not a flowbit name"),
+            ("flowbits", "flowbits", "needs"),
+            ("noalert", "noalert:1", "takes no value"),
+        ] {
+            assert_err(&fail(&format!("{bad}; sid:1;")), keyword, needle);
+        }
+    }
+
     // ---- unsupported keywords ----
 
     #[test]
     fn unsupported_keywords_skip_the_rule() {
         let keywords = skip(
             "msg:\"x\"; flow:established,to_server; http.method; content:\"GET\"; http.uri; content:\"/a\"; http.uri; \
-             pcre:\"/a;b\\/c/Ui\"; flowbits:set,x; byte_test:1,&,1,0,dce; threshold:type limit, track by_flow, count 1, seconds 60; sid:5;",
+             pcre:\"/a;b\\/c/Ui\"; xbits:set,x,track ip_src; byte_test:1,&,1,0,dce; threshold:type limit, track by_flow, count 1, seconds 60; sid:5;",
         );
         assert_eq!(
             keywords,
-            vec!["http.method", "http.uri", "pcre/U", "flowbits", "byte_test:dce", "threshold:by_flow"]
+            vec!["http.method", "http.uri", "pcre/U", "xbits", "byte_test:dce", "threshold:by_flow"]
         );
         for keyword in [
             "http_uri",
@@ -2963,7 +3049,6 @@ mod tests {
             "urilen:>10",
             "base64_decode",
             "ja3.hash",
-            "noalert",
             "tag:session,10,packets",
         ] {
             let name = keyword.split(':').next().unwrap();

@@ -34,7 +34,8 @@ impl FlowHit {
     pub fn slot(&self) -> u32 {
         self.slot
     }
-    /// A flow id unique among live flows and unlikely to repeat soon: slot and generation.
+    /// A flow id unique among live flows and unlikely to repeat soon: slot and generation
+    /// (never 0: the generation has the occupied bit).
     pub fn flow_id(&self) -> u64 {
         (self.generation as u64) << 32 | self.slot as u64
     }

@@ -359,6 +359,18 @@ impl FlowTable {
         Some((value, s1 & !seq::WRITE))
     }
 
+    /// Whether the flow [`FlowHit::flow_id`] names is still in the table (not freed,
+    /// its slot not claimed by another flow since). One load; wait-free.
+    pub fn holds(&self, flow_id: u64) -> bool {
+        let slot = flow_id as u32 as usize;
+        if slot >= self.slots() {
+            return false;
+        }
+        // Acquire: a free or re-claim that published a new generation is seen with it.
+        let s = self.entry(slot).seq.load(Acquire);
+        s & !seq::WRITE == (flow_id >> 32) as u32 && s & (seq::OCCUPIED | seq::STRUCT) == seq::OCCUPIED
+    }
+
     /// Live flows.
     pub fn len(&self) -> u32 {
         self.live.0.load(Relaxed)
