@@ -96,7 +96,7 @@ def main():
     config = subprocess.run([os.path.join(BIN, "rampartctl"), "default-config"], capture_output=True, text=True, check=True).stdout
     open(CFG, "w").write(config)
     # The event log is appended to across runs: this run's records start here.
-    eve_path = os.path.join(RUN, "eve.json")
+    eve_path = os.path.join(RUN, "log", "eve.json")
     eve_start = os.path.getsize(eve_path) if os.path.exists(eve_path) else 0
     metrics = "127.0.0.1:9477"
     start("dataplane", [os.path.join(BIN, "rampart-dataplane"), "--config", CFG])
@@ -122,7 +122,7 @@ def main():
     start("guest-g", [guestsim, "--socket", sock("guest-g"), "--mac", "52:54:00:00:00:10", "--to", "52:54:00:00:00:0b",
                       "--ips", "10.0.0.16,10.0.0.16", "--rate", "200", "--delay", "1"])
     print(f"Rampart demo: dataplane + control process up; metrics at http://{metrics}/metrics; "
-          f"event log {RUN}/eve.json; Ctrl-C to stop\n")
+          f"event log {eve_path}; Ctrl-C to stop\n")
     began, last, prev = time.time(), None, {}
     try:
         while not duration or time.time() - began < duration:
@@ -184,6 +184,17 @@ def main():
         print(f"protocol anomalies: {len(anomalies)} records (within the drop-record budget), latest:\n  {anomalies[-1].strip()}")
     show_idle()
     stop_all()
+    # Every record is sealed into a chain (sequence numbers, HMAC-SHA-256 keyed outside the log).
+    out = subprocess.run([os.path.join(BIN, "rampartctl"), "--config", CFG, "--json", "verify-log"], capture_output=True, text=True)
+    try:
+        v = json.loads(out.stdout)
+        verified = out.returncode == 0 and v["verified"] > 0
+        print(f"rampartctl verify-log: {'OK' if verified else 'FAILED'}, {v['verified']} records verified "
+              f"(records {v['first_seq']} to {v['last_seq']} in {len(v['files'])} file(s))"
+              + "".join(f"\n  {p['file']}:{p['line']}: {p['what']}" for p in v["problems"][:5]))
+    except (ValueError, KeyError):
+        verified = False
+        print(f"rampartctl verify-log failed: {out.stderr.strip()}")
     if last:
         ports = {p["name"]: p for p in last["ports"]}
         d, e, f, g = ports["guest-d"], ports["guest-e"], ports["guest-f"], ports["guest-g"]
@@ -199,7 +210,7 @@ def main():
               # one alert per flow (guest-e's and guest-f's), not per request
               and 1 <= len(firsts) <= 4 and f["rx_packets"] > 2 * len(firsts)
               and g["rx_packets"] > 0 and abs(g["rx_packets"] - g["drop_packets"]) <= 32 and abs(g["drop_packets"] - last["drops"].get("anomaly_land", 0)) <= 32
-              and last.get("anomalies", {}).get("land", 0) > 0 and len(anomalies) > 0)
+              and last.get("anomalies", {}).get("land", 0) > 0 and len(anomalies) > 0 and verified)
         print(f"\nsummary: allowed {ports['guest-a']['rx_packets'] - ports['guest-a']['drop_packets']} packets guest-a → guest-b; "
               f"blocked {ports['guest-c']['drop_packets']} from guest-c (port disabled); "
               f"guest-d's flood from guest-a's address: {d['guard']['throttled']} throttled (over 1,000/s), "

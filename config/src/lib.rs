@@ -171,6 +171,20 @@ mod tests {
     }
 
     #[test]
+    fn the_event_log_key_stays_outside_the_log_directory_and_rotation_is_bounded() {
+        let c = parse("t.toml", "").unwrap();
+        assert_eq!((c.control.event_key.as_str(), c.events.rotate_bytes, c.events.keep_files), ("/var/lib/rampart/eventlog.key", 128 << 20, 10));
+        for key in ["/var/log/rampart/eventlog.key", "/var/log/rampart/keys/k"] {
+            let e = err(&format!("[control]\nevent_log = \"/var/log/rampart/eve.json\"\nevent_key = \"{key}\"\n"));
+            assert_eq!((e.field.as_str(), e.line), ("control.event_key", 1), "{e}");
+            assert!(e.message.contains("outside its directory /var/log/rampart"), "{e}");
+        }
+        assert!(parse("t.toml", "[control]\nevent_log = \"/run/r/log/eve.json\"\nevent_key = \"/run/r/eventlog.key\"\n").is_ok());
+        let e = err("[events]\nrotate_bytes = 1000\n");
+        assert_eq!(e.field, "events.rotate_bytes");
+    }
+
+    #[test]
     fn the_guard_is_on_for_guests_and_learn_off_needs_bindings() {
         let port = |kind: &str, extra: &str| {
             let dev = if kind == "device" { "device = \"net_null0\"" } else { "socket = \"/tmp/g.sock\"" };

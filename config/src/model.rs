@@ -122,6 +122,9 @@ pub struct Control {
     pub event_log: String,
     /// Where the dynamic blocklist (`rampartctl block`) is kept across restarts.
     pub blocklist: String,
+    /// The secret that seals the event log (HMAC-SHA-256 chain; created on first start, 0600).
+    /// Kept outside the log's directory: whoever may read or edit the log must not read it.
+    pub event_key: String,
 }
 
 impl Default for Control {
@@ -131,6 +134,7 @@ impl Default for Control {
             metrics: "127.0.0.1:9477".into(),
             event_log: "/var/log/rampart/eve.json".into(),
             blocklist: "/var/lib/rampart/blocks.json".into(),
+            event_key: "/var/lib/rampart/eventlog.key".into(),
         }
     }
 }
@@ -290,11 +294,29 @@ pub struct Events {
     /// rest are counted in one summary record per second (so a guest flooding malformed
     /// frames cannot fill the disk or bury other records). 0: summaries only.
     pub drops_per_second: u32,
+    /// The log moves to a new file at this size in bytes (0: never)…
+    pub rotate_bytes: u64,
+    /// …or at this age in seconds (0: never), or on SIGHUP (after logrotate moved it).
+    pub rotate_seconds: u64,
+    /// Rotated files kept beside the log; older ones are removed (0: all kept). With
+    /// `rotate_bytes` this caps the log's disk use at about (keep_files + 1) × rotate_bytes.
+    pub keep_files: u32,
+    /// Syslog socket (RFC 5424 datagrams) the log's chain head is sent to ("": none).
+    pub syslog: String,
+    /// How often the chain head goes to syslog, when it moved (0: never).
+    pub syslog_head_seconds: u64,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Events { drops_per_second: 10 }
+        Events {
+            drops_per_second: 10,
+            rotate_bytes: 128 << 20,
+            rotate_seconds: 86_400,
+            keep_files: 10,
+            syslog: "/dev/log".into(),
+            syslog_head_seconds: 60,
+        }
     }
 }
 

@@ -75,6 +75,20 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     if dp.idle_sleep_max_us > 100_000 {
         return c.err(dps, "dataplane.idle_sleep_max_us".into(), "expected at most 100000 (µs)".into());
     }
+    let ctl = &config.control;
+    let log_dir = std::path::Path::new(&ctl.event_log).parent().unwrap_or(std::path::Path::new(""));
+    let key_dir = std::path::Path::new(&ctl.event_key).parent().unwrap_or(std::path::Path::new(""));
+    if if log_dir.as_os_str().is_empty() { key_dir.as_os_str().is_empty() } else { key_dir.starts_with(log_dir) } {
+        return c.err(
+            c.table_span("control"),
+            "control.event_key".into(),
+            format!("the event log's key must be kept outside its directory {} (whoever may read the log must not read the key)", log_dir.display()),
+        );
+    }
+    let ev = &config.events;
+    if ev.rotate_bytes != 0 && ev.rotate_bytes < 65_536 {
+        return c.err(c.table_span("events"), "events.rotate_bytes".into(), "expected 0 (never) or at least 65536 (bytes)".into());
+    }
     let an = &config.anomalies;
     if !(64..=65535).contains(&an.icmp_max_bytes) {
         return c.err(c.table_span("anomalies"), "anomalies.icmp_max_bytes".into(), "expected 64 to 65535 (bytes)".into());

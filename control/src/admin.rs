@@ -356,7 +356,7 @@ mod tests {
 
     fn without_dataplane(request: &str) -> Value {
         let config = rampart_config::parse("t.toml", "").unwrap();
-        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
+        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null"), crate::chain::Key::random().unwrap()).unwrap()).unwrap();
         serde_json::to_value(handle(&d, request)).unwrap()
     }
 
@@ -410,7 +410,7 @@ mod tests {
         let path = dir.join("control.sock");
         let listener = bind(&path).unwrap();
         let config = rampart_config::parse("t.toml", "").unwrap();
-        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
+        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null"), crate::chain::Key::random().unwrap()).unwrap()).unwrap());
         std::thread::spawn(move || serve(listener, d));
         let conn = UnixStream::connect(&path).unwrap();
         // Twice the limit, no newline: the control process stops reading at the limit.

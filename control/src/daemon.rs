@@ -202,7 +202,9 @@ pub fn run(config_path: &Path) -> Result<()> {
     for w in rampart_config::warnings(&config) {
         eprintln!("rampartctl: warning: {}", w.0);
     }
-    let log = EventLog::open(Path::new(&config.control.event_log)).with_context(|| format!("opening event log {}", config.control.event_log))?;
+    let key = crate::chain::Key::load_or_create(Path::new(&config.control.event_key), Path::new(&config.control.event_log)).map_err(anyhow::Error::msg)?;
+    let mut log = EventLog::open(Path::new(&config.control.event_log), key).with_context(|| format!("opening event log {}", config.control.event_log))?;
+    log.configure(&config.events);
     let listener = crate::admin::bind(Path::new(&config.control.socket))?;
     let metrics_addr = config.control.metrics.clone();
     let daemon = Arc::new(Daemon::new(config_path, config, log).map_err(|e| anyhow::anyhow!("{e}"))?);
@@ -222,16 +224,23 @@ pub fn run(config_path: &Path) -> Result<()> {
 }
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// SIGHUP: reopen the event log (logrotate moved it away).
+static HANGUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::Relaxed);
 }
 
+extern "C" fn on_hangup(_: libc::c_int) {
+    HANGUP.store(true, Ordering::Relaxed);
+}
+
 fn install_signal_handlers() {
-    // SAFETY: the handler only stores an atomic (async-signal-safe).
+    // SAFETY: the handlers only store an atomic (async-signal-safe).
     unsafe {
         libc::signal(libc::SIGINT, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hangup as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
 }
 
@@ -239,6 +248,9 @@ fn supervise(d: &Daemon) {
     while !d.stop.load(Ordering::Relaxed) && !SIGNALLED.load(Ordering::Relaxed) {
         {
             let mut inner = d.inner.lock().unwrap();
+            if HANGUP.swap(false, Ordering::Relaxed) {
+                inner.log.reopen();
+            }
             tick(&mut inner);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -253,6 +265,7 @@ fn supervise(d: &Daemon) {
 /// Its cost follows the events drained, not the policy's size (`tests/tick_cost.rs`).
 pub fn tick(inner: &mut Inner) {
     inner.expire_blocks();
+    inner.log.tick(std::time::Instant::now());
     let Some(seg) = inner.segment.clone() else {
         try_attach(inner);
         return;
@@ -335,6 +348,8 @@ pub fn status(d: &Daemon) -> state::Status {
         events_logged: inner.log.written,
         events_write_errors: inner.log.write_errors,
         events_unwritten: inner.log.unwritten,
+        events_head: inner.log.head().to_string(),
+        events_seq: inner.log.head().seq,
         config: inner.config_path.display().to_string(),
         last_reload: inner.last_reload.clone(),
         ..Default::default()

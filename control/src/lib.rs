@@ -6,7 +6,8 @@
 //! - [`daemon`]: `rampartctl run`: the supervisor loop that attaches, publishes and drains.
 //! - [`admin`]: the admin socket's server; [`api`]: its typed requests and replies, shared
 //!   with the `rampartctl` commands; [`flows`]: `rampartctl flows` (paged dump, filters, kill).
-//! - [`events`]: the event log (eve.json-style lines from the dataplane's event rings);
+//! - [`events`]: the event log (eve.json-style lines from the dataplane's event rings),
+//!   sealed by [`chain`] (sequence numbers and chained HMACs; `rampartctl verify-log`);
 //!   [`episodes`]: one `guard` event per attack episode, from the guard's counters.
 //! - [`blocks`]: the dynamic blocklist (deny rules in front of the policy, kept in a file).
 //! - [`metrics`]: the Prometheus endpoint.
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod api;
 pub mod blocks;
+pub mod chain;
 pub mod compile;
 pub mod daemon;
 pub mod episodes;

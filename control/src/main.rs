@@ -78,6 +78,19 @@ enum Cmd {
     Blocks,
     /// Validate a config file without applying it.
     Check { file: Option<PathBuf> },
+    /// Verify event log files (the current one and rotated ones, in any order): says where a
+    /// record was edited, inserted, deleted or moved, or a file cut short. Exit status 1 if so.
+    VerifyLog {
+        /// Log files (default: the config's event log and the files rotated beside it).
+        files: Vec<PathBuf>,
+        /// The key (default: the config's control.event_key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// A chain head recorded elsewhere (syslog, `rampartctl status`), SEQ:HMAC: the log
+        /// must reach it, so a log cut at a record boundary is seen too.
+        #[arg(long)]
+        head: Option<String>,
+    },
     /// Print the built-in demo configuration.
     DefaultConfig,
 }
@@ -98,6 +111,7 @@ fn real_main(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Cmd::Check { file } => return check(file.as_deref().unwrap_or(&cli.config), cli.json),
+        Cmd::VerifyLog { files, key, head } => return verify_log(&cli.config, files, key.as_deref(), head.as_deref(), cli.json),
         Cmd::Status => Request::Status,
         Cmd::Ports => Request::Ports,
         Cmd::Stats => Request::Stats,
@@ -158,6 +172,36 @@ fn check(file: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn verify_log(config: &Path, files: &[PathBuf], key: Option<&Path>, head: Option<&str>, json: bool) -> Result<()> {
+    use rampart_control::chain;
+    let head = head.map(|h| chain::Link::parse(h).with_context(|| format!("--head {h}: expected SEQ:HMAC (64 hex digits), as syslog and `rampartctl status` give it"))).transpose()?;
+    let cfg = if key.is_none() || files.is_empty() { Some(rampart_config::load(config).map_err(|e| anyhow::anyhow!("{e} (or give --key and the files)"))?) } else { None };
+    let key_path = key.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(&cfg.as_ref().expect("loaded above").control.event_key));
+    let key = chain::Key::load(&key_path).map_err(anyhow::Error::msg)?;
+    let files = if files.is_empty() { rampart_control::events::log_files(Path::new(&cfg.as_ref().expect("loaded above").control.event_log)) } else { files.to_vec() };
+    let report = chain::verify(&key, &files, head).map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+        for p in &report.problems {
+            println!("{}:{}: {}", p.file, p.line, p.what);
+        }
+        let span = if report.verified > 0 { format!("records {} to {}", report.first_seq, report.last_seq) } else { "no records".into() };
+        let tail = if head.is_some() { "" } else { " (without --head, a cut after the last record cannot be seen)" };
+        match report.problems.len() {
+            0 => println!("OK: {} records verified, {span}, in {} file(s){tail}", report.verified, report.files.len()),
+            n => println!("FAILED: {n} problem(s); {} records verified, {span}, in {} file(s)", report.verified, report.files.len()),
+        }
+    }
+    if !report.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 /// Sends one request, returns the reply line.
 fn send(socket: &Path, request: &Request) -> Result<String> {
     let conn = std::os::unix::net::UnixStream::connect(socket)
@@ -199,6 +243,7 @@ fn print_human(request: &Request, line: &str) -> Result<()> {
                 println!("last rejected  generation {}: {}", s.rejected_generation, s.rejected_reason);
             }
             println!("events         {} logged · {} lost", s.events_logged, s.events_lost);
+            println!("event chain    head {} (rampartctl verify-log --head)", s.events_head);
             if s.events_write_errors > 0 {
                 println!("event log      {} failed writes · {} records not written yet (see the loss records)", s.events_write_errors, s.events_unwritten);
             }

@@ -101,6 +101,7 @@ impl Collector for ShmCollector {
             .add(&[], status.events_logged as f64);
         f.family("rampart_events_write_errors_total", "Event log writes that failed (full or failing disk); their records are counted in loss records", COUNTER)
             .add(&[], status.events_write_errors as f64);
+        f.family("rampart_events_sequence", "Sequence number of the newest record in the event log (its chain head)", GAUGE).add(&[], status.events_seq as f64);
         f.counter_list(PortCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.counters.get(c));
         f.counter_list(GuardCounters::FIELDS, "port", &stats.ports, |p| p.name.clone(), |p, c| p.guard.get(c));
         f.family("rampart_port_up", "1 when the port is attached (state up)", GAUGE);
@@ -329,7 +330,7 @@ mod tests {
             text += &format!("[[rules]]\nid = \"r{}\"\nfrom = [\"10.0.0.{i}\"]\nto = [\"any\"]\naction = \"{action}\"\n", 5 - i);
         }
         let config = rampart_config::parse("t.toml", &text).unwrap();
-        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap());
+        let d = Arc::new(Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null"), crate::chain::Key::random().unwrap()).unwrap()).unwrap());
         let exporter = Exporter::new(d.clone()).unwrap();
         let reference = Registry::new();
         let desc = Desc::new("rampart_dataplane_up".into(), "shm".into(), vec![], Default::default()).unwrap();

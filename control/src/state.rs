@@ -32,6 +32,12 @@ pub struct Status {
     pub events_write_errors: u64,
     #[serde(default)]
     pub events_unwritten: u64,
+    /// The event log's chain head, `SEQ:HMAC` (`rampartctl verify-log --head`).
+    #[serde(default)]
+    pub events_head: String,
+    /// Its sequence number: the newest record's.
+    #[serde(default)]
+    pub events_seq: u64,
     pub config: String,
     pub last_reload: String,
 }
@@ -267,7 +273,7 @@ pub(crate) mod tests {
         let _ = std::fs::remove_dir_all(dir);
         let text = "[[segments]]\nname = \"lan\"\n[[ports]]\nname = \"a\"\nkind = \"device\"\ndevice = \"net_null0\"\nsegment = \"lan\"\n";
         let config = rampart_config::parse("t.toml", text).unwrap();
-        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null")).unwrap()).unwrap();
+        let d = Daemon::new(Path::new("t.toml"), config, EventLog::open(Path::new("/dev/null"), crate::chain::Key::random().unwrap()).unwrap()).unwrap();
         let seg = Arc::new(Segment::create(&dir.join("shm"), 0o600, 2, 1_000, 0).unwrap());
         let slot = d.inner.lock().unwrap().image().ports[0].slot as usize;
         for (w, base) in [(0, 1), (1, 100)] {

@@ -2,11 +2,13 @@
 //! then given room again. Whatever happens, the file holds whole JSON lines only, the
 //! count of records written is the count of lines, and after the disk has room again a
 //! `loss` record says exactly how many records were not written: every record queued is
-//! either a line in the file or counted in a loss record.
+//! either a line in the file or counted in a loss record, and the chain verifies: the
+//! sequence numbers run on without a gap, the loss record where the loss happened.
 //!
 //! Mounting needs root (CI runs as root); elsewhere the test is skipped with a message,
 //! and under `CI=true` it fails instead.
 
+use rampart_control::chain::{self, Key};
 use rampart_control::events::EventLog;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -47,7 +49,8 @@ fn a_full_disk_loses_no_record_silently_and_never_leaves_a_torn_one() {
     let filler = dir.join("filler");
     std::fs::write(&filler, vec![0u8; 24 << 10]).unwrap();
     let path = dir.join("eve.json");
-    let mut log = EventLog::open(&path).unwrap();
+    let key = Key::random().unwrap();
+    let mut log = EventLog::open(&path, key.clone()).unwrap();
 
     let record = |i: u64| json!({"timestamp": "2026-12-02T00:00:00.000000+0000", "event_type": "drop", "seq": i, "pad": "x".repeat(100 + (i % 37) as usize)});
     let mut queued = 0u64;
@@ -66,7 +69,8 @@ fn a_full_disk_loses_no_record_silently_and_never_leaves_a_torn_one() {
     }
     let on_disk = lines(&path);
     assert_eq!(on_disk.len() as u64, log.written, "records counted as written are the whole lines in the file");
-    assert!(log.unwritten > 0 && log.written + log.unwritten == queued, "every record is written or counted: {} + {} of {queued}", log.written, log.unwritten);
+    // (written counts the file's opening checkpoint too)
+    assert!(log.unwritten > 0 && log.written + log.unwritten == queued + 1, "every record is written or counted: {} + {} of {queued} + 1", log.written, log.unwritten);
     let lost = log.unwritten;
 
     // Room again: the next write starts with a loss record for exactly what was lost.
@@ -87,6 +91,11 @@ fn a_full_disk_loses_no_record_silently_and_never_leaves_a_torn_one() {
     let seqs: Vec<u64> = on_disk.iter().filter_map(|v| v["seq"].as_u64()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
     assert_eq!(seqs.last(), Some(&(queued - 1)));
+    // The chain holds across the failed writes: contiguous numbers, every MAC checks out.
+    let numbers: Vec<u64> = on_disk.iter().map(|v| v["rampart"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, (1..=on_disk.len() as u64).collect::<Vec<_>>());
+    let report = chain::verify(&key, std::slice::from_ref(&path), Some(log.head())).unwrap();
+    assert!(report.ok() && report.verified == on_disk.len() as u64, "{report:?}");
     drop(log);
     drop(mnt);
 }

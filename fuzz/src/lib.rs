@@ -175,7 +175,7 @@ pub fn admin(data: &[u8]) {
     static DAEMON: OnceLock<daemon::Daemon> = OnceLock::new();
     let d = DAEMON.get_or_init(|| {
         let config = rampart_config::parse("fuzz.toml", FIREWALL_POLICY).expect("the fuzz policy is valid");
-        let log = EventLog::open(std::path::Path::new("/dev/null")).expect("/dev/null opens");
+        let log = EventLog::open(std::path::Path::new("/dev/null"), rampart_control::chain::Key::from_bytes(&[0; 32])).expect("/dev/null opens");
         daemon::Daemon::new(std::path::Path::new("/nonexistent/rampart-fuzz.toml"), config, log).expect("the fuzz policy compiles")
     });
     let Ok(request) = std::str::from_utf8(data) else { return };
@@ -185,6 +185,29 @@ pub fn admin(data: &[u8]) {
         Some(false) => assert!(reply.get("error").and_then(|e| e.as_str()).is_some_and(|e| !e.is_empty()), "{reply}"),
         None => panic!("a reply without ok: {reply}"),
     }
+}
+
+/// Any bytes as event log files (split at 0xff) for `rampartctl verify-log`: it never panics.
+/// And a genuine sealed log (its records drawn from the bytes) with one byte changed, anywhere:
+/// the change is always found.
+pub fn event_log(data: &[u8]) {
+    use rampart_control::chain::{self, Chain, Key, Link};
+    let key = Key::from_bytes(&[5; 32]);
+    let files = data.split(|&b| b == 0xff).take(4).enumerate().map(|(i, d)| (format!("f{i}"), d.to_vec())).collect();
+    let _ = chain::verify_contents(&key, files, None);
+    let [n, a, b, add, text @ ..] = data else { return };
+    let mut c = Chain::new(key.clone(), Link::default());
+    let mut log = Vec::new();
+    c.seal_value(&chain::checkpoint("2026-12-05T00:00:00.000000+0000", "new", Link::default(), serde_json::json!({})), &mut log);
+    for i in 0..n % 6 + 1 {
+        c.seal_value(&serde_json::json!({"event_type": "drop", "n": i, "text": String::from_utf8_lossy(text), "rampart": {"would": "drop"}}), &mut log);
+    }
+    let intact = chain::verify_contents(&key, vec![("eve.json".into(), log.clone())], Some(c.head));
+    assert!(intact.ok(), "{:?}", intact.problems);
+    let at = u16::from_le_bytes([*a, *b]) as usize % log.len();
+    log[at] = log[at].wrapping_add(1 + add % 255);
+    let changed = chain::verify_contents(&key, vec![("eve.json".into(), log.clone())], Some(c.head));
+    assert!(!changed.ok(), "byte {at} changed and not found: {}", String::from_utf8_lossy(&log));
 }
 
 /// The firewall of a compiled policy, as the dataplane builds it.
@@ -857,6 +880,13 @@ pub fn generated_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     seeds.extend(rule_files.into_iter().map(|(name, text)| ("rules", name.to_string(), text.into_bytes())));
     seeds.extend(inspect_seeds(&frames).into_iter().map(|(name, bytes)| ("inspect", name, bytes)));
+    // Event logs: a byte changed at places across a sealed log (its checkpoint, a record's
+    // body, sequence number, MAC and newline).
+    for (i, at) in [0u16, 40, 150, 260, 333, 400, 700, 1100].into_iter().enumerate() {
+        let mut seed = vec![i as u8, at as u8, (at >> 8) as u8, 1 + i as u8];
+        seed.extend_from_slice(b"GET /etc/passwd");
+        seeds.push(("event_log", format!("change-at-{at}"), seed));
+    }
     seeds
 }
 
@@ -867,6 +897,7 @@ pub fn check(target: &str, data: &[u8]) {
         "config" => config(data),
         "image" => image(data),
         "event" => event(data),
+        "event_log" => event_log(data),
         "firewall" => drop(firewall(data)),
         "admin" => admin(data),
         "rules" => rules(data),
@@ -876,4 +907,4 @@ pub fn check(target: &str, data: &[u8]) {
 }
 
 /// The fuzz targets, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [&str; 8] = ["parse", "firewall", "config", "image", "event", "admin", "rules", "inspect"];
+pub const TARGETS: [&str; 9] = ["parse", "firewall", "config", "image", "event", "event_log", "admin", "rules", "inspect"];

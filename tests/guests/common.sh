@@ -208,7 +208,8 @@ cfg_head() {
 		[control]
 		socket = "$work/control.sock"
 		metrics = "127.0.0.1:$port"
-		event_log = "$work/eve.json"
+		event_log = "$work/log/eve.json"
+		event_key = "$work/eventlog.key"
 
 		[policy]
 		default_action = "$1"

@@ -48,9 +48,9 @@ show_logs() {
 		echo "---- rampartctl flows ----"
 		ctl flows 2>&1 | sed 's/^/  | /'
 	fi
-	if [[ -f $work/eve.json ]]; then
+	if [[ -f $work/log/eve.json ]]; then
 		echo "---- event log: flow and drop records (last 20) ----"
-		grep -E '"event_type":"(flow|drop)"' "$work/eve.json" | tail -n 20 | sed 's/^/  | /'
+		grep -E '"event_type":"(flow|drop)"' "$work/log/eve.json" | tail -n 20 | sed 's/^/  | /'
 	fi
 }
 
@@ -351,11 +351,11 @@ done
 if ((cut >= 1)); then pass "stats: flow_table removals=$cut, drops policy_cut=$(drops s6b policy_cut) ($(since "$t") after the reload)"; else fail "stats: flow_table removals=$cut 20 s after the reload (drops: $(all_drops s6b))"; fi
 rec=''
 for _ in $(seq 50); do # 10 s: the event log is written by the control process
-	rec=$(grep '"event_type":"flow"' "$work/eve.json" 2>/dev/null | grep '"reason":"policy"' | grep '"dest_port":8080' | head -n1)
+	rec=$(grep '"event_type":"flow"' "$work/log/eve.json" 2>/dev/null | grep '"reason":"policy"' | grep '"dest_port":8080' | head -n1)
 	[[ -n $rec ]] && break
 	sleep 0.2
 done
-if [[ -n $rec ]]; then pass "event log: $rec"; else fail "event log: no flow record with reason policy for port 8080 (records with reason policy: $(grep '"reason":"policy"' "$work/eve.json" 2>/dev/null | head -c 600))"; fi
+if [[ -n $rec ]]; then pass "event log: $rec"; else fail "event log: no flow record with reason policy for port 8080 (records with reason policy: $(grep '"reason":"policy"' "$work/log/eve.json" 2>/dev/null | head -c 600))"; fi
 
 # The guest side: after the cut A gets nothing more while B goes on writing.
 sleep 3
@@ -397,11 +397,11 @@ echo "---- 8: B -> A:83 inspected (rule b-to-a-inspected): inline, then in monit
 alert_for() {
 	local rec=''
 	for _ in $(seq 50); do
-		rec=$(grep '"event_type":"alert"' "$work/eve.json" 2>/dev/null | grep '"signature_id":9100001' | grep -e "$2" | tail -n1)
+		rec=$(grep '"event_type":"alert"' "$work/log/eve.json" 2>/dev/null | grep '"signature_id":9100001' | grep -e "$2" | tail -n1)
 		[[ -n $rec ]] && break
 		sleep 0.2
 	done
-	if [[ -n $rec ]]; then pass "event log ($1): $rec"; else fail "event log: no alert of sid 9100001 matching $2 ($1; alerts: $(grep '"event_type":"alert"' "$work/eve.json" 2>/dev/null | tail -n3))"; fi
+	if [[ -n $rec ]]; then pass "event log ($1): $rec"; else fail "event log: no alert of sid 9100001 matching $2 ($1; alerts: $(grep '"event_type":"alert"' "$work/log/eve.json" 2>/dev/null | tail -n3))"; fi
 }
 snap s8a
 run b inspected_ok 90 "B fetches the token from A:83 through inspection (a clean request)" fetch_with 10.0.0.1 83 /index.html

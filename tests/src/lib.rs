@@ -189,7 +189,7 @@ impl Rig {
     pub fn write_config(&self) {
         let mut t = format!(
             "[dataplane]\nmain_core = 0\nworker_cores = {workers:?}\nmemory_mb = 256\nfile_prefix = \"rt-{name}-{pid}\"\nhugepages = {huge}\nshm = \"{shm}\"\nmbufs = 8191\n{dp}\n\
-             [control]\nsocket = \"{dir}/control.sock\"\nmetrics = \"127.0.0.1:{mp}\"\nevent_log = \"{dir}/eve.json\"\nblocklist = \"{dir}/blocks.json\"\n\n\
+             [control]\nsocket = \"{dir}/control.sock\"\nmetrics = \"127.0.0.1:{mp}\"\nevent_log = \"{dir}/log/eve.json\"\nblocklist = \"{dir}/blocks.json\"\nevent_key = \"{dir}/eventlog.key\"\n\n\
              [policy]\ndefault_action = \"{action}\"\n{policy}\n\n",
             name = self.name,
             workers = self.worker_cores,

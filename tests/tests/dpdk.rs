@@ -117,7 +117,10 @@ fn stop(mut rig: Rig) -> (Vec<Vec<u8>>, String) {
     // Stopping the dataplane closes the pcap ports, which flushes their files.
     rig.control.take();
     assert_eq!(rig.dataplane.as_mut().unwrap().stop(), Some(0), "the dataplane exits cleanly on SIGTERM");
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap_or_default();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap_or_default();
+    // Every record the control process wrote is sealed, and the chain verifies.
+    let v = rig.ctl_ok(&["verify-log"]);
+    assert!(v["verified"].as_u64() == Some(eve.lines().count() as u64) && v["problems"] == serde_json::json!([]), "{v}");
     (read_pcap(&rig.dir.join("out1.pcap")), eve)
 }
 

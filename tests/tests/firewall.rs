@@ -115,7 +115,7 @@ fn rules_state_deny_reject_and_counters() {
     let list = flows["flows"].as_array().unwrap();
     assert_eq!(list.len(), 1, "{flows}");
     assert_eq!((list[0]["src_ip"].as_str(), list[0]["dest_port"].as_u64()), (Some("10.0.5.10"), Some(9)));
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
     assert!(eve.contains("\"event_type\":\"flow\"") && eve.contains("\"rule\":\"a-to-b-udp9\""), "new flows of a logging rule are logged");
     assert!(eve.contains("\"action\":\"rejected\""), "rejections are logged");
 }
@@ -154,7 +154,7 @@ fn reload_cuts_exactly_the_flows_the_new_policy_denies() {
     assert_eq!(b.received_from(A).1, cut_before, "nothing of the cut flow passes any more");
     assert_eq!(removed(), Some(1), "only the flow the new policy denies was cut");
     assert!(rig.drops("policy_drop") > 0, "the cut flow's later packets meet the default action");
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
     let cuts: Vec<&str> = eve.lines().filter(|l| l.contains("\"reason\":\"policy\"")).collect();
     assert_eq!(cuts.len(), 1, "one cut logged: {cuts:?}");
     assert!(
@@ -174,12 +174,12 @@ fn an_idle_flow_the_new_policy_denies_is_cut_without_another_packet() {
     withdraw_rule(&mut rig, "a-to-b-udp9");
     assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
     let cut = wait_for("the idle flow's cut in the log", Duration::from_secs(10), || {
-        let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+        let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
         eve.lines().find(|l| l.contains("\"reason\":\"policy\"")).map(str::to_string)
     });
     assert!(cut.contains("\"src_ip\":\"10.0.5.10\"") && cut.contains("\"dest_port\":9"), "{cut}");
     // The reload itself is logged: who asked and what changed.
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
     let change: serde_json::Value = eve
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -212,7 +212,7 @@ fn flows_evicted_from_a_full_table_are_counted_and_logged() {
     assert!(evictions >= 1500 - 1024, "at least one eviction per flow beyond the table's size: {table}");
     assert_eq!(rig.drops("flow_table_full"), 0, "evict-oldest makes room instead of refusing: {table}");
     let evicted = wait_for("one flow-end record per eviction", Duration::from_secs(10), || {
-        let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+        let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
         let lines: Vec<String> = eve.lines().filter(|l| l.contains("\"reason\":\"evicted\"")).map(str::to_string).collect();
         (lines.len() as u64 == evictions).then_some(lines)
     });
@@ -279,7 +279,7 @@ fn a_flow_ending_after_a_reorder_is_logged_with_the_rule_that_decided_it() {
     std::fs::write(&rig.config, text.replacen("[[rules]]", &format!("{first}[[rules]]"), 1)).unwrap();
     assert_eq!(rig.ctl_ok(&["reload"])["result"], "applied");
     let end = wait_for("the flow's timeout in the log", Duration::from_secs(15), || {
-        let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+        let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
         eve.lines().find(|l| l.contains("\"reason\":\"timeout\"") && l.contains("\"dest_port\":9")).map(str::to_string)
     });
     assert!(end.contains("\"rule\":\"a-to-b-udp9\""), "labelled with the rule that decided the flow, not today's rule #0: {end}");
@@ -306,7 +306,7 @@ fn flows_kill_ends_the_flows_that_match_and_logs_them() {
     let pkts = again["flows"][0]["pkts"][0].as_u64().unwrap();
     assert!(pkts < before, "a new flow ({pkts} packets), not the killed one ({before} at the kill): {again}");
     let end = wait_for("the kill in the log", Duration::from_secs(5), || {
-        let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+        let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
         eve.lines().find(|l| l.contains("\"reason\":\"removed\"")).map(str::to_string)
     });
     assert!(end.contains("\"src_ip\":\"10.0.5.10\"") && end.contains("\"dest_port\":9") && end.contains("\"rule\":\"a-to-b-udp9\""), "{end}");
@@ -368,7 +368,7 @@ fn a_block_cuts_an_address_at_once_survives_restarts_and_ends() {
     assert_eq!(tx_b(&rig), at_timed, "blocked for its time");
     wait_for("the timed block to end", Duration::from_secs(10), || (tx_b(&rig) > at_timed + 100).then_some(()));
     assert_eq!(rig.ctl_ok(&["blocks"])["blocks"].as_array().map(Vec::len), Some(0));
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
     let actions: Vec<String> = eve.lines().filter(|l| l.contains("\"event_type\":\"block\"")).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["block"]["action"].as_str().unwrap().to_string()).collect();
     assert_eq!(actions, ["added", "removed", "added", "expired"], "{eve}");
     a.stop();

@@ -79,7 +79,7 @@ fn segment_switches_floods_learns_and_enforces_admin_state() {
     assert!(malformed >= 4, "junk frames from a are dropped as malformed ({malformed})");
     let pa = rig.port("a");
     assert!(pa["rx_packets"].as_u64().unwrap() >= 1000 && pa["drop_packets"].as_u64().unwrap() >= 4, "{pa}");
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
     assert!(eve.contains("\"event_type\":\"drop\"") && eve.contains("malformed_"), "malformed drops are logged");
 }
 
@@ -152,7 +152,7 @@ fn guests_added_and_removed_at_runtime_without_disturbing_others() {
     let ports = rig.ctl_ok(&["ports"]);
     assert!(ports["ports"].as_array().unwrap().iter().all(|p| p["name"] != "c"), "{ports}");
     assert_eq!(delivered(&rig, &b, &a, 14000, 30), (14000, 14000, 0), "a→b lost nothing while c came and went");
-    let eve = std::fs::read_to_string(rig.dir.join("eve.json")).unwrap();
+    let eve = std::fs::read_to_string(rig.dir.join("log/eve.json")).unwrap();
     assert!(eve.contains("\"state\":\"down\""), "port removal is logged");
 }
 
