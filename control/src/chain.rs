@@ -15,7 +15,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -117,7 +117,18 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let mut out = Vec::with_capacity(2 * b.len());
+    hex_into(b, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Lower-case hex digits of `b`, appended to `out` (no allocation per byte: this is on every
+/// record's way to the log).
+fn hex_into(b: &[u8], out: &mut Vec<u8>) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &x in b {
+        out.extend_from_slice(&[DIGITS[(x >> 4) as usize], DIGITS[(x & 15) as usize]]);
+    }
 }
 
 pub fn unhex(s: &[u8]) -> Option<Tag> {
@@ -203,10 +214,10 @@ impl Chain {
         out.extend_from_slice(open);
         out.extend_from_slice(SEQ);
         let seq = self.head.seq + 1;
-        out.extend_from_slice(seq.to_string().as_bytes());
+        let _ = write!(out, "{seq}");
         out.extend_from_slice(HMAC);
         let tag = self.key.tag(&self.head.tag, &out[start..]);
-        out.extend_from_slice(hex(&tag).as_bytes());
+        hex_into(&tag, out);
         out.extend_from_slice(END);
         out.push(b'\n');
         self.head = Link { seq, tag };
