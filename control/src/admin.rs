@@ -152,6 +152,8 @@ fn block(d: &Daemon, request: &BlockRequest, peer: Peer, add: bool) -> Reply<Bod
             }
         };
         inner.log.write(&block_event(if add { "added" } else { "removed" }, &entry, Some(peer)));
+        // In the file before the command returns: whoever asked can read it at once.
+        inner.log.flush();
         let Some(seg) = inner.segment.clone() else {
             inner.set_policy(image, slots);
             let published = Published { result: Some("stored; it applies when the dataplane attaches".into()), ..Default::default() };
@@ -215,6 +217,8 @@ pub fn reload(d: &Daemon, peer: Peer) -> Reply<Body> {
             inner.set_policy(image, slots);
             inner.last_reload = "stored; the dataplane is not attached".into();
             inner.log.write(&change.event(None, "stored (the dataplane is not attached)", peer));
+            // In the file before the command returns: whoever asked can read it at once.
+            inner.log.flush();
             let message = "configuration accepted; it will be published when the dataplane attaches".to_string();
             return Reply::ok(Body::Reload(ReloadReply { applied: Some(false), message: Some(message), ..Default::default() }));
         };
@@ -229,6 +233,8 @@ pub fn reload(d: &Daemon, peer: Peer) -> Reply<Body> {
     let errors = ports.iter().filter(|p| p.state == "error").map(|p| PortError { port: p.name.clone(), error: p.message.clone() }).collect();
     inner.last_reload = format!("generation {gen}: {result}");
     inner.log.write(&change.event(Some(gen), &result, peer));
+    // In the file before the command returns: whoever asked can read it at once.
+    inner.log.flush();
     let published = Published { generation: Some(gen), result: Some(result.clone()), worker_generations: Some(worker_gens) };
     let body = ReloadReply { published, port_errors: Some(errors), ..Default::default() };
     Reply { ok, error: (!ok).then_some(result), body: Body::Reload(body) }
